@@ -1,0 +1,96 @@
+"""``gs-export``: write models/<name>/ (per-block forward + VJP ONNX graphs and manifest.json)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from .architectures import ARCHITECTURES, build
+from .checkpoints import load_digiface, load_generator
+from .exporter import default_recommended, export_generator
+
+
+def _progress(label):
+    def cb(k, d):
+        click.echo(f"{label}: exporting and checking block {k + 1}/{d}", err=True)
+    return cb
+
+
+@click.group()
+def main():
+    """Export generators to gs-onnx model folders (needs torch, onnx, onnxscript)."""
+
+
+@main.command()
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--key", default=None, help="Nested key of the state_dict inside the checkpoint (a.b).")
+@click.option("--key-map", default=None, help="'dcgan-tutorial' or a JSON file {checkpoint key: our key}.")
+@click.option("--config", "config_json", default="{}", help="Architecture keywords as JSON.")
+@click.option("--name", required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--provenance", "prov_json", default="{}", help="JSON object: weights source, data, licence.")
+@click.option("--cut", type=int, default=None, help="Recommended cut (default: the paper's).")
+def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json, cut):
+    """Export a state_dict checkpoint of ARCH (loaded with weights_only=True)."""
+    gen = load_generator(arch, json.loads(config_json), checkpoint, key, key_map)
+    rec = default_recommended(arch)
+    if cut is not None:
+        rec["cut"] = cut
+    prov = {"weights": str(checkpoint), **json.loads(prov_json)}
+    export_generator(gen, out, name, provenance=prov, recommended=rec, progress=_progress(name))
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A downloaded gan_face_generate-1.1.1 wheel (default: pip download it).")
+@click.option("--out", type=click.Path(file_okay=False), default="models/dcgan-digiface", show_default=True)
+def digiface(wheel, out):
+    """Import the DigiFace-1M DCGAN of gan-face-generate==1.1.1 (MIT) as models/dcgan-digiface."""
+    gen, prov = load_digiface(wheel)
+    export_generator(gen, out, "dcgan-digiface", provenance=prov, progress=_progress("dcgan-digiface"))
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--provenance", "prov_json", default="{}", help="Extra provenance fields (JSON object).")
+def run(run_dir, name, out, prov_json):
+    """Export a gs-train run folder (generator.pt + train.json)."""
+    rec = json.loads((Path(run_dir) / "train.json").read_text())
+    gen = load_generator(rec["arch"], rec["config"], Path(run_dir) / "generator.pt")
+    train = {k: v for k, v in rec.items() if k != "losses"}
+    losses = rec.get("losses", [])
+    train["final_losses"] = losses[-1] if losses else None
+    prov = {"weights": f"trained by gs-onnx's own code (gs-train {rec['arch']})",
+            "licence": "the weights: same terms as the training data (CelebA: non-commercial research only)",
+            "training": train, **json.loads(prov_json)}
+    export_generator(gen, out, name, provenance=prov, progress=_progress(name))
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), required=True)
+@click.option("--config", "config_json", default="{}", help="Architecture keywords as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default=None)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def untrained(arch, config_json, seed, name, out):
+    """A randomly initialised twin of ARCH (seeded; marked untrained in its manifest)."""
+    torch.manual_seed(seed)
+    gen = build(arch, **json.loads(config_json)).eval()
+    name = name or f"{arch}-untrained-{seed}"
+    prov = {"weights": f"random initialisation (torch default init, torch.manual_seed({seed}))",
+            "training_data": "none", "licence": "n/a"}
+    export_generator(gen, out, name, provenance=prov, untrained=True, progress=_progress(name))
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

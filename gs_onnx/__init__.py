@@ -1,0 +1,1 @@
+"""gs-onnx: Generator Surgery recovery on ONNX Runtime, without torch."""
