@@ -1,0 +1,86 @@
+"""The cut generator: blocks c..d-1 of a model, optimised over the inputs of block c.
+
+Generator Surgery (Park et al.) removes the first ``c`` blocks and treats the tensors they would have
+produced (for BEGAN past its first layer: the feature map *and* the skip source) as free variables.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .block import Block
+from .errors import GSError
+from .manifest import Manifest
+from .providers import Device
+
+
+class CutGenerator:
+    """``G_c``: {name: (B, *shape) float32} for the cut's inputs -> image (B, C, H, W) in [0, 1].
+
+    Parameters
+    ----------
+    manifest : a loaded model
+    cut : 0 <= cut < depth; 0 is the whole generator over its latent
+    device : "auto" | "cpu" | "cuda"
+
+    Attributes
+    ----------
+    inputs : names of the free tensors, in the manifest's order
+    shapes : their per-sample shapes
+    provider : the execution provider that really runs
+    """
+
+    def __init__(self, manifest: Manifest, cut: int, device: Device = "auto", threads: int = 0):
+        spec = manifest.cut(cut)
+        self.manifest, self.cut_index = manifest, cut
+        self.inputs: tuple[str, ...] = spec.inputs
+        self.shapes = {n: manifest.tensors[n] for n in self.inputs}
+        self.size = spec.size(manifest.tensors)
+        self.blocks = [Block(manifest, manifest.blocks[k], device, threads) for k in range(cut, manifest.depth)]
+        self.provider = self.blocks[0].provider
+        self.scale, self.shift = manifest.to_unit()
+        self.image_shape = manifest.image_shape
+
+    def _check(self, latents: dict[str, np.ndarray]) -> int:
+        b = None
+        for n in self.inputs:
+            if n not in latents:
+                raise GSError(f"missing cut input {n!r}")
+            a = latents[n]
+            if a.shape[1:] != self.shapes[n]:
+                raise GSError(f"cut input {n!r} has shape {a.shape[1:]}, expected {self.shapes[n]}")
+            if b is not None and a.shape[0] != b:
+                raise GSError("cut inputs have different batch sizes")
+            b = a.shape[0]
+        return int(b)
+
+    def forward(self, latents: dict[str, np.ndarray], keep: bool = False):
+        """Image in [0, 1] (unclamped: scale * G + shift), shape (B, C, H, W) float32.
+
+        With ``keep`` also returns the environment of every tensor computed, for :meth:`vjp`.
+        """
+        self._check(latents)
+        env = {n: np.ascontiguousarray(latents[n], dtype=np.float32) for n in self.inputs}
+        for blk in self.blocks:
+            env.update(blk.forward(env))
+        x = env[self.manifest.image]
+        x01 = x * np.float32(self.scale) + np.float32(self.shift) if (self.scale, self.shift) != (1.0, 0.0) else x
+        return (x01, env) if keep else x01
+
+    def vjp(self, env: dict[str, np.ndarray], grad_image01: np.ndarray) -> dict[str, np.ndarray]:
+        """dL/d(cut inputs) given dL/d(image in [0, 1]) and the environment from :meth:`forward`.
+
+        Gradients reaching a tensor from several blocks (BEGAN's skip source) are summed.
+        """
+        grads: dict[str, np.ndarray] = {
+            self.manifest.image: np.ascontiguousarray(grad_image01 * np.float32(self.scale), dtype=np.float32)}
+        for blk in reversed(self.blocks):
+            out_g = {}
+            for n in blk.outputs:
+                g = grads.get(n)
+                out_g[n] = g if g is not None else np.zeros_like(env[n])
+            for n, g in blk.vjp(env, out_g).items():
+                grads[n] = grads[n] + g if n in grads else g
+        return {n: grads[n] for n in self.inputs}
+
+    def __call__(self, latents: dict[str, np.ndarray]) -> np.ndarray:
+        return self.forward(latents)

@@ -1,0 +1,111 @@
+"""Image loading, the paper's preprocessing, and PNG output.
+
+Images inside gs-onnx are float32 arrays of shape (3, H, W) (C, H, W order, as the generators and the
+measurement operators flatten them) with values in [0, 1].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+
+from .errors import GSError
+
+Crop = Literal["auto", "aligned", "center", "none"]
+
+#: CelebA ``img_align_celeba`` images are 178 x 218; the paper crops 128 x 128 at top 51, left 26.
+ALIGNED_SIZE = (178, 218)
+ALIGNED_BOX = (26, 51, 26 + 128, 51 + 128)  # left, top, right, bottom
+
+
+def _open_rgb(path: str | Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise GSError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise GSError(f"unreadable image {path}: {e}") from None
+
+
+def preprocess(img, size: int, crop: Crop = "auto"):
+    """Crop and resize a PIL image to ``size`` x ``size`` RGB.
+
+    ``crop``: ``aligned`` crops the CelebA aligned box (top 51, left 26, 128 x 128); ``center`` takes the
+    largest centred square; ``none`` only resizes; ``auto`` picks ``aligned`` for 178 x 218 images, else
+    ``center``. Resizing uses Lanczos (a no-op when the size already matches).
+    """
+    from PIL import Image
+
+    if crop == "auto":
+        crop = "aligned" if img.size == ALIGNED_SIZE else "center"
+    if crop == "aligned":
+        if img.size != ALIGNED_SIZE:
+            raise GSError(f"aligned crop needs a 178x218 CelebA aligned image, got {img.size[0]}x{img.size[1]}")
+        img = img.crop(ALIGNED_BOX)
+    elif crop == "center":
+        w, h = img.size
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    elif crop != "none":
+        raise GSError(f"unknown crop mode {crop!r}")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.LANCZOS)
+    return img
+
+
+def load_image(path: str | Path, size: int, crop: Crop = "auto") -> np.ndarray:
+    """Load one image as float32 (3, size, size) in [0, 1] after :func:`preprocess`."""
+    img = preprocess(_open_rgb(path), size, crop)
+    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def load_uint8(path: str | Path, size: int, crop: Crop = "auto") -> np.ndarray:
+    """Load one image as uint8 (size, size, 3) after :func:`preprocess` (for training sets)."""
+    return np.asarray(preprocess(_open_rgb(path), size, crop), dtype=np.uint8)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GSError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise GSError(f"no images in {folder}")
+    return files
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """(3, H, W) float in [0, 1] (values outside are clamped) -> (H, W, 3) uint8."""
+    x = np.clip(np.nan_to_num(np.asarray(x, dtype=np.float32)), 0.0, 1.0)
+    return (x.transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_png(x: np.ndarray, path: str | Path) -> None:
+    """Write a (3, H, W) image in [0, 1] as an RGB PNG."""
+    from PIL import Image
+
+    Image.fromarray(to_uint8(x)).save(path, format="PNG")
+
+
+def grid(images: Iterable[np.ndarray], ncol: int, pad: int = 2) -> np.ndarray:
+    """Tile (3, H, W) images into one (3, H', W') image, ``ncol`` per row, white padding."""
+    ims = [np.asarray(i, dtype=np.float32) for i in images]
+    if not ims:
+        raise GSError("no images to tile")
+    c, h, w = ims[0].shape
+    nrow = (len(ims) + ncol - 1) // ncol
+    out = np.ones((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
+    for i, im in enumerate(ims):
+        r, q = divmod(i, ncol)
+        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = im
+    return out

@@ -1,0 +1,291 @@
+"""Noisy measurements ``y = A x + eta`` and their files (a ``.npy`` plus a ``.json`` sidecar).
+
+A measurement file pair is ``name.npy`` (float32, shape ``(B, m)``, written by ``np.save``) and
+``name.json``: the caller's fields (operator description, seed, m, n, image shape, noise, sigma,
+sources, preprocessing, model) plus ``format``, ``format_version``, ``shape``, ``dtype`` and the
+``sha256`` of the ``.npy`` bytes. ``A`` itself is never stored: :func:`operator_for` rebuilds it from
+the sidecar's ``"operator"`` description.
+
+Examples
+--------
+>>> import numpy as np
+>>> from gs_onnx.operator import GaussianOperator
+>>> op = GaussianOperator(m=100, n=12288, seed=0)
+>>> x = np.random.default_rng(1).random((2, 12288), dtype=np.float32)
+>>> y = measure(x, op, sigma=paper_sigma(op.n, op.m), seed=0)
+>>> y.shape, y.dtype
+((2, 100), dtype('float32'))
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import GSError
+from .operator import Operator, operator_from_description
+
+FORMAT = "gs-onnx-measurements"
+FORMAT_VERSION = 1
+#: Second entry of the noise stream's SeedSequence; A's row blocks use 0, 1, 2, ...
+NOISE_STREAM = 2**31 - 1
+#: n at 64 x 64 RGB, where the paper's noise has ||eta|| ~ 0.1.
+PAPER_N = 12288
+
+
+def paper_sigma(n: int, m: int) -> float:
+    """Per-measurement noise std of the paper, ``0.1 * sqrt(n / (m * 12288))``.
+
+    At 64 px (``n = 12288``) this gives ``||eta|| ~ 0.1`` for any ``m``; for larger images the ratio
+    ``E||eta||^2 / E||A x||^2`` stays as at 64 px.
+
+    Parameters
+    ----------
+    n, m : int
+        Signal dimension and number of measurements (both > 0).
+    """
+    if n <= 0 or m <= 0:
+        raise GSError(f"paper_sigma needs positive n and m, got n={n}, m={m}")
+    return 0.1 * math.sqrt(n / (m * PAPER_N))
+
+
+def noise_sigma(spec: str | float, n: int, m: int) -> float:
+    """Per-measurement noise std from a user spec.
+
+    Parameters
+    ----------
+    spec : str or float
+        ``"paper"`` (:func:`paper_sigma`), ``"none"`` (0.0), or a finite non-negative number or
+        number string.
+    n, m : int
+        Signal dimension and number of measurements.
+
+    Raises
+    ------
+    GSError
+        Any other spec.
+    """
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s == "paper":
+            return paper_sigma(n, m)
+        if s == "none":
+            return 0.0
+        try:
+            value = float(s)
+        except ValueError:
+            raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}") from None
+    elif isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(spec, bool):
+        value = float(spec)
+    else:
+        raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}")
+    if not math.isfinite(value) or value < 0:
+        raise GSError(f"noise std must be finite and non-negative, got {spec!r}")
+    return value
+
+
+def measure(x: np.ndarray, op: Operator, sigma: float, seed: int) -> np.ndarray:
+    """Noisy measurements ``y = A x + sigma * N(0, 1)``.
+
+    Parameters
+    ----------
+    x : ndarray, float32, shape (B, n)
+        Flattened images (C, H, W order), values in [0, 1].
+    op : Operator
+        The measurement operator ``A`` (``op.n == n``).
+    sigma : float
+        Per-measurement noise std (>= 0); see :func:`noise_sigma`.
+    seed : int
+        Non-negative seed; the noise is drawn from
+        ``Generator(PCG64(SeedSequence([seed, 2**31 - 1])))``, a stream separate from ``A``'s.
+
+    Returns
+    -------
+    ndarray, float32, shape (B, m)
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != op.n:
+        raise GSError(f"images must have shape (B, {op.n}) for this operator, got {tuple(x.shape)}")
+    if not np.isfinite(x).all():
+        raise GSError("images contain NaN or Inf")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise GSError(f"noise std must be finite and non-negative, got {sigma!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise GSError(f"seed must be a non-negative integer, got {seed!r}")
+    y = np.asarray(op.forward(x), dtype=np.float32)
+    if sigma > 0:
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), NOISE_STREAM])))
+        noise = rng.standard_normal(y.shape, dtype=np.float32)
+        noise *= np.float32(sigma)
+        y += noise
+    return y
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"sidecar field of type {type(o).__name__} is not JSON-serialisable")
+
+
+def _write_atomic(targets: list[tuple[Path, bytes]]) -> None:
+    """Write every file to a temp file in its folder, fsync, then ``os.replace`` them in order."""
+    temps: list[tuple[str, Path]] = []
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        for path, data in targets:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append((tmp, path))
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the results owner-only
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any]) -> None:
+    """Write ``y`` to ``path`` (``.npy``) and its sidecar ``path.with_suffix(".json")``, atomically.
+
+    Both files are written to temporary files in the target folder and moved into place with
+    ``os.replace``; a crash between the two moves leaves a pair whose sha256 does not match, which
+    :func:`read_measurements` refuses.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target ``.npy`` file; its folder must exist.
+    y : ndarray, float32, shape (B, m)
+        Finite measurements.
+    sidecar : dict
+        The caller's JSON-able fields (numpy scalars and paths are converted). ``format``,
+        ``format_version``, ``shape``, ``dtype`` and ``sha256`` are added (overwriting any given).
+    """
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise GSError(f"measurement file must end in .npy, got {path}")
+    if not path.parent.is_dir():
+        raise GSError(f"output folder does not exist: {path.parent}")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.ndim != 2:
+        raise GSError(f"measurements must be 2-D (B, m), got shape {tuple(y.shape)}")
+    if not np.isfinite(y).all():
+        raise GSError("measurements contain NaN or Inf")
+    if "m" in sidecar and sidecar["m"] != y.shape[1]:
+        raise GSError(f"sidecar m={sidecar['m']!r} does not match measurements of shape {tuple(y.shape)}")
+    buf = io.BytesIO()
+    np.save(buf, y, allow_pickle=False)
+    data = buf.getvalue()
+    meta = dict(sidecar)
+    meta.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        shape=list(y.shape),
+        dtype="float32",
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    text = json.dumps(meta, indent=2, allow_nan=False, default=_json_default) + "\n"
+    _write_atomic([(path, data), (path.with_suffix(".json"), text.encode("utf-8"))])
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Load and validate measurements written by :func:`write_measurements`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npy`` file; the sidecar is ``path.with_suffix(".json")``.
+
+    Returns
+    -------
+    y : ndarray, float32, shape (B, m)
+        Finite measurements.
+    sidecar : dict
+        The parsed sidecar.
+
+    Raises
+    ------
+    GSError
+        Missing file or sidecar, invalid JSON or format tag, an array that is not 2-D float32 of the
+        sidecar's shape (or ``m``), a sha256 mismatch, NaN/Inf values, or pickled content (never
+        unpickled).
+    """
+    path = Path(path)
+    side_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise GSError(f"measurements not found: {path}")
+    if not side_path.is_file():
+        raise GSError(f"measurement sidecar not found: {side_path}")
+    try:
+        meta = json.loads(side_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GSError(f"unreadable sidecar {side_path}: {_one_line(e)}") from None
+    if not isinstance(meta, dict):
+        raise GSError(f"sidecar {side_path} is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise GSError(f"{side_path} is not a gs-onnx measurement sidecar (format {meta.get('format')!r})")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise GSError(f"unsupported measurement format_version {version!r} (this version reads 1)")
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise GSError(f"unreadable measurements {path}: {_one_line(e)}") from None
+    try:
+        y = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise GSError(f"not a plain .npy array: {path} ({_one_line(e)})") from None
+    if not isinstance(y, np.ndarray):
+        raise GSError(f"not a single .npy array: {path}")
+    if y.ndim != 2:
+        raise GSError(f"measurements must be 2-D (B, m), got shape {tuple(y.shape)} in {path}")
+    if y.dtype != np.float32:
+        raise GSError(f"measurements must be float32, got {y.dtype} in {path}")
+    if meta.get("shape") != list(y.shape):
+        raise GSError(f"measurements of shape {list(y.shape)} do not match sidecar shape {meta.get('shape')!r}")
+    if "m" in meta and meta["m"] != y.shape[1]:
+        raise GSError(f"measurements have m={y.shape[1]} but the sidecar says m={meta['m']!r}")
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        raise GSError(f"measurements do not match their sidecar (sha256): {path}")
+    if not np.isfinite(y).all():
+        raise GSError(f"measurements contain NaN or Inf: {path}")
+    return y, meta
+
+
+def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Operator:
+    """Rebuild the operator ``A`` from a sidecar's ``"operator"`` description.
+
+    Raises
+    ------
+    GSError
+        No or invalid description, or an operator whose ``m``/``n`` disagree with the sidecar's.
+    """
+    d = sidecar.get("operator")
+    if not isinstance(d, dict):
+        raise GSError("sidecar has no operator description")
+    op = operator_from_description(d, max_bytes=max_bytes)
+    for key in ("m", "n"):
+        if key in sidecar and sidecar[key] != getattr(op, key):
+            raise GSError(f"sidecar {key}={sidecar[key]!r} does not match its operator ({key}={getattr(op, key)})")
+    return op

@@ -1,0 +1,83 @@
+"""Image quality metrics: PSNR on clamped reconstructions, and mean/std over images.
+
+Examples
+--------
+>>> import numpy as np
+>>> x = np.full((3, 64, 64), 0.5, dtype=np.float32)
+>>> round(psnr(x + 0.1, x), 3)
+20.0
+>>> mean_std([20.0, 22.0])
+(21.0, 1.0)
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+
+def psnr(x_hat: np.ndarray, x: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio of one image, in dB, on ``clamp(x_hat, 0, 1)``.
+
+    ``10 log10(data_range^2 / MSE)`` with the MSE over all entries, computed in float64.
+
+    Parameters
+    ----------
+    x_hat : ndarray, float, any shape
+        Reconstruction (any real values; clamped to [0, 1] first, as in the paper).
+    x : ndarray, float, same shape
+        Ground truth, values in [0, 1] (not clamped).
+    data_range : float
+        Peak value (1 for images in [0, 1]).
+
+    Returns
+    -------
+    float
+        PSNR in dB; ``inf`` when the clamped reconstruction equals ``x``.
+    """
+    x_hat = np.clip(np.asarray(x_hat, dtype=np.float64), 0.0, 1.0)
+    x = np.asarray(x, dtype=np.float64)
+    if x_hat.shape != x.shape:
+        raise ValueError(f"psnr: shapes differ, {x_hat.shape} vs {x.shape}")
+    if x.size == 0:
+        raise ValueError("psnr: empty images")
+    mse = float(np.mean((x_hat - x) ** 2))
+    if mse == 0.0:
+        return float("inf")
+    return 10.0 * math.log10(data_range**2 / mse)
+
+
+def batch_psnr(x_hat: np.ndarray, x: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """:func:`psnr` of every image in a batch.
+
+    Parameters
+    ----------
+    x_hat, x : ndarray, float, shape (B, ...)
+        Reconstructions and ground truths; the first axis indexes images.
+
+    Returns
+    -------
+    ndarray, float64, shape (B,)
+    """
+    x_hat, x = np.asarray(x_hat), np.asarray(x)
+    if x_hat.shape != x.shape or x.ndim < 1:
+        raise ValueError(f"batch_psnr: shapes differ or are scalar, {x_hat.shape} vs {x.shape}")
+    return np.array([psnr(a, b, data_range) for a, b in zip(x_hat, x)], dtype=np.float64)
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and (population, ``ddof=0``) standard deviation of per-image values.
+
+    Returns
+    -------
+    (float, float)
+        ``(mean, std)``. An infinite value (a perfect reconstruction's PSNR) makes the mean ``inf``
+        and the std ``nan``.
+    """
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_std: no values")
+    if not np.isfinite(v).all():
+        return float(np.mean(v)), float("nan")
+    return float(np.mean(v)), float(np.std(v))

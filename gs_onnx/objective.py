@@ -1,0 +1,49 @@
+"""The Generator Surgery objective f(z) = ||A G_c(z) - y||^2 / m and its gradient.
+
+Generator and operator run in float32 (ONNX Runtime, BLAS); scipy sees float64 values and gradients.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .cut import CutGenerator
+from .latent import LatentLayout
+from .operator import Operator
+
+
+class Objective:
+    """f and its gradient for one measurement vector.
+
+    Parameters
+    ----------
+    gen : the cut generator; its image (B, C, H, W) in [0, 1] is flattened in C, H, W order
+    op : measurement operator with ``op.n == C*H*W``
+    y : measurements, (m,) float32
+
+    Call ``value_and_grad(z)`` with z float64 (size,) (one restart); ``evaluations`` counts calls.
+    """
+
+    def __init__(self, gen: CutGenerator, op: Operator, y: np.ndarray):
+        self.gen, self.op = gen, op
+        self.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
+        self.layout = LatentLayout(gen.shapes)
+        self.m = self.y.shape[1]
+        self.evaluations = 0
+
+    def residual(self, x01: np.ndarray) -> np.ndarray:
+        return self.op.forward(x01.reshape(x01.shape[0], -1)) - self.y
+
+    def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        """f(z) and df/dz for z of shape (size,) (float64 in, float64 out)."""
+        self.evaluations += 1
+        x01, env = self.gen.forward(self.layout.unpack(z), keep=True)
+        r = self.residual(x01)
+        f = float(np.dot(r.ravel().astype(np.float64), r.ravel().astype(np.float64))) / self.m
+        gx = (2.0 / self.m) * self.op.adjoint(r).astype(np.float32)
+        grads = self.gen.vjp(env, gx.reshape(x01.shape))
+        return f, self.layout.pack(grads).ravel()
+
+    def value(self, z: np.ndarray) -> float:
+        x01 = self.gen.forward(self.layout.unpack(z))
+        r = self.residual(x01).astype(np.float64)
+        return float((r * r).sum()) / self.m

@@ -1,0 +1,350 @@
+"""Linear measurement operators ``A`` for compressed sensing, with forward and adjoint.
+
+An operator maps a batch of flattened images ``x`` (float32, shape ``(B, n)``, images flattened in
+C, H, W order) to measurements ``A x`` (float32, shape ``(B, m)``); its adjoint maps ``(B, m)`` back to
+``(B, n)``. Operators describe themselves as a small JSON-able dict from which
+:func:`operator_from_description` rebuilds them exactly, so a measurement file never needs to store ``A``.
+
+The Gaussian operator's entries are N(0, 1/m), drawn from numpy's PCG64 generator in fixed blocks of
+:data:`ROWS_PER_BLOCK` rows, block ``j`` seeded by ``SeedSequence([seed, j])``. The same
+``(m, n, seed)`` therefore gives a bit-identical matrix however it is generated or applied.
+
+Examples
+--------
+>>> import numpy as np
+>>> A = GaussianOperator(m=100, n=12288, seed=0)
+>>> x = np.random.default_rng(1).random((2, 12288), dtype=np.float32)
+>>> A.forward(x).shape, A.adjoint(A.forward(x)).shape
+((2, 100), (2, 12288))
+>>> B = operator_from_description(A.describe())
+>>> bool(np.array_equal(A.matrix(), B.matrix()))
+True
+"""
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import GSError
+
+#: Rows of the Gaussian matrix drawn from one seeded stream; part of the format, never change it.
+ROWS_PER_BLOCK = 256
+#: Refuse a dense matrix that would take more than this fraction of the available memory.
+MEMORY_SAFETY_FRACTION = 0.8
+_GB = 1e9
+
+
+def dense_bytes(m: int, n: int) -> int:
+    """Bytes of a dense float32 ``m`` x ``n`` matrix (``4 m n``)."""
+    return 4 * int(m) * int(n)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes this process's memory cgroup still allows (limit minus usage), or None without a limit."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2 ("max" -> None)
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        limit = _read_int(limit_file)
+        if limit is None or limit >= 1 << 60:  # v1 reports "no limit" as a huge number
+            continue
+        usage = _read_int(usage_file) or 0
+        return max(limit - usage, 0)
+    return None
+
+
+def available_memory_bytes() -> int:
+    """Memory available to this process, in bytes; 0 when it cannot be determined.
+
+    Reads ``MemAvailable`` from ``/proc/meminfo`` when present, else ``os.sysconf`` (available physical
+    pages times page size); a container's cgroup memory limit (minus current usage) caps the result.
+    """
+    available: int | None = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024  # reported in kB
+                    break
+    except (OSError, ValueError, IndexError):
+        available = None
+    if available is None:
+        try:
+            available = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            available = None
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        available = headroom if available is None else min(available, headroom)
+    return max(int(available or 0), 0)
+
+
+def _gb(nbytes: float) -> str:
+    gb = nbytes / _GB
+    return f"{gb:.2f} GB" if gb >= 0.01 else f"{gb:.3g} GB"
+
+
+def _check_2d(a: Any, cols: int, what: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim != 2 or a.shape[1] != cols:
+        raise GSError(f"{what} must have shape (B, {cols}), got {tuple(a.shape)}")
+    return a
+
+
+class Operator(ABC):
+    """A linear map ``A``: R^n -> R^m applied to batches of row vectors.
+
+    Attributes
+    ----------
+    m : int
+        Number of measurements (rows of ``A``).
+    n : int
+        Signal dimension (columns of ``A``), e.g. ``3 * H * W`` for a flattened C, H, W image.
+    """
+
+    m: int
+    n: int
+
+    @abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Apply ``A``.
+
+        Parameters
+        ----------
+        x : ndarray, float32, shape (B, n)
+            Flattened signals (images in C, H, W order; any real values).
+
+        Returns
+        -------
+        ndarray, float32, shape (B, m)
+            ``x @ A.T``, i.e. ``A x_b`` for every row ``x_b``.
+        """
+
+    @abstractmethod
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        """Apply ``A^T``.
+
+        Parameters
+        ----------
+        y : ndarray, float32, shape (B, m)
+
+        Returns
+        -------
+        ndarray, float32, shape (B, n)
+            ``y @ A``, i.e. ``A^T y_b`` for every row ``y_b``.
+        """
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able dict from which :func:`operator_from_description` rebuilds this operator exactly."""
+
+    @property
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Bytes of memory the operator holds, or needs once materialised."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(m={self.m}, n={self.n})"
+
+
+class IdentityOperator(Operator):
+    """``A = I`` (``m == n``): raw reconstruction, the generator's representation error.
+
+    Parameters
+    ----------
+    n : int
+        Signal dimension (> 0).
+    """
+
+    def __init__(self, n: int):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise GSError(f"identity operator needs a positive integer n, got {n!r}")
+        self.m = self.n = int(n)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return _check_2d(x, self.n, "x").copy()
+
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        return _check_2d(y, self.m, "y").copy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "identity", "m": self.m, "n": self.n, "dtype": "float32"}
+
+    @property
+    def nbytes(self) -> int:
+        return 0
+
+
+class GaussianOperator(Operator):
+    """Dense Gaussian matrix with i.i.d. N(0, 1/m) float32 entries, reproducible from a seed.
+
+    Rows ``[256 j, 256 (j + 1))`` of ``A`` are
+    ``Generator(PCG64(SeedSequence([seed, j]))).standard_normal((rows, n), dtype=float32) / float32(sqrt(m))``
+    (the last block may be shorter). The matrix is built lazily on the first :meth:`matrix`,
+    :meth:`forward` or :meth:`adjoint` call and cached.
+
+    Parameters
+    ----------
+    m, n : int
+        Shape of ``A`` (both > 0).
+    seed : int
+        Non-negative seed; the same ``(m, n, seed)`` always gives the same matrix, bit for bit.
+    chunk_rows : int, optional
+        Rows generated per step while filling the matrix (a memory/speed knob for generation only; it
+        does not change ``A``).
+    max_bytes : int, optional
+        Largest dense matrix allowed, in bytes. By default 80% of :func:`available_memory_bytes`.
+
+    Raises
+    ------
+    GSError
+        Bad parameters, or the dense matrix would not fit in memory (checked here, before any
+        allocation, and again before materialising).
+    """
+
+    def __init__(self, m: int, n: int, seed: int, *, chunk_rows: int = 1024, max_bytes: int | None = None):
+        for name, v, lo in (("m", m, 1), ("n", n, 1), ("seed", seed, 0), ("chunk_rows", chunk_rows, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise GSError(f"gaussian operator: {name} must be an integer >= {lo}, got {v!r}")
+        self.m, self.n, self.seed = int(m), int(n), int(seed)
+        self.chunk_rows = int(chunk_rows)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        self._matrix: np.ndarray | None = None
+        self._check_memory()
+
+    @property
+    def nbytes(self) -> int:
+        return dense_bytes(self.m, self.n)
+
+    def _check_memory(self) -> None:
+        need = self.nbytes
+        if self.max_bytes is not None:
+            if need > self.max_bytes:
+                raise GSError(
+                    f"gaussian operator {self.m}x{self.n} needs {_gb(need)} as a dense float32 matrix, "
+                    f"above the limit of {_gb(self.max_bytes)} (max_bytes)"
+                )
+            return
+        avail = available_memory_bytes()
+        if avail > 0 and need > MEMORY_SAFETY_FRACTION * avail:
+            raise GSError(
+                f"gaussian operator {self.m}x{self.n} needs {_gb(need)} as a dense float32 matrix, "
+                f"but only {_gb(avail)} of memory is available (limit {MEMORY_SAFETY_FRACTION:.0%}); "
+                f"use fewer measurements"
+            )
+
+    def _block(self, j: int) -> np.ndarray:
+        """Rows ``[256 j, min(256 (j + 1), m))`` of ``A``, float32."""
+        start = j * ROWS_PER_BLOCK
+        rows = min(ROWS_PER_BLOCK, self.m - start)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, j])))
+        block = rng.standard_normal((rows, self.n), dtype=np.float32)
+        block /= np.float32(math.sqrt(self.m))
+        return block
+
+    def rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of ``A`` (float32, shape ``(stop - start, n)``), generated without the cache.
+
+        Any split of ``[0, m)`` into row ranges reproduces :meth:`matrix` exactly. ``out``, if given,
+        receives the rows.
+        """
+        if not 0 <= start <= stop <= self.m:
+            raise GSError(f"row range [{start}, {stop}) outside [0, {self.m})")
+        if out is None:
+            out = np.empty((stop - start, self.n), dtype=np.float32)
+        for j in range(start // ROWS_PER_BLOCK, -(-stop // ROWS_PER_BLOCK)):
+            b0 = j * ROWS_PER_BLOCK
+            lo, hi = max(start, b0), min(stop, b0 + ROWS_PER_BLOCK)
+            out[lo - start : hi - start] = self._block(j)[lo - b0 : hi - b0]
+        return out
+
+    def matrix(self) -> np.ndarray:
+        """The dense matrix ``A``, float32, shape ``(m, n)``, entries N(0, 1/m); cached, do not modify."""
+        if self._matrix is None:
+            self._check_memory()
+            a = np.empty((self.m, self.n), dtype=np.float32)
+            # Chunks are whole blocks, so no block is drawn twice.
+            step = max(1, self.chunk_rows // ROWS_PER_BLOCK) * ROWS_PER_BLOCK
+            for start in range(0, self.m, step):
+                stop = min(start + step, self.m)
+                self.rows(start, stop, out=a[start:stop])
+            a.flags.writeable = False
+            self._matrix = a
+        return self._matrix
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return _check_2d(x, self.n, "x") @ self.matrix().T
+
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        return _check_2d(y, self.m, "y") @ self.matrix()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "gaussian",
+            "m": self.m,
+            "n": self.n,
+            "seed": self.seed,
+            "dtype": "float32",
+            "entries": "N(0,1/m)",
+            "rows_per_block": ROWS_PER_BLOCK,
+            "rng": f"numpy PCG64, SeedSequence([seed, block]), {ROWS_PER_BLOCK} rows per block",
+        }
+
+
+def _field_int(d: dict[str, Any], key: str, lo: int) -> int:
+    if key not in d:
+        raise GSError(f"operator description lacks {key!r}")
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise GSError(f"operator description: {key} must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+def operator_from_description(d: dict[str, Any], *, max_bytes: int | None = None) -> Operator:
+    """Rebuild an operator from :meth:`Operator.describe` output (e.g. a measurement sidecar).
+
+    Parameters
+    ----------
+    d : dict
+        ``{"type": "gaussian", "m", "n", "seed", ...}`` or ``{"type": "identity", "n", ...}``.
+    max_bytes : int, optional
+        Passed to :class:`GaussianOperator`.
+
+    Raises
+    ------
+    GSError
+        Unknown type, missing or invalid fields, or a format detail this version cannot reproduce.
+    """
+    if not isinstance(d, dict):
+        raise GSError(f"operator description must be a JSON object, got {type(d).__name__}")
+    kind = d.get("type")
+    if d.get("dtype", "float32") != "float32":
+        raise GSError(f"unsupported operator dtype {d.get('dtype')!r} (only float32)")
+    if kind == "gaussian":
+        if d.get("rows_per_block", ROWS_PER_BLOCK) != ROWS_PER_BLOCK:
+            raise GSError(
+                f"unsupported gaussian rows_per_block {d.get('rows_per_block')!r} (only {ROWS_PER_BLOCK})"
+            )
+        if d.get("entries", "N(0,1/m)") != "N(0,1/m)":
+            raise GSError(f"unsupported gaussian entries {d.get('entries')!r} (only 'N(0,1/m)')")
+        m, n, seed = _field_int(d, "m", 1), _field_int(d, "n", 1), _field_int(d, "seed", 0)
+        return GaussianOperator(m, n, seed, max_bytes=max_bytes)
+    if kind == "identity":
+        n = _field_int(d, "n", 1)
+        if "m" in d and d["m"] != n:
+            raise GSError(f"identity operator needs m == n, got m={d['m']!r}, n={n}")
+        return IdentityOperator(n)
+    raise GSError(f"unknown operator type {kind!r} (known: gaussian, identity)")

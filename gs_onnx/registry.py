@@ -1,0 +1,52 @@
+"""Finding installed models: ``--models-dir``, then ``$GS_ONNX_MODELS`` (os.pathsep-separated folders),
+then the models shipped with gs-onnx (the repository's ``models/`` folder)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import GSError
+from .manifest import Manifest, load_manifest
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "dcgan-digiface"
+
+
+def search_path(models_dir: str | Path | None = None) -> list[Path]:
+    dirs: list[Path] = []
+    if models_dir:
+        dirs.append(Path(models_dir))
+    env = os.environ.get("GS_ONNX_MODELS", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(SHIPPED)
+    return dirs
+
+
+def resolve(name: str, models_dir: str | Path | None = None) -> Path:
+    """The folder of model ``name`` (a model name, or a path to a model folder)."""
+    p = Path(name)
+    if (p / "manifest.json").is_file():
+        return p
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise GSError(f"unknown model {name!r}: no manifest.json there")
+    for d in search_path(models_dir):
+        if (d / name / "manifest.json").is_file():
+            return d / name
+    known = ", ".join(sorted(available(models_dir))) or "none"
+    raise GSError(f"unknown model {name!r} (installed: {known})")
+
+
+def load(name: str, models_dir: str | Path | None = None, verify: bool = True) -> Manifest:
+    """Resolve and load (checksums verified) model ``name``."""
+    return load_manifest(resolve(name, models_dir), verify=verify)
+
+
+def available(models_dir: str | Path | None = None) -> dict[str, Path]:
+    """{name: folder} of every model on the search path (first one wins)."""
+    out: dict[str, Path] = {}
+    for d in search_path(models_dir):
+        if d.is_dir():
+            for sub in sorted(d.iterdir()):
+                if (sub / "manifest.json").is_file() and sub.name not in out:
+                    out[sub.name] = sub
+    return out
