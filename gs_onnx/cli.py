@@ -1,0 +1,283 @@
+"""Command-line tools: ``gs-measure``, ``gs-recover``, ``gs-models``.
+
+Bad input ends in one line ``error: <what is wrong>`` on stderr and exit status 2, with nothing written.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import registry
+from .errors import GSError
+from .images import load_image, save_png
+from .manifest import sha256_file
+
+EXIT_BAD_INPUT = 2
+
+
+class OneLineCommand(click.Command):
+    """A click command whose usage errors (bad option values, wrong paths) print one ``error:`` line."""
+
+    def main(self, *args, **kwargs):
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - click >= 8.2 only
+            click.echo(e.ctx.get_help())
+            sys.exit(EXIT_BAD_INPUT)
+        except click.UsageError as e:
+            click.echo(f"error: {e.format_message().splitlines()[0]}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+
+
+def one_line_errors(fn):
+    """Turn GSError (and a few OS errors) into ``error: ...`` + exit 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except GSError as e:
+            click.echo(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except MemoryError:
+            click.echo("error: out of memory (try a smaller m or batch)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _models_dir_option(f):
+    return click.option("--models-dir", type=click.Path(file_okay=False), default=None,
+                        help="Folder of models searched first (then $GS_ONNX_MODELS, then the shipped ones).")(f)
+
+
+# ------------------------------------------------------------------------------------------ gs-measure
+
+def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="paper", crop="auto",
+                   models_dir=None):
+    """Measure images for ``model``: returns (y (B, m) float32, sidecar dict). See ``gs-measure``."""
+    from .measurement import measure, noise_sigma
+    from .operator import GaussianOperator
+
+    man = registry.load(model, models_dir)
+    c, h, w = man.image_shape
+    n = man.n
+    if (ratio is None) == (m is None):
+        raise GSError("give exactly one of --ratio and --m")
+    if ratio is not None:
+        if not 0 < ratio <= 1:
+            raise GSError(f"--ratio must be in (0, 1], got {ratio}")
+        m = max(1, int(round(ratio * n)))
+    if not 1 <= m <= n:
+        raise GSError(f"m = {m} is impossible for n = {n} (need 1 <= m <= n)")
+    if seed < 0:
+        raise GSError("--seed must be >= 0")
+    xs = np.stack([load_image(p, h, crop).reshape(-1) for p in images])
+    sigma = noise_sigma(noise, n, m)
+    op = GaussianOperator(m, n, seed)
+    y = measure(xs, op, sigma, seed)
+    sidecar = {
+        "model": man.name, "operator": op.describe(), "seed": seed, "m": m, "n": n, "ratio": m / n,
+        "image_shape": [c, h, w], "noise": str(noise), "sigma": sigma,
+        "sources": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in images],
+        "preprocessing": {"crop": crop, "size": h, "resize": "Lanczos", "range": "[0, 1]",
+                          "flatten": "C, H, W"},
+    }
+    return y, sidecar
+
+
+@click.command(cls=OneLineCommand)
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Model whose image size is used.")
+@click.option("--ratio", type=float, default=None, help="m/n (e.g. 0.1628).")
+@click.option("--m", "m", type=int, default=None, help="Number of measurements.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of A and of the noise.")
+@click.option("--noise", default="paper", show_default=True, help="paper | none | SIGMA (per-measurement std).")
+@click.option("--crop", type=click.Choice(["auto", "aligned", "center", "none"]), default="auto", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="meas.npy to write.")
+@_models_dir_option
+@one_line_errors
+def measure_main(images, model, ratio, m, seed, noise, crop, output, models_dir):
+    """Measure IMAGE... with a seeded Gaussian A (N(0, 1/m) entries): writes OUTPUT (.npy) + sidecar .json."""
+    from .measurement import write_measurements
+
+    out = Path(output)
+    if out.suffix != ".npy":
+        raise GSError(f"output must end in .npy: {output}")
+    if not out.parent.is_dir():
+        raise GSError(f"output folder does not exist: {out.parent}")
+    y, sidecar = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
+                                models_dir=models_dir)
+    write_measurements(out, y, sidecar)
+    click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, m/n = {sidecar['ratio']:.4f}, "
+               f"sigma = {sidecar['sigma']:.3g}) and {out.with_suffix('.json')}")
+
+
+# ------------------------------------------------------------------------------------------ gs-recover
+
+def _publish(tmp: Path, outdir: Path) -> None:
+    """Move finished files from ``tmp`` into ``outdir``; report.json last."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = sorted(tmp.iterdir(), key=lambda p: p.name == "report.json")
+    for f in files:
+        os.replace(f, outdir / f.name)
+
+
+@click.command(cls=OneLineCommand)
+@click.argument("measurements", type=click.Path(dir_okay=False))
+@click.option("--model", default=None, help="Model name or folder (default: the one the sidecar names).")
+@click.option("--cut", type=int, default=None, help="Blocks to cut (default: the model's recommended cut).")
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--restarts", type=int, default=3, show_default=True)
+@click.option("--max-iter", type=int, default=None, help="L-BFGS-B iterations per restart (default: manifest, 500).")
+@click.option("--max-fun", type=int, default=None, help="Evaluations per restart (default: 1.25 x max-iter).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the restarts' initial latents.")
+@click.option("--init", default="cn01", show_default=True, help="cn01 | zero | normal | normal5 | normal10")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores).")
+@click.option("--reference", multiple=True, type=click.Path(dir_okay=False),
+              help="Ground-truth image(s), one per measured image, for PSNR.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@_models_dir_option
+@one_line_errors
+def recover_main(measurements, model, cut, outdir, restarts, max_iter, max_fun, seed, init, device, threads,
+                 reference, progress, models_dir):
+    """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery."""
+    from .cut import CutGenerator
+    from .latent import INITS
+    from .measurement import operator_for, read_measurements
+    from .metrics import mean_std, psnr
+    from .progress import Progress
+    from .restart import Budget, recover
+
+    y, sidecar = read_measurements(measurements)
+    man = registry.load(model or sidecar.get("model") or registry.DEFAULT_MODEL, models_dir)
+    cut = man.recommended_cut if cut is None else cut
+    man.cut(cut)
+    if list(sidecar.get("image_shape", [])) != list(man.image_shape):
+        raise GSError(f"measurements are of {tuple(sidecar.get('image_shape', []))} images but model "
+                      f"{man.name} makes {man.image_shape}")
+    if restarts < 1:
+        raise GSError("--restarts must be >= 1")
+    if init not in INITS:
+        raise GSError(f"unknown --init {init!r}: choose one of {', '.join(INITS)}")
+    opt = man.recommended.get("optimizer", {})
+    max_iter = int(opt.get("max_iter", 500)) if max_iter is None else max_iter
+    max_fun = int(max_iter * 1.25) if max_fun is None else max_fun
+    if max_iter < 1 or max_fun < 1:
+        raise GSError("--max-iter and --max-fun must be >= 1")
+    budget = Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
+    refs = None
+    if reference:
+        if len(reference) != y.shape[0]:
+            raise GSError(f"{len(reference)} reference image(s) for {y.shape[0]} measured image(s)")
+        crop = sidecar.get("preprocessing", {}).get("crop", "auto")
+        refs = [load_image(p, man.image_shape[1], crop) for p in reference]
+    op = operator_for(sidecar)
+    if op.n != man.n:
+        raise GSError(f"measurements are for n = {op.n} but model {man.name} has n = {man.n}")
+    gen = CutGenerator(man, cut, device, threads)
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise GSError(f"output exists and is not a folder: {out}")
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gs-recover.", dir=parent))
+    try:
+        bar = Progress(f"recover {man.name} c={cut}", enabled=progress)
+        total = y.shape[0] * restarts * budget.max_fun
+        rows, images = [], []
+        for i in range(y.shape[0]):
+            done_before = i * restarts * budget.max_fun
+
+            def cb(r, ev, _i=i, _b=done_before):
+                bar.update((_b + r * budget.max_fun + ev) / total, f"image {_i + 1}/{y.shape[0]} restart {r + 1}")
+
+            rec = recover(gen, op, y[i], restarts=restarts, budget=budget, seed=seed + i, init=init, callback=cb)
+            images.append(rec.image)
+            png = f"recovered_{i:03d}.png"
+            save_png(rec.image, tmp / png)
+            rows.append({"index": i, "psnr": None if refs is None else round(psnr(rec.image, refs[i]), 4),
+                         "measurement_error": rec.measurement_error, "objective": rec.objective,
+                         "seconds": round(rec.seconds, 3), "evaluations": rec.evaluations,
+                         "best_restart": rec.best_restart, "png": png,
+                         "restarts": [r.__dict__ for r in rec.restarts]})
+        bar.close()
+        np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
+        ps = [r["psnr"] for r in rows if r["psnr"] is not None]
+        report = {
+            "model": man.name, "model_dir": str(man.root), "cut": cut, "cut_inputs": list(gen.inputs),
+            "free_values": gen.size, "device": device, "provider": gen.provider,
+            "restarts": restarts, "init": init, "seed": seed,
+            "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": budget.max_iter, "max_fun": budget.max_fun,
+                       "history": budget.history},
+            "measurements": str(measurements), "m": int(y.shape[1]), "n": man.n, "operator": sidecar["operator"],
+            "noise": sidecar.get("noise"), "sigma": sidecar.get("sigma"),
+            "psnr_mean": mean_std(ps)[0] if ps else None, "psnr_std": mean_std(ps)[1] if ps else None,
+            "images": rows,
+        }
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for r in rows:
+        ps_txt = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB"
+        click.echo(f"image {r['index']}: measurement error {r['measurement_error']:.4f}{ps_txt}  "
+                   f"{r['seconds']:.1f} s, {r['evaluations']} evaluations")
+    click.echo(f"wrote {out}/ (report.json, {len(rows)} PNG) on {gen.provider}")
+
+
+# ------------------------------------------------------------------------------------------ gs-models
+
+@click.command(cls=OneLineCommand)
+@_models_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@one_line_errors
+def models_main(models_dir, as_json):
+    """List installed models with their cuts and latent shapes."""
+    rows = []
+    for name, path in registry.available(models_dir).items():
+        try:
+            man = registry.load(str(path), verify=False)
+        except GSError as e:
+            rows.append({"name": name, "path": str(path), "error": str(e)})
+            continue
+        rows.append({"name": name, "path": str(path), "architecture": man.architecture,
+                     "image": list(man.image_shape), "untrained": man.untrained,
+                     "recommended_cut": man.recommended_cut,
+                     "cuts": [{"cut": c.cut, "inputs": {n: list(man.tensors[n]) for n in c.inputs},
+                               "size": c.size(man.tensors)} for c in man.cuts]})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo("no models found")
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['name']}: {r['error']}")
+            continue
+        tag = " (untrained)" if r["untrained"] else ""
+        click.echo(f"{r['name']}: {r['architecture']}{tag}, image {'x'.join(map(str, r['image']))}, "
+                   f"recommended cut {r['recommended_cut']}  [{r['path']}]")
+        for c in r["cuts"]:
+            ins = " + ".join(f"{n} {'x'.join(map(str, s))}" for n, s in c["inputs"].items())
+            mark = " *" if c["cut"] == r["recommended_cut"] else ""
+            click.echo(f"  cut {c['cut']}: {ins} ({c['size']} values){mark}")
