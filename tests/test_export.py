@@ -1,0 +1,123 @@
+"""Every block's exported forward and VJP graph against torch autograd, for all three architectures."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gs_export.architectures import DCGAN, build, dcgan_tutorial_key_map, fuse_batchnorm, upsample_nearest  # noqa: E402
+from gs_export.exporter import FORBIDDEN_OPS  # noqa: E402
+
+from conftest import TINY  # noqa: E402
+
+
+def _session(path):
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)) / max(np.linalg.norm(b), 1e-30))
+
+
+@pytest.mark.parametrize("key", list(TINY))
+def test_blocks_match_torch_autograd(tiny_models, key):
+    gen, folder = tiny_models[key]
+    man = json.loads((folder / "manifest.json").read_text())
+    shapes = gen.shapes()
+    g = torch.Generator().manual_seed(123)
+    for blk, spec in zip(gen.blocks, man["blocks"]):
+        fs, vs = _session(folder / spec["forward"]["file"]), _session(folder / spec["vjp"]["file"])
+        for batch in (1, 2, 5):
+            for _ in range(3):
+                xs = [torch.randn((batch, *shapes[n]), generator=g).requires_grad_(True) for n in blk.inputs]
+                out = blk(*xs)
+                out = out if isinstance(out, tuple) else (out,)
+                # cotangents away from ReLU kinks (see exporter.check_block)
+                cot = [torch.randn(o.shape, generator=g) * (o.detach().abs() > 1e-3 * o.detach().std()) for o in out]
+                ref = torch.autograd.grad(out, xs, cot, allow_unused=True)
+                feed = {n: x.detach().numpy() for n, x in zip(blk.inputs, xs)}
+                for got, want in zip(fs.run(None, feed), out):
+                    assert got.shape == want.shape
+                    assert _rel(got, want.detach().numpy()) < 1e-5
+                feed.update({f"grad_{n}": c.numpy() for n, c in zip(blk.outputs, cot)})
+                for got, want, x in zip(vs.run(None, feed), ref, xs):
+                    want = torch.zeros_like(x) if want is None else want
+                    assert got.shape == tuple(x.shape)
+                    assert _rel(got, want.numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("key", list(TINY))
+def test_graphs_have_no_scatter_and_share_weights(tiny_models, key):
+    _, folder = tiny_models[key]
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["opset"] >= 17
+    for spec in man["blocks"]:
+        locs = []
+        for which in ("forward", "vjp"):
+            m = onnx.load(str(folder / spec[which]["file"]), load_external_data=False)
+            assert not {n.op_type for n in m.graph.node} & set(FORBIDDEN_OPS)
+            # dynamic batch axis on every input
+            for i in m.graph.input:
+                assert i.type.tensor_type.shape.dim[0].dim_param
+            locs += [e.value for t in m.graph.initializer for e in t.external_data if e.key == "location"]
+        assert set(locs) <= {spec["weights"]}
+        assert spec["check"]["vjp_rel_l2_err"] < 1e-5 and spec["check"]["forward_rel_l2_err"] < 1e-5
+
+
+def test_began_cut_inputs_and_skip(tiny_models):
+    gen, folder = tiny_models["began"]
+    man = json.loads((folder / "manifest.json").read_text())
+    cuts = {c["cut"]: c["inputs"] for c in man["cuts"]}
+    assert cuts[0] == ["z"] and cuts[1] == ["h1"]
+    for c in range(2, len(cuts)):
+        assert cuts[c] == [f"h{c}", "h1"], "past the first layer the skip source is a second free input"
+    _, folder2 = tiny_models["began_noskip_tanh"]
+    man2 = json.loads((folder2 / "manifest.json").read_text())
+    assert all(len(c["inputs"]) == 1 for c in man2["cuts"])
+    assert man2["output_range"] == [-1.0, 1.0]
+
+
+def test_paper_shapes():
+    d = DCGAN()
+    assert d.shapes()["h1"] == (512, 4, 4) and d.shapes()["x"] == (3, 64, 64)
+    b = build("began")
+    assert b.cut_inputs(2) == ["h2", "h1"]
+    assert b.shapes()["h2"] == (128, 16, 16) and b.shapes()["h1"] == (128, 8, 8) and b.shapes()["x"] == (3, 128, 128)
+    v = build("vae")
+    assert v.shapes()["x"] == (3, 128, 128) and v.shapes()["z"] == (512,)
+
+
+def test_fuse_batchnorm_is_exact():
+    from conftest import _randomise_bn
+
+    g = _randomise_bn(build("vae", nz=16, widths=[8, 8, 8, 8, 8, 8])).eval()
+    import copy
+
+    f = fuse_batchnorm(copy.deepcopy(g))
+    z = torch.randn(3, 16)
+    assert torch.allclose(g(z), f(z), atol=1e-5)
+
+
+def test_upsample_is_nearest():
+    x = torch.randn(2, 3, 4, 5)
+    assert torch.equal(upsample_nearest(x, 3), torch.nn.functional.interpolate(x, scale_factor=3, mode="nearest"))
+
+
+def test_dcgan_tutorial_key_map_covers_state_dict():
+    g = DCGAN()
+    m = dcgan_tutorial_key_map(g)
+    assert sorted(m.values()) == sorted(g.state_dict().keys())
+
+
+def test_shipped_manifest_records_checks(shipped):
+    for b in shipped.blocks:
+        assert b.check["vjp_rel_l2_err"] < 1e-5 and b.check["forward_rel_l2_err"] < 1e-5
+        assert b.check["batches"] == [1, 3] and b.check["repeats"] >= 3
+    assert "MIT" in shipped.provenance["licence"]

@@ -1,0 +1,144 @@
+"""The torch-free runtime against independent truths: torch autograd, finite differences, known solutions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gs_onnx.cut import CutGenerator
+from gs_onnx.errors import GSError
+from gs_onnx.latent import LatentLayout, init_latent
+from gs_onnx.manifest import load_manifest
+from gs_onnx.metrics import psnr
+from gs_onnx.objective import Objective
+from gs_onnx.operator import GaussianOperator, IdentityOperator
+from gs_onnx.restart import Budget, recover
+
+from conftest import TINY
+
+
+def _torch_objective(gen, cut, latents, A, y, to_unit):
+    """f and df/dlatents in torch (float64) for the cut generator: the independent reference."""
+    import torch
+
+    g64 = gen.double()
+    zs = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True) for n, v in latents.items()}
+    env = g64.run(dict(zs), start=cut)
+    x01 = env["x"] * to_unit[0] + to_unit[1]
+    r = torch.tensor(A, dtype=torch.float64) @ x01.reshape(-1) - torch.tensor(y, dtype=torch.float64)
+    f = (r * r).sum() / len(y)
+    grads = torch.autograd.grad(f, list(zs.values()))
+    gen.float()
+    return float(f.detach()), {n: g.numpy() for n, g in zip(zs, grads)}
+
+
+@pytest.mark.parametrize("key", list(TINY))
+def test_objective_and_gradient_match_torch_at_every_cut(tiny_models, key):
+    pytest.importorskip("torch")
+    gen, folder = tiny_models[key]
+    man = load_manifest(folder)
+    rng = np.random.default_rng(0)
+    op = GaussianOperator(300, man.n, seed=1)
+    y = rng.standard_normal(op.m).astype(np.float32) * 0.3
+    for cut in range(man.depth):
+        cg = CutGenerator(man, cut, "cpu")
+        layout = LatentLayout(cg.shapes)
+        z = init_latent("cn01", layout.size, rng)[0]
+        f, g = Objective(cg, op, y).value_and_grad(z)
+        lat = {n: v.astype(np.float64) for n, v in layout.unpack(z).items()}
+        f_ref, g_ref = _torch_objective(gen, cut, lat, op.matrix(), y, man.to_unit())
+        g_ref = layout.pack(g_ref).ravel()
+        assert abs(f - f_ref) <= 1e-5 * abs(f_ref)
+        assert np.linalg.norm(g - g_ref) <= 1e-4 * np.linalg.norm(g_ref), (key, cut)
+
+
+def test_gradient_matches_finite_differences_shipped(shipped):
+    """Central differences along unit directions (float32 graphs: eps 1e-3 balances rounding and kinks)."""
+    rng = np.random.default_rng(3)
+    op = GaussianOperator(500, shipped.n, seed=2)
+    y = op.forward(rng.random((1, shipped.n), dtype=np.float32))[0]
+    for cut in (0, 1, 2):
+        obj = Objective(CutGenerator(shipped, cut, "cpu"), op, y)
+        z = init_latent("cn01", obj.layout.size, rng)[0]
+        _, g = obj.value_and_grad(z)
+        for _ in range(3):
+            # unit directions half along the gradient, half random, so that the directional derivative
+            # stands well above the float32 rounding of f (a purely random direction in 8192+ dimensions
+            # is nearly orthogonal to the gradient)
+            r = rng.standard_normal(z.size)
+            d = g / np.linalg.norm(g) + r / np.linalg.norm(r)
+            d /= np.linalg.norm(d)
+            eps = 1e-3
+            fd = (obj.value(z + eps * d) - obj.value(z - eps * d)) / (2 * eps)
+            assert fd == pytest.approx(float(g @ d), rel=1e-2), cut
+
+
+def test_cut_generator_composes_to_full_generator(tiny_models):
+    """Feeding G_c the activations that blocks 0..c-1 produce gives the image of the whole generator."""
+    import torch
+
+    gen, folder = tiny_models["began"]
+    man = load_manifest(folder)
+    z = torch.rand(2, *gen.latent_shape) * 2 - 1
+    with torch.no_grad():
+        env = gen.run({"z": z})
+    full = CutGenerator(man, 0, "cpu").forward({"z": z.numpy()})
+    for cut in range(man.depth):
+        cg = CutGenerator(man, cut, "cpu")
+        x = cg.forward({n: env[n].numpy() for n in cg.inputs})
+        np.testing.assert_allclose(x, full, atol=2e-5)
+        np.testing.assert_allclose(x, env["x"].numpy() * man.to_unit()[0] + man.to_unit()[1], atol=2e-5)
+
+
+def test_recovers_an_image_the_generator_made(shipped):
+    """A = I, no noise: the generator's own image is recovered (c=0 finds the latent; c=1 gets close)."""
+    z = init_latent("cn01", 100, np.random.default_rng(5)).reshape(1, 100, 1, 1).astype(np.float32)
+    x = CutGenerator(shipped, 0, "cpu").forward({"z": z})[0]
+    op = IdentityOperator(shipped.n)
+    r0 = recover(CutGenerator(shipped, 0, "cpu"), op, x.reshape(-1), restarts=1, budget=Budget(200, 250))
+    assert psnr(r0.image, x) > 40
+    r1 = recover(CutGenerator(shipped, 1, "cpu"), op, x.reshape(-1), restarts=1, budget=Budget(200, 250))
+    assert psnr(r1.image, x) > 33
+
+
+def test_restart_winner_is_lowest_measurement_error(shipped):
+    rng = np.random.default_rng(0)
+    op = GaussianOperator(300, shipped.n, seed=0)
+    y = op.forward(rng.random((1, shipped.n), dtype=np.float32))[0]
+    r = recover(CutGenerator(shipped, 1, "cpu"), op, y, restarts=3, budget=Budget(5, 8), seed=4)
+    errs = [rr.measurement_error for rr in r.restarts]
+    assert r.best_restart == int(np.argmin(errs))
+    assert r.measurement_error == min(errs)
+    assert r.image.min() >= 0 and r.image.max() <= 1
+    assert r.evaluations == sum(rr.evaluations for rr in r.restarts) and all(rr.evaluations <= 8 for rr in r.restarts)
+
+
+def test_cn01_init_is_clipped_normal():
+    z = init_latent("cn01", 200_000, np.random.default_rng(0))
+    assert z.min() == -1.0 and z.max() == 1.0
+    frac = np.mean(np.abs(z) == 1.0)
+    assert abs(frac - 0.3173) < 0.01  # P(|N(0,1)| > 1): clipped, not resampled
+    with pytest.raises(GSError):
+        init_latent("bogus", 3, np.random.default_rng(0))
+
+
+def test_layout_round_trip():
+    lay = LatentLayout({"h2": (4, 2, 2), "h1": (3, 1, 1)})
+    flat = np.arange(2 * lay.size, dtype=np.float64).reshape(2, -1)
+    t = lay.unpack(flat)
+    assert t["h2"].shape == (2, 4, 2, 2) and t["h1"].shape == (2, 3, 1, 1)
+    np.testing.assert_array_equal(lay.pack(t), flat)
+
+
+def test_cut_out_of_range(shipped):
+    for c in (-1, shipped.depth, 99):
+        with pytest.raises(GSError, match="out of range"):
+            CutGenerator(shipped, c, "cpu")
+
+
+def test_cuda_refused_without_cuda(shipped):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has onnxruntime-gpu")
+    with pytest.raises(GSError, match="CUDA"):
+        CutGenerator(shipped, 1, "cuda")
