@@ -43,6 +43,15 @@ class Objective:
         grads = self.gen.vjp(env, gx.reshape(x01.shape))
         return f, self.layout.pack(grads).ravel()
 
+    def image(self, latents: dict[str, np.ndarray]) -> np.ndarray:
+        """The cut generator's image in [0, 1] (unclamped), (B, C, H, W) float32."""
+        return self.gen.forward(latents)
+
+    def measurement_error(self, latents: dict[str, np.ndarray]) -> float:
+        """||A clamp(G(z), 0, 1) - y||_2 for one image: the restart-selection criterion."""
+        x = np.clip(self.image(latents), 0.0, 1.0)
+        return float(np.linalg.norm(self.residual(x).astype(np.float64)))
+
     def value(self, z: np.ndarray) -> float:
         x01 = self.gen.forward(self.layout.unpack(z))
         r = self.residual(x01).astype(np.float64)

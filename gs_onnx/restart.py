@@ -59,23 +59,20 @@ class Recovery:
     restarts: list[RestartResult]
 
 
-def measurement_error(gen: CutGenerator, op: Operator, y: np.ndarray, latents: dict[str, np.ndarray]) -> float:
-    """||A clamp(G(z), 0, 1) - y||_2 for one image."""
-    x = np.clip(gen.forward(latents), 0.0, 1.0).reshape(1, -1)
-    return float(np.linalg.norm((op.forward(x) - y.reshape(1, -1)).astype(np.float64)))
-
-
-def recover(gen: CutGenerator, op: Operator, y: np.ndarray, *, restarts: int = 3, budget: Budget = Budget(),
-            seed: int = 0, init: str = "cn01", z0: np.ndarray | None = None,
-            callback: Callable[[int, int], None] | None = None) -> Recovery:
+def recover(gen: CutGenerator | None, op: Operator | None, y: np.ndarray, *, restarts: int = 3,
+            budget: Budget = Budget(), seed: int = 0, init: str = "cn01", z0: np.ndarray | None = None,
+            callback: Callable[[int, int], None] | None = None, objective=None) -> Recovery:
     """Recover one image from its measurements ``y`` ((m,) float32) with ``restarts`` L-BFGS-B runs.
 
     Restart r starts from ``init`` drawn with ``np.random.default_rng([seed, r])`` (or ``z0[r]`` when
     given, shape (restarts, size)). ``callback(restart, evaluations)`` is called after every evaluation.
+    ``objective`` replaces ``Objective(gen, op, y)`` by any object with the same methods (``layout``,
+    ``evaluations``, ``value_and_grad``, ``image``, ``measurement_error``): the torch reference in
+    ``gs_export.reference`` runs the very same optimisation this way.
     """
     t0 = time.perf_counter()
     y = np.asarray(y, dtype=np.float32).reshape(-1)
-    obj = Objective(gen, op, y)
+    obj = objective if objective is not None else Objective(gen, op, y)
     results, best = [], None
     for r in range(restarts):
         x0 = z0[r] if z0 is not None else init_latent(init, obj.layout.size, np.random.default_rng([seed, r]))[0]
@@ -91,13 +88,13 @@ def recover(gen: CutGenerator, op: Operator, y: np.ndarray, *, restarts: int = 3
                        options={"maxiter": budget.max_iter, "maxfun": budget.max_fun, "maxcor": budget.history,
                                 "ftol": budget.ftol, "gtol": budget.gtol})
         lat = obj.layout.unpack(res.x)
-        err = measurement_error(gen, op, y, lat)
+        err = obj.measurement_error(lat)
         rr = RestartResult(r, float(res.fun), err, obj.evaluations - start, int(res.nit), str(res.message))
         results.append(rr)
         if best is None or err < best[0].measurement_error:
             best = (rr, lat)
     rr, lat = best
-    image = np.clip(gen.forward(lat)[0], 0.0, 1.0)
+    image = np.clip(obj.image(lat)[0], 0.0, 1.0)
     return Recovery(image=image, latents={k: v[0] for k, v in lat.items()}, measurement_error=rr.measurement_error,
                     objective=rr.objective, evaluations=obj.evaluations, seconds=time.perf_counter() - t0,
                     best_restart=rr.restart, restarts=results)
