@@ -106,7 +106,8 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="pap
 
 @click.command(cls=OneLineCommand)
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Model whose image size is used.")
+@click.option("--model", default=registry.default_model, show_default="began, or $GS_ONNX_DEFAULT_MODEL",
+              help="Model whose image size is used.")
 @click.option("--ratio", type=float, default=None, help="m/n (e.g. 0.1628).")
 @click.option("--m", "m", type=int, default=None, help="Number of measurements.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of A and of the noise.")
@@ -169,7 +170,7 @@ def recover_main(measurements, model, cut, outdir, restarts, max_iter, max_fun, 
     from .restart import Budget, recover
 
     y, sidecar = read_measurements(measurements)
-    man = registry.load(model or sidecar.get("model") or registry.DEFAULT_MODEL, models_dir)
+    man = registry.load(model or sidecar.get("model") or registry.default_model(), models_dir)
     cut = man.recommended_cut if cut is None else cut
     man.cut(cut)
     if list(sidecar.get("image_shape", [])) != list(man.image_shape):

@@ -30,17 +30,20 @@ def default_image(size: int) -> Path:
 
 
 @click.command(cls=OneLineCommand)
-@click.option("--model", default=registry.DEFAULT_MODEL, show_default=True)
+@click.option("--model", default=registry.default_model, show_default="began, or $GS_ONNX_DEFAULT_MODEL")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Default: a bundled CelebA test face.")
 @click.option("--ratio", type=float, default=0.1628, show_default=True, help="m/n")
-@click.option("--restarts", type=int, default=3, show_default=True)
-@click.option("--max-iter", type=int, default=None, help="Per restart (default: the model's recommendation).")
+@click.option("--budget", type=click.Choice(["auto", "quick", "paper"]), default="auto", show_default=True,
+              help="quick: 1 restart x 40 L-BFGS-B iterations; paper: 3 restarts x 500; auto: paper for 64 px "
+                   "models, quick for larger ones (a 128 px BEGAN evaluation takes ~0.5 s on 2 CPU cores).")
+@click.option("--restarts", type=int, default=None, help="Overrides the budget's restarts.")
+@click.option("--max-iter", type=int, default=None, help="Overrides the budget's iterations per restart.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
 @click.option("--models-dir", type=click.Path(file_okay=False), default=None)
 @one_line_errors
-def main(model, image, ratio, restarts, max_iter, seed, device, out, models_dir):
+def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, models_dir):
     """Recover a face from compressed measurements with c = 0 and with Generator Surgery."""
     man = registry.load(model, models_dir)
     c, h, w = man.image_shape
@@ -52,8 +55,14 @@ def main(model, image, ratio, restarts, max_iter, seed, device, out, models_dir)
     op = GaussianOperator(m, man.n, seed)
     sigma = paper_sigma(man.n, m)
     y = measure(x.reshape(1, -1), op, sigma, seed)[0]
+    if budget == "auto":
+        budget = "paper" if h <= 64 else "quick"
     opt = man.recommended.get("optimizer", {})
-    it = max_iter or int(opt.get("max_iter", 500))
+    r0, it0 = (3, int(opt.get("max_iter", 500))) if budget == "paper" else (1, 40)
+    restarts = r0 if restarts is None else restarts
+    it = it0 if max_iter is None else max_iter
+    if restarts < 1 or it < 1:
+        raise GSError("--restarts and --max-iter must be >= 1")
     budget = Budget(max_iter=it, max_fun=int(it * 1.25))
     cuts = [0, man.recommended_cut]
     click.echo(f"model {man.name} ({man.architecture}, {h}x{w}), image {img_path.name}, m = {m} "

@@ -9,7 +9,12 @@ from .errors import GSError
 from .manifest import Manifest, load_manifest
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "dcgan-digiface"
+DEFAULT_MODEL = "began"  # the paper's BEGAN, trained on CelebA by this project (docs/training.md)
+
+
+def default_model() -> str:
+    """``$GS_ONNX_DEFAULT_MODEL`` if set, else :data:`DEFAULT_MODEL`."""
+    return os.environ.get("GS_ONNX_DEFAULT_MODEL") or DEFAULT_MODEL
 
 
 def search_path(models_dir: str | Path | None = None) -> list[Path]:
