@@ -9,7 +9,7 @@ nvidia-smi -L
 for spec in dcgan:crops64 dcgan:coco began:aligned began:coco vae:aligned vae:coco; do
   m=${spec%%:*}; s=${spec#*:}
   python3 -m gs_export.eval_torch --run .gpu/w/$m --images .gpu/eval/$s --n 20 --restarts $R --max-iter $IT \
-      --device cuda --deadline $DL --out $OUT/${m}_${s}.jsonl > $OUT/${m}_${s}.log 2>&1 &
+      --device cuda --deadline $DL --out $OUT/${m}_${s}.jsonl >> $OUT/eval.log 2>&1 &
 done
 wait
-wc -l $OUT/*.jsonl; tail -n 3 $OUT/*.log
+wc -l $OUT/*.jsonl; tail -n 20 $OUT/eval.log  # 7 files: the device tool returns at most 8

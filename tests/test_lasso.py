@@ -1,0 +1,54 @@
+"""Lasso-DCT against independent truths: DCT orthogonality, the KKT conditions, exact sparse recovery."""
+from __future__ import annotations
+
+import numpy as np
+
+from gs_onnx.lasso import dct2, idct2, kkt_residual, lasso_dct
+from gs_onnx.operator import GaussianOperator, IdentityOperator
+
+
+def test_dct_is_orthonormal():
+    x = np.random.default_rng(0).standard_normal((3, 8, 8))
+    assert np.allclose(idct2(dct2(x)), x)
+    assert np.isclose(np.linalg.norm(dct2(x)), np.linalg.norm(x))
+
+
+def test_identity_operator_has_the_closed_form_soft_threshold():
+    """A = I: the solution is soft-thresholding of DCT(y) at lam / 2 (independent closed form)."""
+    rng = np.random.default_rng(1)
+    shape = (3, 8, 8)
+    y = rng.random(int(np.prod(shape)))
+    res = lasso_dct(IdentityOperator(y.size), y, shape, lam=0.1, tol=1e-10, max_iter=5000)
+    c = dct2(y.reshape(shape))
+    want = np.sign(c) * np.maximum(np.abs(c) - 0.05, 0)
+    assert np.allclose(res.coef, want, atol=1e-5)
+
+
+def test_kkt_conditions_hold_at_the_solution():
+    rng = np.random.default_rng(2)
+    shape = (3, 8, 8)
+    n = int(np.prod(shape))
+    op = GaussianOperator(80, n, seed=4)
+    y = op.forward(rng.random((1, n), dtype=np.float32))[0]
+    res = lasso_dct(op, y, shape, lam=0.01, tol=1e-7, max_iter=20000)
+    assert res.converged
+    assert res.kkt < 1e-3 * 0.01  # 0 at the optimum; float32 A and the stopping rule leave ~1e-6
+    z = res.coef
+    r = op.forward(idct2(z).reshape(1, -1).astype(np.float32)).astype(np.float64) - y
+    g = 2 * dct2(op.adjoint(r.astype(np.float32)).astype(np.float64).reshape(shape))
+    assert kkt_residual(z, g, 0.01) == res.kkt
+
+
+def test_recovers_a_sparse_dct_image_exactly():
+    rng = np.random.default_rng(3)
+    shape = (3, 16, 16)
+    n = int(np.prod(shape))
+    z = np.zeros(shape)
+    idx = rng.choice(n, 10, replace=False)
+    z.flat[idx] = rng.choice([-1.0, 1.0], 10) * (1 + rng.random(10))
+    x = idct2(z)
+    op = GaussianOperator(200, n, seed=5)
+    y = op.forward(x.reshape(1, -1).astype(np.float32))[0]
+    res = lasso_dct(op, y, shape, lam=1e-4, tol=1e-10, max_iter=20000)
+    assert np.linalg.norm(res.image - x) / np.linalg.norm(x) < 1e-2
+    assert set(np.flatnonzero(np.abs(res.coef) > 0.1)) == set(idx)
