@@ -52,3 +52,24 @@ def test_recovers_a_sparse_dct_image_exactly():
     res = lasso_dct(op, y, shape, lam=1e-4, tol=1e-10, max_iter=20000)
     assert np.linalg.norm(res.image - x) / np.linalg.norm(x) < 1e-2
     assert set(np.flatnonzero(np.abs(res.coef) > 0.1)) == set(idx)
+
+
+def test_gs_recover_method_lasso_dct(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from conftest import SAMPLES
+    from gs_onnx.cli import measure_main, recover_main
+
+    img = str(SAMPLES / "celeba64_182638.jpg")
+    r = CliRunner().invoke(measure_main, [img, "--model", "dcgan-digiface", "--ratio", "0.3", "-o",
+                                          str(tmp_path / "m.npy")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(recover_main, [str(tmp_path / "m.npy"), "--method", "lasso-dct", "--max-iter", "300",
+                                          "-o", str(tmp_path / "out"), "--reference", img])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["method"] == "lasso-dct" and rep["lam"] == 0.01
+    row = rep["images"][0]
+    assert row["psnr"] > 18 and row["evaluations"] <= 300 and (tmp_path / "out" / row["png"]).exists()
