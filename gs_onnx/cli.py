@@ -236,15 +236,21 @@ def recover_main(measurements, method, lam, model, cut, outdir, restarts, max_it
             "psnr_mean": mean_std(ps)[0] if ps else None, "psnr_std": mean_std(ps)[1] if ps else None,
             "images": rows,
         }
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        _publish(tmp, out)
+        _finish(tmp, out, report, f"on {gen.provider}", "evaluations")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _finish(tmp: Path, out: Path, report: dict, how: str, unit: str) -> None:
+    """Write report.json, publish ``tmp`` into ``out`` and print one line per image."""
+    (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    _publish(tmp, out)
+    rows = report["images"]
     for r in rows:
         ps_txt = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB"
         click.echo(f"image {r['index']}: measurement error {r['measurement_error']:.4f}{ps_txt}  "
-                   f"{r['seconds']:.1f} s, {r['evaluations']} evaluations")
-    click.echo(f"wrote {out}/ (report.json, {len(rows)} PNG) on {gen.provider}")
+                   f"{r['seconds']:.1f} s, {r['evaluations']} {unit}")
+    click.echo(f"wrote {out}/ (report.json, {len(rows)} PNG) {how}")
 
 
 def _load_refs(reference, y, sidecar, size):
@@ -305,15 +311,9 @@ def _recover_lasso(measurements, y, sidecar, lam, max_iter, outdir, reference):
                   "m": int(y.shape[1]), "n": op.n, "operator": sidecar["operator"], "noise": sidecar.get("noise"),
                   "sigma": sidecar.get("sigma"), "psnr_mean": mean_std(ps)[0] if ps else None,
                   "psnr_std": mean_std(ps)[1] if ps else None, "images": rows}
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        _publish(tmp, out)
+        _finish(tmp, out, report, "by Lasso-DCT", "iterations")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for r in rows:
-        ps_txt = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB"
-        click.echo(f"image {r['index']}: measurement error {r['measurement_error']:.4f}{ps_txt}  "
-                   f"{r['seconds']:.1f} s, {r['evaluations']} iterations")
-    click.echo(f"wrote {out}/ (report.json, {len(rows)} PNG) by Lasso-DCT")
 
 
 # ------------------------------------------------------------------------------------------ gs-models
