@@ -134,6 +134,17 @@ def measure_main(images, model, ratio, m, seed, noise, crop, output, models_dir)
 
 # ------------------------------------------------------------------------------------------ gs-recover
 
+def _staging(outdir) -> tuple[Path, Path]:
+    """(output folder, a fresh temp folder beside it): results are written to the temp folder and only
+    published into the output folder when complete."""
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise GSError(f"output exists and is not a folder: {out}")
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return out, Path(tempfile.mkdtemp(prefix=".gs-recover.", dir=parent))
+
+
 def _publish(tmp: Path, outdir: Path) -> None:
     """Move finished files from ``tmp`` into ``outdir``; report.json last."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -197,12 +208,7 @@ def recover_main(measurements, method, lam, model, cut, outdir, restarts, max_it
     if op.n != man.n:
         raise GSError(f"measurements are for n = {op.n} but model {man.name} has n = {man.n}")
     gen = CutGenerator(man, cut, device, threads)
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise GSError(f"output exists and is not a folder: {out}")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gs-recover.", dir=parent))
+    out, tmp = _staging(outdir)
     try:
         bar = Progress(f"recover {man.name} c={cut}", enabled=progress)
         total = y.shape[0] * restarts * budget.max_fun
@@ -282,14 +288,9 @@ def _recover_lasso(measurements, y, sidecar, lam, max_iter, outdir, reference):
     op = operator_for(sidecar)
     if op.n != int(np.prod(shape)):
         raise GSError(f"measurements are for n = {op.n} but the sidecar's image shape has {int(np.prod(shape))}")
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise GSError(f"output exists and is not a folder: {out}")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    L = spectral_norm_sq(op, op.n)
-    tmp = Path(tempfile.mkdtemp(prefix=".gs-recover.", dir=parent))
+    out, tmp = _staging(outdir)
     try:
+        L = spectral_norm_sq(op, op.n)
         rows, images = [], []
         for i in range(y.shape[0]):
             t0 = time.perf_counter()
