@@ -40,3 +40,29 @@ class Block:
             feed[n] = grads[n[5:]] if n.startswith("grad_") and n[5:] in self.spec.outputs else inputs[n]
         outs = self.bwd.run(list(g.outputs), feed)
         return {n[5:]: o for n, o in zip(g.outputs, outs)}
+
+
+def run_chain(blocks: list[Block], env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``blocks`` in order on ``env`` ({tensor name: (B, ...) float32}); returns ``env`` updated in
+    place with every tensor the blocks computed (kept for :func:`vjp_chain`)."""
+    for blk in blocks:
+        env.update(blk.forward(env))
+    return env
+
+
+def vjp_chain(blocks: list[Block], env: dict[str, np.ndarray],
+              grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Back-propagate ``grads`` ({tensor: dL/dtensor}) through ``blocks`` (given in forward order).
+
+    ``env`` is the environment :func:`run_chain` left. Returns dL/d every tensor reached, inputs of the
+    first block included; gradients reaching a tensor from several blocks (BEGAN's skip source) are
+    summed, and outputs with no incoming gradient count as zero.
+    """
+    grads = dict(grads)
+    for blk in reversed(blocks):
+        if not any(n in grads for n in blk.outputs):
+            continue
+        out_g = {n: grads[n] if n in grads else np.zeros_like(env[n]) for n in blk.outputs}
+        for n, g in blk.vjp(env, out_g).items():
+            grads[n] = grads[n] + g if n in grads else g
+    return grads

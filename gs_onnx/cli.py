@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from . import registry
 from .errors import GSError
 from .images import load_image, save_png
 from .manifest import sha256_file
+from .methods import METHODS
 
 EXIT_BAD_INPUT = 2
 
@@ -155,94 +157,75 @@ def _publish(tmp: Path, outdir: Path) -> None:
 
 @click.command(cls=OneLineCommand)
 @click.argument("measurements", type=click.Path(dir_okay=False))
-@click.option("--method", type=click.Choice(["gs", "lasso-dct"]), default="gs", show_default=True,
-              help="gs: Generator Surgery (c = 0: plain CSGM); lasso-dct: the sparsity baseline (no model).")
-@click.option("--lam", type=float, default=0.01, show_default=True, help="Lasso-DCT l1 weight.")
+@click.option("--method", type=click.Choice(list(METHODS)), default="gs", show_default=True,
+              help="gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
+                   "lasso-dct: sparsity baseline (no model); deep-decoder, iagan: need torch (export extra).")
 @click.option("--model", default=None, help="Model name or folder (default: the one the sidecar names).")
 @click.option("--cut", type=int, default=None, help="Blocks to cut (default: the model's recommended cut).")
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--restarts", type=int, default=3, show_default=True)
-@click.option("--max-iter", type=int, default=None, help="L-BFGS-B iterations per restart (default: manifest, 500).")
+@click.option("--restarts", type=int, default=None, help="L-BFGS-B restarts (gs, mganprior)  [default: 3]")
+@click.option("--max-iter", type=int, default=None,
+              help="Iterations per restart (default: the manifest's, 500); Lasso-DCT: FISTA iterations (2000).")
 @click.option("--max-fun", type=int, default=None, help="Evaluations per restart (default: 1.25 x max-iter).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the restarts' initial latents.")
-@click.option("--init", default="cn01", show_default=True, help="cn01 | zero | normal | normal5 | normal10")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial latents / weights; image i uses seed + i.")
+@click.option("--init", default=None, help="cn01 | zero | normal | normal5 | normal10  [default: cn01]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores).")
+@click.option("--threads", type=int, default=0, help="Intra-op threads (0: all cores).")
+@click.option("--lam", type=float, default=None, help="Lasso-DCT l1 weight  [default: 0.01]")
+@click.option("--codes", type=int, default=None, help="mGANprior codes N  [default: 10 DCGAN, 20 otherwise]")
+@click.option("--steps", type=int, default=None, help="Adam steps: Deep Decoder [5000], IAGAN latent phase [1600].")
+@click.option("--lr", type=float, default=None, help="Adam rate: Deep Decoder [1e-2], IAGAN latent phase [0.1].")
+@click.option("--finetune-steps", type=int, default=None, help="IAGAN joint phase steps  [default: 600]")
+@click.option("--finetune-lr", type=float, default=None, help="IAGAN joint phase rate  [default: 1e-4]")
+@click.option("--channels", type=int, default=None,
+              help="Deep Decoder width (default: parameters matched to the GS latent of --model/--cut).")
 @click.option("--reference", multiple=True, type=click.Path(dir_okay=False),
               help="Ground-truth image(s), one per measured image, for PSNR.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @_models_dir_option
 @one_line_errors
-def recover_main(measurements, method, lam, model, cut, outdir, restarts, max_iter, max_fun, seed, init, device,
-                 threads, reference, progress, models_dir):
-    """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery
-    (or by Lasso-DCT with --method lasso-dct)."""
-    from .cut import CutGenerator
-    from .latent import INITS
-    from .measurement import operator_for, read_measurements
+def recover_main(measurements, method, outdir, reference, progress, **options):
+    """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery or one
+    of the paper's baselines (--method). Every method writes the same report.json and PNGs."""
+    from .measurement import read_measurements
+    from .methods import Settings, make_solver
     from .metrics import mean_std, psnr
     from .progress import Progress
-    from .restart import Budget, recover
 
     y, sidecar = read_measurements(measurements)
-    if method == "lasso-dct":
-        return _recover_lasso(measurements, y, sidecar, lam, max_iter, outdir, reference)
-    man = registry.load(model or sidecar.get("model") or registry.default_model(), models_dir)
-    cut = man.recommended_cut if cut is None else cut
-    man.cut(cut)
-    if list(sidecar.get("image_shape", [])) != list(man.image_shape):
-        raise GSError(f"measurements are of {tuple(sidecar.get('image_shape', []))} images but model "
-                      f"{man.name} makes {man.image_shape}")
-    if restarts < 1:
-        raise GSError("--restarts must be >= 1")
-    if init not in INITS:
-        raise GSError(f"unknown --init {init!r}: choose one of {', '.join(INITS)}")
-    opt = man.recommended.get("optimizer", {})
-    max_iter = int(opt.get("max_iter", 500)) if max_iter is None else max_iter
-    max_fun = int(max_iter * 1.25) if max_fun is None else max_fun
-    if max_iter < 1 or max_fun < 1:
-        raise GSError("--max-iter and --max-fun must be >= 1")
-    budget = Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
-    refs = _load_refs(reference, y, sidecar, man.image_shape[1])
-    op = operator_for(sidecar)
-    if op.n != man.n:
-        raise GSError(f"measurements are for n = {op.n} but model {man.name} has n = {man.n}")
-    gen = CutGenerator(man, cut, device, threads)
+    settings = Settings(**options)
+    solver = make_solver(method, y, sidecar, settings)
+    shape = tuple(int(v) for v in sidecar.get("image_shape", ()))
+    if len(shape) != 3:
+        raise GSError("the sidecar has no image_shape (C, H, W)")
+    refs = _load_refs(reference, y, sidecar, shape[1])
     out, tmp = _staging(outdir)
     try:
-        bar = Progress(f"recover {man.name} c={cut}", enabled=progress)
-        total = y.shape[0] * restarts * budget.max_fun
+        label = method if solver.header.get("cut") is None else f"{method} {solver.header['model']} " \
+                                                                  f"c={solver.header['cut']}"
+        bar = Progress(f"recover {label}", enabled=progress)
         rows, images = [], []
         for i in range(y.shape[0]):
-            done_before = i * restarts * budget.max_fun
+            def cb(frac, what, _i=i):
+                bar.update((_i + frac) / y.shape[0], f"image {_i + 1}/{y.shape[0]} {what}")
 
-            def cb(r, ev, _i=i, _b=done_before):
-                bar.update((_b + r * budget.max_fun + ev) / total, f"image {_i + 1}/{y.shape[0]} restart {r + 1}")
-
-            rec = recover(gen, op, y[i], restarts=restarts, budget=budget, seed=seed + i, init=init, callback=cb)
-            images.append(rec.image)
+            t0 = time.perf_counter()
+            image, fields = solver.solve(i, y[i], cb)
+            seconds = time.perf_counter() - t0
             png = f"recovered_{i:03d}.png"
-            save_png(rec.image, tmp / png)
-            rows.append({"index": i, "psnr": None if refs is None else round(psnr(rec.image, refs[i]), 4),
-                         "measurement_error": rec.measurement_error, "objective": rec.objective,
-                         "seconds": round(rec.seconds, 3), "evaluations": rec.evaluations,
-                         "best_restart": rec.best_restart, "png": png,
-                         "restarts": [r.__dict__ for r in rec.restarts]})
+            save_png(image, tmp / png)
+            images.append(image)
+            rows.append({"index": i, "psnr": None if refs is None else round(psnr(image, refs[i]), 4),
+                         "seconds": round(seconds, 3), "png": png, **fields})
         bar.close()
         np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
         ps = [r["psnr"] for r in rows if r["psnr"] is not None]
-        report = {
-            "method": "gs", "model": man.name, "model_dir": str(man.root), "cut": cut, "cut_inputs": list(gen.inputs),
-            "free_values": gen.size, "device": device, "provider": gen.provider,
-            "restarts": restarts, "init": init, "seed": seed,
-            "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": budget.max_iter, "max_fun": budget.max_fun,
-                       "history": budget.history},
-            "measurements": str(measurements), "m": int(y.shape[1]), "n": man.n, "operator": sidecar["operator"],
-            "noise": sidecar.get("noise"), "sigma": sidecar.get("sigma"),
-            "psnr_mean": mean_std(ps)[0] if ps else None, "psnr_std": mean_std(ps)[1] if ps else None,
-            "images": rows,
-        }
-        _finish(tmp, out, report, f"on {gen.provider}", "evaluations")
+        report = {"method": method, **solver.header, "measurements": str(measurements), "m": int(y.shape[1]),
+                  "n": int(np.prod(shape)), "operator": sidecar["operator"], "noise": sidecar.get("noise"),
+                  "sigma": sidecar.get("sigma"), "psnr_mean": mean_std(ps)[0] if ps else None,
+                  "psnr_std": mean_std(ps)[1] if ps else None, "images": rows}
+        _finish(tmp, out, report, solver.how, solver.unit)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -266,55 +249,6 @@ def _load_refs(reference, y, sidecar, size):
         raise GSError(f"{len(reference)} reference image(s) for {y.shape[0]} measured image(s)")
     crop = sidecar.get("preprocessing", {}).get("crop", "auto")
     return [load_image(p, size, crop) for p in reference]
-
-
-def _recover_lasso(measurements, y, sidecar, lam, max_iter, outdir, reference):
-    """gs-recover --method lasso-dct: same files in, same report and PNGs out."""
-    import time
-
-    from .lasso import lasso_dct, spectral_norm_sq
-    from .measurement import operator_for
-    from .metrics import mean_std, psnr
-
-    shape = tuple(int(v) for v in sidecar.get("image_shape", []))
-    if len(shape) != 3:
-        raise GSError("the sidecar has no image_shape (C, H, W)")
-    if lam < 0:
-        raise GSError("--lam must be >= 0")
-    max_iter = 2000 if max_iter is None else max_iter
-    if max_iter < 1:
-        raise GSError("--max-iter must be >= 1")
-    refs = _load_refs(reference, y, sidecar, shape[1])
-    op = operator_for(sidecar)
-    if op.n != int(np.prod(shape)):
-        raise GSError(f"measurements are for n = {op.n} but the sidecar's image shape has {int(np.prod(shape))}")
-    out, tmp = _staging(outdir)
-    try:
-        L = spectral_norm_sq(op, op.n)
-        rows, images = [], []
-        for i in range(y.shape[0]):
-            t0 = time.perf_counter()
-            res = lasso_dct(op, y[i], shape, lam, max_iter=max_iter, lipschitz=L)
-            image = np.clip(res.image, 0.0, 1.0)
-            err = float(np.linalg.norm((op.forward(image.reshape(1, -1)) - y[i]).astype(np.float64)))
-            png = f"recovered_{i:03d}.png"
-            save_png(image, tmp / png)
-            images.append(image)
-            rows.append({"index": i, "psnr": None if refs is None else round(psnr(image, refs[i]), 4),
-                         "measurement_error": err, "objective": res.objective,
-                         "seconds": round(time.perf_counter() - t0, 3), "evaluations": res.iterations,
-                         "kkt_residual": res.kkt, "converged": res.converged, "png": png})
-        np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
-        ps = [r["psnr"] for r in rows if r["psnr"] is not None]
-        report = {"method": "lasso-dct", "model": None, "cut": None, "lam": lam,
-                  "solver": {"algorithm": "FISTA with adaptive restart", "max_iter": max_iter, "tol": 1e-6},
-                  "device": "cpu", "provider": "numpy/scipy", "measurements": str(measurements),
-                  "m": int(y.shape[1]), "n": op.n, "operator": sidecar["operator"], "noise": sidecar.get("noise"),
-                  "sigma": sidecar.get("sigma"), "psnr_mean": mean_std(ps)[0] if ps else None,
-                  "psnr_std": mean_std(ps)[1] if ps else None, "images": rows}
-        _finish(tmp, out, report, "by Lasso-DCT", "iterations")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------ gs-models

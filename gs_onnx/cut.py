@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .block import Block
+from .block import Block, run_chain, vjp_chain
 from .errors import GSError
 from .manifest import Manifest
 from .providers import Device
@@ -60,8 +60,7 @@ class CutGenerator:
         """
         self._check(latents)
         env = {n: np.ascontiguousarray(latents[n], dtype=np.float32) for n in self.inputs}
-        for blk in self.blocks:
-            env.update(blk.forward(env))
+        run_chain(self.blocks, env)
         x = env[self.manifest.image]
         x01 = x * np.float32(self.scale) + np.float32(self.shift) if (self.scale, self.shift) != (1.0, 0.0) else x
         return (x01, env) if keep else x01
@@ -71,15 +70,8 @@ class CutGenerator:
 
         Gradients reaching a tensor from several blocks (BEGAN's skip source) are summed.
         """
-        grads: dict[str, np.ndarray] = {
-            self.manifest.image: np.ascontiguousarray(grad_image01 * np.float32(self.scale), dtype=np.float32)}
-        for blk in reversed(self.blocks):
-            out_g = {}
-            for n in blk.outputs:
-                g = grads.get(n)
-                out_g[n] = g if g is not None else np.zeros_like(env[n])
-            for n, g in blk.vjp(env, out_g).items():
-                grads[n] = grads[n] + g if n in grads else g
+        g = np.ascontiguousarray(grad_image01 * np.float32(self.scale), dtype=np.float32)
+        grads = vjp_chain(self.blocks, env, {self.manifest.image: g})
         return {n: grads[n] for n in self.inputs}
 
     def __call__(self, latents: dict[str, np.ndarray]) -> np.ndarray:

@@ -64,13 +64,21 @@ CHILD = textwrap.dedent(r'''
     r2 = runner.invoke(recover_main, [str(tmp / "meas.npy"), "--cut", "1", "-o", str(tmp / "out"),
                                       "--restarts", "1", "--max-iter", "3", "--reference", str(img)])
     r3 = runner.invoke(models_main, ["--json"])
+    r4 = runner.invoke(recover_main, [str(tmp / "meas.npy"), "--method", "mganprior", "--codes", "2",
+                                      "-o", str(tmp / "out4"), "--restarts", "1", "--max-iter", "3"])
+    r5 = runner.invoke(recover_main, [str(tmp / "meas.npy"), "--method", "lasso-dct", "--max-iter", "5",
+                                      "-o", str(tmp / "out5")])
     report = json.loads((tmp / "out" / "report.json").read_text()) if r2.exit_code == 0 else None
+    before_torch_methods = list(attempts)
+    # a method that needs torch: one line naming the extra, nothing written
+    r6 = runner.invoke(recover_main, [str(tmp / "meas.npy"), "--method", "iagan", "-o", str(tmp / "out6")])
     print(json.dumps({
         "imported": imported,
-        "exit_codes": [r1.exit_code, r2.exit_code, r3.exit_code],
-        "errors": [r.stderr + repr(r.exception) for r in (r1, r2, r3) if r.exit_code != 0],
+        "exit_codes": [r1.exit_code, r2.exit_code, r3.exit_code, r4.exit_code, r5.exit_code],
+        "errors": [r.stderr + repr(r.exception) for r in (r1, r2, r3, r4, r5) if r.exit_code != 0],
         "psnr": report and report["images"][0]["psnr"],
-        "attempts": attempts,
+        "torch_method": [r6.exit_code, r6.stderr, (tmp / "out6").exists()],
+        "attempts": before_torch_methods,
         "loaded": sorted(m for m in sys.modules
                          if m.split(".")[0] in ("torch", "gs_export") and sys.modules[m] is not None),
     }))
@@ -85,7 +93,10 @@ def test_runtime_works_with_torch_blocked(tmp_path):
     res = json.loads(p.stdout.strip().splitlines()[-1])
     expected = {f"gs_onnx.{f.stem}" for f in PKG.glob("*.py") if f.stem != "__init__"}
     assert expected <= set(res["imported"]), expected - set(res["imported"])
-    assert res["exit_codes"] == [0, 0, 0], res["errors"]
+    assert res["exit_codes"] == [0, 0, 0, 0, 0], res["errors"]
+    code, err, written = res["torch_method"]
+    assert code == 2 and not written, res["torch_method"]
+    assert len(err.splitlines()) == 1 and "needs the export extra (torch)" in err, err
     assert isinstance(res["psnr"], float)
     assert res["loaded"] == [], res["loaded"]
     # not even an optional `try: import torch` on the way

@@ -1,0 +1,174 @@
+"""Every recovery method behind ``gs-recover --method``: same files in, same report rows out, and each
+method's own truths (Deep Decoder's size rule, IAGAN's weight phase, the torch generator read back from
+the artifacts)."""
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+from gs_onnx import cli, methods
+from gs_onnx.cut import CutGenerator
+from gs_onnx.errors import GSError
+from gs_onnx.manifest import load_manifest
+from gs_onnx.measurement import operator_for, read_measurements
+from gs_onnx.methods import Settings, make_solver
+from gs_onnx.metrics import psnr
+
+from test_cli import IMG_A, IMG_B, assert_one_line_error, invoke, measure_pair
+
+torch = pytest.importorskip("torch")
+
+FAST = {
+    "gs": ["--restarts", "1", "--max-iter", "4"],
+    "mganprior": ["--restarts", "1", "--max-iter", "4", "--codes", "3"],
+    "lasso-dct": ["--max-iter", "30"],
+    "deep-decoder": ["--steps", "15"],
+    "iagan": ["--steps", "6", "--finetune-steps", "4"],
+}
+
+
+@pytest.fixture(scope="module")
+def meas(tmp_path_factory):
+    return measure_pair(tmp_path_factory.mktemp("meas_methods"))
+
+
+@pytest.mark.parametrize("method", methods.METHODS)
+def test_every_method_writes_the_same_report(tmp_path, meas, method):
+    out = tmp_path / method
+    r = invoke(cli.recover_main, [meas, "--method", method, *FAST[method], "-o", out,
+                                  "--reference", IMG_A, "--reference", IMG_B])
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["method"] == method and rep["m"] == 2000 and rep["n"] == 12288
+    assert isinstance(rep["psnr_mean"], float)
+    y, sidecar = read_measurements(meas)
+    x = np.load(out / "recovered.npy", allow_pickle=False)
+    assert x.shape == (2, 3, 64, 64) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    op = operator_for(sidecar)
+    for i, row in enumerate(rep["images"]):
+        assert {"index", "psnr", "measurement_error", "objective", "seconds", "evaluations", "png"} <= set(row)
+        assert (out / row["png"]).is_file()
+        # the row's numbers are those of the published image (independent recomputation)
+        err = np.linalg.norm((op.forward(x[i].reshape(1, -1)) - y[i]).astype(np.float64))
+        assert row["measurement_error"] == pytest.approx(err, rel=1e-5)
+        from gs_onnx.images import load_image
+        assert row["psnr"] == pytest.approx(psnr(x[i], load_image([IMG_A, IMG_B][i], 64)), abs=1e-3)
+
+
+def test_methods_registered_as_entry_points():
+    names = {ep.name for ep in metadata.entry_points(group=methods.ENTRY_POINT_GROUP)}
+    assert {"deep-decoder", "iagan"} <= names
+    assert set(methods.available()) == set(methods.METHODS)
+
+
+@pytest.mark.parametrize("method,args,needle", [
+    ("gs", ["--codes", "3"], "--codes does not apply to --method gs"),
+    ("gs", ["--lam", "0.1"], "--lam does not apply"),
+    ("lasso-dct", ["--cut", "1"], "--cut does not apply"),
+    ("mganprior", ["--steps", "10"], "--steps does not apply"),
+    ("iagan", ["--restarts", "2"], "--restarts does not apply"),
+    ("deep-decoder", ["--finetune-lr", "0.1"], "--finetune-lr does not apply"),
+    ("mganprior", ["--codes", "0"], "--codes must be >= 1"),
+    ("mganprior", ["--cut", "0"], "cut must be in 1.."),
+    ("deep-decoder", ["--channels", "0"], "--channels must be >= 1"),
+    ("iagan", ["--lr", "0"], "--lr must be > 0"),
+    ("iagan", ["--finetune-steps", "-1"], "--finetune-steps must be >= 0"),
+    ("iagan", ["--init", "bogus"], "unknown --init"),
+    ("gs", ["--cut", "9"], "cut"),
+])
+def test_bad_method_options_one_line(tmp_path, meas, method, args, needle):
+    r = invoke(cli.recover_main, [meas, "--method", method, *args, "-o", tmp_path / "out"])
+    assert_one_line_error(r, needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_method_without_torch_is_one_line(tmp_path, meas, monkeypatch):
+    class Broken:
+        name = "iagan"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'torch'")
+
+    monkeypatch.setattr(methods, "plugins", lambda: {"iagan": Broken()})
+    r = invoke(cli.recover_main, [meas, "--method", "iagan", "-o", tmp_path / "out"])
+    assert_one_line_error(r, "needs the export extra (torch)", "No module named 'torch'")
+
+
+# ------------------------------------------------------------------------------------------ Deep Decoder
+
+def test_deep_decoder_size_rule():
+    from gs_export.methods import DeepDecoder, dd_parameters, dd_sizes, dd_width
+
+    assert dd_sizes(64, 64) == [(8, 8), (16, 16), (32, 32), (64, 64)]
+    assert dd_sizes(128, 128)[-1] == (128, 128) and len(dd_sizes(128, 128)) == 5
+    for k in (1, 7, 40):
+        net = DeepDecoder(k, 3, dd_sizes(64, 64))
+        assert sum(p.numel() for p in net.parameters()) == dd_parameters(k, 4, 3)
+    k = dd_width(8192, 4, 3)  # DCGAN's GS latent at c = 1: 512 x 4 x 4
+    assert abs(dd_parameters(k, 4, 3) - 8192) <= abs(dd_parameters(k + 1, 4, 3) - 8192)
+    assert abs(dd_parameters(k, 4, 3) - 8192) <= abs(dd_parameters(k - 1, 4, 3) - 8192)
+
+
+def test_deep_decoder_matches_gs_latent_and_fits_an_image(meas):
+    """Width from the GS latent of the model's recommended cut; with A = I the network fits the image."""
+    y, sidecar = read_measurements(meas)
+    solver = make_solver("deep-decoder", y, sidecar, Settings())
+    assert solver.header["matched_to"] == {"model": "dcgan-digiface", "cut": 1, "free_values": 8192}
+    assert abs(solver.header["parameters"] - 8192) < 0.02 * 8192
+
+    from gs_onnx.images import load_image
+    x = load_image(IMG_A, 64)
+    ident = {**sidecar, "operator": {"type": "identity", "n": 12288}, "m": 12288}
+    dd = make_solver("deep-decoder", x.reshape(1, -1), ident, Settings(steps=300, channels=24))
+    image, row = dd.solve(0, x.reshape(-1), lambda f, w: None)
+    assert psnr(image, x) > 20.0, psnr(image, x)
+    again, _ = dd.solve(0, x.reshape(-1), lambda f, w: None)
+    np.testing.assert_allclose(again, image, atol=1e-5)  # seeded: reproducible
+
+
+# ------------------------------------------------------------------------------------------ IAGAN
+
+def test_torch_generator_from_artifacts_matches_onnx(tiny_models):
+    """The torch generator read back from the ONNX weights computes ONNX Runtime's image (BEGAN: skips)."""
+    from gs_export.from_onnx import torch_generator
+
+    for key in ("dcgan", "began", "vae"):
+        man = load_manifest(tiny_models[key][1])
+        gen = torch_generator(man, check=False)
+        z = np.random.default_rng(4).standard_normal((3, *man.tensors["z"])).astype(np.float32)
+        with torch.no_grad():
+            x = gen.run({"z": torch.from_numpy(z)})["x"].numpy()
+        s, b = man.to_unit()
+        np.testing.assert_allclose(x * s + b, CutGenerator(man, 0, "cpu").forward({"z": z}), atol=1e-5)
+
+
+def test_torch_generator_refuses_missing_weight(tiny_models, tmp_path):
+    import shutil
+
+    import onnx
+    from gs_export.from_onnx import torch_generator
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_models["dcgan"][1], folder)
+    man = load_manifest(folder)
+    g = onnx.load(str(folder / man.blocks[1].forward.file), load_external_data=False)
+    for t in g.graph.initializer:
+        t.name = "renamed_" + t.name
+    onnx.save(g, str(folder / "edited.onnx"))
+    object.__setattr__(man.blocks[1].forward, "file", "edited.onnx")
+    with pytest.raises(GSError, match="block 1 graph has no weight"):
+        torch_generator(man)
+
+
+def test_iagan_joint_phase_lowers_the_objective(meas):
+    """The weight phase starts where the latent phase ends (same seed) and must fit y better."""
+    y, sidecar = read_measurements(meas)
+    rows = {}
+    for ft in (0, 40):
+        solver = make_solver("iagan", y, sidecar, Settings(steps=60, finetune_steps=ft, finetune_lr=1e-4))
+        _, rows[ft] = solver.solve(0, y[0], lambda f, w: None)
+    assert rows[40]["objective"] < rows[0]["objective"]
+    assert rows[40]["evaluations"] == 100
