@@ -74,10 +74,10 @@ def _models_dir_option(f):
 # ------------------------------------------------------------------------------------------ gs-measure
 
 def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="paper", crop="auto",
-                   models_dir=None):
+                   models_dir=None, operator="gaussian"):
     """Measure images for ``model``: returns (y (B, m) float32, sidecar dict). See ``gs-measure``."""
     from .measurement import measure, noise_sigma
-    from .operator import GaussianOperator
+    from .operator import make_operator
 
     man = registry.load(model, models_dir)
     c, h, w = man.image_shape
@@ -94,7 +94,8 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="pap
         raise GSError("--seed must be >= 0")
     xs = np.stack([load_image(p, h, crop).reshape(-1) for p in images])
     sigma = noise_sigma(noise, n, m)
-    op = GaussianOperator(m, n, seed)
+    # one A x per image: a dense A is streamed in row chunks, never held whole (any m fits in memory)
+    op = make_operator(operator, m, n, seed, stream=True)
     y = measure(xs, op, sigma, seed)
     sidecar = {
         "model": man.name, "operator": op.describe(), "seed": seed, "m": m, "n": n, "ratio": m / n,
@@ -113,13 +114,16 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="pap
 @click.option("--ratio", type=float, default=None, help="m/n (e.g. 0.1628).")
 @click.option("--m", "m", type=int, default=None, help="Number of measurements.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of A and of the noise.")
+@click.option("--operator", type=click.Choice(["gaussian", "srdct"]), default="gaussian", show_default=True,
+              help="gaussian: dense N(0, 1/m) matrix; srdct: subsampled randomized DCT (O(n log n), O(n) memory).")
 @click.option("--noise", default="paper", show_default=True, help="paper | none | SIGMA (per-measurement std).")
 @click.option("--crop", type=click.Choice(["auto", "aligned", "center", "none"]), default="auto", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="meas.npy to write.")
 @_models_dir_option
 @one_line_errors
-def measure_main(images, model, ratio, m, seed, noise, crop, output, models_dir):
-    """Measure IMAGE... with a seeded Gaussian A (N(0, 1/m) entries): writes OUTPUT (.npy) + sidecar .json."""
+def measure_main(images, model, ratio, m, seed, operator, noise, crop, output, models_dir):
+    """Measure IMAGE... with a seeded A (dense Gaussian N(0, 1/m), or a subsampled randomized DCT with
+    --operator srdct): writes OUTPUT (.npy) + sidecar .json."""
     from .measurement import write_measurements
 
     out = Path(output)
@@ -128,7 +132,7 @@ def measure_main(images, model, ratio, m, seed, noise, crop, output, models_dir)
     if not out.parent.is_dir():
         raise GSError(f"output folder does not exist: {out.parent}")
     y, sidecar = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
-                                models_dir=models_dir)
+                                models_dir=models_dir, operator=operator)
     write_measurements(out, y, sidecar)
     click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, m/n = {sidecar['ratio']:.4f}, "
                f"sigma = {sidecar['sigma']:.3g}) and {out.with_suffix('.json')}")
@@ -180,6 +184,9 @@ def _publish(tmp: Path, outdir: Path) -> None:
 @click.option("--finetune-lr", type=float, default=None, help="IAGAN joint phase rate  [default: 1e-4]")
 @click.option("--channels", type=int, default=None,
               help="Deep Decoder width (default: parameters matched to the GS latent of --model/--cut).")
+@click.option("--batch-restarts", "batch", is_flag=True, default=None,
+              help="gs: run the restarts side by side, one batch through the graphs per step (each keeps its "
+                   "own L-BFGS-B state and stopping).")
 @click.option("--reference", multiple=True, type=click.Path(dir_okay=False),
               help="Ground-truth image(s), one per measured image, for PSNR.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")

@@ -37,7 +37,8 @@ class Settings:
     ``restarts``, ``max_iter``, ``max_fun``, ``init``: the L-BFGS-B budget of gs and mganprior;
     ``seed``: image i uses ``seed + i``; ``lam``: Lasso-DCT's l1 weight; ``codes``: mGANprior's N;
     ``steps``/``lr``: Adam steps and rate (Deep Decoder; IAGAN's latent phase); ``finetune_steps``/
-    ``finetune_lr``: IAGAN's joint phase; ``channels``: Deep Decoder width.
+    ``finetune_lr``: IAGAN's joint phase; ``channels``: Deep Decoder width; ``batch``: gs runs its restarts
+    side by side, one batch through the graphs per step.
     """
 
     model: str | None = None
@@ -56,19 +57,20 @@ class Settings:
     finetune_steps: int | None = None
     finetune_lr: float | None = None
     channels: int | None = None
+    batch: bool | None = None
     models_dir: str | None = None
 
 
 #: Which settings each method reads (a setting given to a method that ignores it is an error).
 APPLIES: dict[str, set[str]] = {
-    "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads"},
+    "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes"},
     "lasso-dct": {"lam", "max_iter"},
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
 _FLAG = {"max_iter": "--max-iter", "max_fun": "--max-fun", "finetune_steps": "--finetune-steps",
-         "finetune_lr": "--finetune-lr"}
+         "finetune_lr": "--finetune-lr", "batch": "--batch-restarts"}
 
 
 class Solver(Protocol):
@@ -160,7 +162,7 @@ class _RestartSolver:
         self.header = {
             "model": man.name, "model_dir": str(man.root), "cut": self.cut, **self._header(),
             "device": s.device, "provider": self.provider, "restarts": self.restarts, "init": self.init,
-            "seed": s.seed, "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": self.budget.max_iter,
+            "seed": s.seed, "batched_restarts": bool(s.batch), "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": self.budget.max_iter,
                                        "max_fun": self.budget.max_fun, "history": self.budget.history},
         }
 
@@ -173,7 +175,7 @@ class _RestartSolver:
             progress((r * b.max_fun + ev) / (self.restarts * b.max_fun), f"restart {r + 1}")
 
         rec = recover(None, None, y, restarts=self.restarts, budget=b, seed=self.s.seed + i, init=self.init,
-                      callback=cb, objective=self._objective(y))
+                      callback=cb, objective=self._objective(y), batch=bool(self.s.batch))
         return rec.image, {"measurement_error": rec.measurement_error, "objective": rec.objective,
                            "evaluations": rec.evaluations, "best_restart": rec.best_restart,
                            "restarts": [r.__dict__ for r in rec.restarts]}

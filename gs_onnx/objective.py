@@ -43,6 +43,30 @@ class Objective:
         grads = self.gen.vjp(env, gx.reshape(x01.shape))
         return f, self.layout.pack(grads).ravel()
 
+    def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """f and df/dz for K latents at once, one batch through the graphs.
+
+        Parameters
+        ----------
+        Z : (K, size) float64, one row per restart (or per image)
+        y : (K, m) float32 measurements per row; default: this objective's ``y`` for every row
+
+        Returns
+        -------
+        f : (K,) float64; G : (K, size) float64 -- row k equals ``value_and_grad(Z[k])`` up to float32
+        rounding (the batched graphs may sum in another order).
+        """
+        Z = np.atleast_2d(Z)
+        self.evaluations += Z.shape[0]
+        x01, env = self.gen.forward(self.layout.unpack(Z), keep=True)
+        yy = self.y if y is None else np.asarray(y, dtype=np.float32).reshape(Z.shape[0], -1)
+        r = self.op.forward(x01.reshape(x01.shape[0], -1)) - yy
+        r64 = r.astype(np.float64)
+        f = (r64 * r64).sum(axis=1) / self.m
+        gx = (2.0 / self.m) * self.op.adjoint(r).astype(np.float32)
+        grads = self.gen.vjp(env, gx.reshape(x01.shape))
+        return f, self.layout.pack(grads)
+
     def image(self, latents: dict[str, np.ndarray]) -> np.ndarray:
         """The cut generator's image in [0, 1] (unclamped), (B, C, H, W) float32."""
         return self.gen.forward(latents)

@@ -78,6 +78,7 @@ def test_methods_registered_as_entry_points():
     ("iagan", ["--finetune-steps", "-1"], "--finetune-steps must be >= 0"),
     ("iagan", ["--init", "bogus"], "unknown --init"),
     ("gs", ["--cut", "9"], "cut"),
+    ("lasso-dct", ["--batch-restarts"], "--batch-restarts does not apply"),
 ])
 def test_bad_method_options_one_line(tmp_path, meas, method, args, needle):
     r = invoke(cli.recover_main, [meas, "--method", method, *args, "-o", tmp_path / "out"])
@@ -172,3 +173,18 @@ def test_iagan_joint_phase_lowers_the_objective(meas):
         _, rows[ft] = solver.solve(0, y[0], lambda f, w: None)
     assert rows[40]["objective"] < rows[0]["objective"]
     assert rows[40]["evaluations"] == 100
+
+
+def test_batched_restarts_from_the_cli(tmp_path, meas):
+    """--batch-restarts: the same report, recorded as batched, PSNR close to the sequential run's."""
+    reps = {}
+    for flag in ([], ["--batch-restarts"]):
+        out = tmp_path / ("b" if flag else "s")
+        r = invoke(cli.recover_main, [meas, "--restarts", "3", "--max-iter", "15", *flag, "-o", out,
+                                      "--reference", IMG_A, "--reference", IMG_B])
+        assert r.exit_code == 0, r.stderr
+        reps[bool(flag)] = json.loads((out / "report.json").read_text())
+    assert reps[True]["batched_restarts"] and not reps[False]["batched_restarts"]
+    for a, b in zip(reps[False]["images"], reps[True]["images"]):
+        assert abs(a["psnr"] - b["psnr"]) < 0.05
+        assert len(b["restarts"]) == 3

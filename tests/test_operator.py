@@ -222,3 +222,27 @@ def test_bad_descriptions(d):
     with pytest.raises(GSError) as e:
         operator_from_description(d)
     assert "\n" not in str(e.value)
+
+
+def test_streamed_gaussian_equals_dense():
+    """Chunked application (never holding A) gives the dense matrix's products."""
+    from gs_onnx.operator import GaussianOperator
+
+    dense = GaussianOperator(700, 500, seed=3)
+    streamed = GaussianOperator(700, 500, seed=3, chunk_rows=256, stream=True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 500)).astype(np.float32)
+    r = rng.standard_normal((3, 700)).astype(np.float32)
+    np.testing.assert_allclose(streamed.forward(x), dense.forward(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(streamed.adjoint(r), dense.adjoint(r), rtol=1e-5, atol=1e-4)
+    assert streamed._matrix is None
+
+
+def test_streamed_gaussian_skips_the_dense_memory_check(monkeypatch):
+    from gs_onnx import operator as opmod
+
+    monkeypatch.setattr(opmod, "available_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(GSError, match="GB"):
+        opmod.GaussianOperator(2000, 12288, seed=0)
+    op = opmod.GaussianOperator(2000, 12288, seed=0, stream=True)
+    assert op.forward(np.ones((1, 12288), np.float32)).shape == (1, 2000)

@@ -72,6 +72,19 @@ class TorchObjective:
         g = torch.cat([t.reshape(-1) for t in grads]).double().cpu().numpy()
         return float(f.detach()), g
 
+    def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """f (K,) and df/dz (K, size) for K latents in one batch (as ``gs_onnx.objective.Objective``)."""
+        Z = np.atleast_2d(Z)
+        self.evaluations += Z.shape[0]
+        zs = self._tensors(Z, True)
+        yy = self.y if y is None else torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(Z.shape[0], -1),
+                                                      device=self.device, dtype=self.dtype)
+        r = self._apply(self._x01(zs)) - yy
+        f = (r * r).sum(dim=1) / self.m
+        grads = torch.autograd.grad(f.sum(), list(zs.values()))
+        g = torch.cat([t.reshape(t.shape[0], -1) for t in grads], dim=1).double().cpu().numpy()
+        return f.detach().double().cpu().numpy(), g
+
     @torch.no_grad()
     def value(self, z: np.ndarray) -> float:
         r = self._apply(self._x01(self._tensors(z, False))) - self.y

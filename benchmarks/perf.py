@@ -1,0 +1,397 @@
+"""The performance suite: runtime vs torch eager, batching, operators, memory, FLOP/s. Writes docs/benchmarks.md.
+
+    python benchmarks/perf.py                    # CPU, all sections (about 15 minutes on 2 cores)
+    python benchmarks/perf.py --device cuda      # the same on a GPU machine (onnxruntime-gpu + CUDA torch)
+    python benchmarks/perf.py --only eval,ops --out /tmp/bench.md
+
+Every ratio compares the same computation measured side by side in one run on one machine:
+
+* ``eval``: one objective + gradient evaluation f(z) = ||A G_c(z) - y||^2 / m, df/dz for K latents at once
+  (K = 1, 3, 8, 32), gs-onnx runtime (forward + VJP graphs on ONNX Runtime, A on numpy BLAS) vs torch eager
+  (the same generator rebuilt from the model's ONNX weights, autograd, A as a torch tensor), DCGAN c=1,
+  BEGAN c=2, VAE c=1, dense Gaussian A at m/n = 0.1628. Each model runs in its own subprocess, whose peak
+  resident memory is reported.
+* ``restarts``: one recovery with 1 restart, 3 restarts one after another, and 3 restarts batched
+  (:func:`gs_onnx.restart.recover` with ``batch=True``), the same fixed budget.
+* ``ops``: applying A and A^T, dense Gaussian vs subsampled randomized DCT, 64 and 128 px, with memory.
+* ``psnr``: GS recovery PSNR with dense vs structured A on the same images (VAE c=1, 128 px).
+* ``big``: BEGAN 128 px at m/n = 0.49 with dense A (4.7 GB): three evaluations and the peak memory.
+* ``flops``: achieved FLOP/s of the tail forward + VJP (FLOPs counted by torch's FlopCounterMode on the same
+  computation) against a large float32 matrix multiply on the same machine.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP threads must not spin against ORT's
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = [("dcgan", 1), ("began", 2), ("vae", 1)]
+RATIO = 0.1628
+
+
+def hardware(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f", {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: KiB
+
+
+def timed(fn, min_repeats: int = 3, min_seconds: float = 1.5, warmup: int = 1) -> float:
+    """Median seconds of fn() over at least min_repeats calls and min_seconds."""
+    for _ in range(warmup):
+        fn()
+    ts, t_all = [], time.perf_counter()
+    while len(ts) < min_repeats or time.perf_counter() - t_all < min_seconds:
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+        if len(ts) >= 50:
+            break
+    return float(np.median(ts))
+
+
+def setup(model: str, cut: int, ratio: float, device: str, operator: str = "gaussian"):
+    from gs_onnx import registry
+    from gs_onnx.cut import CutGenerator
+    from gs_onnx.objective import Objective
+    from gs_onnx.operator import make_operator
+
+    man = registry.load(model)
+    m = int(round(ratio * man.n))
+    op = make_operator(operator, m, man.n, 0)
+    y = op.forward(np.random.default_rng(0).random((1, man.n), dtype=np.float32))[0]
+    return man, op, y, Objective(CutGenerator(man, cut, device), op, y)
+
+
+# -------------------------------------------------------------------------------------------- eval
+
+def eval_child(model: str, cut: int, device: str, batches: list[int]) -> dict:
+    import torch
+
+    from gs_export.from_onnx import torch_generator
+    from gs_export.reference import TorchObjective
+    from gs_onnx.latent import init_latent
+
+    man, op, y, obj = setup(model, cut, RATIO, device)
+    tdev = "cuda" if device == "cuda" else "cpu"
+    tobj = TorchObjective(torch_generator(man), cut, op, y, man.to_unit(), device=tdev)
+    rows = []
+    for k in batches:
+        Z = init_latent("cn01", obj.layout.size, np.random.default_rng(k), batch=k)
+        t_rt = timed(lambda: obj.value_and_grad_batch(Z))
+
+        def t_eval():
+            tobj.value_and_grad_batch(Z)
+            if tdev == "cuda":
+                torch.cuda.synchronize()
+
+        t_t = timed(t_eval)
+        rows.append({"batch": k, "runtime_ms": 1e3 * t_rt, "torch_ms": 1e3 * t_t, "ratio": t_rt / t_t})
+    return {"model": model, "cut": cut, "m": op.m, "free_values": obj.layout.size, "provider": obj.gen.provider,
+            "torch": f"{torch.__version__}, {torch.get_num_threads()} threads", "rows": rows,
+            "peak_rss_gb": peak_rss_gb()}
+
+
+def flops_child(model: str, cut: int, device: str) -> dict:
+    """FLOPs of one evaluation (batch 1) by torch's counter; runtime time of the same evaluation."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gs_export.from_onnx import torch_generator
+    from gs_export.reference import TorchObjective
+    from gs_onnx.latent import init_latent
+
+    man, op, y, obj = setup(model, cut, RATIO, device)
+    tobj = TorchObjective(torch_generator(man), cut, op, y, man.to_unit())
+    Z = init_latent("cn01", obj.layout.size, np.random.default_rng(0), batch=1)
+    with FlopCounterMode(display=False) as fc:
+        tobj.value_and_grad_batch(Z)
+    total = fc.get_total_flops()
+    a_flops = 2 * 2 * op.m * op.n  # A x and A^T r
+    gen_flops = total - a_flops
+    t_gen = timed(lambda: obj.gen.vjp(obj.gen.forward(obj.layout.unpack(Z), keep=True)[1],
+                                      np.ones((1, *man.image_shape), np.float32)))
+    return {"model": model, "cut": cut, "gflop": gen_flops / 1e9, "tail_ms": 1e3 * t_gen,
+            "gflops_per_s": gen_flops / t_gen / 1e9}
+
+
+def matmul_gflops(n: int = 2048) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    t = timed(lambda: a @ b, min_repeats=5)
+    return 2 * n ** 3 / t / 1e9
+
+
+# ---------------------------------------------------------------------------------------- restarts
+
+def restarts_child(model: str, cut: int, device: str) -> dict:
+    from gs_onnx.restart import Budget, recover
+
+    man, op, y, obj = setup(model, cut, RATIO, device)
+    its = 40 if model == "dcgan" else 6
+    b = Budget(max_iter=its, max_fun=its, ftol=0.0, gtol=0.0)  # a fixed amount of work
+    out = {"model": model, "cut": cut, "budget": f"{its} iterations / {its} evaluations per restart"}
+    for name, kw in (("one", {"restarts": 1}), ("three_sequential", {"restarts": 3}),
+                     ("three_batched", {"restarts": 3, "batch": True})):
+        t = time.perf_counter()
+        r = recover(obj.gen, op, y, budget=b, seed=0, **kw)
+        out[name] = {"seconds": time.perf_counter() - t, "evaluations": r.evaluations,
+                     "objective": r.objective}
+    return out
+
+
+# --------------------------------------------------------------------------------------- operators
+
+def ops_section() -> list[dict]:
+    from gs_onnx.operator import GaussianOperator, SubsampledDCTOperator
+
+    rows = []
+    for n, ratio in ((12288, 0.1628), (49152, 0.1628), (49152, 0.49)):
+        m = int(round(ratio * n))
+        rng = np.random.default_rng(0)
+        x = rng.random((1, n), dtype=np.float32)
+        r = rng.standard_normal((1, m)).astype(np.float32)
+        row = {"n": n, "m": m}
+        for name, op in (("dense", GaussianOperator(m, n, 0)), ("srdct", SubsampledDCTOperator(m, n, 0))):
+            t0 = time.perf_counter()
+            op.forward(x)  # builds the dense matrix on first use
+            row[f"{name}_setup_s"] = time.perf_counter() - t0
+            row[f"{name}_ms"] = 1e3 * timed(lambda: op.adjoint(op.forward(x)), min_repeats=5)
+            row[f"{name}_bytes"] = op.nbytes
+            del op
+        row["speedup"] = row["dense_ms"] / row["srdct_ms"]
+        rows.append(row)
+    return rows
+
+
+def psnr_child(model: str, cut: int, n_images: int, its: int, device: str) -> dict:
+    from gs_onnx import registry
+    from gs_onnx.cut import CutGenerator
+    from gs_onnx.images import list_images, load_image
+    from gs_onnx.measurement import measure, paper_sigma
+    from gs_onnx.metrics import psnr
+    from gs_onnx.operator import make_operator
+    from gs_onnx.restart import Budget, recover
+
+    man = registry.load(model)
+    gen = CutGenerator(man, cut, device)
+    files = list_images(ROOT.parent / "shared" / "data" / "celeba_crops64" / "test")[:n_images]
+    xs = np.stack([load_image(p, man.image_shape[1]).reshape(-1) for p in files])
+    out = {"model": model, "cut": cut, "images": len(files), "budget": f"1 restart, {its} iterations"}
+    for ratio in (0.0488, 0.1628):
+        m = int(round(ratio * man.n))
+        for kind in ("gaussian", "srdct"):
+            op = make_operator(kind, m, man.n, 0)
+            ys = measure(xs, op, paper_sigma(man.n, m), 0)
+            ps, t = [], time.perf_counter()
+            for i in range(len(files)):
+                rec = recover(gen, op, ys[i], restarts=1, budget=Budget(max_iter=its, max_fun=int(its * 1.25)),
+                              seed=i)
+                ps.append(psnr(rec.image, xs[i].reshape(man.image_shape)))
+            out[f"{ratio:g}_{kind}"] = {"psnr": float(np.mean(ps)), "std": float(np.std(ps)),
+                                        "s_per_image": (time.perf_counter() - t) / len(files), "all": ps}
+    return out
+
+
+def big_child(device: str) -> dict:
+    from gs_onnx.latent import init_latent
+
+    t = time.perf_counter()
+    man, op, y, obj = setup("began", 2, 0.49, device)
+    setup_s = time.perf_counter() - t
+    z = init_latent("cn01", obj.layout.size, np.random.default_rng(0))[0]
+    ts = []
+    for _ in range(3):
+        t = time.perf_counter()
+        obj.value_and_grad(z)
+        ts.append(time.perf_counter() - t)
+    return {"m": op.m, "n": op.n, "a_gb": op.nbytes / 1e9, "setup_s": setup_s, "eval_s": float(np.median(ts)),
+            "peak_rss_gb": peak_rss_gb()}
+
+
+# ------------------------------------------------------------------------------------------- driver
+
+def child(args: list[str]) -> dict:
+    """Run one section in a fresh interpreter (own peak memory, no state shared with the others)."""
+    p = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if p.returncode != 0:
+        raise SystemExit(f"child {args} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run_child(argv: list[str]) -> None:
+    kind, *rest = argv
+    dev = rest[-1]
+    if kind == "eval":
+        res = eval_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")])
+    elif kind == "flops":
+        res = flops_child(rest[0], int(rest[1]), dev)
+    elif kind == "restarts":
+        res = restarts_child(rest[0], int(rest[1]), dev)
+    elif kind == "psnr":
+        res = psnr_child(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), dev)
+    elif kind == "big":
+        res = big_child(dev)
+    else:
+        raise SystemExit(f"unknown child {kind}")
+    print(json.dumps(res))
+
+
+def write_doc(res: dict, out: Path) -> None:
+    L = ["# Benchmarks", "",
+         f"Measured {res['date']} with `python benchmarks/perf.py` on **{res['hardware']}** "
+         f"({res['device']}; onnxruntime {res['onnxruntime']}, torch {res['torch']}, numpy {res['numpy']}). "
+         "Every ratio compares the same computation measured side by side in one run. Re-run the script to "
+         "regenerate this page on your machine.", ""]
+    if "eval" in res:
+        L += ["## One objective + gradient evaluation: runtime vs torch eager", "",
+              f"f(z) = ||A G_c(z) - y||^2 / m and df/dz for K latents in one batch (restarts or images), dense "
+              f"Gaussian A at m/n = {RATIO}. Runtime: the exported forward + VJP graphs on ONNX Runtime, A on "
+              "numpy BLAS. Torch: the same generator rebuilt from the model's ONNX weights, eager autograd, "
+              "A as a torch tensor. Medians; ratio < 1 means the runtime is faster. Peak memory is the whole "
+              "process (both sides, A included).", "",
+              "| model | cut | free values | m | K | runtime ms | torch ms | ratio | runtime ms per latent | peak RSS GB |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        for e in res["eval"]:
+            for r in e["rows"]:
+                L.append(f"| {e['model']} | {e['cut']} | {e['free_values']} | {e['m']} | {r['batch']} | "
+                         f"{r['runtime_ms']:.1f} | {r['torch_ms']:.1f} | {r['ratio']:.2f} | "
+                         f"{r['runtime_ms'] / r['batch']:.1f} | {e['peak_rss_gb']:.2f} |")
+        L += ["", f"Providers: {', '.join(sorted({e['provider'] for e in res['eval']}))}; torch "
+              f"{res['eval'][0]['torch']}.", ""]
+    if "restarts" in res:
+        L += ["## Batched restarts", "",
+              "One recovery (same image, seeds and a fixed budget: no early stop) with one restart, three "
+              "restarts one after another, and three restarts batched: each restart keeps its own scipy "
+              "L-BFGS-B state, their evaluations go through the graphs as one batch.", "",
+              "| model | cut | budget | 1 restart s | 3 sequential s | 3 batched s | batched / one | "
+              "batched / sequential |", "|---|---|---|---|---|---|---|---|"]
+        for e in res["restarts"]:
+            o, s, b = e["one"]["seconds"], e["three_sequential"]["seconds"], e["three_batched"]["seconds"]
+            L.append(f"| {e['model']} | {e['cut']} | {e['budget']} | {o:.2f} | {s:.2f} | {b:.2f} | "
+                     f"{b / o:.2f} | {b / s:.2f} |")
+        L.append("")
+    if "ops" in res:
+        L += ["## Measurement operators: dense Gaussian vs subsampled randomized DCT", "",
+              "Time of one A x plus one A^T r (batch 1), and the memory the operator holds.", "",
+              "| n | m (m/n) | dense ms | dense memory | dense build s | srdct ms | srdct memory | speedup |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in res["ops"]:
+            L.append(f"| {r['n']} | {r['m']} ({r['m'] / r['n']:.3f}) | {r['dense_ms']:.2f} | "
+                     f"{r['dense_bytes'] / 1e9:.2f} GB | {r['dense_setup_s']:.1f} | {r['srdct_ms']:.2f} | "
+                     f"{r['srdct_bytes'] / 1e3:.0f} kB | {r['speedup']:.0f}x |")
+        L.append("")
+    if "psnr" in res:
+        p = res["psnr"]
+        L += ["## Recovery quality: dense vs structured A", "",
+              f"GS recovery of the first {p['images']} CelebA test faces with {p['model']} c={p['cut']} "
+              f"({p['budget']}), paper noise, the same seeds for both operators.", "",
+              "| m/n | dense PSNR dB | srdct PSNR dB | srdct - dense | dense s/image | srdct s/image |",
+              "|---|---|---|---|---|---|"]
+        for ratio in ("0.0488", "0.1628"):
+            g, s = p[f"{ratio}_gaussian"], p[f"{ratio}_srdct"]
+            L.append(f"| {ratio} | {g['psnr']:.2f} +- {g['std']:.2f} | {s['psnr']:.2f} +- {s['std']:.2f} | "
+                     f"{s['psnr'] - g['psnr']:+.2f} | {g['s_per_image']:.1f} | {s['s_per_image']:.1f} |")
+        L.append("")
+    if "big" in res:
+        b = res["big"]
+        L += ["## BEGAN at m/n = 0.49 with dense A", "",
+              f"m = {b['m']}, n = {b['n']}: A takes {b['a_gb']:.2f} GB (built in {b['setup_s']:.0f} s, "
+              f"checked against the available memory before allocation). One evaluation: {b['eval_s']:.2f} s. "
+              f"Peak resident memory of the whole process: {b['peak_rss_gb']:.2f} GB.", ""]
+    if "flops" in res:
+        L += ["## Achieved FLOP/s", "",
+              "Generator FLOPs of one evaluation (tail forward + input gradient, batch 1), counted by torch's "
+              "FlopCounterMode on the torch reference; divided by the runtime's time for its tail forward + "
+              "VJP graphs (which also recompute each block's forward inside the VJP, work not counted here). "
+              f"Reference: a 2048 x 2048 float32 matrix multiply in numpy reaches {res['matmul_gflops']:.0f} "
+              "GFLOP/s on the same machine.", "",
+              "| model | cut | GFLOP / evaluation | runtime tail ms | GFLOP/s | share of matmul |",
+              "|---|---|---|---|---|---|"]
+        for f in res["flops"]:
+            L.append(f"| {f['model']} | {f['cut']} | {f['gflop']:.3f} | {f['tail_ms']:.1f} | "
+                     f"{f['gflops_per_s']:.1f} | {f['gflops_per_s'] / res['matmul_gflops']:.0%} |")
+        L.append("")
+    if res.get("notes"):
+        L += ["## Notes", "", res["notes"], ""]
+    out.write_text("\n".join(L))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--only", default="eval,restarts,ops,psnr,big,flops")
+    ap.add_argument("--psnr-images", type=int, default=5)
+    ap.add_argument("--psnr-iters", type=int, default=100)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--json", default=None, help="Also write the raw results here.")
+    ap.add_argument("--notes", default=None, help="A file whose text is appended under 'Notes'.")
+    a = ap.parse_args()
+    import numpy
+    import onnxruntime
+    import torch
+
+    only = a.only.split(",")
+    res = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(a.device), "device": a.device,
+           "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "numpy": numpy.__version__}
+    if "eval" in only:
+        res["eval"] = []
+        for model, cut in CONFIGS:
+            batches = "1,3,8,32" if model == "dcgan" or a.device == "cuda" else "1,3,8"
+            print(f"eval {model} c={cut}", flush=True)
+            res["eval"].append(child(["eval", model, str(cut), batches, a.device]))
+    if "restarts" in only:
+        res["restarts"] = []
+        for model, cut in CONFIGS:
+            print(f"restarts {model} c={cut}", flush=True)
+            res["restarts"].append(child(["restarts", model, str(cut), a.device]))
+    if "ops" in only:
+        print("ops", flush=True)
+        res["ops"] = ops_section()
+    if "psnr" in only:
+        print("psnr", flush=True)
+        res["psnr"] = child(["psnr", "vae", "1", str(a.psnr_images), str(a.psnr_iters), a.device])
+    if "big" in only:
+        print("big", flush=True)
+        res["big"] = child(["big", a.device])
+    if "flops" in only:
+        print("flops", flush=True)
+        res["matmul_gflops"] = matmul_gflops()
+        res["flops"] = [child(["flops", model, str(cut), a.device]) for model, cut in CONFIGS]
+    if a.notes:
+        res["notes"] = Path(a.notes).read_text().strip()
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    write_doc(res, Path(a.out))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        run_child(sys.argv[2:])
+    else:
+        main()
