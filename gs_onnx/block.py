@@ -10,8 +10,10 @@ from .providers import Device, active_provider, create_session
 class Block:
     """Sessions for block ``spec.index`` of a model.
 
-    ``forward(inputs)`` maps {input name: (B, ...) float32} to {output name: (B, ...) float32};
-    ``vjp(inputs, grads)`` maps the same inputs and {output name: dL/d output} to {input name: dL/d input}.
+    ``forward(inputs)`` maps {input name: (B, ...) float32} to {output name: (B, ...) float32}, plus the
+    values the VJP graph reads instead of recomputing the block ("saved": masks, exponentials; any dtype);
+    ``vjp(env, grads)`` maps an environment holding the inputs and everything ``forward`` returned, and
+    {output name: dL/d output}, to {input name: dL/d input}.
     """
 
     def __init__(self, manifest: Manifest, spec: BlockSpec, device: Device = "auto", threads: int = 0):

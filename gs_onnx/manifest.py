@@ -149,6 +149,20 @@ def _graph(d: dict, where: str) -> Graph:
                  outputs=tuple(_req(d, "outputs", where)))
 
 
+def _check_block_graphs(b: BlockSpec) -> None:
+    """The forward graph maps the block's inputs to its outputs, then any saved values; the VJP graph reads
+    only block inputs, forward-graph outputs and grad_<output>, and returns grad_<input>."""
+    f, v = b.forward, b.vjp
+    if f.inputs != b.inputs or f.outputs[: len(b.outputs)] != b.outputs:
+        raise GSError(f"invalid manifest: block {b.index} forward graph does not map its inputs to its outputs")
+    known = set(b.inputs) | set(f.outputs) | {f"grad_{n}" for n in b.outputs}
+    bad = [n for n in v.inputs if n not in known]
+    if bad:
+        raise GSError(f"invalid manifest: block {b.index} VJP graph reads unknown tensor {bad[0]!r}")
+    if v.outputs != tuple(f"grad_{n}" for n in b.inputs):
+        raise GSError(f"invalid manifest: block {b.index} VJP graph must return grad_ of each block input")
+
+
 def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     """Read and validate ``model_dir/manifest.json``.
 
@@ -181,6 +195,7 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
             for n in spec.inputs + spec.outputs:
                 if n not in tensors:
                     raise GSError(f"invalid manifest: block {i} names unknown tensor {n!r}")
+            _check_block_graphs(spec)
             blocks.append(spec)
         cuts = tuple(CutSpec(cut=int(_req(c, "cut", "cuts[].")), inputs=tuple(_req(c, "inputs", "cuts[].")))
                      for c in _req(raw, "cuts", ""))

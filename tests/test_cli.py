@@ -709,3 +709,15 @@ def test_recover_model_of_another_image_size(work, model_copy):
 
     edit_manifest(model_copy, fn)
     recover_refused(tmp, [m, "--cut", "1", "--model", model_copy], "(3, 64, 64)", "(3, 128, 128)")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda b: b["vjp"]["inputs"].insert(0, "nowhere"), "VJP graph reads unknown tensor 'nowhere'"),
+    (lambda b: b["forward"]["outputs"].reverse() if len(b["forward"]["outputs"]) > 1
+     else b["forward"]["outputs"].insert(0, "h9"), "forward graph does not map"),
+    (lambda b: b["vjp"]["outputs"].append("grad_q"), "must return grad_"),
+])
+def test_recover_manifest_block_graph_names_checked(work, model_copy, edit, needle):
+    tmp, m = work
+    edit_manifest(model_copy, lambda raw: edit(raw["blocks"][1]))
+    recover_refused(tmp, [m, "--model", model_copy], needle)

@@ -43,14 +43,36 @@ def test_blocks_match_torch_autograd(tiny_models, key):
                 cot = [torch.randn(o.shape, generator=g) * (o.detach().abs() > 1e-3 * o.detach().std()) for o in out]
                 ref = torch.autograd.grad(out, xs, cot, allow_unused=True)
                 feed = {n: x.detach().numpy() for n, x in zip(blk.inputs, xs)}
-                for got, want in zip(fs.run(None, feed), out):
+                fouts = fs.run(None, feed)
+                assert [o.name for o in fs.get_outputs()] == spec["forward"]["outputs"]
+                for got, want in zip(fouts, out):
                     assert got.shape == want.shape
                     assert _rel(got, want.detach().numpy()) < 1e-5
-                feed.update({f"grad_{n}": c.numpy() for n, c in zip(blk.outputs, cot)})
-                for got, want, x in zip(vs.run(None, feed), ref, xs):
+                # the VJP graph reads the forward graph's outputs (incl. saved values) and the cotangents
+                env = {**feed, **dict(zip(spec["forward"]["outputs"], fouts)),
+                       **{f"grad_{n}": c.numpy() for n, c in zip(blk.outputs, cot)}}
+                vfeed = {i.name: env[i.name] for i in vs.get_inputs()}
+                for got, want, x in zip(vs.run(None, vfeed), ref, xs):
                     want = torch.zeros_like(x) if want is None else want
                     assert got.shape == tuple(x.shape)
                     assert _rel(got, want.numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("key", list(TINY))
+def test_vjp_graphs_do_not_recompute_the_forward(tiny_models, key):
+    """The VJP graph of a block has no op of the block's forward convolution kind on its own inputs: its
+    convolutions are the transposes (Conv <-> ConvTranspose), and it has no activation functions."""
+    _, folder = tiny_models[key]
+    man = json.loads((folder / "manifest.json").read_text())
+    for spec in man["blocks"]:
+        fwd_ops, vjp_ops = set(spec["check"]["ops"]["forward"]), set(spec["check"]["ops"]["vjp"])
+        assert not vjp_ops & {"Relu", "LeakyRelu", "Elu", "Tanh", "Sigmoid", "Exp", "Gemm"}, spec["index"]
+        if "Conv" in fwd_ops and "ConvTranspose" not in fwd_ops:
+            assert "Conv" not in vjp_ops, spec["index"]
+        if "ConvTranspose" in fwd_ops:
+            assert "ConvTranspose" not in vjp_ops, spec["index"]
+        assert spec["forward"]["outputs"][: len(spec["outputs"])] == spec["outputs"]
+        assert spec["forward"]["outputs"][len(spec["outputs"]):] == spec.get("saved", [])
 
 
 @pytest.mark.parametrize("key", list(TINY))
@@ -121,3 +143,28 @@ def test_shipped_manifest_records_checks(shipped):
         assert b.check["vjp_rel_l2_err"] < 1e-5 and b.check["forward_rel_l2_err"] < 1e-5
         assert b.check["batches"] == [1, 3] and b.check["repeats"] >= 3
     assert "MIT" in shipped.provenance["licence"]
+
+
+def test_upgrade_keeps_weights_and_gradients(tiny_models, tmp_path):
+    """gs-export upgrade re-exports a model from its own graphs: same images, same gradients, provenance kept."""
+    from click.testing import CliRunner
+
+    from gs_export.cli import main as export_main
+    from gs_onnx.cut import CutGenerator
+    from gs_onnx.manifest import load_manifest
+
+    src = tiny_models["began"][1]
+    r = CliRunner().invoke(export_main, ["upgrade", str(src), "--out", str(tmp_path / "up")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    old, new = load_manifest(src), load_manifest(tmp_path / "up")
+    assert new.name == old.name and new.recommended == old.recommended and new.untrained == old.untrained
+    assert new.provenance["upgraded_from"]["files"] == old.raw["files"]
+    rng = np.random.default_rng(0)
+    lat = {n: rng.standard_normal((2, *old.tensors[n])).astype(np.float32) for n in old.cut(2).inputs}
+    a, b = CutGenerator(old, 2, "cpu"), CutGenerator(new, 2, "cpu")
+    xa, ea = a.forward(lat, keep=True)
+    xb, eb = b.forward(lat, keep=True)
+    np.testing.assert_allclose(xb, xa, atol=1e-5)
+    g = rng.standard_normal(xa.shape).astype(np.float32)
+    for n, ga in a.vjp(ea, g).items():
+        np.testing.assert_allclose(b.vjp(eb, g)[n], ga, rtol=1e-4, atol=1e-5)

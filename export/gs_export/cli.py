@@ -92,5 +92,28 @@ def untrained(arch, config_json, seed, name, out):
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where to write (default: replace MODEL_DIR).")
+def upgrade(model_dir, out):
+    """Re-export MODEL_DIR with this exporter, its weights read back from its own graphs.
+
+    For a model folder written by an older gs-export (e.g. VJP graphs that recompute the forward pass):
+    the architecture, weights, provenance and recommended settings are kept, the graphs are rewritten
+    and checked against torch again."""
+    from gs_onnx.manifest import load_manifest
+
+    from .from_onnx import torch_generator
+
+    man = load_manifest(model_dir)
+    gen = torch_generator(man)
+    prov = dict(man.provenance)
+    prov["upgraded_from"] = {"exported": man.raw.get("exported"), "files": man.raw.get("files")}
+    export_generator(gen, out or model_dir, man.name, provenance=prov, recommended=man.recommended,
+                     untrained=man.untrained, progress=_progress(man.name))
+    click.echo(f"wrote {out or model_dir}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

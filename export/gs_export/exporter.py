@@ -1,7 +1,8 @@
 """Export a generator as per-block forward and VJP ONNX graphs plus ``manifest.json``.
 
-For block k the model folder gets ``block<k>.fwd.onnx`` (inputs -> outputs), ``block<k>.vjp.onnx``
-((inputs, grad_<outputs>) -> grad_<inputs>) and ``block<k>.weights.bin``: the weights of both graphs as
+For block k the model folder gets ``block<k>.fwd.onnx`` (inputs -> outputs, then the values the backward
+pass needs, ``saved<k>_<i>``), ``block<k>.vjp.onnx`` ((inputs, saved values, outputs it reads,
+grad_<outputs>) -> grad_<inputs>, without recomputing the block) and ``block<k>.weights.bin``: the weights of both graphs as
 ONNX external data, stored once and shared (a VJP weight that is the transpose of a forward weight is
 stored once and transposed by a node that ONNX Runtime folds at session start). Every graph is checked
 against torch autograd before the manifest is written; graphs with Scatter ops are refused.
@@ -28,7 +29,7 @@ from torch.export import Dim
 from gs_onnx.manifest import FORMAT, FORMAT_VERSION, load_manifest, sha256_file
 
 from .architectures import Generator, fuse_batchnorm
-from .vjp import trace_vjp
+from .vjp import partition, trace_joint
 
 OPSET = 18
 FORBIDDEN_OPS = ("Scatter", "ScatterND", "ScatterElements")
@@ -119,6 +120,30 @@ def _share_weights(fwd_path: Path, vjp_path: Path, bin_name: str) -> dict:
     return stats
 
 
+def _parameter_map(block: torch.nn.Module, fwd_path: Path, vjp_path: Path) -> dict:
+    """Where each of the block's parameters lives in its graphs: {parameter name: {"graph": "forward" |
+    "vjp", "initializer": name, "transpose": bool}}, found by value (the exporter may rename or fold them).
+    Lets torch code (IAGAN, the torch reference) rebuild the block from the exported model alone."""
+    inits: list[tuple[str, str, np.ndarray]] = []
+    for graph, path in (("forward", fwd_path), ("vjp", vjp_path)):
+        m = onnx.load(str(path), load_external_data=False)
+        onnx.load_external_data_for_model(m, str(path.parent))
+        inits += [(graph, t.name, numpy_helper.to_array(t)) for t in m.graph.initializer]
+    out = {}
+    for name, p in block.named_parameters():
+        a = p.detach().cpu().numpy()
+        for graph, iname, v in inits:
+            if v.shape == a.shape and np.array_equal(v, a):
+                out[name] = {"graph": graph, "initializer": iname, "transpose": False}
+                break
+            if a.ndim == 2 and v.shape == a.T.shape and np.array_equal(v, a.T):
+                out[name] = {"graph": graph, "initializer": iname, "transpose": True}
+                break
+        else:
+            raise RuntimeError(f"parameter {name} is in neither graph as stored or transposed")
+    return out
+
+
 def _check_graph_ops(path: Path) -> list[str]:
     m = onnx.load(str(path), load_external_data=False)
     ops = sorted({n.op_type for n in m.graph.node})
@@ -159,8 +184,10 @@ def check_block(block: torch.nn.Module, shapes: dict, fwd_path: Path, vjp_path: 
             got = fs.run(None, feed)
             for o, r in zip(got, out):
                 ef, mf = _err(o, r.detach().numpy(), ef, mf)
-            feed.update({f"grad_{n}": g.numpy() for n, g in zip(block.outputs, gs)})
-            got = vs.run(None, feed)
+            # the VJP graph reads the forward graph's outputs (block outputs and saved values) by name
+            env = {**feed, **{i.name: v for i, v in zip(fs.get_outputs(), got)},
+                   **{f"grad_{n}": g.numpy() for n, g in zip(block.outputs, gs)}}
+            got = vs.run(None, {i.name: env[i.name] for i in vs.get_inputs()})
             for o, r, x in zip(got, ref, xs):
                 r = torch.zeros_like(x) if r is None else r
                 ev, mv = _err(o, r.detach().numpy(), ev, mv)
@@ -208,23 +235,32 @@ def export_generator(gen: Generator, out_dir: str | Path, name: str, *, provenan
                 progress(k, gen.depth)
             xs = [torch.randn((2, *shapes[n])) for n in blk.inputs]
             fwd, vjp, wts = f"block{k}.fwd.onnx", f"block{k}.vjp.onnx", f"block{k}.weights.bin"
-            _export(blk.eval(), xs, blk.inputs, blk.outputs, tmp / fwd)
+            # forward and VJP come from one traced joint graph, split where the backward pass needs
+            # forward values: the forward graph also returns them ("saved"), the VJP graph reads them
+            # instead of recomputing the block
+            gm, n_out = trace_joint(blk, xs)
+            fwd_gm, bwd_gm, n_saved, used_outs = partition(gm, len(xs), n_out)
+            saved = [f"saved{k}_{i}" for i in range(n_saved)]
+            fout = list(blk.outputs) + saved
+            _export(fwd_gm, xs, blk.inputs, fout, tmp / fwd)
             with torch.no_grad():
-                outs = blk(*xs)
-            outs = outs if isinstance(outs, tuple) else (outs,)
-            gm = trace_vjp(blk, xs)
-            vin = list(blk.inputs) + [f"grad_{n}" for n in blk.outputs]
+                fvals = dict(zip(fout, fwd_gm(*xs)))
+            vin = list(blk.inputs) + saved + [blk.outputs[i] for i in used_outs] + [f"grad_{n}" for n in blk.outputs]
             vout = [f"grad_{n}" for n in blk.inputs]
-            _export(gm, xs + [torch.randn_like(o) for o in outs], vin, vout, tmp / vjp)
+            cot = [torch.randn_like(fvals[n]) for n in blk.outputs]
+            vargs = xs + [fvals[n] for n in saved] + [fvals[blk.outputs[i]] for i in used_outs] + cot
+            _export(bwd_gm, vargs, vin, vout, tmp / vjp)
             ops = {"forward": _check_graph_ops(tmp / fwd), "vjp": _check_graph_ops(tmp / vjp)}
             share = _share_weights(tmp / fwd, tmp / vjp, wts)
+            params = _parameter_map(blk, tmp / fwd, tmp / vjp)
             chk = check_block(orig, shapes, tmp / fwd, tmp / vjp, repeats=check_repeats, seed=k)
             if max(chk["forward_rel_l2_err"], chk["vjp_rel_l2_err"]) > TOLERANCE:
                 raise RuntimeError(f"block {k}: ONNX disagrees with torch: {chk}")
             chk["ops"] = ops
             chk["weights"] = share
             blocks.append({"index": k, "inputs": list(blk.inputs), "outputs": list(blk.outputs),
-                           "forward": {"file": fwd, "inputs": list(blk.inputs), "outputs": list(blk.outputs)},
+                           "saved": saved, "parameters": params,
+                           "forward": {"file": fwd, "inputs": list(blk.inputs), "outputs": fout},
                            "vjp": {"file": vjp, "inputs": vin, "outputs": vout},
                            "weights": wts, "check": chk})
         cuts = [{"cut": c, "inputs": gen.cut_inputs(c),

@@ -1,5 +1,6 @@
 """A torch generator rebuilt from an exported model folder: the manifest's architecture, BatchNorm folded
-as at export, and every block's weights read from its forward graph.
+as at export, and every block's weights read from its graphs (where ``blocks[k].parameters`` in the
+manifest says; older models: the forward graph's initializer of the parameter's name).
 
 Baselines that train generator weights (IAGAN) and the torch reference need the same generator as the
 ONNX artifacts, with no separate checkpoint: this reads it back from the artifacts themselves and checks
@@ -35,13 +36,20 @@ def torch_generator(man: Manifest, check: bool = True) -> Generator:
         raise GSError(f"model {man.name}: torch {arch} has {len(gen.blocks)} blocks, the manifest {man.depth}")
     with torch.no_grad():
         for k, blk in enumerate(gen.blocks):
-            graph = onnx.load(str(man.path(man.blocks[k].forward.file)), load_external_data=False)
-            onnx.load_external_data_for_model(graph, str(man.root))
-            inits = {t.name: t for t in graph.graph.initializer}
+            where = man.raw["blocks"][k].get("parameters")  # absent in models exported before it existed
+            inits = {}
+            for graph in ("forward", "vjp"):
+                spec = getattr(man.blocks[k], graph)
+                g = onnx.load(str(man.path(spec.file)), load_external_data=False)
+                onnx.load_external_data_for_model(g, str(man.root))
+                inits[graph] = {t.name: t for t in g.graph.initializer}
             for name, p in blk.named_parameters():
-                if name not in inits:
+                loc = where.get(name) if where else {"graph": "forward", "initializer": name, "transpose": False}
+                if not loc or loc.get("initializer") not in inits.get(loc.get("graph"), {}):
                     raise GSError(f"model {man.name}: block {k} graph has no weight {name!r}")
-                a = numpy_helper.to_array(inits[name])
+                a = numpy_helper.to_array(inits[loc["graph"]][loc["initializer"]])
+                if loc.get("transpose"):
+                    a = a.T
                 if tuple(a.shape) != tuple(p.shape):
                     raise GSError(f"model {man.name}: block {k} weight {name!r} has shape {a.shape}, "
                                   f"torch expects {tuple(p.shape)}")

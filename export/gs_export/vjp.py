@@ -1,10 +1,12 @@
-"""Tracing a block's vector-Jacobian product into a graph the ONNX exporter accepts.
+"""Tracing a block's forward pass and vector-Jacobian product into graphs the ONNX exporter accepts.
 
-``torch.autograd.grad`` and ``torch.func.vjp`` cannot be exported directly. Instead the VJP of a block is
-traced with ``make_fx(tracing_mode="symbolic")`` (symbolic batch axis) and a decomposition table into a
-plain aten graph, which the dynamo exporter then turns into ONNX. Two backward ops need decompositions of
-our own: ``convolution_backward`` (input gradient only: a transposed convolution for Conv, a convolution
-for ConvTranspose) and ``upsample_nearest2d_backward`` (reshape and sum).
+``torch.autograd.grad`` and ``torch.func.vjp`` cannot be exported directly. Instead the block's forward
+and VJP are traced together with ``make_fx(tracing_mode="symbolic")`` (symbolic batch axis) and a
+decomposition table into one plain aten graph, which :func:`partition` splits into a forward graph that
+also returns the values the backward pass needs and a VJP graph that reads them (no forward recomputation);
+the dynamo exporter then turns both into ONNX. Two backward ops need decompositions of our own:
+``convolution_backward`` (input gradient only: a transposed convolution for Conv, a convolution for
+ConvTranspose) and ``upsample_nearest2d_backward`` (reshape and sum).
 """
 from __future__ import annotations
 
@@ -56,25 +58,22 @@ def decompositions() -> dict:
     return table
 
 
-def vjp_function(block: nn.Module, n_inputs: int) -> Callable:
-    """``f(x_1..x_k, g_1..g_l) -> (dL/dx_1..dL/dx_k)`` for ``block(x_1..x_k) -> (y_1..y_l)`` with
-    cotangents ``g``. Unused inputs get zero gradients (never None)."""
+def joint_function(block: nn.Module, n_inputs: int) -> Callable:
+    """``f(x_1..x_k, g_1..g_l) -> (dL/dx_1..dL/dx_k, y_1..y_l)``: the VJP and the block's own outputs,
+    traced together so that :func:`partition` can split them at the tensors the backward pass needs."""
 
     def f(*args):
         xs, gs = args[:n_inputs], args[n_inputs:]
         out, pullback = torch.func.vjp(lambda *a: block(*a), *xs)
-        if not isinstance(out, tuple):
-            gs_ = gs[0]
-        else:
-            gs_ = tuple(gs)
-        grads = pullback(gs_)
-        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+        grads = pullback(tuple(gs) if isinstance(out, tuple) else gs[0])
+        outs = out if isinstance(out, tuple) else (out,)
+        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)) + tuple(outs)
 
     return f
 
 
-def trace_vjp(block: nn.Module, example_inputs: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
-    """Trace the VJP of ``block`` (in eval mode) at ``example_inputs`` into an aten GraphModule."""
+def trace_joint(block: nn.Module, example_inputs: Sequence[torch.Tensor]) -> tuple[torch.fx.GraphModule, int]:
+    """Trace :func:`joint_function` of ``block`` (eval mode); returns (graph, number of block outputs)."""
     block.eval()
     for p in block.parameters():
         p.requires_grad_(False)
@@ -82,6 +81,73 @@ def trace_vjp(block: nn.Module, example_inputs: Sequence[torch.Tensor]) -> torch
         outs = block(*example_inputs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     cot = [torch.randn_like(o) for o in outs]
-    f = vjp_function(block, len(example_inputs))
-    return make_fx(f, decomposition_table=decompositions(), tracing_mode="symbolic",
-                   _allow_non_fake_inputs=True)(*example_inputs, *cot)
+    gm = make_fx(joint_function(block, len(example_inputs)), decomposition_table=decompositions(),
+                 tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example_inputs, *cot)
+    return gm, len(outs)
+
+
+def partition(gm: torch.fx.GraphModule, n_inputs: int, n_outputs: int):
+    """Split a joint graph into a forward graph that also returns what the backward pass needs, and a
+    backward graph that takes it instead of recomputing the forward.
+
+    Nodes reachable from the cotangent placeholders are *tangent*; the others are *primal*. A primal tensor
+    that depends on the block inputs and feeds a tangent node is *saved* (a ReLU mask, an ELU's exp, a
+    Tanh's 1 - y^2): the forward graph outputs it, the backward graph reads it. Primal nodes that depend on
+    no input (weights and constants) and non-tensor values (symbolic sizes) are copied into the backward
+    graph. Returns ``(forward, backward, saved_count)``:
+
+    * forward: ``(x_1..x_k) -> (y_1..y_l, s_1..s_S)``
+    * backward: ``(x_1..x_k, s_1..s_S, g_1..g_l) -> (dL/dx_1..dL/dx_k)`` (the x only for shapes, if at all)
+    """
+    nodes = list(gm.graph.nodes)
+    ph = [n for n in nodes if n.op == "placeholder"]
+    xs_ph, gs_ph = ph[:n_inputs], ph[n_inputs:]
+    results = list(nodes[-1].args[0])
+    grads, outs = results[:n_inputs], results[n_inputs:]
+    assert len(outs) == n_outputs
+    tangent, on_x = set(gs_ph), set(xs_ph)
+    for n in nodes:
+        ins = n.all_input_nodes
+        if n.op != "placeholder" and any(a in tangent for a in ins):
+            tangent.add(n)
+        if n.op != "placeholder" and any(a in on_x for a in ins):
+            on_x.add(n)
+
+    def is_tensor(n) -> bool:
+        return isinstance(n.meta.get("val"), torch.Tensor)
+
+    saved: list = []
+    for n in nodes:
+        if n in tangent and n.op != "output":
+            for a in n.all_input_nodes:
+                if a not in tangent and a in on_x and is_tensor(a) and a.op != "placeholder" and a not in saved:
+                    saved.append(a)
+    # a saved tensor that is also a block output is read under the output's name (no copy)
+    saved = [s for s in saved if s not in outs]
+
+    def build(inputs: list, results: list, stop: set) -> torch.fx.GraphModule:
+        g = torch.fx.Graph()
+        env: dict = {}
+        for n in inputs:
+            env[n] = g.placeholder(n.name)
+            env[n].meta = dict(n.meta)
+
+        def copy(n):
+            if n in env:
+                return env[n]
+            if n in stop:
+                raise RuntimeError(f"partition: {n} is needed but neither computed nor an input")
+            for a in n.all_input_nodes:
+                copy(a)
+            env[n] = g.node_copy(n, lambda a: env[a])
+            return env[n]
+
+        g.output(tuple(copy(r) for r in results))
+        g.eliminate_dead_code()
+        return torch.fx.GraphModule(gm, g)
+
+    fwd = build(xs_ph, list(outs) + saved, set(gs_ph))
+    out_saved = [o for o in outs if any(u in tangent for u in o.users)]
+    bwd = build(xs_ph + saved + out_saved + gs_ph, grads, set())
+    # the backward graph's inputs: x (shapes only), saved, block outputs it reads, cotangents; drop unused x
+    return fwd, bwd, len(saved), [outs.index(o) for o in out_saved]
