@@ -11,6 +11,8 @@ Every ratio compares the same computation measured side by side in one run on on
   (the same generator rebuilt from the model's ONNX weights, autograd, A as a torch tensor), DCGAN c=1,
   BEGAN c=2, VAE c=1, dense Gaussian A at m/n = 0.1628. Each model runs in its own subprocess, whose peak
   resident memory is reported.
+* ``cpu``: the CPU path: default sessions vs one thread vs spinning threads vs the tail merged into one
+  forward and one VJP graph.
 * ``restarts``: one recovery with 1 restart, 3 restarts one after another, and 3 restarts batched
   (:func:`gs_onnx.restart.recover` with ``batch=True``), the same fixed budget.
 * ``ops``: applying A and A^T, dense Gaussian vs subsampled randomized DCT, 64 and 128 px, with memory.
@@ -127,8 +129,10 @@ def flops_child(model: str, cut: int, device: str) -> dict:
     man, op, y, obj = setup(model, cut, RATIO, device)
     tobj = TorchObjective(torch_generator(man), cut, op, y, man.to_unit())
     Z = init_latent("cn01", obj.layout.size, np.random.default_rng(0), batch=1)
-    with FlopCounterMode(display=False) as fc:
-        tobj.value_and_grad_batch(Z)
+    zs = tobj._tensors(Z, True)
+    with FlopCounterMode(display=False) as fc:  # .backward(): the counter does not support autograd.grad
+        r = tobj._apply(tobj._x01(zs)) - tobj.y
+        ((r * r).sum() / tobj.m).backward()
     total = fc.get_total_flops()
     a_flops = 2 * 2 * op.m * op.n  # A x and A^T r
     gen_flops = total - a_flops
@@ -143,6 +147,100 @@ def matmul_gflops(n: int = 2048) -> float:
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     t = timed(lambda: a @ b, min_repeats=5)
     return 2 * n ** 3 / t / 1e9
+
+
+# --------------------------------------------------------------------------------------- CPU path
+
+def merged_graph(man, files: list[str], keep: set[str]):
+    """One ONNX model running the given block graphs in order: every name local to a graph is prefixed,
+    the tensors that connect graphs (and ``keep``) keep their names. Returns serialized model bytes."""
+    import onnx
+    from onnx import helper
+
+    nodes, inits, inputs, outputs, produced = [], [], [], [], set()
+    for k, f in enumerate(files):
+        m = onnx.load(str(man.path(f)), load_external_data=False)
+        onnx.load_external_data_for_model(m, str(man.root))
+        g = m.graph
+        glob = {i.name for i in g.input} | {o.name for o in g.output}
+        ren = lambda n, _k=k, _g=glob: n if (n in _g or n == "") else f"m{_k}/{n}"  # noqa: E731
+        for t in g.initializer:
+            t.name = ren(t.name)
+            inits.append(t)
+        for n in g.node:
+            n.input[:] = [ren(x) for x in n.input]
+            n.output[:] = [ren(x) for x in n.output]
+            n.name = f"m{k}/{n.name}"
+            nodes.append(n)
+        for i in g.input:
+            if i.name not in produced and i.name not in {x.name for x in inputs}:
+                inputs.append(i)
+        for o in g.output:
+            produced.add(o.name)
+            outputs.append(o)
+    outs = [o for o in outputs if o.name in keep or not any(o.name in n.input for n in nodes)]
+    graph = helper.make_graph(nodes, "merged", inputs, outs, inits)
+    model = helper.make_model(graph, opset_imports=onnx.load(str(man.path(files[0])),
+                                                             load_external_data=False).opset_import)
+    return model.SerializeToString()
+
+
+def cpu_child(model: str, cut: int, device: str) -> dict:
+    """One evaluation (batch 1) under the CPU-path variants: default, 1 thread, spinning on, merged graphs."""
+    import onnxruntime as ort
+
+    from gs_onnx.latent import init_latent
+    from gs_onnx.providers import session_options
+
+    man, op, y, obj = setup(model, cut, RATIO, device)
+    z = init_latent("cn01", obj.layout.size, np.random.default_rng(0))[0]
+    out = {"model": model, "cut": cut, "default_ms": 1e3 * timed(lambda: obj.value_and_grad(z))}
+    from gs_onnx.cut import CutGenerator
+    from gs_onnx.objective import Objective
+
+    o1 = Objective(CutGenerator(man, cut, device, threads=1), op, y)
+    out["one_thread_ms"] = 1e3 * timed(lambda: o1.value_and_grad(z))
+    import gs_onnx.providers as prov
+
+    orig = prov.session_options
+
+    def spinning(threads=0):
+        so = orig(threads)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        return so
+
+    prov.session_options = spinning
+    try:
+        o2 = Objective(CutGenerator(man, cut, device), op, y)
+    finally:
+        prov.session_options = orig
+    out["spinning_ms"] = 1e3 * timed(lambda: o2.value_and_grad(z))
+    # merged: the tail's forward graphs as one session, its VJP graphs as another (chains only)
+    blocks = [man.blocks[k] for k in range(cut, man.depth)]
+    if all(len(b.inputs) == 1 for b in blocks):
+        every = {n for b in blocks for n in b.forward.outputs}  # the VJP graphs read them
+        fwd = ort.InferenceSession(merged_graph(man, [b.forward.file for b in blocks], every),
+                                   session_options(), providers=["CPUExecutionProvider"])
+        vjp = ort.InferenceSession(merged_graph(man, [b.vjp.file for b in reversed(blocks)], set()),
+                                   session_options(), providers=["CPUExecutionProvider"])
+        lat = obj.layout.unpack(z)
+        scale, shift = man.to_unit()
+
+        def merged():
+            outs = dict(zip([o.name for o in fwd.get_outputs()], fwd.run(None, lat)))
+            env = {**lat, **outs}
+            x01 = outs[man.image] * scale + shift
+            r = op.forward(x01.reshape(1, -1)) - y
+            gx = ((2.0 / op.m) * op.adjoint(r)).reshape(x01.shape).astype(np.float32) * np.float32(scale)
+            env["grad_" + man.image] = gx
+            return vjp.run(None, {i.name: env[i.name] for i in vjp.get_inputs()})
+
+        # same numbers as the chained runtime
+        g_ref = obj.value_and_grad(z)[1]
+        g_m = merged()[0].ravel()
+        assert np.linalg.norm(g_m - g_ref) <= 1e-4 * np.linalg.norm(g_ref), "merged graphs disagree"
+        out["merged_ms"] = 1e3 * timed(merged)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- restarts
@@ -250,6 +348,8 @@ def run_child(argv: list[str]) -> None:
         res = eval_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")])
     elif kind == "flops":
         res = flops_child(rest[0], int(rest[1]), dev)
+    elif kind == "cpu":
+        res = cpu_child(rest[0], int(rest[1]), dev)
     elif kind == "restarts":
         res = restarts_child(rest[0], int(rest[1]), dev)
     elif kind == "psnr":
@@ -283,6 +383,17 @@ def write_doc(res: dict, out: Path) -> None:
                          f"{r['runtime_ms'] / r['batch']:.1f} | {e['peak_rss_gb']:.2f} |")
         L += ["", f"Providers: {', '.join(sorted({e['provider'] for e in res['eval']}))}; torch "
               f"{res['eval'][0]['torch']}.", ""]
+    if "cpu" in res:
+        L += ["## CPU path variants", "",
+              "One evaluation at batch 1 (ms): the runtime's default (chained per-block sessions, all cores, "
+              "no spinning), one intra-op thread, spinning threads, and the tail's graphs merged into one "
+              "forward and one VJP session (chains only; checked to give the same gradient).", "",
+              "| model | cut | default | 1 thread | spinning | merged graphs |", "|---|---|---|---|---|---|"]
+        for c in res["cpu"]:
+            mg = f"{c['merged_ms']:.1f}" if "merged_ms" in c else "n/a (skip connections)"
+            L.append(f"| {c['model']} | {c['cut']} | {c['default_ms']:.1f} | {c['one_thread_ms']:.1f} | "
+                     f"{c['spinning_ms']:.1f} | {mg} |")
+        L.append("")
     if "restarts" in res:
         L += ["## Batched restarts", "",
               "One recovery (same image, seeds and a fixed budget: no early stop) with one restart, three "
@@ -344,7 +455,8 @@ def write_doc(res: dict, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--only", default="eval,restarts,ops,psnr,big,flops")
+    ap.add_argument("--only", default="eval,cpu,restarts,ops,psnr,big,flops")
+    ap.add_argument("--models", default="dcgan:1,began:2,vae:1", help="model:cut pairs")
     ap.add_argument("--psnr-images", type=int, default=5)
     ap.add_argument("--psnr-iters", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -356,6 +468,8 @@ def main() -> None:
     import torch
 
     only = a.only.split(",")
+    global CONFIGS
+    CONFIGS = [(mc.split(":")[0], int(mc.split(":")[1])) for mc in a.models.split(",")]
     res = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(a.device), "device": a.device,
            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "numpy": numpy.__version__}
     if "eval" in only:
@@ -364,6 +478,11 @@ def main() -> None:
             batches = "1,3,8,32" if model == "dcgan" or a.device == "cuda" else "1,3,8"
             print(f"eval {model} c={cut}", flush=True)
             res["eval"].append(child(["eval", model, str(cut), batches, a.device]))
+    if "cpu" in only and a.device == "cpu":
+        res["cpu"] = []
+        for model, cut in CONFIGS:
+            print(f"cpu {model} c={cut}", flush=True)
+            res["cpu"].append(child(["cpu", model, str(cut), a.device]))
     if "restarts" in only:
         res["restarts"] = []
         for model, cut in CONFIGS:

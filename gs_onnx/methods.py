@@ -202,7 +202,7 @@ class MultiCodeSolver(_RestartSolver):
         from .mganprior import MultiCodeObjective, default_codes
 
         self.codes = default_codes(self.man) if self.s.codes is None else self.s.codes
-        self.obj = MultiCodeObjective(self.man, self.cut, self.op, y, self.codes, self.s.device, self.s.threads)
+        self.obj = MultiCodeObjective(self.man, self.cut, self.op, y[0], self.codes, self.s.device, self.s.threads)
         self.provider = self.obj.provider
 
     def _header(self):
@@ -210,9 +210,7 @@ class MultiCodeSolver(_RestartSolver):
                 "free_values": self.obj.layout.size}
 
     def _objective(self, y):
-        self.obj.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
-        self.obj.evaluations = 0
-        return self.obj
+        return self.obj.with_measurements(y)
 
 
 # ------------------------------------------------------------------------------------------- lasso

@@ -39,7 +39,7 @@ class MultiCodeObjective:
     manifest : a loaded model
     cut : 1 <= cut < depth, the layer where the codes are composed
     op : measurement operator, ``op.n`` = the model's C*H*W
-    y : (m,) float32 measurements
+    y : (m,) float32 measurements of one image
     codes : N >= 1
     device, threads : as for :class:`gs_onnx.cut.CutGenerator`
 
@@ -80,8 +80,20 @@ class MultiCodeObjective:
         self.codes, self.cut, self.manifest, self.op = codes, cut, manifest, op
         self.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
         self.m = self.y.shape[1]
+        if self.m != op.m:
+            raise GSError(f"measurements have {self.m} values but the operator has m = {op.m}")
         self.evaluations = 0
         self.provider = self.tail.provider
+
+    def with_measurements(self, y: np.ndarray) -> "MultiCodeObjective":
+        """The same objective (sessions and operator shared, not copied) for other measurements ``y`` ((m,))."""
+        new = object.__new__(MultiCodeObjective)
+        new.__dict__.update(self.__dict__)
+        new.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
+        if new.y.shape[1] != self.m:
+            raise GSError(f"measurements have {new.y.shape[1]} values, the objective {self.m}")
+        new.evaluations = 0
+        return new
 
     def _code_key(self, n: str) -> str:
         return "codes" if len(self.latent_names) == 1 else f"codes.{n}"

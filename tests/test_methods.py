@@ -179,3 +179,18 @@ def test_batched_restarts_from_the_cli(tmp_path, meas):
     for a, b in zip(reps[False]["images"], reps[True]["images"]):
         assert abs(a["psnr"] - b["psnr"]) < 0.05
         assert len(b["restarts"]) == 3
+
+
+def test_mganprior_objective_is_per_image(meas):
+    """The solver's objective is ||A x - y_i||^2 / m for the image being solved, whatever the file's size."""
+    y, sidecar = read_measurements(meas)
+    solver = make_solver("mganprior", y, sidecar, Settings(codes=2, restarts=1, max_iter=3))
+    obj = solver._objective(y[1])
+    assert obj.m == y.shape[1] == 2000
+    np.testing.assert_array_equal(obj.y[0], y[1])
+    z = np.zeros(obj.layout.size)
+    x = obj.image(obj.layout.unpack(z))
+    r = operator_for(sidecar).forward(x.reshape(1, -1)) - y[1]
+    assert obj.value(z) == pytest.approx(float((r.astype(np.float64) ** 2).sum()) / 2000, rel=1e-6)
+    with pytest.raises(GSError, match="measurements have 5 values"):
+        obj.with_measurements(np.zeros(5, np.float32))
