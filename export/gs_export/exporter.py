@@ -140,6 +140,9 @@ def _parameter_map(block: torch.nn.Module, fwd_path: Path, vjp_path: Path) -> di
                 out[name] = {"graph": graph, "initializer": iname, "transpose": True}
                 break
         else:
+            if not a.any():  # an all-zero bias the graph optimiser removed with its Add
+                out[name] = {"zeros": True}
+                continue
             raise RuntimeError(f"parameter {name} is in neither graph as stored or transposed")
     return out
 

@@ -45,6 +45,9 @@ def torch_generator(man: Manifest, check: bool = True) -> Generator:
                 inits[graph] = {t.name: t for t in g.graph.initializer}
             for name, p in blk.named_parameters():
                 loc = where.get(name) if where else {"graph": "forward", "initializer": name, "transpose": False}
+                if loc and loc.get("zeros"):
+                    p.zero_()
+                    continue
                 if not loc or loc.get("initializer") not in inits.get(loc.get("graph"), {}):
                     raise GSError(f"model {man.name}: block {k} graph has no weight {name!r}")
                 a = numpy_helper.to_array(inits[loc["graph"]][loc["initializer"]])
