@@ -438,7 +438,7 @@ def write_doc(res: dict, out: Path) -> None:
         L += ["## Achieved FLOP/s", "",
               "Generator FLOPs of one evaluation (tail forward + input gradient, batch 1), counted by torch's "
               "FlopCounterMode on the torch reference; divided by the runtime's time for its tail forward + "
-              "VJP graphs (which also recompute each block's forward inside the VJP, work not counted here). "
+              "VJP graphs (A excluded). "
               f"Reference: a 2048 x 2048 float32 matrix multiply in numpy reaches {res['matmul_gflops']:.0f} "
               "GFLOP/s on the same machine.", "",
               "| model | cut | GFLOP / evaluation | runtime tail ms | GFLOP/s | share of matmul |",
