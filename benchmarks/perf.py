@@ -472,22 +472,14 @@ def main() -> None:
     CONFIGS = [(mc.split(":")[0], int(mc.split(":")[1])) for mc in a.models.split(",")]
     res = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(a.device), "device": a.device,
            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "numpy": numpy.__version__}
-    if "eval" in only:
-        res["eval"] = []
+    for kind in ("eval", "cpu", "restarts"):
+        if kind not in only or (kind == "cpu" and a.device != "cpu"):
+            continue
+        res[kind] = []
         for model, cut in CONFIGS:
-            batches = "1,3,8,32" if model == "dcgan" or a.device == "cuda" else "1,3,8"
-            print(f"eval {model} c={cut}", flush=True)
-            res["eval"].append(child(["eval", model, str(cut), batches, a.device]))
-    if "cpu" in only and a.device == "cpu":
-        res["cpu"] = []
-        for model, cut in CONFIGS:
-            print(f"cpu {model} c={cut}", flush=True)
-            res["cpu"].append(child(["cpu", model, str(cut), a.device]))
-    if "restarts" in only:
-        res["restarts"] = []
-        for model, cut in CONFIGS:
-            print(f"restarts {model} c={cut}", flush=True)
-            res["restarts"].append(child(["restarts", model, str(cut), a.device]))
+            print(f"{kind} {model} c={cut}", flush=True)
+            extra = [("1,3,8,32" if model == "dcgan" or a.device == "cuda" else "1,3,8")] if kind == "eval" else []
+            res[kind].append(child([kind, model, str(cut), *extra, a.device]))
     if "ops" in only:
         print("ops", flush=True)
         res["ops"] = ops_section()

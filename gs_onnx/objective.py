@@ -34,14 +34,9 @@ class Objective:
         return self.op.forward(x01.reshape(x01.shape[0], -1)) - self.y
 
     def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
-        """f(z) and df/dz for z of shape (size,) (float64 in, float64 out)."""
-        self.evaluations += 1
-        x01, env = self.gen.forward(self.layout.unpack(z), keep=True)
-        r = self.residual(x01)
-        f = float(np.dot(r.ravel().astype(np.float64), r.ravel().astype(np.float64))) / self.m
-        gx = (2.0 / self.m) * self.op.adjoint(r).astype(np.float32)
-        grads = self.gen.vjp(env, gx.reshape(x01.shape))
-        return f, self.layout.pack(grads).ravel()
+        """f(z) and df/dz for z of shape (size,) (float64 in, float64 out): a batch of one."""
+        f, g = self.value_and_grad_batch(np.asarray(z).reshape(1, -1))
+        return float(f[0]), g[0]
 
     def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """f and df/dz for K latents at once, one batch through the graphs.

@@ -64,13 +64,8 @@ class TorchObjective:
                 for n, v in self.layout.unpack(z).items()}
 
     def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
-        self.evaluations += 1
-        zs = self._tensors(z, True)
-        r = self._apply(self._x01(zs)) - self.y
-        f = (r * r).sum() / self.m
-        grads = torch.autograd.grad(f, list(zs.values()))
-        g = torch.cat([t.reshape(-1) for t in grads]).double().cpu().numpy()
-        return float(f.detach()), g
+        f, g = self.value_and_grad_batch(np.asarray(z).reshape(1, -1))
+        return float(f[0]), g[0]
 
     def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """f (K,) and df/dz (K, size) for K latents in one batch (as ``gs_onnx.objective.Objective``)."""
