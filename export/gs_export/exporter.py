@@ -3,8 +3,9 @@
 For block k the model folder gets ``block<k>.fwd.onnx`` (inputs -> outputs, then the values the backward
 pass needs, ``saved<k>_<i>``), ``block<k>.vjp.onnx`` ((inputs, saved values, outputs it reads,
 grad_<outputs>) -> grad_<inputs>, without recomputing the block) and ``block<k>.weights.bin``: the weights of both graphs as
-ONNX external data, stored once and shared (a VJP weight that is the transpose of a forward weight is
-stored once and transposed by a node that ONNX Runtime folds at session start). Every graph is checked
+ONNX external data, stored once and shared (a VJP weight that is the transpose of a forward weight, or a
+forward kernel flipped with its channel axes swapped, is stored once and rearranged by nodes that ONNX
+Runtime folds at session start). Every graph is checked
 against torch autograd before the manifest is written; graphs with Scatter ops are refused.
 """
 from __future__ import annotations
@@ -47,6 +48,16 @@ def _export(fn, args: Sequence[torch.Tensor], input_names, output_names, path: P
     prog.save(str(path))
 
 
+def _flip_kernel_nodes(src: str, out: str, inits: list) -> list:
+    """Nodes computing ``out = src[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)`` for a 4-D kernel ``src``
+    (appends the Slice constants to ``inits``); ONNX Runtime folds them once at session start."""
+    consts = {"starts": [-1, -1], "ends": [-(2 ** 62), -(2 ** 62)], "axes": [2, 3], "steps": [-1, -1]}
+    for k, v in consts.items():
+        inits.append(numpy_helper.from_array(np.asarray(v, dtype=np.int64), name=f"{out}__{k}"))
+    return [helper.make_node("Transpose", [src], [out + "__t"], perm=[1, 0, 2, 3]),
+            helper.make_node("Slice", [out + "__t"] + [f"{out}__{k}" for k in consts], [out])]
+
+
 def _share_weights(fwd_path: Path, vjp_path: Path, bin_name: str) -> dict:
     """Move the large initializers of both graphs into one external-data file, each tensor stored once."""
     fwd = onnx.load(str(fwd_path), load_external_data=True)
@@ -54,7 +65,7 @@ def _share_weights(fwd_path: Path, vjp_path: Path, bin_name: str) -> dict:
     blob = bytearray()
     by_hash: dict[str, tuple[int, int]] = {}
     fwd_arrays: dict[str, np.ndarray] = {}
-    stats = {"stored": 0, "shared": 0, "transposed": 0}
+    stats = {"stored": 0, "shared": 0, "transposed": 0, "flipped": 0}
 
     def put(t: onnx.TensorProto) -> None:
         raw = numpy_helper.to_array(t).tobytes()
@@ -86,22 +97,34 @@ def _share_weights(fwd_path: Path, vjp_path: Path, bin_name: str) -> dict:
         if a.nbytes >= EXTERNAL_MIN_BYTES:
             fwd_arrays[t.name] = a
             put(t)
-    fwd_t = {hashlib.sha256(np.ascontiguousarray(a.T).tobytes()).hexdigest(): n
-             for n, a in fwd_arrays.items() if a.ndim == 2}
+    # VJP weights that are a rearranged forward weight: a transposed matrix (Linear), or a kernel with
+    # swapped channel axes and flipped spatial axes (a stride-1 convolution's input gradient, where the
+    # exporter folded the flip into a constant)
+    derived: dict[str, tuple[str, str]] = {}
+    for n, a in fwd_arrays.items():
+        if a.ndim == 2:
+            derived.setdefault(hashlib.sha256(np.ascontiguousarray(a.T).tobytes()).hexdigest(), (n, "transpose"))
+        elif a.ndim == 4:
+            flipped = np.ascontiguousarray(a[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            derived.setdefault(hashlib.sha256(flipped.tobytes()).hexdigest(), (n, "flip"))
     new_inits, new_nodes = [], []
     for t in vjp.graph.initializer:
         a = numpy_helper.to_array(t)
         if a.nbytes < EXTERNAL_MIN_BYTES:
             new_inits.append(t)
             continue
-        src = fwd_t.get(hashlib.sha256(a.tobytes()).hexdigest()) if a.ndim == 2 else None
+        src = derived.get(hashlib.sha256(a.tobytes()).hexdigest()) if a.ndim in (2, 4) else None
         exact = hashlib.sha256(a.tobytes() + str(t.data_type).encode()).hexdigest() in by_hash
-        if src is not None and not exact:
-            base = numpy_helper.from_array(fwd_arrays[src], name=t.name + "__src")
+        if src is not None and not exact and fwd_arrays[src[0]].ndim == a.ndim:
+            base = numpy_helper.from_array(fwd_arrays[src[0]], name=t.name + "__src")
             put(base)
             new_inits.append(base)
-            new_nodes.append(helper.make_node("Transpose", [base.name], [t.name], perm=[1, 0]))
-            stats["transposed"] += 1
+            if src[1] == "transpose":
+                new_nodes.append(helper.make_node("Transpose", [base.name], [t.name], perm=[1, 0]))
+                stats["transposed"] += 1
+            else:
+                new_nodes += _flip_kernel_nodes(base.name, t.name, new_inits)
+                stats["flipped"] += 1
         else:
             put(t)
             new_inits.append(t)

@@ -5,8 +5,8 @@ and VJP are traced together with ``make_fx(tracing_mode="symbolic")`` (symbolic 
 decomposition table into one plain aten graph, which :func:`partition` splits into a forward graph that
 also returns the values the backward pass needs and a VJP graph that reads them (no forward recomputation);
 the dynamo exporter then turns both into ONNX. Two backward ops need decompositions of our own:
-``convolution_backward`` (input gradient only: a transposed convolution for Conv, a convolution for
-ConvTranspose) and ``upsample_nearest2d_backward`` (reshape and sum).
+``convolution_backward`` (input gradient only: a transposed convolution for Conv -- a convolution with the
+flipped kernel where the stride is 1 --, a convolution for ConvTranspose) and ``upsample_nearest2d_backward`` (reshape and sum).
 """
 from __future__ import annotations
 
@@ -34,7 +34,15 @@ def _conv_backward(grad_output, input, weight, bias_sizes, stride, padding, dila
             hout = grad_output.shape[2:]
             op = [int(hin[i]) - ((int(hout[i]) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k[i] - 1) + 1)
                   for i in range(2)]
-            gi = F.conv_transpose2d(grad_output, weight, None, stride, padding, op, groups, dilation)
+            pad = [dilation[i] * (k[i] - 1) - padding[i] for i in range(2)]
+            if list(stride) == [1, 1] and groups == 1 and min(pad) >= 0 and op == [0, 0]:
+                # Stride 1: the transposed convolution is a plain convolution with the kernel flipped and
+                # its channel axes swapped. ONNX Runtime's CPU Conv is about 1.8x faster than its
+                # ConvTranspose for BEGAN's 3x3 layers. The graph flips the forward graph's own kernel
+                # (stored once, shared), and ORT folds the flip at session start.
+                gi = F.conv2d(grad_output, weight.flip(2, 3).transpose(0, 1), None, 1, pad, dilation, 1)
+            else:
+                gi = F.conv_transpose2d(grad_output, weight, None, stride, padding, op, groups, dilation)
         else:
             gi = F.conv2d(grad_output, weight, None, stride, padding, dilation, groups)
     if output_mask[1] or output_mask[2]:
