@@ -75,6 +75,21 @@ def timed(fn, min_repeats: int = 3, min_seconds: float = 1.5, warmup: int = 1) -
     return float(np.median(ts))
 
 
+def timed_pair(fa, fb, min_pairs: int = 5, min_seconds: float = 3.0) -> tuple[float, float, float]:
+    """Interleaved timing of two functions (a, b, a, b, ...): medians of each and the median of the
+    per-pair ratios a/b, so that a slow stretch of a shared machine hits both sides alike."""
+    fa(), fb()
+    ta, tb, t_all = [], [], time.perf_counter()
+    while len(ta) < min_pairs or time.perf_counter() - t_all < min_seconds:
+        for fn, ts in ((fa, ta), (fb, tb)):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        if len(ta) >= 60:
+            break
+    return float(np.median(ta)), float(np.median(tb)), float(np.median(np.array(ta) / np.array(tb)))
+
+
 def setup(model: str, cut: int, ratio: float, device: str, operator: str = "gaussian"):
     from gs_onnx import registry
     from gs_onnx.cut import CutGenerator
@@ -103,15 +118,13 @@ def eval_child(model: str, cut: int, device: str, batches: list[int]) -> dict:
     rows = []
     for k in batches:
         Z = init_latent("cn01", obj.layout.size, np.random.default_rng(k), batch=k)
-        t_rt = timed(lambda: obj.value_and_grad_batch(Z))
-
         def t_eval():
             tobj.value_and_grad_batch(Z)
             if tdev == "cuda":
                 torch.cuda.synchronize()
 
-        t_t = timed(t_eval)
-        rows.append({"batch": k, "runtime_ms": 1e3 * t_rt, "torch_ms": 1e3 * t_t, "ratio": t_rt / t_t})
+        t_rt, t_t, ratio = timed_pair(lambda: obj.value_and_grad_batch(Z), t_eval)
+        rows.append({"batch": k, "runtime_ms": 1e3 * t_rt, "torch_ms": 1e3 * t_t, "ratio": ratio})
     return {"model": model, "cut": cut, "m": op.m, "free_values": obj.layout.size, "provider": obj.gen.provider,
             "torch": f"{torch.__version__}, {torch.get_num_threads()} threads", "rows": rows,
             "peak_rss_gb": peak_rss_gb()}
@@ -151,46 +164,10 @@ def matmul_gflops(n: int = 2048) -> float:
 
 # --------------------------------------------------------------------------------------- CPU path
 
-def merged_graph(man, files: list[str], keep: set[str]):
-    """One ONNX model running the given block graphs in order: every name local to a graph is prefixed,
-    the tensors that connect graphs (and ``keep``) keep their names. Returns serialized model bytes."""
-    import onnx
-    from onnx import helper
-
-    nodes, inits, inputs, outputs, produced = [], [], [], [], set()
-    for k, f in enumerate(files):
-        m = onnx.load(str(man.path(f)), load_external_data=False)
-        onnx.load_external_data_for_model(m, str(man.root))
-        g = m.graph
-        glob = {i.name for i in g.input} | {o.name for o in g.output}
-        ren = lambda n, _k=k, _g=glob: n if (n in _g or n == "") else f"m{_k}/{n}"  # noqa: E731
-        for t in g.initializer:
-            t.name = ren(t.name)
-            inits.append(t)
-        for n in g.node:
-            n.input[:] = [ren(x) for x in n.input]
-            n.output[:] = [ren(x) for x in n.output]
-            n.name = f"m{k}/{n.name}"
-            nodes.append(n)
-        for i in g.input:
-            if i.name not in produced and i.name not in {x.name for x in inputs}:
-                inputs.append(i)
-        for o in g.output:
-            produced.add(o.name)
-            outputs.append(o)
-    outs = [o for o in outputs if o.name in keep or not any(o.name in n.input for n in nodes)]
-    graph = helper.make_graph(nodes, "merged", inputs, outs, inits)
-    model = helper.make_model(graph, opset_imports=onnx.load(str(man.path(files[0])),
-                                                             load_external_data=False).opset_import)
-    return model.SerializeToString()
-
-
 def cpu_child(model: str, cut: int, device: str) -> dict:
-    """One evaluation (batch 1) under the CPU-path variants: default, 1 thread, spinning on, merged graphs."""
-    import onnxruntime as ort
-
+    """One evaluation (batch 1) under the CPU-path variants: default, 1 thread, spinning on, per-block
+    sessions, the merged tail."""
     from gs_onnx.latent import init_latent
-    from gs_onnx.providers import session_options
 
     man, op, y, obj = setup(model, cut, RATIO, device)
     z = init_latent("cn01", obj.layout.size, np.random.default_rng(0))[0]
@@ -215,31 +192,13 @@ def cpu_child(model: str, cut: int, device: str) -> dict:
     finally:
         prov.session_options = orig
     out["spinning_ms"] = 1e3 * timed(lambda: o2.value_and_grad(z))
-    # merged: the tail's forward graphs as one session, its VJP graphs as another (chains only)
-    blocks = [man.blocks[k] for k in range(cut, man.depth)]
-    if all(len(b.inputs) == 1 for b in blocks):
-        every = {n for b in blocks for n in b.forward.outputs}  # the VJP graphs read them
-        fwd = ort.InferenceSession(merged_graph(man, [b.forward.file for b in blocks], every),
-                                   session_options(), providers=["CPUExecutionProvider"])
-        vjp = ort.InferenceSession(merged_graph(man, [b.vjp.file for b in reversed(blocks)], set()),
-                                   session_options(), providers=["CPUExecutionProvider"])
-        lat = obj.layout.unpack(z)
-        scale, shift = man.to_unit()
-
-        def merged():
-            outs = dict(zip([o.name for o in fwd.get_outputs()], fwd.run(None, lat)))
-            env = {**lat, **outs}
-            x01 = outs[man.image] * scale + shift
-            r = op.forward(x01.reshape(1, -1)) - y
-            gx = ((2.0 / op.m) * op.adjoint(r)).reshape(x01.shape).astype(np.float32) * np.float32(scale)
-            env["grad_" + man.image] = gx
-            return vjp.run(None, {i.name: env[i.name] for i in vjp.get_inputs()})
-
-        # same numbers as the chained runtime
-        g_ref = obj.value_and_grad(z)[1]
-        g_m = merged()[0].ravel()
-        assert np.linalg.norm(g_m - g_ref) <= 1e-4 * np.linalg.norm(g_ref), "merged graphs disagree"
-        out["merged_ms"] = 1e3 * timed(merged)
+    # merged: the tail's forward graphs as one session, its VJP graphs as another (gs_onnx.merge)
+    om = Objective(CutGenerator(man, cut, device, merged=True), op, y)
+    oc = Objective(CutGenerator(man, cut, device, merged=False), op, y)
+    g_ref, g_m = oc.value_and_grad(z)[1], om.value_and_grad(z)[1]
+    assert np.linalg.norm(g_m - g_ref) <= 1e-4 * np.linalg.norm(g_ref), "merged graphs disagree"
+    out["chained_ms"] = 1e3 * timed(lambda: oc.value_and_grad(z))
+    out["merged_ms"] = 1e3 * timed(lambda: om.value_and_grad(z))
     return out
 
 
@@ -369,12 +328,14 @@ def write_doc(res: dict, out: Path) -> None:
          f"({res['device']}; onnxruntime {res['onnxruntime']}, torch {res['torch']}, numpy {res['numpy']}). "
          "Every ratio compares the same computation measured side by side in one run. Re-run the script to "
          "regenerate this page on your machine.", ""]
+    if res.get("notes"):
+        L += ["What the numbers say:", "", res["notes"], ""]
     if "eval" in res:
         L += ["## One objective + gradient evaluation: runtime vs torch eager", "",
               f"f(z) = ||A G_c(z) - y||^2 / m and df/dz for K latents in one batch (restarts or images), dense "
               f"Gaussian A at m/n = {RATIO}. Runtime: the exported forward + VJP graphs on ONNX Runtime, A on "
               "numpy BLAS. Torch: the same generator rebuilt from the model's ONNX weights, eager autograd, "
-              "A as a torch tensor. Medians; ratio < 1 means the runtime is faster. Peak memory is the whole "
+              "A as a torch tensor. Runtime and torch calls alternate (a, b, a, b, ... for at least 3 s); times are medians, the ratio is the median of the per-pair ratios; ratio < 1 means the runtime is faster. Peak memory is the whole "
               "process (both sides, A included).", "",
               "| model | cut | free values | m | K | runtime ms | torch ms | ratio | runtime ms per latent | peak RSS GB |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -387,14 +348,15 @@ def write_doc(res: dict, out: Path) -> None:
               f"{res['eval'][0]['torch']}.", ""]
     if "cpu" in res:
         L += ["## CPU path variants", "",
-              "One evaluation at batch 1 (ms): the runtime's default (chained per-block sessions, all cores, "
-              "no spinning), one intra-op thread, spinning threads, and the tail's graphs merged into one "
-              "forward and one VJP session (chains only; checked to give the same gradient).", "",
-              "| model | cut | default | 1 thread | spinning | merged graphs |", "|---|---|---|---|---|---|"]
+              "One objective + gradient evaluation at batch 1 (ms), all through the same `Objective`: the "
+              "runtime's default, one intra-op thread, spinning threads, the tail as two sessions per block "
+              "(chained), and the tail merged into one forward and one VJP session (`gs_onnx.merge`; "
+              "checked to give the same gradient).", "",
+              "| model | cut | default | 1 thread | spinning | chained blocks | merged tail |",
+              "|---|---|---|---|---|---|---|"]
         for c in res["cpu"]:
-            mg = f"{c['merged_ms']:.1f}" if "merged_ms" in c else "n/a (skip connections)"
             L.append(f"| {c['model']} | {c['cut']} | {c['default_ms']:.1f} | {c['one_thread_ms']:.1f} | "
-                     f"{c['spinning_ms']:.1f} | {mg} |")
+                     f"{c['spinning_ms']:.1f} | {c.get('chained_ms', float('nan')):.1f} | {c['merged_ms']:.1f} |")
         L.append("")
     if "restarts" in res:
         L += ["## Batched restarts", "",
@@ -452,8 +414,6 @@ def write_doc(res: dict, out: Path) -> None:
             L.append(f"| {f['model']} | {f['cut']} | {f['gflop']:.3f} | {f['tail_ms']:.1f} | "
                      f"{f['gflops_per_s']:.1f} | {f['gflops_per_s'] / res['matmul_gflops']:.0%} |")
         L.append("")
-    if res.get("notes"):
-        L += ["## Notes", "", res["notes"], ""]
     out.write_text("\n".join(L))
 
 
@@ -466,7 +426,9 @@ def main() -> None:
     ap.add_argument("--psnr-iters", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=None, help="Also write the raw results here.")
-    ap.add_argument("--notes", default=None, help="A file whose text is appended under 'Notes'.")
+    ap.add_argument("--notes", default=None, help="A file whose text goes under the page's introduction.")
+    ap.add_argument("--update", action="store_true",
+                    help="Start from the results in --json and replace only the sections run (--only).")
     a = ap.parse_args()
     import numpy
     import onnxruntime
@@ -475,8 +437,14 @@ def main() -> None:
     only = a.only.split(",")
     global CONFIGS
     CONFIGS = [(mc.split(":")[0], int(mc.split(":")[1])) for mc in a.models.split(",")]
-    res = {"date": time.strftime("%Y-%m-%d"), "hardware": hardware(a.device), "device": a.device,
-           "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "numpy": numpy.__version__}
+    res = {}
+    if a.update:
+        if not (a.json and Path(a.json).is_file()):
+            raise SystemExit("--update needs an existing --json file")
+        res = json.loads(Path(a.json).read_text())
+        res.pop("notes", None)
+    res.update({"date": time.strftime("%Y-%m-%d"), "hardware": hardware(a.device), "device": a.device,
+                "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "numpy": numpy.__version__})
     for kind in ("eval", "cpu", "restarts"):
         if kind not in only or (kind == "cpu" and a.device != "cpu"):
             continue

@@ -53,8 +53,9 @@ def requested_providers(device: Device) -> list[str]:
     raise GSError(f"unknown device {device!r}: use auto, cpu or cuda")
 
 
-def create_session(path: str | Path, device: Device = "auto", threads: int = 0):
-    """An InferenceSession on ``device``; GSError if ``cuda`` was asked for but CUDA is not active."""
+def create_session(path: str | Path | bytes, device: Device = "auto", threads: int = 0):
+    """An InferenceSession on ``device`` for a graph file (or serialized model bytes); GSError if ``cuda``
+    was asked for but CUDA is not active."""
     ort = _ort()
     provs = requested_providers(device)
     if CUDA in provs and hasattr(ort, "preload_dlls"):
@@ -63,9 +64,11 @@ def create_session(path: str | Path, device: Device = "auto", threads: int = 0):
         except Exception:  # noqa: BLE001 - preloading is best effort; the provider check below decides
             pass
     try:
-        sess = ort.InferenceSession(str(path), session_options(threads), providers=provs)
+        src = path if isinstance(path, bytes) else str(path)
+        sess = ort.InferenceSession(src, session_options(threads), providers=provs)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-        raise GSError(f"cannot load ONNX graph {path}: {str(e).splitlines()[0]}") from None
+        what = "(merged in memory)" if isinstance(path, bytes) else str(path)
+        raise GSError(f"cannot load ONNX graph {what}: {str(e).splitlines()[0]}") from None
     active = sess.get_providers()
     if device == "cuda" and CUDA not in active:
         raise GSError("--device cuda: CUDAExecutionProvider failed to load (CUDA/cuDNN libraries missing?); "

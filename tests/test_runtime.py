@@ -31,8 +31,10 @@ def _torch_objective(gen, cut, latents, A, y, to_unit):
     return float(f.detach()), {n: g.numpy() for n, g in zip(zs, grads)}
 
 
+@pytest.mark.parametrize("merged", [False, True], ids=["chained", "merged"])
 @pytest.mark.parametrize("key", list(TINY))
-def test_objective_and_gradient_match_torch_at_every_cut(tiny_models, key):
+def test_objective_and_gradient_match_torch_at_every_cut(tiny_models, key, merged):
+    """Per-block sessions and the merged tail (gs_onnx.merge) both against torch float64 autograd."""
     pytest.importorskip("torch")
     gen, folder = tiny_models[key]
     man = load_manifest(folder)
@@ -40,7 +42,8 @@ def test_objective_and_gradient_match_torch_at_every_cut(tiny_models, key):
     op = GaussianOperator(300, man.n, seed=1)
     y = rng.standard_normal(op.m).astype(np.float32) * 0.3
     for cut in range(man.depth):
-        cg = CutGenerator(man, cut, "cpu")
+        cg = CutGenerator(man, cut, "cpu", merged=merged)
+        assert cg.merged == merged
         layout = LatentLayout(cg.shapes)
         z = init_latent("cn01", layout.size, rng)[0]
         f, g = Objective(cg, op, y).value_and_grad(z)
@@ -49,6 +52,27 @@ def test_objective_and_gradient_match_torch_at_every_cut(tiny_models, key):
         g_ref = layout.pack(g_ref).ravel()
         assert abs(f - f_ref) <= 1e-5 * abs(f_ref)
         assert np.linalg.norm(g - g_ref) <= 1e-4 * np.linalg.norm(g_ref), (key, cut)
+
+
+@pytest.mark.parametrize("model, cut", [("began", 2), ("began", 4), ("dcgan", 0)])
+def test_merged_tail_equals_per_block_sessions(model, cut):
+    """The merged tail computes the chained blocks' image and gradients; BEGAN's skip source gets the sum
+    of several blocks' contributions in one Sum node (float32 rounding of the order only)."""
+    from gs_onnx import registry
+
+    man = registry.load(model)
+    a, b = CutGenerator(man, cut, "cpu", merged=False), CutGenerator(man, cut, "cpu", merged=True)
+    assert len(b.inputs) == (2 if (model, cut) != ("dcgan", 0) and model == "began" else 1)
+    layout = LatentLayout(a.shapes)
+    lat = layout.unpack(init_latent("cn01", layout.size, np.random.default_rng(0), batch=2))
+    xa, ea = a.forward(lat, keep=True)
+    xb, eb = b.forward(lat, keep=True)
+    np.testing.assert_array_equal(xa, xb)
+    g = np.random.default_rng(1).standard_normal(xa.shape).astype(np.float32)
+    ga, gb = a.vjp(ea, g), b.vjp(eb, g)
+    assert ga.keys() == gb.keys()
+    for n in ga:
+        np.testing.assert_allclose(gb[n], ga[n], rtol=1e-5, atol=1e-6 * np.abs(ga[n]).max())
 
 
 def test_gradient_matches_finite_differences_shipped(shipped):
