@@ -25,8 +25,8 @@ from .methods import METHODS
 EXIT_BAD_INPUT = 2
 
 
-class OneLineCommand(click.Command):
-    """A click command whose usage errors (bad option values, wrong paths) print one ``error:`` line."""
+class _OneLineMain:
+    """Usage errors (bad option values, wrong paths) print one ``error:`` line and exit 2."""
 
     def main(self, *args, **kwargs):
         if kwargs.get("standalone_mode", True) is False:
@@ -44,6 +44,14 @@ class OneLineCommand(click.Command):
             sys.exit(130)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+
+
+class OneLineCommand(_OneLineMain, click.Command):
+    """A click command whose usage errors print one ``error:`` line."""
+
+
+class OneLineGroup(_OneLineMain, click.Group):
+    """A click group (``gs-experiment``) whose usage errors print one ``error:`` line."""
 
 
 def one_line_errors(fn):

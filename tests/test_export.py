@@ -179,3 +179,19 @@ def test_upgrade_keeps_weights_and_gradients(tiny_models, tmp_path):
     g = rng.standard_normal(xa.shape).astype(np.float32)
     for n, ga in a.vjp(ea, g).items():
         np.testing.assert_allclose(b.vjp(eb, g)[n], ga, rtol=1e-4, atol=1e-5)
+
+
+def test_export_into_a_folder_whose_parent_does_not_exist(tmp_path):
+    """The exporter builds the model beside its destination (one filesystem) and creates missing parents."""
+    import torch
+
+    from gs_export.architectures import build
+    from gs_export.exporter import export_generator
+    from gs_onnx.manifest import load_manifest
+
+    torch.manual_seed(0)
+    out = tmp_path / "a" / "b" / "tiny"
+    export_generator(build("dcgan", ngf=8).eval(), out, "tiny", provenance={"weights": "random", "licence": "n/a"},
+                     check_repeats=1)
+    assert load_manifest(out).name == "tiny"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"], "no temp folder left behind"

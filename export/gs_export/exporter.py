@@ -252,7 +252,8 @@ def export_generator(gen: Generator, out_dir: str | Path, name: str, *, provenan
         p.requires_grad_(False)
     shapes = gen.shapes()
     fused = fuse_batchnorm(copy.deepcopy(gen)).eval()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)  # the temp folder sits beside it: one filesystem
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir.parent))
     try:
         blocks = []
         files: dict[str, str] = {}

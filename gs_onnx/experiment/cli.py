@@ -1,0 +1,179 @@
+"""``gs-experiment``: the paper's experiments, one command per figure, resumable, with plots.
+
+    gs-experiment cs --models dcgan --images 20 --ratios 0.0488,0.1628 -o runs/exp/cs
+    gs-experiment plot runs/exp/cs
+
+Every preset appends one row per (image, ratio, method, restart) to ``OUT/results.jsonl`` as it finishes,
+skips the rows already there on a rerun, and ends by writing ``OUT/summary.md`` and the figures
+(``--no-plot`` to skip). ``--workers N`` runs N local processes; ``--ray local|auto|HOST:PORT`` runs the
+same tasks on Ray, the results still written by this process only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..cli import OneLineGroup, one_line_errors
+from ..errors import GSError
+from ..progress import Progress
+from . import presets as P
+from .pool import execute
+from .results import ResultsFile
+
+
+def _floats(s: str | None) -> tuple[float, ...] | None:
+    if s is None:
+        return None
+    if s == "paper":
+        return P.PAPER_RATIOS
+    try:
+        vals = tuple(float(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise GSError(f"not a comma-separated list of numbers: {s!r}") from None
+    if not vals:
+        raise GSError("empty list of ratios")
+    return vals
+
+
+def _ints(s: str | None) -> tuple[int, ...] | None:
+    if s is None:
+        return None
+    try:
+        return tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise GSError(f"not a comma-separated list of integers: {s!r}") from None
+
+
+def _names(s: str | None) -> tuple[str, ...] | None:
+    return None if s is None else tuple(v.strip() for v in s.split(",") if v.strip()) or None
+
+
+def _common(f):
+    opts = [
+        click.option("--models", default=None, help="Comma-separated model names or folders (default: the preset's)."),
+        click.option("--datasets", default=None,
+                     help="Comma-separated: celeba-test, celeba-train, coco, generated, or image folders."),
+        click.option("--images", default=20, show_default=True, type=int, help="First N images of each dataset."),
+        click.option("--ratios", default=None, help="Comma-separated m/n values, or 'paper' (the paper's 10)."),
+        click.option("--methods", default=None, help="Comma-separated: gs, nogs, lasso-dct, mganprior, "
+                                                     "deep-decoder, iagan (what the preset allows)."),
+        click.option("--restarts", default=3, show_default=True, type=int, help="Restarts of gs/nogs/mganprior."),
+        click.option("--max-iter", default=None, type=int, help="L-BFGS-B iterations per restart "
+                                                                "(default: the model's, the paper's for raw)."),
+        click.option("--cut", default=None, type=int, help="Cut for gs/mganprior (default: the model's)."),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--operator", default="gaussian", show_default=True, type=click.Choice(["gaussian", "srdct"])),
+        click.option("--steps", default=None, type=int, help="Adam steps of Deep Decoder / IAGAN's latent phase."),
+        click.option("--finetune-steps", default=None, type=int, help="IAGAN's joint phase steps."),
+        click.option("--lasso-iter", default=None, type=int, help="Lasso-DCT iterations (default 2000)."),
+        click.option("--data-root", default=None, type=click.Path(file_okay=False),
+                     help="Folder with celeba_crops64/, celeba_aligned/, coco/ (default: $GS_ONNX_DATA or "
+                          "../shared/data)."),
+        click.option("--models-dir", default=None, type=click.Path(file_okay=False)),
+        click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+                     help="Results folder (default runs/experiments/PRESET)."),
+        click.option("--workers", default=1, show_default=True, type=int, help="Local worker processes."),
+        click.option("--threads", default=0, type=int, help="Threads per task (0: all cores in-process, 1 per worker)."),
+        click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"])),
+        click.option("--ray", "ray_address", default=None, metavar="local|auto|HOST:PORT",
+                     help="Run the tasks on Ray: 'local' starts one here, 'auto'/HOST:PORT joins a cluster."),
+        click.option("--dry-run", is_flag=True, help="Only count the tasks to run."),
+        click.option("--no-plot", is_flag=True, help="Do not write the figures at the end."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _run(preset: str, kw: dict, extra: dict) -> None:
+    cfg = P.Config(models=_names(kw["models"]), datasets=_names(kw["datasets"]), images=kw["images"],
+                   ratios=_floats(kw["ratios"]), methods=_names(kw["methods"]), restarts=kw["restarts"],
+                   seed=kw["seed"], max_iter=kw["max_iter"], cut=kw["cut"], operator=kw["operator"],
+                   steps=kw["steps"], finetune_steps=kw["finetune_steps"], lasso_iter=kw["lasso_iter"],
+                   data_root=kw["data_root"], models_dir=kw["models_dir"], **extra)
+    for name in ("restarts", "max_iter", "steps", "lasso_iter", "workers"):
+        v = kw.get(name) if name in kw else getattr(cfg, name, None)
+        if v is not None and v < 1:
+            raise GSError(f"--{name.replace('_', '-')} must be >= 1")
+    if kw["seed"] < 0 or kw["threads"] < 0:
+        raise GSError("--seed and --threads must be >= 0")
+    tasks = P.PRESETS[preset](cfg)
+    out = Path(kw["out"] or Path("runs") / "experiments" / preset)
+    results = ResultsFile(out)
+    if kw["dry_run"]:
+        click.echo(f"{preset}: {len(tasks)} task(s), {len(results.pending(tasks))} not yet in {results.path}")
+        return
+    (out / "experiment.json").write_text(json.dumps({"preset": preset, "argv": sys.argv[1:]}, indent=1) + "\n")
+    threads = kw["threads"] or (0 if kw["workers"] <= 1 and not kw["ray_address"] else 1)
+    prog = Progress(f"gs-experiment {preset}", kw["progress"])
+    try:
+        ran = execute(tasks, results, workers=kw["workers"], threads=threads, device=kw["device"],
+                      models_dir=kw["models_dir"], ray=kw["ray_address"], progress=prog,
+                      log=lambda s: click.echo(s, err=True))
+    finally:
+        prog.close()
+    click.echo(f"{preset}: {ran} task(s) ran, {len(results.done())} row(s) in {results.path}")
+    if not kw["no_plot"]:
+        _plot(out, None)
+
+
+def _plot(folder: Path, out: Path | None) -> None:
+    from .plot import plot
+
+    rows = ResultsFile(folder).rows() if (Path(folder) / "results.jsonl").is_file() else []
+    if not rows:
+        raise GSError(f"no results in {folder} (expected {Path(folder) / 'results.jsonl'})")
+    for p in plot(folder, rows, out):
+        click.echo(f"wrote {p}")
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """The paper's experiments, one command per figure (Park et al., Generator Surgery)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _preset_command(name: str, doc: str, extra_opts=(), to_extra=lambda kw: {}):
+    def cmd(**kw):
+        extra = to_extra(kw)
+        _run(name, kw, extra)
+
+    cmd.__doc__ = doc
+    cmd = one_line_errors(cmd)
+    for o in reversed(extra_opts):
+        cmd = o(cmd)
+    cmd = _common(cmd)
+    return main.command(name, help=doc, short_help=doc.split(": ", 1)[-1])(cmd)
+
+
+_preset_command("cs", "Fig. 2: PSNR vs m/n for no-GS, GS and Lasso-DCT per model on CelebA test and COCO.")
+_preset_command("baselines", "Fig. 3 / Table 1: GS vs mGANprior vs Deep Decoder vs IAGAN, with free parameters / n.")
+_preset_command("raw", "Fig. 4 left: A = I, no noise, c=0 vs the cut on generated, train, test and COCO images.")
+_preset_command("untrained", "Fig. 4 right: GS with trained vs randomly initialised weights.",
+                [click.option("--untrained", default=None,
+                              help="The untrained twin (default: the installed model MODEL-untrained).")],
+                lambda kw: {"untrained": kw.pop("untrained")})
+_preset_command("init", "Fig. 6: latent inits zero, cn01, normal5, normal10 and the Lasso-DCT warm start.",
+                [click.option("--inits", default=None, help="Comma-separated inits (default: all five).")],
+                lambda kw: {"inits": _names(kw.pop("inits"))})
+_preset_command("cuts", "Fig. 7: PSNR vs the cut index on a validation split; the best cut is selected.",
+                [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts (default: all).")],
+                lambda kw: {"cuts": _ints(kw.pop("cut_list"))})
+_preset_command("samples", "Fig. 8: sample grids of the cut generator at every cut.",
+                [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts (default: all)."),
+                 click.option("--count", default=8, show_default=True, type=int, help="Samples per cut.")],
+                lambda kw: {"cuts": _ints(kw.pop("cut_list")), "count": kw.pop("count")})
+
+
+@main.command("plot")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="Where to write (default FOLDER).")
+@one_line_errors
+def plot_cmd(folder: str, out: str | None) -> None:
+    """Figures (PNG) and summary.md from FOLDER/results.jsonl."""
+    _plot(Path(folder), Path(out) if out else None)

@@ -1,0 +1,277 @@
+"""The paper's experiments as lists of :class:`~gs_onnx.experiment.task.Task`, one builder per figure.
+
+Every builder takes a :class:`Config` (models, datasets, number of images, ratios, methods, budgets) whose
+defaults follow the paper (``docs/experiments.md``), checks it (unknown models, cuts, datasets, ratios and
+methods are refused before any work starts) and returns the tasks in an order that keeps one model and one
+ratio together, so a worker reuses its cut generator and its dense A.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from .. import registry
+from ..errors import GSError
+from ..images import list_images
+from ..latent import INITS
+from .task import RESTART_METHODS, SINGLE_METHODS, WARM_INIT, Task
+
+#: The paper's measurement grid (m/n; 64 px: m = 100..6000, 128 px: m = 400..24000).
+PAPER_RATIOS = (0.0081, 0.0163, 0.0244, 0.0326, 0.0488, 0.0814, 0.1628, 0.2441, 0.3255, 0.4883)
+PAPER_MODELS = ("dcgan", "began", "vae")
+#: The paper's raw-reconstruction budget: 100 outer steps of up to 20 L-BFGS iterations (VAE: 40 steps).
+RAW_STEPS = {"vae": 40}
+INNER_ITERS = 20
+PAPER_INITS = ("zero", "cn01", "normal5", "normal10", WARM_INIT)
+LABELS = {"nogs": "no GS (c=0)", "gs": "GS", "lasso-dct": "Lasso-DCT", "mganprior": "mGANprior",
+          "deep-decoder": "Deep Decoder", "iagan": "IAGAN"}
+#: Named datasets: folder under the data root for (64 px, 128 px) models.
+DATASETS = {
+    "celeba-test": ("celeba_crops64/test", "celeba_aligned/test"),
+    "celeba-train": ("celeba_crops64/train", "celeba_aligned/train"),
+    "coco": ("coco/test", "coco/test"),
+}
+
+
+def default_data_root() -> Path:
+    """``$GS_ONNX_DATA``, else ``shared/data`` beside the repository (where this project keeps CelebA/COCO)."""
+    env = os.environ.get("GS_ONNX_DATA")
+    return Path(env) if env else registry.SHIPPED.parent.parent / "shared" / "data"
+
+
+@dataclasses.dataclass
+class Config:
+    """What to run. ``None`` fields take the preset's (paper) default."""
+
+    models: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] | None = None
+    images: int = 20
+    ratios: tuple[float, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    restarts: int = 3
+    seed: int = 0
+    max_iter: int | None = None
+    cut: int | None = None
+    cuts: tuple[int, ...] | None = None
+    inits: tuple[str, ...] | None = None
+    untrained: str | None = None
+    operator: str = "gaussian"
+    steps: int | None = None
+    finetune_steps: int | None = None
+    lasso_iter: int | None = None
+    count: int = 8
+    data_root: str | None = None
+    models_dir: str | None = None
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+def _manifest(name: str, cfg: Config):
+    return registry.load(name, cfg.models_dir, verify=False)
+
+
+def dataset_images(name: str, image_size: int, n: int, cfg: Config) -> list[str]:
+    """The first ``n`` images of a named dataset (or a folder) for a model of ``image_size`` px, or
+    ``["generated"] * n`` for images the generator makes."""
+    if n < 1:
+        raise GSError("--images must be >= 1")
+    if name == "generated":
+        return ["generated"] * n
+    if name in DATASETS:
+        root = Path(cfg.data_root) if cfg.data_root else default_data_root()
+        folder = root / DATASETS[name][0 if image_size <= 64 else 1]
+        if not folder.is_dir():
+            raise GSError(f"dataset {name}: {folder} not found (set --data-root or $GS_ONNX_DATA)")
+    else:
+        folder = Path(name)
+        if not folder.is_dir():
+            raise GSError(f"unknown dataset {name!r}: use {', '.join(list(DATASETS) + ['generated'])} or a folder")
+    files = list_images(folder)
+    if len(files) < n:
+        raise GSError(f"dataset {name} has {len(files)} images, fewer than --images {n}")
+    return [str(p) for p in files[:n]]
+
+
+def _dataset_label(name: str) -> str:
+    return name if name in DATASETS or name == "generated" else Path(name).name
+
+
+def _check_ratios(ratios: tuple[float, ...]) -> tuple[float, ...]:
+    for r in ratios:
+        if not 0 < r <= 1:
+            raise GSError(f"ratio {r} is outside (0, 1]")
+    return tuple(float(r) for r in ratios)
+
+
+def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    for m in methods:
+        if m not in allowed:
+            raise GSError(f"unknown method {m!r} for this experiment: choose from {', '.join(allowed)}")
+    return tuple(methods)
+
+
+def _cut(man, cut: int | None) -> int:
+    c = man.recommended_cut if cut is None else cut
+    man.cut(c)  # GSError for a cut the model does not have
+    return c
+
+
+def _options(cfg: Config, method: str) -> tuple:
+    o = {}
+    if method in ("deep-decoder", "iagan") and cfg.steps is not None:
+        o["steps"] = cfg.steps
+    if method == "iagan" and cfg.finetune_steps is not None:
+        o["finetune_steps"] = cfg.finetune_steps
+    return tuple(sorted(o.items()))
+
+
+def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, datasets, ratios, methods, *,
+                    operator: str | None = None, noise: bool = True, inits=("cn01",), variant: str = "",
+                    max_iter: int | None = None) -> list[Task]:
+    out = []
+    for ds in datasets:
+        images = dataset_images(ds, man.image_shape[1], cfg.images, cfg)
+        for ratio in ratios:
+            for method in methods:
+                for init in inits:
+                    restarts = cfg.restarts if method in RESTART_METHODS else 1
+                    for i, path in enumerate(images):
+                        for r in range(restarts):
+                            out.append(Task(
+                                preset=preset, model=model, method=method, dataset=_dataset_label(ds), image=path,
+                                index=i, ratio=ratio, operator=operator or cfg.operator, noise=noise,
+                                cut=0 if method == "nogs" else (cut if method in ("gs", "mganprior") else None),
+                                restart=r, seed=cfg.seed, init=init if method in RESTART_METHODS else "-",
+                                max_iter=(cfg.lasso_iter if method == "lasso-dct" else
+                                          max_iter if method in RESTART_METHODS else None),
+                                options=_options(cfg, method), variant=variant))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- presets
+
+def cs(cfg: Config) -> list[Task]:
+    """Fig. 2: PSNR vs m/n for no-GS, GS and Lasso-DCT, per model, on CelebA test and COCO."""
+    methods = _check_methods(cfg.methods or ("nogs", "gs", "lasso-dct"), ("nogs", "gs", "lasso-dct", "mganprior"))
+    ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
+    out = []
+    for model in cfg.models or PAPER_MODELS:
+        man = _manifest(model, cfg)
+        out += _recovery_tasks("cs", cfg, model, man, _cut(man, cfg.cut), cfg.datasets or ("celeba-test", "coco"),
+                               ratios, methods, max_iter=cfg.max_iter)
+    return out
+
+
+def baselines(cfg: Config) -> list[Task]:
+    """Fig. 3 and Table 1: GS vs mGANprior vs Deep Decoder vs IAGAN (rows carry ``free_parameters``)."""
+    methods = _check_methods(cfg.methods or ("gs", "mganprior", "deep-decoder", "iagan"),
+                             ("gs", "nogs", "mganprior", "deep-decoder", "iagan", "lasso-dct"))
+    ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
+    out = []
+    for model in cfg.models or ("dcgan",):
+        man = _manifest(model, cfg)
+        out += _recovery_tasks("baselines", cfg, model, man, _cut(man, cfg.cut), cfg.datasets or ("celeba-test",),
+                               ratios, methods, max_iter=cfg.max_iter)
+    return out
+
+
+def raw(cfg: Config) -> list[Task]:
+    """Fig. 4 left: A = I, no noise, c = 0 vs the cut, on generated, train, test and COCO images.
+
+    On generated images c = 0 can represent the image exactly, so its error is optimisation error; on real
+    images the gap to the cut is representation error. Budget: the paper's 100 steps x 20 iterations
+    (VAE 40 steps) unless ``max_iter`` is given.
+    """
+    methods = _check_methods(cfg.methods or ("nogs", "gs"), ("nogs", "gs"))
+    out = []
+    for model in cfg.models or PAPER_MODELS:
+        man = _manifest(model, cfg)
+        name = man.architecture
+        its = cfg.max_iter or RAW_STEPS.get(name, 100) * INNER_ITERS
+        out += _recovery_tasks("raw", cfg, model, man, _cut(man, cfg.cut),
+                               cfg.datasets or ("generated", "celeba-train", "celeba-test", "coco"), (1.0,), methods,
+                               operator="identity", noise=False, max_iter=its)
+    return out
+
+
+def untrained(cfg: Config) -> list[Task]:
+    """Fig. 4 right: GS with the trained weights vs the same architecture randomly initialised.
+
+    The untrained twin is ``cfg.untrained`` or the installed model ``<model>-untrained``; make one with
+    ``gs-export untrained ARCH --out models/<model>-untrained`` (torch).
+    """
+    methods = _check_methods(cfg.methods or ("gs",), ("gs", "nogs"))
+    ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
+    out = []
+    for model in cfg.models or ("dcgan",):
+        man = _manifest(model, cfg)
+        twin_name = cfg.untrained or f"{man.name}-untrained"
+        try:
+            twin = _manifest(twin_name, cfg)
+        except GSError:
+            raise GSError(f"no untrained twin {twin_name!r} of {man.name}: make one with 'gs-export untrained "
+                          f"--arch {man.architecture} --config '{json.dumps(man.config)}' --name {man.name}-untrained "
+                          f"--out models/{man.name}-untrained' or pass --untrained") from None
+        if list(twin.image_shape) != list(man.image_shape) or twin.architecture != man.architecture:
+            raise GSError(f"{twin_name} is not a twin of {man.name} (architecture or image size differ)")
+        cut = _cut(man, cfg.cut)
+        for variant, name, m in (("trained", model, man), ("untrained", twin_name, twin)):
+            out += _recovery_tasks("untrained", cfg, name, m, cut, cfg.datasets or ("celeba-test",), ratios, methods,
+                                   variant=variant, max_iter=cfg.max_iter)
+    return out
+
+
+def init(cfg: Config) -> list[Task]:
+    """Fig. 6: zero, CN(0,1), N(0,5), N(0,10) and the Lasso-DCT warm start, GS at the model's cut."""
+    inits = tuple(cfg.inits or PAPER_INITS)
+    for i in inits:
+        if i not in INITS + (WARM_INIT,):
+            raise GSError(f"unknown init {i!r}: choose from {', '.join(INITS + (WARM_INIT,))}")
+    methods = _check_methods(cfg.methods or ("gs",), ("gs", "nogs"))
+    ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
+    out = []
+    for model in cfg.models or ("dcgan",):
+        man = _manifest(model, cfg)
+        out += _recovery_tasks("init", cfg, model, man, _cut(man, cfg.cut), cfg.datasets or ("celeba-test",),
+                               ratios, methods, inits=inits, max_iter=cfg.max_iter)
+    return out
+
+
+def cuts(cfg: Config) -> list[Task]:
+    """Fig. 7: PSNR vs the cut index on a validation split (CelebA train images by default, never test)."""
+    ratios = _check_ratios(cfg.ratios or (0.0488, 0.1628))
+    out = []
+    for model in cfg.models or ("dcgan",):
+        man = _manifest(model, cfg)
+        all_cuts = [c.cut for c in man.cuts]
+        chosen = tuple(cfg.cuts) if cfg.cuts else tuple(all_cuts)
+        for c in chosen:
+            man.cut(c)
+            out += _recovery_tasks("cuts", cfg, model, man, c, cfg.datasets or ("celeba-train",), ratios, ("gs",),
+                                   variant=f"c={c}", max_iter=cfg.max_iter)
+    return out
+
+
+def samples(cfg: Config) -> list[Task]:
+    """Fig. 8: a grid of samples from the cut generator at every cut (inputs i.i.d. N(0, 1))."""
+    if cfg.count < 1:
+        raise GSError("--count must be >= 1")
+    out = []
+    for model in cfg.models or PAPER_MODELS:
+        man = _manifest(model, cfg)
+        for c in (tuple(cfg.cuts) if cfg.cuts else [c.cut for c in man.cuts]):
+            man.cut(c)
+            out.append(Task(preset="samples", model=model, method="samples", dataset="-", image="-", index=0,
+                            ratio=0.0, operator="-", noise=False, cut=c, seed=cfg.seed,
+                            options=(("count", cfg.count),), variant=f"c={c}"))
+    return out
+
+
+PRESETS: dict[str, Callable[[Config], list[Task]]] = {
+    "cs": cs, "baselines": baselines, "raw": raw, "untrained": untrained, "init": init, "cuts": cuts,
+    "samples": samples,
+}
+SINGLE = SINGLE_METHODS

@@ -1,0 +1,169 @@
+"""From results rows to numbers: the winning restart per image, then mean +- std over images, and the
+markdown tables of every preset. Plots live in :mod:`gs_onnx.experiment.plot` (matplotlib, optional).
+
+A row's *condition* is everything but the image and the restart: (preset, model, variant, method, cut,
+init, dataset, operator, ratio). Per image and condition the restart with the lowest measurement error
+||A clamp(x) - y|| wins (never the ground truth), as in the paper.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .presets import LABELS
+
+CONDITION = ("preset", "model", "variant", "method", "cut", "init", "dataset", "operator", "ratio")
+
+
+def label(cond: dict[str, Any]) -> str:
+    """A method label for legends: ``GS (c=1)``, ``no GS (c=0)``, ``mGANprior (c=1)``, ``Lasso-DCT``."""
+    base = LABELS.get(cond["method"], cond["method"])
+    if cond["method"] in ("gs", "mganprior") and cond.get("cut") is not None:
+        base += f" (c={cond['cut']})"
+    return base
+
+
+def winners(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (condition, image): the restart with the lowest measurement error, with
+    ``restarts_seen`` and ``seconds_all_restarts`` (the image's time over all its restarts) added."""
+    best: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("method") == "samples":
+            continue
+        k = tuple(r.get(c) for c in CONDITION) + (r.get("dataset"), r.get("index"))
+        err = r.get("measurement_error")
+        err = float("inf") if err is None else err
+        prev = best.get(k)
+        seen = (prev["restarts_seen"] if prev else 0) + 1
+        total = (prev["seconds_all_restarts"] if prev else 0.0) + (r.get("seconds") or 0.0)
+        if prev is None or err < (prev.get("measurement_error") or float("inf")):
+            best[k] = dict(r)
+        best[k]["restarts_seen"], best[k]["seconds_all_restarts"] = seen, total
+    return list(best.values())
+
+
+@dataclasses.dataclass
+class Cell:
+    """Mean +- std of PSNR over images for one condition."""
+
+    cond: dict[str, Any]
+    psnr: list[float]
+    seconds: list[float]
+    free_parameters: int | None
+    n: int
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.psnr))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.psnr))
+
+
+def cells(rows: list[dict[str, Any]]) -> list[Cell]:
+    """Conditions with their per-image winning PSNRs, sorted by condition."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in winners(rows):
+        groups[tuple(r.get(c) for c in CONDITION)].append(r)
+    out = []
+    for k in sorted(groups, key=lambda t: tuple("" if v is None else str(v) if not isinstance(v, float) else f"{v:012.6f}"
+                                                for v in t)):
+        rs = sorted(groups[k], key=lambda r: r["index"])
+        out.append(Cell(dict(zip(CONDITION, k)), [r["psnr"] for r in rs],
+                        [r["seconds_all_restarts"] for r in rs], rs[0].get("free_parameters"), rs[0]["n"]))
+    return out
+
+
+def _fmt_ratio(r: float) -> str:
+    return f"{r:.4g}"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The tables of every preset found in ``rows``."""
+    out = []
+    cs = cells(rows)
+    by_preset: dict[str, list[Cell]] = defaultdict(list)
+    for c in cs:
+        by_preset[c.cond["preset"]].append(c)
+    for preset, group in by_preset.items():
+        out += [f"## {preset}", ""]
+        if preset == "cuts":
+            out += _cuts_table(group)
+        out += _pivot(group)
+        out += ["| model | variant | dataset | method | init | m/n | PSNR dB (mean +- std) | images | "
+                "free / n | s per image |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for c in group:
+            d = c.cond
+            over = f"{c.free_parameters / c.n:.3f}" if c.free_parameters else "-"
+            out.append(f"| {d['model']} | {d['variant'] or '-'} | {d['dataset']} | {label(d)} | {d['init']} | "
+                       f"{_fmt_ratio(d['ratio'])} | {c.mean:.2f} +- {c.std:.2f} | {len(c.psnr)} | {over} | "
+                       f"{np.mean(c.seconds):.1f} |")
+        out.append("")
+    samples = [r for r in rows if r.get("method") == "samples"]
+    if samples:
+        out += ["## samples", "", "| model | cut | samples | pixel std across samples | values outside [0, 1] | grid |",
+                "|---|---|---|---|---|---|"]
+        for r in sorted(samples, key=lambda r: (r["model"], r["cut"])):
+            out.append(f"| {r['model']} | {r['cut']} | {r['count']} | {r['pixel_std']:.3f} | "
+                       f"{100 * r['saturated']:.1f} % | {', '.join(r.get('files', []))} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def series(c: Cell) -> str:
+    """The name of a condition's curve within its panel: method label, then init and variant if set."""
+    d = c.cond
+    parts = [label(d)]
+    if d["preset"] == "init":
+        parts.append(d["init"])
+    if d["variant"] and d["preset"] != "cuts":
+        parts.append(d["variant"])
+    return ", ".join(parts)
+
+
+def _pivot(group: list[Cell]) -> list[str]:
+    """Compact tables, one per (model, dataset): a row per m/n, a column per curve, mean +- std."""
+    by_dataset = group[0].cond["preset"] == "raw"  # A = I: one table per model, a row per dataset
+    panels: dict[tuple, dict[tuple[Any, str], Cell]] = defaultdict(dict)
+    for c in group:
+        model = c.cond["model"] if c.cond["preset"] != "untrained" else "trained vs untrained"
+        panel = (model, "") if by_dataset else (model, c.cond["dataset"])
+        row = c.cond["dataset"] if by_dataset else c.cond["ratio"]
+        panels[panel][(row, series(c))] = c
+    out = []
+    for (model, ds), cellmap in sorted(panels.items()):
+        cols = sorted({k[1] for k in cellmap})
+        rows = list(dict.fromkeys(k[0] for k in cellmap)) if by_dataset else sorted({k[0] for k in cellmap})
+        n_img = max(len(c.psnr) for c in cellmap.values())
+        where = f"{Path(model).name}, A = I, no noise" if by_dataset else f"{Path(model).name} on {ds}"
+        out += [f"**{where}** (PSNR dB, mean +- std over {n_img} images)", "",
+                ("| images | " if by_dataset else "| m/n | ") + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for r in rows:
+            vals = [cellmap.get((r, col)) for col in cols]
+            head = r if by_dataset else _fmt_ratio(r)
+            out.append(f"| {head} | " + " | ".join(f"{v.mean:.2f} +- {v.std:.2f}" if v else "" for v in vals) + " |")
+        out.append("")
+    return out + ["All conditions:", ""]
+
+
+def best_cuts(group: list[Cell]) -> dict[tuple, tuple[int, float]]:
+    """{(model, dataset, ratio): (cut with the highest mean PSNR, that PSNR)} for the ``cuts`` preset."""
+    best: dict[tuple, tuple[int, float]] = {}
+    for c in group:
+        k = (c.cond["model"], c.cond["dataset"], c.cond["ratio"])
+        if k not in best or c.mean > best[k][1]:
+            best[k] = (c.cond["cut"], c.mean)
+    return best
+
+
+def _cuts_table(group: list[Cell]) -> list[str]:
+    out = ["Selected cut (highest mean PSNR on the validation images):", "",
+           "| model | dataset | m/n | selected cut | PSNR dB |", "|---|---|---|---|---|"]
+    for (model, ds, ratio), (cut, p) in sorted(best_cuts(group).items()):
+        out.append(f"| {model} | {ds} | {_fmt_ratio(ratio)} | {cut} | {p:.2f} |")
+    return out + [""]

@@ -1,0 +1,101 @@
+"""The results file of an experiment: one JSON object per line (``results.jsonl``), appended and flushed to
+disk as each task finishes, so that an interrupted run loses at most the tasks in flight.
+
+Only the driver writes it (local pool or Ray). A rerun reads it back and skips every task whose
+:meth:`Task.key` is already there. A last line cut short by a crash is ignored on reading and trimmed
+before the next append.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import GSError
+from .task import Task
+
+RESULTS = "results.jsonl"
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe values: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and callable(v.item):
+        v = v.item()
+    if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")):
+        return None
+    return v
+
+
+class ResultsFile:
+    """Append-only rows of one experiment folder.
+
+    Parameters
+    ----------
+    folder : the experiment's output folder (created if missing); rows go to ``folder/results.jsonl``
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GSError(f"cannot create results folder {self.folder}: {e.strerror}") from None
+        self.path = self.folder / RESULTS
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every complete row, in file order (a torn last line is skipped)."""
+        if not self.path.is_file():
+            return []
+        out = []
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if i >= len(lines) - 2:  # only the last line may be torn
+                    continue
+                raise GSError(f"{self.path}: line {i + 1} is not JSON (edit or remove it)") from None
+            if not isinstance(row, dict) or "key" not in row:
+                raise GSError(f"{self.path}: line {i + 1} is not a results row")
+            out.append(row)
+        return out
+
+    def done(self) -> set[str]:
+        """Keys of the tasks already in the file."""
+        return {r["key"] for r in self.rows()}
+
+    def _trim_torn_tail(self) -> None:
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+
+    def append(self, task: Task, row: dict[str, Any]) -> None:
+        """Write one finished task's row (with its key) and flush it to disk."""
+        row = _clean({**row, "key": task.key()})
+        line = json.dumps(row, sort_keys=True) + "\n"
+        self._trim_torn_tail()
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def pending(self, tasks: Iterable[Task]) -> list[Task]:
+        """The tasks not yet in the file, in order, without duplicates."""
+        done, out, seen = self.done(), [], set()
+        for t in tasks:
+            k = t.key()
+            if k not in done and k not in seen:
+                seen.add(k)
+                out.append(t)
+        return out

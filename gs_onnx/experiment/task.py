@@ -1,0 +1,275 @@
+"""One unit of experiment work, and running it: a :class:`Task` is one restart of one method on one image
+at one measurement ratio (or one sample grid); :func:`run_task` returns its results row.
+
+Tasks are plain frozen dataclasses of JSON values, so they pickle to worker processes and Ray workers and
+their :meth:`Task.key` identifies a finished row in a results file.
+
+Seeds (all derived from the task's base ``seed``; ``i`` is the image index within its dataset):
+
+* A: ``make_operator(operator, m, n, seed)`` -- one matrix per ratio, shared by every image, as ``gs-measure``;
+* noise: :func:`gs_onnx.measurement.measure` with seed ``seed + i``;
+* restart r of gs / no-GS / mGANprior starts from ``init_latent(init, size, default_rng([seed + i, r]))``,
+  the very start of restart r of ``gs-recover --seed seed`` for image i; single-run methods (Lasso-DCT,
+  Deep Decoder, IAGAN) have restart 0 only and use seed ``seed + i``;
+* generated images (dataset ``generated``): G(z) with z ~ N(0, 1) from ``default_rng([seed, i, 7])``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import GSError
+
+#: Methods a task can run. ``nogs`` is gs at cut 0 (plain CSGM); ``gs`` uses the task's cut.
+RESTART_METHODS = ("gs", "nogs", "mganprior")
+SINGLE_METHODS = ("lasso-dct", "deep-decoder", "iagan")
+TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
+#: Extra inits beyond :data:`gs_onnx.latent.INITS`: a Lasso-DCT estimate fitted by the cut generator.
+WARM_INIT = "lasso"
+WARM_ITERS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One restart of one method on one image at one ratio.
+
+    Attributes
+    ----------
+    preset : the experiment (``cs``, ``baselines``, ``raw``, ...)
+    model : model name or folder (for ``lasso-dct``/``deep-decoder``: the model whose image size is used)
+    method : one of :data:`TASK_METHODS`
+    cut : the cut for gs / mganprior (``None``: the model's recommended cut); 0 for nogs
+    dataset : a label (``celeba-test``, ``coco``, ``generated``, ...)
+    image : image file path, or ``generated`` for an image the generator makes
+    index : the image's index within its dataset (seeds noise and restarts)
+    ratio : m / n (m = round(ratio n)); 1.0 with the identity operator
+    operator : ``gaussian``, ``srdct`` or ``identity``
+    noise : add the paper's measurement noise (sigma = 0.1 at 64 px, scaled for other sizes)
+    restart : restart index (0 for single-run methods)
+    seed : base seed (see the module docstring)
+    init : latent init (``cn01``, ``zero``, ``normal5``, ``normal10``, ... or ``lasso``)
+    max_iter, max_fun : L-BFGS-B budget per restart (gs, nogs, mganprior); ``max_iter`` is the iteration
+        count of Lasso-DCT; ``None``: the method's default
+    options : other method settings as sorted (name, value) pairs (``steps``, ``lr``, ``codes``, ...)
+    variant : a label that tells conditions apart in plots (``trained``/``untrained``, an init, ...)
+    """
+
+    preset: str
+    model: str
+    method: str
+    dataset: str
+    image: str
+    index: int
+    ratio: float
+    operator: str = "gaussian"
+    noise: bool = True
+    cut: int | None = None
+    restart: int = 0
+    seed: int = 0
+    init: str = "cn01"
+    max_iter: int | None = None
+    max_fun: int | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+    variant: str = ""
+
+    def key(self) -> str:
+        """A canonical JSON string of every field: equal keys mean the same work."""
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["options"] = [list(kv) for kv in self.options]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Task":
+        d = dict(d)
+        d["options"] = tuple((str(k), v) for k, v in d.get("options", ()))
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+# ------------------------------------------------------------------------------------------ caches
+# A worker runs many tasks of one model and ratio in a row: keep the last model, operator and cut
+# generator instead of re-reading graphs and re-drawing a dense A (18 s at 128 px, m/n = 0.16).
+
+_CACHE: dict[str, list[tuple[Any, Any]]] = {}
+_CAPACITY = {"operator": 1, "generator": 4, "manifest": 4, "mgan": 1}
+
+
+def _cached(kind: str, key: Any, make):
+    entries = _CACHE.setdefault(kind, [])
+    for i, (k, v) in enumerate(entries):
+        if k == key:
+            entries.append(entries.pop(i))  # most recently used last
+            return v
+    while len(entries) >= _CAPACITY[kind]:
+        entries.pop(0)  # free the old value before building the new one (a dense A can be GBs)
+    value = make()
+    entries.append((key, value))
+    return value
+
+
+def _manifest(model: str, models_dir: str | None):
+    from .. import registry
+
+    return _cached("manifest", (model, models_dir), lambda: registry.load(model, models_dir))
+
+
+def _operator(task: Task, n: int):
+    from ..operator import IdentityOperator, make_operator
+
+    if task.operator == "identity":
+        return IdentityOperator(n), n
+    m = int(round(task.ratio * n))
+    if not 1 <= m <= n:
+        raise GSError(f"ratio {task.ratio} gives m = {m} measurements for n = {n}")
+    return _cached("operator", (task.operator, m, n, task.seed), lambda: make_operator(task.operator, m, n, task.seed)), m
+
+
+def _generator(man, cut: int, device: str, threads: int):
+    from ..cut import CutGenerator
+
+    return _cached("generator", (str(man.root), cut, device, threads), lambda: CutGenerator(man, cut, device, threads))
+
+
+def clear_caches() -> None:
+    _CACHE.clear()
+
+
+# ------------------------------------------------------------------------------------------ images
+
+def task_image(task: Task, man, device: str = "cpu", threads: int = 0) -> np.ndarray:
+    """The ground-truth image of a task, float32 (C, H, W) in [0, 1]."""
+    from ..images import load_image
+
+    if task.image == "generated":
+        gen = _generator(man, 0, device, threads)
+        (name,) = gen.inputs
+        z = np.random.default_rng([task.seed, task.index, 7]).standard_normal((1, *gen.shapes[name]))
+        return np.clip(gen.forward({name: z.astype(np.float32)})[0], 0.0, 1.0).astype(np.float32)
+    return load_image(task.image, man.image_shape[1])
+
+
+# --------------------------------------------------------------------------------------------- run
+
+def _settings(task: Task, man, device: str, threads: int):
+    from ..methods import Settings
+
+    opts = dict(task.options)
+    s = Settings(model=str(man.root), seed=task.seed + task.index, device=device, threads=threads)
+    if task.method == "lasso-dct":
+        s.model = None
+        s.max_iter = task.max_iter
+        s.lam = opts.get("lam")
+    elif task.method == "deep-decoder":
+        s.steps, s.lr, s.channels = opts.get("steps"), opts.get("lr"), opts.get("channels")  # width matched to the model
+    elif task.method == "iagan":
+        s.steps, s.lr = opts.get("steps"), opts.get("lr")
+        s.finetune_steps, s.finetune_lr = opts.get("finetune_steps"), opts.get("finetune_lr")
+    return s
+
+
+def _restart_objective(task: Task, man, op, y: np.ndarray, device: str, threads: int):
+    from ..mganprior import MultiCodeObjective, default_codes
+    from ..objective import Objective
+
+    cut = 0 if task.method == "nogs" else (man.recommended_cut if task.cut is None else task.cut)
+    man.cut(cut)
+    if task.method == "mganprior":
+        codes = int(dict(task.options).get("codes") or default_codes(man))
+        obj = _cached("mgan", (str(man.root), cut, codes, device, threads, id(op)),
+                      lambda: MultiCodeObjective(man, cut, op, y, codes, device, threads))
+        return cut, obj.with_measurements(y), {"codes": codes}
+    return cut, Objective(_generator(man, cut, device, threads), op, y), {}
+
+
+def _warm_start(task: Task, man, cut: int, op, y: np.ndarray, obj, budget, device: str, threads: int):
+    """The Lasso-DCT warm start: the cut generator fitted (A = I) to the Lasso-DCT estimate, from CN(0,1)."""
+    from ..lasso import lasso_dct
+    from ..latent import init_latent
+    from ..objective import Objective
+    from ..operator import IdentityOperator
+    from ..restart import Budget, recover
+
+    x_l = np.clip(lasso_dct(op, y, tuple(man.image_shape)).image, 0.0, 1.0).astype(np.float32)
+    fit = Objective(_generator(man, cut, device, threads), IdentityOperator(man.n), x_l.reshape(-1))
+    z0 = init_latent("cn01", fit.layout.size, np.random.default_rng([task.seed + task.index, task.restart]))
+    rec = recover(None, None, x_l.reshape(-1), restarts=1, objective=fit, z0=z0,
+                  budget=Budget(max_iter=WARM_ITERS, max_fun=int(WARM_ITERS * 1.25), history=budget.history))
+    return obj.layout.pack({k: v[None] for k, v in rec.latents.items()})
+
+
+def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", threads: int = 0) -> dict[str, Any]:
+    """Run one task and return its results row (the task's fields plus what was measured).
+
+    Row fields added: ``psnr`` (dB, clamped image vs ground truth), ``measurement_error`` (||A x - y||,
+    the restart-selection criterion), ``objective``, ``evaluations``, ``seconds``, ``m``, ``n``,
+    ``sigma``, ``cut`` (resolved), ``free_parameters`` (what the method optimises), ``budget``,
+    ``provider`` (the execution provider that really ran), ``host``.
+    """
+    from ..latent import INITS, init_latent
+    from ..measurement import measure, paper_sigma
+    from ..methods import make_solver
+    from ..metrics import psnr
+    from ..restart import Budget, recover
+
+    if task.method not in TASK_METHODS:
+        raise GSError(f"unknown experiment method {task.method!r}: choose one of {', '.join(TASK_METHODS)}")
+    if task.method == "samples":
+        from .samples import run_samples
+
+        return run_samples(task, models_dir=models_dir, device=device, threads=threads)
+    t0 = time.perf_counter()
+    man = _manifest(task.model, models_dir)
+    x = task_image(task, man, device, threads)
+    op, m = _operator(task, man.n)
+    sigma = paper_sigma(man.n, m) if task.noise else 0.0
+    y = measure(x.reshape(1, -1), op, sigma, task.seed + task.index)[0]
+    row = task.as_dict()
+    row.update({"m": m, "n": man.n, "sigma": sigma, "host": platform.node(), "pid": os.getpid()})
+    if task.method in RESTART_METHODS:
+        if task.init not in INITS + (WARM_INIT,):
+            raise GSError(f"unknown init {task.init!r}: choose one of {', '.join(INITS + (WARM_INIT,))}")
+        if task.init == WARM_INIT and task.method == "mganprior":
+            raise GSError("the Lasso-DCT warm start is defined for gs and nogs, not mganprior")
+        opt = man.recommended.get("optimizer", {})
+        max_iter = int(opt.get("max_iter", 500)) if task.max_iter is None else task.max_iter
+        max_fun = int(max_iter * 1.25) if task.max_fun is None else task.max_fun
+        budget = Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
+        cut, obj, extra = _restart_objective(task, man, op, y, device, threads)
+        if task.init == WARM_INIT:
+            z0 = _warm_start(task, man, cut, op, y, obj, budget, device, threads)
+        else:
+            z0 = init_latent(task.init, obj.layout.size, np.random.default_rng([task.seed + task.index, task.restart]))
+        rec = recover(None, None, y, restarts=1, objective=obj, z0=z0, budget=budget)
+        image = rec.image
+        provider = getattr(obj, "provider", None) or getattr(getattr(obj, "gen", None), "provider", "")
+        row.update({"cut": cut, "measurement_error": rec.measurement_error, "objective": rec.objective,
+                    "evaluations": rec.evaluations, "iterations": rec.restarts[0].iterations,
+                    "free_parameters": int(obj.layout.size), "provider": provider,
+                    "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": max_iter, "max_fun": max_fun,
+                               "history": budget.history}, **extra})
+    else:
+        if task.restart != 0:
+            raise GSError(f"{task.method} runs once per image: restart must be 0")
+        sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": m, "n": man.n}
+        s = _settings(task, man, device, threads)
+        solver = make_solver(task.method, y.reshape(1, -1), sidecar, s)
+        image, fields = solver.solve(0, y, lambda f, msg: None)
+        h = solver.header
+        free = h.get("free_values") or h.get("parameters")
+        if task.method == "lasso-dct":
+            free = man.n  # one DCT coefficient per pixel value
+        row.update({"cut": h.get("cut"), "measurement_error": fields["measurement_error"],
+                    "objective": fields.get("objective"), "evaluations": fields.get("evaluations"),
+                    "free_parameters": int(free) if free is not None else None, "provider": h.get("provider", ""),
+                    "budget": {k: h[k] for k in ("solver", "optimizer", "lam", "channels") if k in h}})
+    row["psnr"] = psnr(image, x)
+    row["seconds"] = time.perf_counter() - t0
+    return row
