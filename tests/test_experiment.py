@@ -85,6 +85,17 @@ def test_results_file_append_resume_and_torn_tail(tmp_path):
         rf.rows()
 
 
+def test_torn_tail_longer_than_the_read_window_and_alone(tmp_path):
+    rf = ResultsFile(tmp_path / "r")
+    rf.path.write_text('{"key": "' + "x" * 200_000)  # only a torn line, longer than one 64 kB window
+    rf.append(task(), {"psnr": 1.0})
+    assert [r["psnr"] for r in rf.rows()] == [1.0]
+    with open(rf.path, "a") as f:
+        f.write('{"key": "' + "y" * 150_000)
+    rf.append(task(restart=1), {"psnr": 2.0})
+    assert [r["psnr"] for r in rf.rows()] == [1.0, 2.0]
+
+
 def test_restart_tasks_are_the_restarts_of_recover():
     """Task restart r == restart r of recover(restarts=2) on the same measurements (seed + index)."""
     from gs_onnx.cut import CutGenerator

@@ -72,13 +72,27 @@ class ResultsFile:
         return {r["key"] for r in self.rows()}
 
     def _trim_torn_tail(self) -> None:
+        """Cut a last line left unfinished by a crash (reads only the end of the file)."""
         if not self.path.is_file():
             return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
+        with open(self.path, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            pos = size
+            while pos > 0:  # find the last newline, 64 kB at a time from the end
+                start = max(0, pos - 65536)
+                f.seek(start)
+                chunk = f.read(pos - start)
+                i = chunk.rfind(b"\n")
+                if i >= 0:
+                    f.truncate(start + i + 1)
+                    return
+                pos = start
+            f.truncate(0)
 
     def append(self, task: Task, row: dict[str, Any]) -> None:
         """Write one finished task's row (with its key) and flush it to disk."""
