@@ -102,6 +102,7 @@ def _cuts(plt, group, out: Path) -> Path:
             ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2)
             bc, bp = best[(k[0], k[1], ratio)]
             ax.plot([bc], [bp], marker="*", ms=14, color=line.get_color())
+        ax.set_xticks(sorted({c.cond["cut"] for c in panels[k]}))
         _style(ax, "cut index c", f"{k[0]} on {k[1]} (star: selected cut)")
     return _save(plt, fig, out / "cuts.png")
 
