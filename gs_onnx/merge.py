@@ -133,12 +133,11 @@ def merged_graphs(manifest: Manifest, blocks: Sequence[BlockSpec], inputs: Seque
         _append(m.graph, f"v{k}/", connect, rename, nodes, inits)
     outs = [grad_of(n) for n in inputs]
     vinfos = _value_infos(m.graph for m in vjp_models)
-    finfos = _value_infos(m.graph for m in fwd_models)
-    g_inputs = [vinfos.get(n) or finfos[n] for n in reads] + [vinfos[grad_in]]
+    g_inputs = [vinfos.get(n) or infos[n] for n in reads] + [vinfos[grad_in]]
     g_outputs = []
     for n in inputs:
         v = onnx.ValueInfoProto()
-        v.CopyFrom(vinfos.get(f"grad_{n}") or finfos[n])
+        v.CopyFrom(vinfos.get(f"grad_{n}") or infos[n])
         v.name = f"grad_{n}"
         g_outputs.append(v)
     vjp = helper.make_graph(nodes, "tail_vjp", g_inputs, g_outputs, inits)

@@ -133,6 +133,17 @@ def measurement_error(op, x: np.ndarray, y: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------------- gs and mganprior
 
+def restart_budget(man: Manifest, max_iter: int | None = None, max_fun: int | None = None):
+    """The L-BFGS-B budget per restart: the model's recommended iterations (default 500) and history, and
+    1.25 evaluations per iteration, unless given."""
+    from .restart import Budget
+
+    opt = man.recommended.get("optimizer", {})
+    max_iter = int(opt.get("max_iter", 500)) if max_iter is None else max_iter
+    max_fun = int(max_iter * 1.25) if max_fun is None else max_fun
+    return Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
+
+
 class _RestartSolver:
     """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.restart.recover`)."""
 
@@ -141,7 +152,6 @@ class _RestartSolver:
     def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings):
         from .latent import INITS
         from .measurement import operator_for
-        from .restart import Budget
 
         man = model_for(sidecar, s)
         self.cut = cut_for(man, s)
@@ -149,10 +159,7 @@ class _RestartSolver:
         self.init = s.init or "cn01"
         if self.init not in INITS:
             raise GSError(f"unknown --init {self.init!r}: choose one of {', '.join(INITS)}")
-        opt = man.recommended.get("optimizer", {})
-        max_iter = int(opt.get("max_iter", 500)) if s.max_iter is None else s.max_iter
-        max_fun = int(max_iter * 1.25) if s.max_fun is None else s.max_fun
-        self.budget = Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
+        self.budget = restart_budget(man, s.max_iter, s.max_fun)
         self.op = operator_for(sidecar)
         if self.op.n != man.n:
             raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")

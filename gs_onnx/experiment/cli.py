@@ -97,7 +97,7 @@ def _run(preset: str, kw: dict, extra: dict) -> None:
                    steps=kw["steps"], finetune_steps=kw["finetune_steps"], lasso_iter=kw["lasso_iter"],
                    data_root=kw["data_root"], models_dir=kw["models_dir"], **extra)
     for name in ("restarts", "max_iter", "steps", "lasso_iter", "workers"):
-        v = kw.get(name) if name in kw else getattr(cfg, name, None)
+        v = kw[name]
         if v is not None and v < 1:
             raise GSError(f"--{name.replace('_', '-')} must be >= 1")
     if kw["seed"] < 0 or kw["threads"] < 0:

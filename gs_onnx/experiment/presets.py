@@ -17,7 +17,7 @@ from .. import registry
 from ..errors import GSError
 from ..images import list_images
 from ..latent import INITS
-from .task import RESTART_METHODS, SINGLE_METHODS, WARM_INIT, Task
+from .task import RESTART_METHODS, WARM_INIT, Task
 
 #: The paper's measurement grid (m/n; 64 px: m = 100..6000, 128 px: m = 400..24000).
 PAPER_RATIOS = (0.0081, 0.0163, 0.0244, 0.0326, 0.0488, 0.0814, 0.1628, 0.2441, 0.3255, 0.4883)
@@ -274,4 +274,3 @@ PRESETS: dict[str, Callable[[Config], list[Task]]] = {
     "cs": cs, "baselines": baselines, "raw": raw, "untrained": untrained, "init": init, "cuts": cuts,
     "samples": samples,
 }
-SINGLE = SINGLE_METHODS

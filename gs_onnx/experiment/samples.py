@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..images import grid, to_uint8
+from ..images import grid, save_png
 
 
 def png_bytes(x: np.ndarray) -> bytes:
     """(3, H, W) in [0, 1] -> PNG file bytes."""
-    from PIL import Image
-
     buf = io.BytesIO()
-    Image.fromarray(to_uint8(x)).save(buf, format="PNG")
+    save_png(x, buf)
     return buf.getvalue()
 
 

@@ -215,9 +215,9 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     """
     from ..latent import INITS, init_latent
     from ..measurement import measure, paper_sigma
-    from ..methods import make_solver
+    from ..methods import make_solver, restart_budget
     from ..metrics import psnr
-    from ..restart import Budget, recover
+    from ..restart import recover
 
     if task.method not in TASK_METHODS:
         raise GSError(f"unknown experiment method {task.method!r}: choose one of {', '.join(TASK_METHODS)}")
@@ -238,10 +238,7 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
             raise GSError(f"unknown init {task.init!r}: choose one of {', '.join(INITS + (WARM_INIT,))}")
         if task.init == WARM_INIT and task.method == "mganprior":
             raise GSError("the Lasso-DCT warm start is defined for gs and nogs, not mganprior")
-        opt = man.recommended.get("optimizer", {})
-        max_iter = int(opt.get("max_iter", 500)) if task.max_iter is None else task.max_iter
-        max_fun = int(max_iter * 1.25) if task.max_fun is None else task.max_fun
-        budget = Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
+        budget = restart_budget(man, task.max_iter, task.max_fun)
         cut, obj, extra = _restart_objective(task, man, op, y, device, threads)
         if task.init == WARM_INIT:
             z0 = _warm_start(task, man, cut, op, y, obj, budget, device, threads)
@@ -253,8 +250,8 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
         row.update({"cut": cut, "measurement_error": rec.measurement_error, "objective": rec.objective,
                     "evaluations": rec.evaluations, "iterations": rec.restarts[0].iterations,
                     "free_parameters": int(obj.layout.size), "provider": provider,
-                    "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": max_iter, "max_fun": max_fun,
-                               "history": budget.history}, **extra})
+                    "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": budget.max_iter,
+                               "max_fun": budget.max_fun, "history": budget.history}, **extra})
     else:
         if task.restart != 0:
             raise GSError(f"{task.method} runs once per image: restart must be 0")
