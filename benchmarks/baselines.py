@@ -50,7 +50,7 @@ def torch_gs(meas: Path, model: str, cut: int, restarts: int, seed: int, refs: l
     from gs_onnx.images import load_image
     from gs_onnx.measurement import operator_for, read_measurements
     from gs_onnx.metrics import psnr
-    from gs_onnx.restart import Budget, recover
+    from gs_onnx.restart import Budget, run_restarts
 
     if out.exists():
         return json.loads(out.read_text())
@@ -63,8 +63,7 @@ def torch_gs(meas: Path, model: str, cut: int, restarts: int, seed: int, refs: l
     rows, images = [], []
     for i in range(y.shape[0]):
         t0 = time.perf_counter()
-        r = recover(None, None, y[i], restarts=restarts, budget=budget, seed=seed + i,
-                    objective=obj.with_measurements(y[i]))
+        r = run_restarts(obj.with_measurements(y[i]), restarts=restarts, budget=budget, seed=seed + i)
         images.append(r.image)
         rows.append({"index": i, "psnr": psnr(r.image, load_image(refs[i], man.image_shape[1])),
                      "measurement_error": r.measurement_error, "objective": r.objective,

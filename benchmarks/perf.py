@@ -1,25 +1,25 @@
-"""The performance suite: runtime vs torch eager, batching, operators, memory, FLOP/s. Writes docs/benchmarks.md.
+"""The performance suite: runtime vs torch eager, batching, the optimiser, operators, memory, FLOP/s. Writes
+docs/benchmarks.md.
 
-    python benchmarks/perf.py                    # CPU, all sections (about 15 minutes on 2 cores)
+    python benchmarks/perf.py                    # CPU, all sections (about 20 minutes on 2 cores)
     python benchmarks/perf.py --device cuda      # the same on a GPU machine (onnxruntime-gpu + CUDA torch)
     python benchmarks/perf.py --only eval,ops --out /tmp/bench.md
 
 Every ratio compares the same computation measured side by side in one run on one machine:
 
-* ``eval``: one objective + gradient evaluation f(z) = ||A G_c(z) - y||^2 / m, df/dz for K latents at once
-  (K = 1, 3, 8, 32), gs-onnx runtime (forward + VJP graphs on ONNX Runtime, A on numpy BLAS) vs torch eager
-  (the same generator rebuilt from the model's ONNX weights, autograd, A as a torch tensor), DCGAN c=1,
-  BEGAN c=2, VAE c=1, dense Gaussian A at m/n = 0.1628. Each model runs in its own subprocess, whose peak
-  resident memory is reported.
-* ``cpu``: the CPU path: default sessions vs one thread vs spinning threads vs the tail merged into one
-  forward and one VJP graph.
-* ``restarts``: one recovery with 1 restart, 3 restarts one after another, and 3 restarts batched
-  (:func:`gs_onnx.restart.recover` with ``batch=True``), the same fixed budget.
+* ``eval``: one objective + gradient evaluation f(z) = ||A G_c(z) - y||^2 / m, df/dz for K latents at once,
+  every engine variant (the composed default, the operator forced into the graph or onto the host, the
+  per-block reference; on CUDA also without IOBinding and with CUDA graphs) and torch eager (the same
+  generator rebuilt from the model's ONNX weights, autograd, A as a torch tensor), interleaved, DCGAN c=1,
+  BEGAN c=2, VAE c=1 at m/n = 0.1628. Each model runs in its own subprocess, whose peak memory is reported.
+* ``optimizer``: scipy L-BFGS-B's own time per iteration inside a recovery (wall time minus evaluations).
+* ``cpu``: the CPU path: the default vs one thread vs spinning threads vs a dynamic batch axis.
+* ``restarts``: two images x 3 restarts at a fixed budget under each batch mode (none, restarts, images).
 * ``ops``: applying A and A^T, dense Gaussian vs subsampled randomized DCT, 64 and 128 px, with memory.
 * ``psnr``: GS recovery PSNR with dense vs structured A on the same images (VAE c=1, 128 px).
 * ``big``: BEGAN 128 px at m/n = 0.49 with dense A (4.7 GB): three evaluations and the peak memory.
 * ``flops``: achieved FLOP/s of the tail forward + VJP (FLOPs counted by torch's FlopCounterMode on the same
-  computation) against a large float32 matrix multiply on the same machine.
+  computation) against a large matrix multiply on the same device (fp32; on CUDA also tf32 and bf16).
 """
 from __future__ import annotations
 
@@ -90,139 +90,211 @@ def timed_pair(fa, fb, min_pairs: int = 5, min_seconds: float = 3.0) -> tuple[fl
     return float(np.median(ta)), float(np.median(tb)), float(np.median(np.array(ta) / np.array(tb)))
 
 
-def setup(model: str, cut: int, ratio: float, device: str, operator: str = "gaussian"):
+def timed_group(fns: dict, reference: str, min_rounds: int = 5, min_seconds: float = 3.0,
+                max_rounds: int = 60) -> tuple[dict, dict]:
+    """Interleaved timing of several functions (a, b, c, a, b, c, ...): the median seconds of each and the
+    median over rounds of each one's ratio to ``reference``, so that a slow stretch hits all alike."""
+    for fn in fns.values():
+        fn()
+    ts = {k: [] for k in fns}
+    t_all = time.perf_counter()
+    while len(ts[reference]) < min_rounds or time.perf_counter() - t_all < min_seconds:
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t)
+        if len(ts[reference]) >= max_rounds:
+            break
+    ref = np.array(ts[reference])
+    return ({k: float(np.median(v)) for k, v in ts.items()},
+            {k: float(np.median(np.array(v) / ref)) for k, v in ts.items()})
+
+
+#: Engine variants timed by the eval section: name -> (engine, options) for gs_onnx.objective.make_objective.
+def variants(device: str, operator: str = "gaussian") -> dict[str, tuple[str, dict]]:
+    v = {"composed": ("composed", {}), "blocks": ("blocks", {})}
+    v["composed-graph"] = ("composed", {"operator_on": "graph"})
+    v["composed-host"] = ("composed", {"operator_on": "host"})
+    if device == "cuda":
+        v["composed-noiob"] = ("composed", {"iobinding": False})
+        v["cuda-graph"] = ("composed", {"cuda_graph": True})
+    return v
+
+
+def setup(model: str, cut: int, ratio: float, device: str, operator: str = "gaussian", engine: str = "composed",
+          **options):
     from gs_onnx import registry
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.objective import Objective
+    from gs_onnx.objective import make_objective
     from gs_onnx.operator import make_operator
 
     man = registry.load(model)
     m = int(round(ratio * man.n))
-    op = make_operator(operator, m, man.n, 0)
+    if operator == "identity":
+        from gs_onnx.operator import IdentityOperator
+
+        op = IdentityOperator(man.n)
+    else:
+        op = make_operator(operator, m, man.n, 0)
     y = op.forward(np.random.default_rng(0).random((1, man.n), dtype=np.float32))[0]
-    return man, op, y, Objective(CutGenerator(man, cut, device), op, y)
+    obj = make_objective(man, cut, op, device=device, engine=engine, **options).with_measurements(y)
+    return man, op, y, obj
 
 
 # -------------------------------------------------------------------------------------------- eval
 
-def eval_child(model: str, cut: int, device: str, batches: list[int]) -> dict:
+def eval_child(model: str, cut: int, device: str, batches: list[int], operator: str = "gaussian") -> dict:
+    """Every engine variant and torch eager on the same evaluations, interleaved, per batch size K."""
     import torch
 
     from gs_export.from_onnx import torch_generator
     from gs_export.reference import TorchObjective
     from gs_onnx.latent import init_latent
+    from gs_onnx.objective import make_objective
 
-    man, op, y, obj = setup(model, cut, RATIO, device)
+    man, op, y, obj = setup(model, cut, RATIO, device, operator)
+    objs = {}
+    for name, (engine, opts) in variants(device, operator).items():
+        objs[name] = obj if name == "composed" else \
+            make_objective(man, cut, op, device=device, engine=engine, **opts).with_measurements(y)
     tdev = "cuda" if device == "cuda" else "cpu"
     tobj = TorchObjective(torch_generator(man), cut, op, y, man.to_unit(), device=tdev)
     rows = []
     for k in batches:
         Z = init_latent("cn01", obj.layout.size, np.random.default_rng(k), batch=k)
+
         def t_eval():
             tobj.value_and_grad_batch(Z)
             if tdev == "cuda":
                 torch.cuda.synchronize()
 
-        t_rt, t_t, ratio = timed_pair(lambda: obj.value_and_grad_batch(Z), t_eval)
-        rows.append({"batch": k, "runtime_ms": 1e3 * t_rt, "torch_ms": 1e3 * t_t, "ratio": ratio})
-    return {"model": model, "cut": cut, "m": op.m, "free_values": obj.layout.size, "provider": obj.gen.provider,
-            "torch": f"{torch.__version__}, {torch.get_num_threads()} threads", "rows": rows,
+        fns = {name: (lambda o=o: o.value_and_grad_batch(Z)) for name, o in objs.items()}
+        fns["torch"] = t_eval
+        med, ratio = timed_group(fns, "torch")
+        rows.append({"batch": k, **{f"{n}_ms": 1e3 * t for n, t in med.items()},
+                     **{f"{n}_ratio": r for n, r in ratio.items() if n != "torch"},
+                     "runtime_ms": 1e3 * med["composed"], "torch_ms": 1e3 * med["torch"], "ratio": ratio["composed"]})
+    return {"model": model, "cut": cut, "m": op.m, "operator": operator, "free_values": obj.layout.size,
+            "provider": obj.provider, "defaults": obj.engine.operator_on + (", static batch" if obj.engine.static_batch else ""),
+            "variants": list(objs), "torch": f"{torch.__version__}, {torch.get_num_threads()} threads", "rows": rows,
             "peak_rss_gb": peak_rss_gb()}
 
 
-def flops_child(model: str, cut: int, device: str) -> dict:
-    """FLOPs of one evaluation (batch 1) by torch's counter; runtime time of the same evaluation."""
-    import torch
+def optimizer_child(model: str, cut: int, device: str, rows_list: list[int], its: int) -> dict:
+    """scipy L-BFGS-B's own time per iteration inside a recovery (history 100): the wall time of a fixed
+    budget minus the time the objective took, for 1 image x K restarts in one lockstep batch."""
+    from gs_onnx.restart import Budget, recover_batch
+
+    man, op, y, obj = setup(model, cut, RATIO, device)
+    out = {"model": model, "cut": cut, "free_values": obj.layout.size, "iterations": its, "rows": []}
+    for K in rows_list:
+        b = Budget(max_iter=its, max_fun=its, ftol=0.0, gtol=0.0)
+        ev0, t = obj.eval_seconds, time.perf_counter()
+        (rec,) = recover_batch(obj, y[None], restarts=K, budget=b, seeds=[0], batch="restarts" if K > 1 else "none")
+        wall, ev = time.perf_counter() - t, obj.eval_seconds - ev0
+        iters = sum(r.iterations for r in rec.restarts)
+        out["rows"].append({"restarts": K, "wall_s": wall, "eval_s": ev, "optimizer_s": wall - ev,
+                            "optimizer_ms_per_row_iteration": 1e3 * (wall - ev) / max(iters, 1),
+                            "eval_ms_per_step": 1e3 * ev / max(its, 1)})
+    return out
+
+
+def flops_child(model: str, cut: int, device: str, batch: int = 1) -> dict:
+    """FLOPs of the tail forward + input gradient (torch's counter, A excluded) and the runtime's time for
+    the same work: the composed objective with the identity operator (whose cost is a copy)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from gs_export.from_onnx import torch_generator
     from gs_export.reference import TorchObjective
     from gs_onnx.latent import init_latent
 
-    man, op, y, obj = setup(model, cut, RATIO, device)
+    man, op, y, obj = setup(model, cut, RATIO, "cpu" if device == "cpu" else device, "identity")
     tobj = TorchObjective(torch_generator(man), cut, op, y, man.to_unit())
-    Z = init_latent("cn01", obj.layout.size, np.random.default_rng(0), batch=1)
+    Z = init_latent("cn01", obj.layout.size, np.random.default_rng(0), batch=batch)
     zs = tobj._tensors(Z, True)
     with FlopCounterMode(display=False) as fc:  # .backward(): the counter does not support autograd.grad
         r = tobj._apply(tobj._x01(zs)) - tobj.y
         ((r * r).sum() / tobj.m).backward()
-    total = fc.get_total_flops()
-    a_flops = 2 * 2 * op.m * op.n  # A x and A^T r
-    gen_flops = total - a_flops
-    t_gen = timed(lambda: obj.gen.vjp(obj.gen.forward(obj.layout.unpack(Z), keep=True)[1],
-                                      np.ones((1, *man.image_shape), np.float32)))
-    return {"model": model, "cut": cut, "gflop": gen_flops / 1e9, "tail_ms": 1e3 * t_gen,
+    gen_flops = fc.get_total_flops()
+    t_gen = timed(lambda: obj.value_and_grad_batch(Z))
+    return {"model": model, "cut": cut, "batch": batch, "gflop": gen_flops / 1e9, "tail_ms": 1e3 * t_gen,
             "gflops_per_s": gen_flops / t_gen / 1e9}
 
 
-def matmul_gflops(n: int = 2048) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    t = timed(lambda: a @ b, min_repeats=5)
-    return 2 * n ** 3 / t / 1e9
+def matmul_gflops(device: str = "cpu", n: int = 4096) -> dict:
+    """A large square matrix multiply: numpy float32 on the CPU; torch fp32, tf32 and bf16 on a GPU."""
+    if device != "cuda":
+        n = 2048
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+        t = timed(lambda: a @ b, min_repeats=5)
+        return {"fp32": 2 * n ** 3 / t / 1e9, "n": n}
+    import torch
+
+    out = {"n": n}
+    for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                              ("bf16", torch.bfloat16, False)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        a = torch.randn(n, n, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, device="cuda", dtype=dtype)
+
+        def mm():
+            a @ b
+            torch.cuda.synchronize()
+
+        out[name] = 2 * n ** 3 / timed(mm, min_repeats=10) / 1e9
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return out
 
 
 # --------------------------------------------------------------------------------------- CPU path
 
 def cpu_child(model: str, cut: int, device: str) -> dict:
-    """One evaluation (batch 1) under the CPU-path variants: default, 1 thread, spinning on, per-block
-    sessions, the merged tail."""
+    """One evaluation (batch 1) of the default composed objective against its CPU variants: one intra-op
+    thread, spinning threads, one session with a dynamic batch axis instead of one per batch size."""
+    from gs_onnx.engine import runtime as rt
     from gs_onnx.latent import init_latent
+    from gs_onnx.objective import make_objective
 
     man, op, y, obj = setup(model, cut, RATIO, device)
-    z = init_latent("cn01", obj.layout.size, np.random.default_rng(0))[0]
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.objective import Objective
+    z = init_latent("cn01", obj.layout.size, np.random.default_rng(0))
 
-    # every variant is timed alternately with the default (obj); "default" is the median of those runs
-    default = lambda: obj.value_and_grad(z)  # noqa: E731
-    out = {"model": model, "cut": cut}
-    o1 = Objective(CutGenerator(man, cut, device, threads=1), op, y)
-    t_d1, t_1, _ = timed_pair(default, lambda: o1.value_and_grad(z))
-    out["one_thread_ms"] = 1e3 * t_1
-    import gs_onnx.providers as prov
+    def make(**kw):
+        return make_objective(man, cut, op, device=device, **kw).with_measurements(y)
 
-    orig = prov.session_options
+    orig = rt.session_options
 
-    def spinning(threads=0):
-        so = orig(threads)
+    def spinning(threads=0, record_placement=False):
+        so = orig(threads, record_placement)
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         return so
 
-    prov.session_options = spinning
+    rt.session_options = spinning
     try:
-        o2 = Objective(CutGenerator(man, cut, device), op, y)
+        spin = make()
     finally:
-        prov.session_options = orig
-    t_d2, t_s, _ = timed_pair(default, lambda: o2.value_and_grad(z))
-    out["spinning_ms"] = 1e3 * t_s
-    # merged: the tail's forward graphs as one session, its VJP graphs as another (gs_onnx.merge)
-    # against the default's per-block sessions (obj), interleaved so both see the same machine
-    om = Objective(CutGenerator(man, cut, device, merged=True), op, y)
-    assert not obj.gen.merged
-    g_ref, g_m = obj.value_and_grad(z)[1], om.value_and_grad(z)[1]
-    assert np.linalg.norm(g_m - g_ref) <= 1e-4 * np.linalg.norm(g_ref), "merged graphs disagree"
-    t_c, t_m, _ = timed_pair(default, lambda: om.value_and_grad(z))
-    out["chained_ms"], out["merged_ms"] = 1e3 * t_c, 1e3 * t_m
-    out["default_ms"] = 1e3 * float(np.median([t_d1, t_d2, t_c]))
-    return out
+        rt.session_options = orig
+    objs = {"default": obj, "one_thread": make(threads=1), "spinning": spin, "dynamic_batch": make(static_batch=False)}
+    med, ratio = timed_group({k: (lambda o=o: o.value_and_grad_batch(z)) for k, o in objs.items()}, "default")
+    return {"model": model, "cut": cut, **{f"{k}_ms": 1e3 * v for k, v in med.items()},
+            **{f"{k}_ratio": v for k, v in ratio.items()}}
 
 
 # ---------------------------------------------------------------------------------------- restarts
 
 def restarts_child(model: str, cut: int, device: str) -> dict:
-    from gs_onnx.restart import Budget, recover
+    """Two images x 3 restarts at a fixed budget under each batch mode (gs_onnx.restart.BATCH_MODES)."""
+    from gs_onnx.restart import BATCH_MODES, Budget, recover_batch
 
     man, op, y, obj = setup(model, cut, RATIO, device)
+    Y = np.stack([y, op.forward(np.random.default_rng(5).random((1, man.n), dtype=np.float32))[0]])
     its = 40 if model == "dcgan" else 6
     b = Budget(max_iter=its, max_fun=its, ftol=0.0, gtol=0.0)  # a fixed amount of work
-    out = {"model": model, "cut": cut, "budget": f"{its} iterations / {its} evaluations per restart"}
-    for name, kw in (("one", {"restarts": 1}), ("three_sequential", {"restarts": 3}),
-                     ("three_batched", {"restarts": 3, "batch": True})):
+    out = {"model": model, "cut": cut, "budget": f"2 images x 3 restarts x {its} iterations"}
+    recover_batch(obj, Y[:1], restarts=1, budget=Budget(max_iter=2, max_fun=2), batch="none")  # warm-up
+    for mode in BATCH_MODES:
         t = time.perf_counter()
-        r = recover(obj.gen, op, y, budget=b, seed=0, **kw)
-        out[name] = {"seconds": time.perf_counter() - t, "evaluations": r.evaluations,
-                     "objective": r.objective}
+        recs = recover_batch(obj, Y, restarts=3, budget=b, seeds=[0, 1], batch=mode)
+        out[mode] = {"seconds": time.perf_counter() - t, "objective": [r.objective for r in recs]}
     return out
 
 
@@ -312,9 +384,11 @@ def run_child(argv: list[str]) -> None:
     kind, *rest = argv
     dev = rest[-1]
     if kind == "eval":
-        res = eval_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")])
+        res = eval_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")], rest[3])
+    elif kind == "optimizer":
+        res = optimizer_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")], int(rest[3]))
     elif kind == "flops":
-        res = flops_child(rest[0], int(rest[1]), dev)
+        res = flops_child(rest[0], int(rest[1]), dev, int(rest[2]))
     elif kind == "cpu":
         res = cpu_child(rest[0], int(rest[1]), dev)
     elif kind == "restarts":
@@ -338,44 +412,62 @@ def write_doc(res: dict, out: Path) -> None:
         L += ["What the numbers say:", "", res["notes"], ""]
     if "eval" in res:
         L += ["## One objective + gradient evaluation: runtime vs torch eager", "",
-              f"f(z) = ||A G_c(z) - y||^2 / m and df/dz for K latents in one batch (restarts or images), dense "
-              f"Gaussian A at m/n = {RATIO}. Runtime: the exported forward + VJP graphs on ONNX Runtime, A on "
-              "numpy BLAS. Torch: the same generator rebuilt from the model's ONNX weights, eager autograd, "
-              "A as a torch tensor. Runtime and torch calls alternate (a, b, a, b, ... for at least 3 s); times are medians, the ratio is the median of the per-pair ratios; ratio < 1 means the runtime is faster. Peak memory is the whole "
-              "process (both sides, A included).", "",
-              "| model | cut | free values | m | K | runtime ms | torch ms | ratio | runtime ms per latent | peak RSS GB |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              f"f(z) = ||A G_c(z) - y||^2 / m and df/dz for K latents in one batch (restarts or images), "
+              f"m/n = {RATIO}. `composed` is the default engine (the whole objective in one ONNX Runtime session "
+              "with IOBinding; where the operator goes and whether shapes are static per batch size is the "
+              "device's default, in the `defaults` column); `graph`/`host` force the operator into the graph or "
+              "onto the host; `blocks` is the per-block reference path (two sessions per block, A in numpy). "
+              "Torch: the same generator rebuilt from the model's ONNX weights, eager autograd, A as a torch "
+              "tensor. All variants and torch run interleaved (a, b, c, ..., a, b, c, ... for at least 3 s); times "
+              "are medians, ratios the median of the per-round ratios to torch (< 1: faster than torch).", "",
+              "| model | cut | operator | defaults | K | composed ms | blocks ms | torch ms | composed / torch | "
+              "blocks / torch | graph / torch | host / torch | other variants / torch |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for e in res["eval"]:
             for r in e["rows"]:
-                L.append(f"| {e['model']} | {e['cut']} | {e['free_values']} | {e['m']} | {r['batch']} | "
-                         f"{r['runtime_ms']:.1f} | {r['torch_ms']:.1f} | {r['ratio']:.2f} | "
-                         f"{r['runtime_ms'] / r['batch']:.1f} | {e['peak_rss_gb']:.2f} |")
+                other = ", ".join(f"{v} {r[v + '_ratio']:.2f}" for v in e.get("variants", [])
+                                  if v not in ("composed", "blocks", "composed-graph", "composed-host"))
+                L.append(f"| {e['model']} | {e['cut']} | {e.get('operator', 'gaussian')} | {e.get('defaults', '')} | "
+                         f"{r['batch']} | {r['runtime_ms']:.1f} | {r.get('blocks_ms', float('nan')):.1f} | "
+                         f"{r['torch_ms']:.1f} | **{r['ratio']:.2f}** | {r.get('blocks_ratio', float('nan')):.2f} | "
+                         f"{r.get('composed-graph_ratio', float('nan')):.2f} | "
+                         f"{r.get('composed-host_ratio', float('nan')):.2f} | {other or '-'} |")
         L += ["", f"Providers: {', '.join(sorted({e['provider'] for e in res['eval']}))}; torch "
               f"{res['eval'][0]['torch']}.", ""]
+    if "optimizer" in res:
+        L += ["## scipy L-BFGS-B's own time inside a recovery", "",
+              "A fixed budget (no early stop, history 100) on one image with K restarts (K > 1: one lockstep "
+              "batch); the optimiser's time is the wall time minus the time spent evaluating the objective.", "",
+              "| model | cut | free values | K | iterations | wall s | evaluation s | optimiser s | optimiser ms per "
+              "row-iteration | evaluation ms per step |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for e in res["optimizer"]:
+            for r in e["rows"]:
+                L.append(f"| {e['model']} | {e['cut']} | {e['free_values']} | {r['restarts']} | {e['iterations']} | "
+                         f"{r['wall_s']:.2f} | {r['eval_s']:.2f} | {r['optimizer_s']:.2f} | "
+                         f"{r['optimizer_ms_per_row_iteration']:.2f} | {r['eval_ms_per_step']:.2f} |")
+        L.append("")
     if "cpu" in res:
         L += ["## CPU path variants", "",
-              "One objective + gradient evaluation at batch 1 (ms), all through the same `Objective`. Each "
-              "variant is timed alternately with the runtime's default (two sessions per block, all cores, no "
-              "spinning): one intra-op thread, spinning threads, and the tail merged into one forward and one "
-              "VJP session (`gs_onnx.merge`; checked to give the same gradient). `default` is the median of "
-              "the default's three paired runs, `chained blocks` its run paired with the merged tail.", "",
-              "| model | cut | default | 1 thread | spinning | chained blocks | merged tail |",
-              "|---|---|---|---|---|---|---|"]
+              "One evaluation at batch 1 (ms) of the default composed objective and of its variants, interleaved: "
+              "one intra-op thread, spinning threads, one session with a dynamic batch axis (the default builds "
+              "one session per batch size, with static shapes). Ratios are to the default.", "",
+              "| model | cut | default | 1 thread | spinning | dynamic batch |", "|---|---|---|---|---|---|"]
         for c in res["cpu"]:
-            L.append(f"| {c['model']} | {c['cut']} | {c['default_ms']:.1f} | {c['one_thread_ms']:.1f} | "
-                     f"{c['spinning_ms']:.1f} | {c.get('chained_ms', float('nan')):.1f} | {c['merged_ms']:.1f} |")
+            L.append(f"| {c['model']} | {c['cut']} | {c['default_ms']:.1f} | {c['one_thread_ms']:.1f} "
+                     f"({c['one_thread_ratio']:.2f}) | {c['spinning_ms']:.1f} ({c['spinning_ratio']:.2f}) | "
+                     f"{c['dynamic_batch_ms']:.1f} ({c['dynamic_batch_ratio']:.2f}) |")
         L.append("")
     if "restarts" in res:
-        L += ["## Batched restarts", "",
-              "One recovery (same image, seeds and a fixed budget: no early stop) with one restart, three "
-              "restarts one after another, and three restarts batched: each restart keeps its own scipy "
-              "L-BFGS-B state, their evaluations go through the graphs as one batch.", "",
-              "| model | cut | budget | 1 restart s | 3 sequential s | 3 batched s | batched / one | "
-              "batched / sequential |", "|---|---|---|---|---|---|---|---|"]
+        L += ["## Batching restarts and images", "",
+              "Two images x 3 restarts at a fixed budget (no early stop) under each batch mode of `gs-recover "
+              "--batch`: `none` (one restart after another), `restarts` (each image's restarts in one lockstep "
+              "batch), `images` (all 6 rows in one batch). Every row keeps its own L-BFGS-B state.", "",
+              "| model | cut | budget | none s | restarts s | images s | restarts / none | images / none |",
+              "|---|---|---|---|---|---|---|---|"]
         for e in res["restarts"]:
-            o, s, b = e["one"]["seconds"], e["three_sequential"]["seconds"], e["three_batched"]["seconds"]
-            L.append(f"| {e['model']} | {e['cut']} | {e['budget']} | {o:.2f} | {s:.2f} | {b:.2f} | "
-                     f"{b / o:.2f} | {b / s:.2f} |")
+            n0, r0, i0 = e["none"]["seconds"], e["restarts"]["seconds"], e["images"]["seconds"]
+            L.append(f"| {e['model']} | {e['cut']} | {e['budget']} | {n0:.2f} | {r0:.2f} | {i0:.2f} | "
+                     f"{r0 / n0:.2f} | {i0 / n0:.2f} |")
         L.append("")
     if "ops" in res:
         L += ["## Measurement operators: dense Gaussian vs subsampled randomized DCT", "",
@@ -409,17 +501,20 @@ def write_doc(res: dict, out: Path) -> None:
               f"checked against the available memory before allocation). One evaluation: {b['eval_s']:.2f} s. "
               f"Peak resident memory of the whole process: {b['peak_rss_gb']:.2f} GB.", ""]
     if "flops" in res:
+        mm = res["matmul_gflops"]
+        if not isinstance(mm, dict):
+            mm = {"fp32": mm, "n": 2048}
+        refs = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in mm.items() if k != "n")
         L += ["## Achieved FLOP/s", "",
-              "Generator FLOPs of one evaluation (tail forward + input gradient, batch 1), counted by torch's "
-              "FlopCounterMode on the torch reference; divided by the runtime's time for its tail forward + "
-              "VJP graphs (A excluded). "
-              f"Reference: a 2048 x 2048 float32 matrix multiply in numpy reaches {res['matmul_gflops']:.0f} "
-              "GFLOP/s on the same machine.", "",
-              "| model | cut | GFLOP / evaluation | runtime tail ms | GFLOP/s | share of matmul |",
-              "|---|---|---|---|---|---|"]
+              "Generator FLOPs of one evaluation (tail forward + input gradient), counted by torch's "
+              "FlopCounterMode on the torch reference; divided by the runtime's time for the same work (the "
+              "composed objective with the identity operator). "
+              f"Reference: a {mm['n']} x {mm['n']} matrix multiply on the same device: {refs}.", "",
+              "| model | cut | batch | GFLOP / evaluation | runtime ms | GFLOP/s | share of fp32 matmul |",
+              "|---|---|---|---|---|---|---|"]
         for f in res["flops"]:
-            L.append(f"| {f['model']} | {f['cut']} | {f['gflop']:.3f} | {f['tail_ms']:.1f} | "
-                     f"{f['gflops_per_s']:.1f} | {f['gflops_per_s'] / res['matmul_gflops']:.0%} |")
+            L.append(f"| {f['model']} | {f['cut']} | {f.get('batch', 1)} | {f['gflop']:.3f} | {f['tail_ms']:.2f} | "
+                     f"{f['gflops_per_s']:.1f} | {f['gflops_per_s'] / mm['fp32']:.0%} |")
         L.append("")
     out.write_text("\n".join(L))
 
@@ -427,7 +522,12 @@ def write_doc(res: dict, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--only", default="eval,cpu,restarts,ops,psnr,big,flops")
+    ap.add_argument("--only", default="eval,optimizer,cpu,restarts,ops,psnr,big,flops")
+    ap.add_argument("--batches", default=None,
+                    help="Batch sizes K of the eval section (default: 1,3,8,32 for DCGAN, 1,3,8 for the 128 px "
+                         "models on the CPU; 1,3,32,96 on CUDA).")
+    ap.add_argument("--operators", default="gaussian", help="Operators of the eval section (gaussian,srdct).")
+    ap.add_argument("--optimizer-iters", type=int, default=20)
     ap.add_argument("--models", default="dcgan:1,began:2,vae:1", help="model:cut pairs")
     ap.add_argument("--psnr-images", type=int, default=5)
     ap.add_argument("--psnr-iters", type=int, default=100)
@@ -452,14 +552,20 @@ def main() -> None:
         res.pop("notes", None)
     res.update({"date": time.strftime("%Y-%m-%d"), "hardware": hardware(a.device), "device": a.device,
                 "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "numpy": numpy.__version__})
-    for kind in ("eval", "cpu", "restarts"):
+    for kind in ("eval", "optimizer", "cpu", "restarts"):
         if kind not in only or (kind == "cpu" and a.device != "cpu"):
             continue
         res[kind] = []
         for model, cut in CONFIGS:
-            print(f"{kind} {model} c={cut}", flush=True)
-            extra = [("1,3,8,32" if model == "dcgan" or a.device == "cuda" else "1,3,8")] if kind == "eval" else []
-            res[kind].append(child([kind, model, str(cut), *extra, a.device]))
+            for operator in (a.operators.split(",") if kind == "eval" else [None]):
+                print(f"{kind} {model} c={cut} {operator or ''}", flush=True)
+                extra = []
+                if kind == "eval":
+                    ks = a.batches or ("1,3,32,96" if a.device == "cuda" else "1,3,8,32" if model == "dcgan" else "1,3,8")
+                    extra = [ks, operator]
+                elif kind == "optimizer":
+                    extra = ["1,3", str(a.optimizer_iters)]
+                res[kind].append(child([kind, model, str(cut), *extra, a.device]))
     if "ops" in only:
         print("ops", flush=True)
         res["ops"] = ops_section()
@@ -471,8 +577,9 @@ def main() -> None:
         res["big"] = child(["big", a.device])
     if "flops" in only:
         print("flops", flush=True)
-        res["matmul_gflops"] = matmul_gflops()
-        res["flops"] = [child(["flops", model, str(cut), a.device]) for model, cut in CONFIGS]
+        res["matmul_gflops"] = matmul_gflops(a.device)
+        fb = (1, 32) if a.device == "cuda" else (1,)
+        res["flops"] = [child(["flops", model, str(cut), str(b), a.device]) for model, cut in CONFIGS for b in fb]
     if a.notes:
         res["notes"] = Path(a.notes).read_text().strip()
     if a.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .manifest import BlockSpec, Manifest
-from .providers import Device, active_provider, create_session
+from .engine.runtime import Device, active_provider, create_session
 
 
 class Block:

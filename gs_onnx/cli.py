@@ -20,7 +20,10 @@ from . import registry
 from .errors import GSError
 from .images import load_image, save_png
 from .manifest import sha256_file
+from .engine.runtime import DEVICE_CHOICES
 from .methods import METHODS
+from .objective import ENGINE_CHOICES
+from .restart import BATCH_MODES
 
 EXIT_BAD_INPUT = 2
 
@@ -182,8 +185,20 @@ def _publish(tmp: Path, outdir: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initial latents / weights; image i uses seed + i.")
 @click.option("--init", default=None, help="cn01 | zero | normal | normal5 | normal10  [default: cn01]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(list(DEVICE_CHOICES)), default="auto", show_default=True)
 @click.option("--threads", type=int, default=0, help="Intra-op threads (0: all cores).")
+@click.option("--batch", type=click.Choice(["auto", *BATCH_MODES]), default=None,
+              help="gs: none = restarts one after another; restarts = each image's restarts side by side in one "
+                   "batch; images = every restart of every image in one batch (each keeps its own L-BFGS-B state "
+                   "and stopping)  [default: auto = images on CUDA, restarts on the CPU]")
+@click.option("--engine", type=click.Choice(list(ENGINE_CHOICES)), default=None,
+              help="gs: composed = the whole objective in one ONNX Runtime session; blocks = the per-block "
+                   "reference path  [default: auto = composed]")
+@click.option("--operator-on", "operator_on", type=click.Choice(["auto", "graph", "host"]), default=None,
+              help="gs, composed engine: apply A inside the graph or on the host  [default: auto, the faster "
+                   "per device and operator]")
+@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
+              help="gs, composed engine on CUDA: capture and replay CUDA graphs  [default: off]")
 @click.option("--lam", type=float, default=None, help="Lasso-DCT l1 weight  [default: 0.01]")
 @click.option("--codes", type=int, default=None, help="mGANprior codes N  [default: 10 DCGAN, 20 otherwise]")
 @click.option("--steps", type=int, default=None, help="Adam steps: Deep Decoder [5000], IAGAN latent phase [1600].")
@@ -192,9 +207,6 @@ def _publish(tmp: Path, outdir: Path) -> None:
 @click.option("--finetune-lr", type=float, default=None, help="IAGAN joint phase rate  [default: 1e-4]")
 @click.option("--channels", type=int, default=None,
               help="Deep Decoder width (default: parameters matched to the GS latent of --model/--cut).")
-@click.option("--batch-restarts", "batch", is_flag=True, default=None,
-              help="gs: run the restarts side by side, one batch through the graphs per step (each keeps its "
-                   "own L-BFGS-B state and stopping).")
 @click.option("--reference", multiple=True, type=click.Path(dir_okay=False),
               help="Ground-truth image(s), one per measured image, for PSNR.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -204,7 +216,7 @@ def recover_main(measurements, method, outdir, reference, progress, **options):
     """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery or one
     of the paper's baselines (--method). Every method writes the same report.json and PNGs."""
     from .measurement import read_measurements
-    from .methods import Settings, make_solver
+    from .methods import Settings, make_solver, solve_many
     from .metrics import mean_std, psnr
     from .progress import Progress
 
@@ -221,18 +233,24 @@ def recover_main(measurements, method, outdir, reference, progress, **options):
                                                                   f"c={solver.header['cut']}"
         bar = Progress(f"recover {label}", enabled=progress)
         rows, images = [], []
-        for i in range(y.shape[0]):
-            def cb(frac, what, _i=i):
-                bar.update((_i + frac) / y.shape[0], f"image {_i + 1}/{y.shape[0]} {what}")
+        B = y.shape[0]
+        together = getattr(solver, "batch", None) == "images"
+        chunks = [(0, B)] if together else [(i, i + 1) for i in range(B)]
+        fracs = np.zeros(B)
+        for lo, hi in chunks:
+            def cb(i, frac, what):
+                fracs[i] = frac
+                bar.update(float(fracs.sum()) / B, f"image {i + 1}/{B} {what}")
 
             t0 = time.perf_counter()
-            image, fields = solver.solve(i, y[i], cb)
-            seconds = time.perf_counter() - t0
-            png = f"recovered_{i:03d}.png"
-            save_png(image, tmp / png)
-            images.append(image)
-            rows.append({"index": i, "psnr": None if refs is None else round(psnr(image, refs[i]), 4),
-                         "seconds": round(seconds, 3), "png": png, **fields})
+            solved = solve_many(solver, lo, y[lo:hi], cb)
+            seconds = (time.perf_counter() - t0) / (hi - lo)
+            for i, (image, fields) in zip(range(lo, hi), solved):
+                png = f"recovered_{i:03d}.png"
+                save_png(image, tmp / png)
+                images.append(image)
+                rows.append({"index": i, "psnr": None if refs is None else round(psnr(image, refs[i]), 4),
+                             "seconds": round(seconds, 3), "png": png, **fields})
         bar.close()
         np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
         ps = [r["psnr"] for r in rows if r["psnr"] is not None]

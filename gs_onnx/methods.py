@@ -37,8 +37,10 @@ class Settings:
     ``restarts``, ``max_iter``, ``max_fun``, ``init``: the L-BFGS-B budget of gs and mganprior;
     ``seed``: image i uses ``seed + i``; ``lam``: Lasso-DCT's l1 weight; ``codes``: mGANprior's N;
     ``steps``/``lr``: Adam steps and rate (Deep Decoder; IAGAN's latent phase); ``finetune_steps``/
-    ``finetune_lr``: IAGAN's joint phase; ``channels``: Deep Decoder width; ``batch``: gs runs its restarts
-    side by side, one batch through the graphs per step.
+    ``finetune_lr``: IAGAN's joint phase; ``channels``: Deep Decoder width; ``batch``: how gs shares
+    evaluations between restarts and images (:data:`gs_onnx.restart.BATCH_MODES`, or ``auto``: the device's
+    default, :func:`default_batch`); ``engine``: the objective's engine (:data:`gs_onnx.objective.ENGINES`);
+    ``operator_on``, ``cuda_graph``: options of the composed engine.
     """
 
     model: str | None = None
@@ -57,20 +59,24 @@ class Settings:
     finetune_steps: int | None = None
     finetune_lr: float | None = None
     channels: int | None = None
-    batch: bool | None = None
+    batch: str | None = None
+    engine: str | None = None
+    operator_on: str | None = None
+    cuda_graph: bool | None = None
     models_dir: str | None = None
 
 
 #: Which settings each method reads (a setting given to a method that ignores it is an error).
 APPLIES: dict[str, set[str]] = {
-    "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch"},
+    "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "engine",
+           "operator_on", "cuda_graph"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes"},
     "lasso-dct": {"lam", "max_iter"},
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
 _FLAG = {"max_iter": "--max-iter", "max_fun": "--max-fun", "finetune_steps": "--finetune-steps",
-         "finetune_lr": "--finetune-lr", "batch": "--batch-restarts"}
+         "finetune_lr": "--finetune-lr", "operator_on": "--operator-on", "cuda_graph": "--cuda-graph"}
 
 
 class Solver(Protocol):
@@ -82,6 +88,14 @@ class Solver(Protocol):
 
     def solve(self, i: int, y: np.ndarray, progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
         ...
+
+
+def solve_many(solver, first: int, Y: np.ndarray, progress: Callable[[int, float, str], None]):
+    """Images ``first, first + 1, ...`` of ``Y`` ((k, m)): the solver's own ``solve_many`` where it batches
+    images, else one ``solve`` per image. ``progress(image, fraction of that image, what)``."""
+    if hasattr(solver, "solve_many"):
+        return solver.solve_many(first, Y, progress)
+    return [solver.solve(first + j, Y[j], lambda f, w, _j=j: progress(first + _j, f, w)) for j in range(len(Y))]
 
 
 def check_settings(method: str, s: Settings) -> None:
@@ -120,10 +134,27 @@ def model_for(sidecar: dict, s: Settings) -> Manifest:
     return man
 
 
-def cut_for(man: Manifest, s: Settings) -> int:
-    cut = man.recommended_cut if s.cut is None else s.cut
+def resolve_cut(man: Manifest, cut: int | None) -> int:
+    """``cut``, or the model's recommended cut when None; checked against the model."""
+    cut = man.recommended_cut if cut is None else cut
+    if isinstance(cut, np.integer):
+        cut = int(cut)
     man.cut(cut)
     return cut
+
+
+def cut_for(man: Manifest, s: Settings) -> int:
+    return resolve_cut(man, s.cut)
+
+
+def default_batch(device: str) -> str:
+    """How gs batches by default on ``device``: every restart of every image in one lockstep batch on a GPU
+    (a batch costs little more than one row there); on the CPU each image's restarts together (batched
+    evaluations cost about as much as sequential ones on 2 cores, docs/benchmarks.md, and an image is
+    finished, and written, before the next starts)."""
+    from .engine.runtime import resolve_device
+
+    return "images" if resolve_device(device).name == "cuda" else "restarts"
 
 
 def measurement_error(op, x: np.ndarray, y: np.ndarray) -> float:
@@ -145,11 +176,15 @@ def restart_budget(man: Manifest, max_iter: int | None = None, max_fun: int | No
 
 
 class _RestartSolver:
-    """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.restart.recover`)."""
+    """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.restart.recover_batch`).
+
+    ``solve(i, y, progress, restart=None, z0=None)`` recovers image i; with ``restart`` only that restart
+    (started from ``z0`` or from its own seeded init), as ``gs-experiment`` runs one restart per task.
+    """
 
     unit = "evaluations"
 
-    def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings):
+    def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
         from .latent import INITS
         from .measurement import operator_for
 
@@ -157,67 +192,158 @@ class _RestartSolver:
         self.cut = cut_for(man, s)
         self.restarts = 3 if s.restarts is None else s.restarts
         self.init = s.init or "cn01"
-        if self.init not in INITS:
-            raise GSError(f"unknown --init {self.init!r}: choose one of {', '.join(INITS)}")
+        if self.init not in INITS + (WARM_INIT,) or (self.init == WARM_INIT and method != "gs"):
+            allowed = INITS + ((WARM_INIT,) if method == "gs" else ())
+            raise GSError(f"unknown --init {self.init!r}: choose one of {', '.join(allowed)}")
         self.budget = restart_budget(man, s.max_iter, s.max_fun)
-        self.op = operator_for(sidecar)
+        self.op = operator_for(sidecar) if op is None else op
         if self.op.n != man.n:
             raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")
         self.man, self.s, self.method = man, s, method
-        self._make(y)
+        self.template = self._template(np.asarray(y, dtype=np.float32).reshape(-1, self.op.m)[0])
+        self.provider = self.template.provider
+        self.batch = self._batch_mode()
         self.how = f"on {self.provider}"
         self.header = {
             "model": man.name, "model_dir": str(man.root), "cut": self.cut, **self._header(),
             "device": s.device, "provider": self.provider, "restarts": self.restarts, "init": self.init,
-            "seed": s.seed, "batched_restarts": bool(s.batch), "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": self.budget.max_iter,
-                                       "max_fun": self.budget.max_fun, "history": self.budget.history},
+            "seed": s.seed, "batch": self.batch,
+            "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": self.budget.max_iter,
+                       "max_fun": self.budget.max_fun, "history": self.budget.history},
         }
 
-    def solve(self, i, y, progress):
-        from .restart import recover
+    def _batch_mode(self) -> str:
+        from .restart import BATCH_MODES
+
+        b = self.s.batch or "auto"
+        if b == "auto":
+            return default_batch(self.s.device)
+        if b not in BATCH_MODES:
+            raise GSError(f"unknown --batch {b!r}: choose one of auto, {', '.join(BATCH_MODES)}")
+        return b
+
+    def _fields(self, rec) -> dict[str, Any]:
+        out = {"measurement_error": rec.measurement_error, "objective": rec.objective,
+               "evaluations": rec.evaluations, "best_restart": rec.best_restart,
+               "restarts": [r.__dict__ for r in rec.restarts]}
+        if rec.eval_seconds is not None:
+            out["eval_seconds"] = round(rec.eval_seconds, 3)
+        return out
+
+    def _starts(self, i: int, y: np.ndarray, restart: int):
+        if self.init == WARM_INIT:
+            return lasso_warm_start(self, y, restart, self.s.seed + i)
+        return None
+
+    def solve(self, i, y, progress, restart: int | None = None, z0: np.ndarray | None = None):
+        from .restart import recover_batch, start_points
 
         b = self.budget
+        obj = self.template.with_measurements(y)
+        if restart is not None:
+            if z0 is None:
+                z0 = self._starts(i, y, restart)
+            if z0 is None:
+                z0 = start_points(self.init, obj.layout.size, self.s.seed + i, restart + 1)[restart]
+            rec = recover_batch(obj, np.asarray(y, np.float32).reshape(1, -1), restarts=1, budget=b,
+                                z0s=[np.asarray(z0).reshape(1, -1)], batch="none",
+                                callback=lambda _i, r, ev: progress(ev / b.max_fun, f"restart {restart + 1}"))[0]
+            rec.restarts[0].restart = rec.best_restart = restart
+            return rec.image, self._fields(rec)
+        z0s = None
+        if self.init == WARM_INIT:
+            z0s = [np.stack([self._starts(i, y, r) for r in range(self.restarts)])]
+        (rec,) = recover_batch(obj, np.asarray(y, np.float32).reshape(1, -1), restarts=self.restarts, budget=b,
+                               seeds=[self.s.seed + i], init=self.init if z0s is None else "cn01", z0s=z0s,
+                               batch="none" if self.batch == "none" else "restarts",
+                               callback=lambda _i, r, ev: progress(
+                                   (r * b.max_fun + ev) / (self.restarts * b.max_fun), f"restart {r + 1}"))
+        return rec.image, self._fields(rec)
 
-        def cb(r, ev):
-            progress((r * b.max_fun + ev) / (self.restarts * b.max_fun), f"restart {r + 1}")
+    def solve_many(self, first: int, Y: np.ndarray, progress):
+        """All images of ``Y`` in one lockstep batch (``--batch images``), else one image at a time."""
+        from .restart import recover_batch
 
-        rec = recover(None, None, y, restarts=self.restarts, budget=b, seed=self.s.seed + i, init=self.init,
-                      callback=cb, objective=self._objective(y), batch=bool(self.s.batch))
-        return rec.image, {"measurement_error": rec.measurement_error, "objective": rec.objective,
-                           "evaluations": rec.evaluations, "best_restart": rec.best_restart,
-                           "restarts": [r.__dict__ for r in rec.restarts]}
+        if self.batch != "images" or self.init == WARM_INIT or len(Y) == 1:
+            return [self.solve(first + j, Y[j], lambda f, w, _j=j: progress(first + _j, f, w))
+                    for j in range(len(Y))]
+        b, K = self.budget, self.restarts
+        done = np.zeros((len(Y), K))
+
+        def cb(j, r, ev):
+            done[j, r] = ev
+            progress(first + j, float(done[j].sum()) / (K * b.max_fun), f"restart {r + 1}")
+
+        recs = recover_batch(self.template, np.asarray(Y, np.float32), restarts=K, budget=b,
+                             seeds=[self.s.seed + first + j for j in range(len(Y))], init=self.init,
+                             batch="images", callback=cb)
+        return [(rec.image, self._fields(rec)) for rec in recs]
 
 
 class GSSolver(_RestartSolver):
-    def _make(self, y):
-        from .cut import CutGenerator
+    def _template(self, y):
+        from .objective import make_objective
 
-        self.gen = CutGenerator(self.man, self.cut, self.s.device, self.s.threads)
-        self.provider = self.gen.provider
+        opts = {k: v for k, v in (("operator_on", self.s.operator_on), ("cuda_graph", self.s.cuda_graph))
+                if v is not None}
+        from .objective import resolve_engine
+
+        self.engine = resolve_engine(self.s.engine or "auto")
+        obj = make_objective(self.man, self.cut, self.op, device=self.s.device, threads=self.s.threads,
+                             engine=self.engine, **opts)
+        self.size = obj.layout.size
+        self.cut_inputs = list(obj.layout.names)
+        return obj.with_measurements(y)
 
     def _header(self):
-        return {"cut_inputs": list(self.gen.inputs), "free_values": self.gen.size}
-
-    def _objective(self, y):
-        from .objective import Objective
-
-        return Objective(self.gen, self.op, y)
+        h = {"cut_inputs": self.cut_inputs, "free_values": self.size, "engine": self.engine}
+        eng = getattr(self.template, "engine", None)
+        if eng is not None:
+            h["engine_options"] = {"operator_on": eng.operator_on, "iobinding": eng.iobinding,
+                                   "cuda_graph": eng.cuda_graph, "static_batch": eng.static_batch}
+        return h
 
 
 class MultiCodeSolver(_RestartSolver):
-    def _make(self, y):
+    def _template(self, y):
         from .mganprior import MultiCodeObjective, default_codes
 
         self.codes = default_codes(self.man) if self.s.codes is None else self.s.codes
-        self.obj = MultiCodeObjective(self.man, self.cut, self.op, y[0], self.codes, self.s.device, self.s.threads)
-        self.provider = self.obj.provider
+        self.obj = MultiCodeObjective(self.man, self.cut, self.op, y, self.codes, self.s.device, self.s.threads)
+        return self.obj
 
     def _header(self):
         return {"codes": self.codes, "composed": self.obj.composed, "free_inputs": list(self.obj.free),
                 "free_values": self.obj.layout.size}
 
-    def _objective(self, y):
-        return self.obj.with_measurements(y)
+
+#: The Lasso-DCT warm start (``--init lasso``, the paper's Fig. 6): the cut generator fitted (A = I) to the
+#: Lasso-DCT estimate for this many L-BFGS-B iterations, from CN(0,1), then GS from there.
+WARM_INIT = "lasso"
+WARM_ITERS = 100
+
+
+def lasso_warm_start(solver: "_RestartSolver", y: np.ndarray, restart: int, seed: int) -> np.ndarray:
+    """The start of ``restart`` for ``--init lasso``: the latent whose image best fits the Lasso-DCT estimate."""
+    from .lasso import lasso_dct
+    from .latent import init_latent
+    from .objective import make_objective
+    from .operator import IdentityOperator
+    from .restart import Budget, run_restarts
+
+    man = solver.man
+    x_l = np.clip(lasso_dct(solver.op, y, tuple(man.image_shape)).image, 0.0, 1.0).astype(np.float32)
+    key = (solver.cut, solver.s.device, solver.s.threads)
+    fit = getattr(solver, "_warm_fit", None)
+    if fit is None or fit[0] != key:
+        fit = (key, make_objective(man, solver.cut, IdentityOperator(man.n), device=solver.s.device,
+                                   threads=solver.s.threads, engine=getattr(solver, "engine", "auto")))
+        solver._warm_fit = fit
+    obj = fit[1].with_measurements(x_l.reshape(-1))
+    z0 = init_latent("cn01", obj.layout.size, np.random.default_rng([seed, restart]))
+    rec = run_restarts(obj, restarts=1, z0=z0, budget=Budget(max_iter=WARM_ITERS, max_fun=int(WARM_ITERS * 1.25),
+                                                                history=solver.budget.history))
+    return obj.layout.pack({k: v[None] for k, v in rec.latents.items()})[0]
 
 
 # ------------------------------------------------------------------------------------------- lasso
@@ -228,7 +354,7 @@ class LassoSolver:
     unit = "iterations"
     how = "by Lasso-DCT"
 
-    def __init__(self, y: np.ndarray, sidecar: dict, s: Settings):
+    def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
         from .lasso import spectral_norm_sq
         from .measurement import operator_for
 
@@ -237,7 +363,7 @@ class LassoSolver:
             raise GSError("the sidecar has no image_shape (C, H, W)")
         self.lam = 0.01 if s.lam is None else s.lam
         self.max_iter = 2000 if s.max_iter is None else s.max_iter
-        self.op = operator_for(sidecar)
+        self.op = operator_for(sidecar) if op is None else op
         if self.op.n != int(np.prod(self.shape)):
             raise GSError(f"measurements are for n = {self.op.n} but the sidecar's image shape has "
                           f"{int(np.prod(self.shape))}")
@@ -259,8 +385,8 @@ class LassoSolver:
 # ------------------------------------------------------------------------------------------ lookup
 
 def _builtin(method: str) -> Callable[..., Solver]:
-    return {"gs": lambda y, sc, s: GSSolver("gs", y, sc, s),
-            "mganprior": lambda y, sc, s: MultiCodeSolver("mganprior", y, sc, s),
+    return {"gs": lambda y, sc, s, op=None: GSSolver("gs", y, sc, s, op),
+            "mganprior": lambda y, sc, s, op=None: MultiCodeSolver("mganprior", y, sc, s, op),
             "lasso-dct": LassoSolver}[method]
 
 
@@ -273,11 +399,16 @@ def available() -> list[str]:
     return list(BUILTIN) + [n for n in plugins() if n not in BUILTIN]
 
 
-def make_solver(method: str, y: np.ndarray, sidecar: dict, s: Settings) -> Solver:
-    """The solver of ``method`` for the measurements ``y`` ((B, m) float32) and their sidecar."""
+def make_solver(method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None) -> Solver:
+    """The solver of ``method`` for the measurements ``y`` ((B, m) float32) and their sidecar.
+
+    ``op`` passes an operator already built from the sidecar (``gs-experiment`` keeps a dense A across
+    tasks); by default it is rebuilt from the sidecar."""
     check_settings(method, s)
     if method in BUILTIN:
-        return _builtin(method)(y, sidecar, s)
+        if method == "lasso-dct":
+            return LassoSolver(y, sidecar, s, op)
+        return _builtin(method)(y, sidecar, s, op)
     ep = plugins().get(method)
     if ep is None:
         raise GSError(f"unknown method {method!r}: choose one of {', '.join(available())}")

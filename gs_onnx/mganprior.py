@@ -20,7 +20,7 @@ from .errors import GSError
 from .latent import LatentLayout
 from .manifest import Manifest
 from .operator import Operator
-from .providers import Device
+from .engine.runtime import Device
 
 #: Number of codes N by architecture, from the paper's code (10 for DCGAN, 20 for BEGAN and the VAE).
 DEFAULT_CODES = {"dcgan": 10, "began": 20, "vae": 20}

@@ -1,14 +1,24 @@
-"""The Generator Surgery objective f(z) = ||A G_c(z) - y||^2 / m and its gradient.
+"""The Generator Surgery objective f(z) = ||A G_c(z) - y||^2 / m and its gradient, and the one place
+objectives are built.
 
-Generator and operator run in float32 (ONNX Runtime, BLAS); scipy sees float64 values and gradients.
+Two engines compute it (:data:`ENGINES`): ``composed`` (:mod:`gs_onnx.engine.composed`: the whole objective
+in one ONNX Runtime session, the default) and ``blocks`` (:class:`Objective`: the cut generator's sessions
+block by block with the operator in numpy, the reference path and the fallback where the ``onnx`` package
+is missing). Both run in float32 (ONNX Runtime, BLAS); scipy sees float64 values and gradients.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .cut import CutGenerator
+from .errors import GSError
 from .latent import LatentLayout
+from .manifest import Manifest
 from .operator import Operator
+
+#: The engines that compute the objective; ``auto`` means ``composed`` where the onnx package is present.
+ENGINES = ("composed", "blocks")
+ENGINE_CHOICES = ("auto",) + ENGINES
 
 
 class Objective:
@@ -28,7 +38,20 @@ class Objective:
         self.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
         self.layout = LatentLayout(gen.shapes)
         self.m = self.y.shape[1]
+        if self.m != op.m:
+            raise GSError(f"measurements have {self.m} values but the operator has m = {op.m}")
         self.evaluations = 0
+
+    def with_measurements(self, y: np.ndarray) -> "Objective":
+        """The same generator and operator for other measurements ``y`` ((m,))."""
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        if y.size != self.m:
+            raise GSError(f"measurements have {y.size} values, the objective {self.m}")
+        return Objective(self.gen, self.op, y)
+
+    @property
+    def provider(self) -> str:
+        return self.gen.provider
 
     def residual(self, x01: np.ndarray) -> np.ndarray:
         return self.op.forward(x01.reshape(x01.shape[0], -1)) - self.y
@@ -75,3 +98,47 @@ class Objective:
         x01 = self.gen.forward(self.layout.unpack(z))
         r = self.residual(x01).astype(np.float64)
         return float((r * r).sum()) / self.m
+
+
+def resolve_engine(engine: str) -> str:
+    if engine not in ENGINE_CHOICES:
+        raise GSError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINE_CHOICES)}")
+    if engine == "auto":
+        from .engine import merge
+
+        return "composed" if merge.available() else "blocks"
+    return engine
+
+
+def make_objective(manifest: Manifest, cut: int, op: Operator, *, device: str = "auto", threads: int = 0,
+                   engine: str = "auto", **options):
+    """The GS objective of ``manifest`` cut at ``cut`` with operator ``op``, for measurements still to come:
+    call ``.with_measurements(y)`` for each image (the sessions are shared).
+
+    ``options`` go to :class:`gs_onnx.engine.composed.Engine` (``operator_on``, ``iobinding``,
+    ``cuda_graph``, ``static_batch``); the ``blocks`` engine takes none.
+    """
+    engine = resolve_engine(engine)
+    zeros = np.zeros(op.m, np.float32)
+    if engine == "blocks":
+        if options:
+            raise GSError(f"the blocks engine takes no options ({', '.join(sorted(options))})")
+        return Objective(CutGenerator(manifest, cut, device, threads), op, zeros)
+    from .engine.composed import ComposedObjective, Engine
+
+    return ComposedObjective(Engine(manifest, cut, op, device, threads, **options), zeros)
+
+
+def objective_for(gen: CutGenerator, op: Operator, *, engine: str = "auto", **options):
+    """:func:`make_objective` for an existing cut generator (its model, cut, device and threads), kept on the
+    generator so that the next call with the same operator reuses the sessions."""
+    engine = resolve_engine(engine)
+    if engine == "blocks" and not options:
+        return Objective(gen, op, np.zeros(op.m, np.float32))
+    for o, e, opts, obj in gen._objectives:
+        if o is op and e == engine and opts == options:
+            return obj
+    obj = make_objective(gen.manifest, gen.cut_index, op, device=gen.device, threads=gen.threads, engine=engine,
+                         **options)
+    gen._objectives[:] = gen._objectives[-3:] + [(op, engine, dict(options), obj)]
+    return obj

@@ -156,6 +156,11 @@ class Operator(ABC):
     def nbytes(self) -> int:
         """Bytes of memory the operator holds, or needs once materialised."""
 
+    def onnx_form(self):
+        """How this operator appears in the composed objective graph (:class:`gs_onnx.engine.graph.OnnxForm`),
+        or None when it has none (the engine then applies it on the host between two sessions)."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(m={self.m}, n={self.n})"
 
@@ -182,6 +187,11 @@ class IdentityOperator(Operator):
 
     def describe(self) -> dict[str, Any]:
         return {"type": "identity", "m": self.m, "n": self.n, "dtype": "float32"}
+
+    def onnx_form(self):
+        from .engine.graph import OnnxForm
+
+        return OnnxForm({}, lambda b, x: b.op("Identity", [x], "Ax"), lambda b, r: b.op("Identity", [r], "ATr"))
 
     @property
     def nbytes(self) -> int:
@@ -331,6 +341,16 @@ class GaussianOperator(Operator):
             "rng": f"numpy PCG64, SeedSequence([seed, block]), {ROWS_PER_BLOCK} rows per block",
         }
 
+    def onnx_form(self):
+        """``A`` is a run-time input of the graph (m, n) float32, bound once per session (device-resident
+        on a GPU); ``A x`` is ``Gemm(x, A, transB=1)`` and ``A^T r`` is ``Gemm(r, A)``: both read A in place
+        (the fastest of the MatMul/Gemm/transpose arrangements measured with ONNX Runtime's CPU kernels)."""
+        from .engine.graph import OnnxForm
+
+        return OnnxForm({"A": ((self.m, self.n), self.matrix)},
+                        lambda b, x: b.op("Gemm", [x, "A"], "Ax", transB=1),
+                        lambda b, r: b.op("Gemm", [r, "A"], "ATr"))
+
 
 class SubsampledDCTOperator(Operator):
     """Subsampled randomized DCT: ``A x = sqrt(n/m) * S C D x``, O(n log n) time and O(n) memory.
@@ -396,6 +416,54 @@ class SubsampledDCTOperator(Operator):
                 "transform": "orthonormal DCT-II of the flattened C,H,W vector", "scale": "sqrt(n/m)",
                 "rng": f"numpy PCG64, SeedSequence([seed, {self.STREAM}]): integers(0, 2, n) signs, "
                        "then sorted permutation(n)[:m] rows"}
+
+    def _dct_tables(self):
+        """Constants of the DCT-II through one complex DFT of length n (Makhoul 1980): the even/odd reordering
+        ``perm`` and its inverse, and per kept row k the weights (c_k, s_k) with
+        ``(A x)_j = c_k Re V_k + s_k Im V_k``, V = DFT(P D x), k = rows[j] (orthonormal scale and sqrt(n/m)
+        folded in)."""
+        n = self.n
+        perm = np.concatenate([np.arange(0, n, 2), np.arange(n - 1 - n % 2, 0, -2)]).astype(np.int64)
+        inv = np.empty(n, np.int64)
+        inv[perm] = np.arange(n)
+        k = self.rows.astype(np.float64)
+        theta = np.pi * k / (2 * n)
+        norm = np.where(k == 0, math.sqrt(1 / (4 * n)), math.sqrt(1 / (2 * n))) * 2 * math.sqrt(n / self.m)
+        return perm, inv, (norm * np.cos(theta)), (norm * np.sin(theta))
+
+    def onnx_form(self):
+        """Signs, reordering, one complex DFT (ONNX ``DFT``) and the kept rows; the adjoint scatters the rows
+        by a Gather from a zero-padded copy (no Scatter op) and applies the same DFT."""
+        from .engine.graph import OnnxForm
+
+        perm, inv, c, s_ = self._dct_tables()
+        full = np.zeros(self.n, np.int64)
+        full[self.rows] = np.arange(1, self.m + 1)
+
+        def fwd(b, x):
+            v = b.op("Gather", [b.op("Mul", [x, b.const(self.signs, "signs")], "xs"), b.const(perm, "perm")],
+                     "v", axis=1)
+            v3 = b.op("Cast", [b.op("Unsqueeze", [v, b.const(np.asarray([2], np.int64), "axes")], "v3")], "v3d",
+                      to=11)
+            V = b.op("DFT", [v3], "V", axis=1, onesided=0)     # float64: ONNX Runtime's float32 DFT loses 1e-4
+            Vk = b.op("Gather", [V, b.const(self.rows.astype(np.int64), "rows")], "Vk", axis=1)   # (B, m, 2)
+            cs = b.const(np.stack([c, s_], axis=1), "cs", dtype=np.float64)
+            y = b.op("ReduceSum", [b.op("Mul", [Vk, cs], "Vcs"), b.const(np.asarray([2], np.int64), "axes")],
+                     "Axd", keepdims=0)
+            return b.op("Cast", [y], "Ax", to=1)
+
+        def adj(b, r):
+            cs = b.const(np.stack([c, -s_], axis=1), "csadj", dtype=np.float64)
+            r3 = b.op("Cast", [b.op("Unsqueeze", [r, b.const(np.asarray([2], np.int64), "axes")], "r3")], "r3d", to=11)
+            u = b.op("Mul", [r3, cs], "u")
+            padded = b.op("Pad", [u, b.const(np.asarray([0, 1, 0, 0, 0, 0], np.int64), "pads")], "upad")
+            U = b.op("Gather", [padded, b.const(full, "full")], "U", axis=1)                       # (B, n, 2)
+            Wc = b.op("DFT", [U], "W", axis=1, onesided=0)
+            re = b.op("Gather", [Wc, b.const(np.asarray(0, np.int64), "zero")], "re", axis=2)   # (B, n)
+            x = b.op("Cast", [b.op("Gather", [re, b.const(inv, "inv")], "xpd", axis=1)], "xp", to=1)
+            return b.op("Mul", [x, b.const(self.signs, "signs")], "ATr")
+
+        return OnnxForm({}, fwd, adj)
 
 
 #: Operator types ``gs-measure --operator`` accepts.

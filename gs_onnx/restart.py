@@ -2,6 +2,11 @@
 
 Each restart is its own scipy L-BFGS-B run. The winner is the restart whose clamped image best explains
 the measurements, ``||A clamp(x, 0, 1) - y||`` (never the ground truth, which recovery does not know).
+
+One path for every caller: :func:`recover_batch` runs the restarts of one or more images on any objective
+(the composed engine, the per-block reference, mGANprior, the torch reference), one after another or side
+by side in lockstep batches (:data:`BATCH_MODES`); :func:`run_restarts` is its one-image form and
+:func:`recover` the convenience that builds the objective from a cut generator and an operator.
 """
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize
 
-from .cut import CutGenerator
+from .errors import GSError
 from .latent import init_latent
-from .objective import Objective
-from .operator import Operator
+
+#: How restarts and images share evaluations: ``none`` (one restart after another), ``restarts`` (each
+#: image's restarts in one lockstep batch), ``images`` (every restart of every image in one batch).
+BATCH_MODES = ("none", "restarts", "images")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +55,12 @@ class RestartResult:
 
 @dataclasses.dataclass
 class Recovery:
-    """The recovered image x01 (3, H, W) float32 in [0, 1] (clamped), its latents and per-restart records."""
+    """The recovered image x01 (3, H, W) float32 in [0, 1] (clamped), its latents and per-restart records.
+
+    ``seconds`` is the wall time of this image (its share of the batch when images run together);
+    ``eval_seconds`` the part spent evaluating the objective (the rest is the optimiser's own work and the
+    final selection), where the objective counts it.
+    """
 
     image: np.ndarray
     latents: dict[str, np.ndarray]
@@ -58,6 +70,7 @@ class Recovery:
     seconds: float
     best_restart: int
     restarts: list[RestartResult]
+    eval_seconds: float | None = None
 
 
 def _options(budget: Budget) -> dict:
@@ -150,55 +163,164 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
     return list(zip(out, counts))
 
 
-def recover(gen: CutGenerator | None, op: Operator | None, y: np.ndarray, *, restarts: int = 3,
-            budget: Budget = Budget(), seed: int = 0, init: str = "cn01", z0: np.ndarray | None = None,
-            callback: Callable[[int, int], None] | None = None, objective=None, batch: bool = False) -> Recovery:
-    """Recover one image from its measurements ``y`` ((m,) float32) with ``restarts`` L-BFGS-B runs.
+def _check_budget(budget: Budget, restarts: int) -> None:
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
+        raise GSError(f"restarts must be an integer >= 1, got {restarts!r}")
+    if budget.max_iter < 1 or budget.max_fun < 1 or budget.history < 1:
+        raise GSError(f"the budget needs max_iter, max_fun and history >= 1, got {budget}")
+
+
+def start_points(init: str, size: int, seed: int, restarts: int, z0: np.ndarray | None = None) -> list[np.ndarray]:
+    """Restart r starts from ``init`` drawn with ``np.random.default_rng([seed, r])`` (or ``z0[r]``)."""
+    if z0 is not None:
+        z0 = np.asarray(z0, dtype=np.float64).reshape(-1, size)
+        if len(z0) < restarts:
+            raise GSError(f"z0 has {len(z0)} start(s) for {restarts} restarts")
+        return [z0[r].copy() for r in range(restarts)]
+    return [np.asarray(init_latent(init, size, np.random.default_rng([seed, r]))[0], dtype=np.float64)
+            for r in range(restarts)]
+
+
+def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget = Budget(),
+                  seeds=None, init: str = "cn01", z0s=None, batch: str = "none",
+                  callback: Callable[[int, int, int], None] | None = None) -> list[Recovery]:
+    """Recover every image of ``Y`` ((B, m) float32) with ``restarts`` L-BFGS-B runs each.
+
+    Parameters
+    ----------
+    objective : any GS-like objective (``layout``, ``evaluations``, ``value_and_grad``, ``image``,
+        ``measurement_error``, ``with_measurements``; ``value_and_grad_batch(Z, y)`` for batching): its
+        sessions serve every image, ``objective.with_measurements(Y[i])`` gives image i's objective
+    restarts, budget, init : per image, as :func:`run_restarts`
+    seeds : one seed per image (default 0, 1, 2, ...): restart r of image i starts from
+        ``init`` drawn with ``default_rng([seeds[i], r])``
+    z0s : optional starts per image, each (restarts, size)
+    batch : one of :data:`BATCH_MODES`; the iterates are those of ``none`` up to float32 rounding (the
+        batched graphs may sum in another order)
+    callback : ``callback(image, restart, evaluations)`` after every evaluation
+
+    Returns
+    -------
+    One :class:`Recovery` per image, in order.
+    """
+    t0 = time.perf_counter()
+    Y = np.asarray(Y, dtype=np.float32)
+    if Y.ndim != 2 or len(Y) == 0:
+        raise GSError(f"measurements must have shape (images, m) with at least one image, got {Y.shape}")
+    if batch not in BATCH_MODES:
+        raise GSError(f"unknown batch mode {batch!r}: choose one of {', '.join(BATCH_MODES)}")
+    _check_budget(budget, restarts)
+    B, K = len(Y), int(restarts)
+    seeds = list(range(B)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != B:
+        raise GSError(f"{len(seeds)} seeds for {B} images")
+    objs = [objective.with_measurements(Y[i]) for i in range(B)]
+    size = objective.layout.size
+    x0 = [start_points(init, size, seeds[i], K, None if z0s is None else z0s[i]) for i in range(B)]
+    can_batch = hasattr(objective, "value_and_grad_batch")
+    if not can_batch or (batch == "restarts" and K == 1) or (batch == "images" and B * K == 1):
+        batch = "none"
+    cb = callback or (lambda i, r, e: None)
+    timed = list({id(o): o for o in objs + [getattr(objective, "_obj", objective)]}.values())
+    ev_before = [getattr(o, "eval_seconds", None) for o in timed]
+    runs: list[list[tuple[object, int]]]
+    if batch == "images":
+        def evaluate(keys, Z):
+            return objective.value_and_grad_batch(Z, y=Y[[k // K for k in keys]])
+
+        flat = minimize_lockstep(evaluate, [x for xs in x0 for x in xs], budget,
+                                 lambda k, ev: cb(k // K, k % K, ev))
+        runs = [flat[i * K:(i + 1) * K] for i in range(B)]
+    elif batch == "restarts":
+        runs = []
+        for i in range(B):
+            o = objs[i]
+            runs.append(minimize_lockstep(lambda keys, Z, _o=o: _o.value_and_grad_batch(Z), x0[i], budget,
+                                          lambda k, ev, _i=i: cb(_i, k, ev)))
+    else:
+        runs = []
+        for i in range(B):
+            o, out = objs[i], []
+            for r in range(K):
+                start = o.evaluations
+
+                def fg(z, _o=o, _i=i, _r=r, _s=start):
+                    val = _o.value_and_grad(z)
+                    cb(_i, _r, _o.evaluations - _s)
+                    return val
+
+                res = minimize(fg, x0[i][r], jac=True, method="L-BFGS-B", options=_options(budget))
+                out.append((res, o.evaluations - start))
+            runs.append(out)
+    recs = []
+    for i in range(B):
+        results, best = [], None
+        for r, (res, evals) in enumerate(runs[i]):
+            lat = objs[i].layout.unpack(res.x)
+            err = objs[i].measurement_error(lat)
+            rr = RestartResult(r, float(res.fun), err, evals, int(res.nit), str(res.message))
+            results.append(rr)
+            if best is None or err < best[0].measurement_error:
+                best = (rr, lat)
+        rr, lat = best
+        image = np.clip(objs[i].image(lat)[0], 0.0, 1.0)
+        recs.append(Recovery(image=image, latents={k: v[0] for k, v in lat.items()},
+                             measurement_error=rr.measurement_error, objective=rr.objective,
+                             evaluations=sum(x.evaluations for x in results), seconds=0.0,
+                             best_restart=rr.restart, restarts=results))
+    wall = time.perf_counter() - t0
+    ev_after = [getattr(o, "eval_seconds", None) for o in timed]
+    if all(v is not None for v in ev_after + ev_before):
+        spent = sum(a - b for a, b in zip(ev_after, ev_before))
+        for rec in recs:
+            rec.eval_seconds = spent / B
+    for rec in recs:
+        rec.seconds = wall / B
+    return recs
+
+
+def run_restarts(objective, *, restarts: int = 3, budget: Budget = Budget(), seed: int = 0, init: str = "cn01",
+                 z0: np.ndarray | None = None, callback: Callable[[int, int], None] | None = None,
+                 batch: bool = False) -> Recovery:
+    """Recover one image with ``restarts`` L-BFGS-B runs of ``objective`` (which holds its measurements).
 
     Restart r starts from ``init`` drawn with ``np.random.default_rng([seed, r])`` (or ``z0[r]`` when
     given, shape (restarts, size)). ``callback(restart, evaluations)`` is called after every evaluation.
-    ``objective`` replaces ``Objective(gen, op, y)`` by any object with the same methods (``layout``,
-    ``evaluations``, ``value_and_grad``, ``image``, ``measurement_error``): the torch reference in
-    ``gs_export.reference`` runs the very same optimisation this way.
-
     With ``batch`` (and an objective that has ``value_and_grad_batch``) the restarts run side by side
-    (:func:`minimize_lockstep`): one batch through the graphs per step, each restart with its own
-    L-BFGS-B state and stopping. The iterates are those of the sequential runs up to float32 rounding.
+    (:func:`minimize_lockstep`): one batch through the graphs per step, each restart with its own L-BFGS-B
+    state and stopping; the iterates are those of the sequential runs up to float32 rounding.
     """
-    t0 = time.perf_counter()
+    cb = None if callback is None else (lambda i, r, e: callback(r, e))
+    # one image: Y is never read (only the "images" mode reads it, and one image batches its restarts)
+    return recover_batch(_Fixed(objective), np.zeros((1, 1), np.float32), restarts=restarts, budget=budget,
+                         seeds=[seed], init=init, z0s=None if z0 is None else [z0],
+                         batch="restarts" if batch else "none", callback=cb)[0]
+
+
+class _Fixed:
+    """An objective whose measurements are already set, for :func:`run_restarts`."""
+
+    def __init__(self, obj):
+        self.__dict__["_obj"] = obj
+
+    def __getattr__(self, name):
+        return getattr(self._obj, name)
+
+    def with_measurements(self, y):
+        return self._obj
+
+
+def recover(gen, op, y: np.ndarray, *, restarts: int = 3, budget: Budget = Budget(), seed: int = 0,
+            init: str = "cn01", z0: np.ndarray | None = None, callback: Callable[[int, int], None] | None = None,
+            batch: bool = False, engine: str = "auto") -> Recovery:
+    """Recover one image from its measurements ``y`` ((m,) float32) with the cut generator ``gen`` and the
+    operator ``op``: :func:`run_restarts` on the objective that ``engine`` builds (:data:`gs_onnx.objective.ENGINES`;
+    ``auto``: the composed engine where available). The objective's sessions are kept on ``gen`` for the
+    next call with the same operator.
+    """
+    from .objective import objective_for
+
     y = np.asarray(y, dtype=np.float32).reshape(-1)
-    obj = objective if objective is not None else Objective(gen, op, y)
-    x0s = [np.asarray(z0[r] if z0 is not None else
-                      init_latent(init, obj.layout.size, np.random.default_rng([seed, r]))[0], dtype=np.float64)
-           for r in range(restarts)]
-    if batch and restarts > 1 and hasattr(obj, "value_and_grad_batch"):
-        def evaluate(keys, z):
-            return obj.value_and_grad_batch(z)
-
-        runs = minimize_lockstep(evaluate, x0s, budget, callback)
-    else:
-        runs = []
-        for r in range(restarts):
-            start = obj.evaluations
-
-            def fg(z, _r=r, _s=start):
-                out = obj.value_and_grad(z)
-                if callback:
-                    callback(_r, obj.evaluations - _s)
-                return out
-
-            res = minimize(fg, x0s[r], jac=True, method="L-BFGS-B", options=_options(budget))
-            runs.append((res, obj.evaluations - start))
-    results, best = [], None
-    for r, (res, evals) in enumerate(runs):
-        lat = obj.layout.unpack(res.x)
-        err = obj.measurement_error(lat)
-        rr = RestartResult(r, float(res.fun), err, evals, int(res.nit), str(res.message))
-        results.append(rr)
-        if best is None or err < best[0].measurement_error:
-            best = (rr, lat)
-    rr, lat = best
-    image = np.clip(obj.image(lat)[0], 0.0, 1.0)
-    return Recovery(image=image, latents={k: v[0] for k, v in lat.items()}, measurement_error=rr.measurement_error,
-                    objective=rr.objective, evaluations=obj.evaluations, seconds=time.perf_counter() - t0,
-                    best_restart=rr.restart, restarts=results)
+    obj = objective_for(gen, op, engine=engine).with_measurements(y)
+    return run_restarts(obj, restarts=restarts, budget=budget, seed=seed, init=init, z0=z0, callback=callback,
+                        batch=batch)

@@ -11,7 +11,7 @@ from gs_onnx.latent import init_latent
 from gs_onnx.manifest import load_manifest
 from gs_onnx.mganprior import MultiCodeObjective, default_codes
 from gs_onnx.operator import GaussianOperator, IdentityOperator
-from gs_onnx.restart import Budget, recover
+from gs_onnx.restart import Budget, run_restarts
 
 
 def _fd_check(obj, rng, parts=None, eps=1e-3, rel=1e-2):
@@ -120,7 +120,7 @@ def test_recovers_a_generated_image_through_recover(shipped):
     obj = MultiCodeObjective(shipped, 1, IdentityOperator(shipped.n), y, codes=3, device="cpu")
     z0 = init_latent("cn01", obj.layout.size, np.random.default_rng([0, 0]))[0]
     f0 = obj.value(z0)
-    rec = recover(None, None, y, restarts=1, budget=Budget(max_iter=60, max_fun=75), objective=obj)
+    rec = run_restarts(obj, restarts=1, budget=Budget(max_iter=60, max_fun=75))
     assert rec.objective < f0 / 20
     assert rec.image.shape == shipped.image_shape and 0 <= rec.image.min() and rec.image.max() <= 1
 

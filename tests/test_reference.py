@@ -13,7 +13,7 @@ from gs_onnx.manifest import load_manifest  # noqa: E402
 from gs_onnx.metrics import psnr  # noqa: E402
 from gs_onnx.objective import Objective  # noqa: E402
 from gs_onnx.operator import GaussianOperator  # noqa: E402
-from gs_onnx.restart import Budget, recover  # noqa: E402
+from gs_onnx.restart import Budget, run_restarts  # noqa: E402
 
 
 @pytest.mark.parametrize("key,cut", [("dcgan", 1), ("began", 2), ("vae", 1)])
@@ -33,7 +33,7 @@ def test_same_objective_gradient_and_recovery(tiny_models, key, cut):
         assert f1 == pytest.approx(f2, rel=1e-5)
         assert np.linalg.norm(g1 - g2) <= 1e-4 * np.linalg.norm(g2)
     b = Budget(max_iter=10, max_fun=12)
-    r1 = recover(None, None, y, restarts=2, budget=b, objective=onnx_obj)
-    r2 = recover(None, None, y, restarts=2, budget=b, objective=torch_obj.with_measurements(y))
+    r1 = run_restarts(onnx_obj, restarts=2, budget=b)
+    r2 = run_restarts(torch_obj.with_measurements(y), restarts=2, budget=b)
     x = x_true.reshape(man.image_shape)
     assert abs(psnr(r1.image, x) - psnr(r2.image, x)) < 0.05

@@ -21,7 +21,7 @@ from gs_onnx.images import list_images, load_image
 from gs_onnx.measurement import measure, paper_sigma
 from gs_onnx.metrics import psnr
 from gs_onnx.operator import GaussianOperator
-from gs_onnx.restart import Budget, recover
+from gs_onnx.restart import Budget, run_restarts
 
 from .architectures import build
 from .exporter import default_recommended
@@ -67,8 +67,8 @@ def main() -> None:
             if a.deadline and time.time() - t_start > a.deadline:
                 break
             for cc in (0, cut):
-                r = recover(None, None, y[i], restarts=a.restarts, budget=budget, seed=a.seed + i,
-                            objective=objs[cc].with_measurements(y[i]))
+                r = run_restarts(objs[cc].with_measurements(y[i]), restarts=a.restarts, budget=budget,
+                                 seed=a.seed + i)
                 f.write(json.dumps({"model": rec["arch"], "images": str(a.images), "index": i, "file": p.name,
                                     "cut": cc, "psnr": psnr(r.image, xs[i].reshape(c, h, w)),
                                     "measurement_error": r.measurement_error, "seconds": r.seconds,

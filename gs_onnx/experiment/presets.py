@@ -114,9 +114,9 @@ def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[
 
 
 def _cut(man, cut: int | None) -> int:
-    c = man.recommended_cut if cut is None else cut
-    man.cut(c)  # GSError for a cut the model does not have
-    return c
+    from ..methods import resolve_cut
+
+    return resolve_cut(man, cut)  # GSError for a cut the model does not have
 
 
 def _options(cfg: Config, method: str) -> tuple:

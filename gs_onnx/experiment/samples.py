@@ -32,11 +32,12 @@ def run_samples(task, *, models_dir: str | None = None, device: str = "cpu", thr
     samples differ), ``saturated`` (fraction of values outside [0, 1] before clamping), ``seconds``, and
     the grid under ``_files``.
     """
+    from ..methods import resolve_cut
     from .task import _generator, _manifest
 
     t0 = time.perf_counter()
     man = _manifest(task.model, models_dir)
-    cut = man.recommended_cut if task.cut is None else task.cut
+    cut = resolve_cut(man, task.cut)
     gen = _generator(man, cut, device, threads)
     count = int(dict(task.options).get("count", 8))
     rng = np.random.default_rng([task.seed, cut, 8])

@@ -30,9 +30,7 @@ from ..errors import GSError
 RESTART_METHODS = ("gs", "nogs", "mganprior")
 SINGLE_METHODS = ("lasso-dct", "deep-decoder", "iagan")
 TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
-#: Extra inits beyond :data:`gs_onnx.latent.INITS`: a Lasso-DCT estimate fitted by the cut generator.
-WARM_INIT = "lasso"
-WARM_ITERS = 100
+from ..methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.latent.INITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +97,7 @@ class Task:
 # generator instead of re-reading graphs and re-drawing a dense A (18 s at 128 px, m/n = 0.16).
 
 _CACHE: dict[str, list[tuple[Any, Any]]] = {}
-_CAPACITY = {"operator": 1, "generator": 4, "manifest": 4, "mgan": 1}
+_CAPACITY = {"operator": 1, "generator": 2, "manifest": 4, "solver": 4}
 
 
 def _cached(kind: str, key: Any, make):
@@ -159,11 +157,17 @@ def task_image(task: Task, man, device: str = "cpu", threads: int = 0) -> np.nda
 # --------------------------------------------------------------------------------------------- run
 
 def _settings(task: Task, man, device: str, threads: int):
+    """The task's method settings (one seed for every image: the solver adds the image index)."""
     from ..methods import Settings
 
     opts = dict(task.options)
-    s = Settings(model=str(man.root), seed=task.seed + task.index, device=device, threads=threads)
-    if task.method == "lasso-dct":
+    s = Settings(model=str(man.root), seed=task.seed, device=device, threads=threads)
+    if task.method in RESTART_METHODS:
+        s.cut = 0 if task.method == "nogs" else task.cut
+        s.init, s.max_iter, s.max_fun, s.restarts = task.init, task.max_iter, task.max_fun, 1
+        if task.method == "mganprior":
+            s.codes = opts.get("codes")
+    elif task.method == "lasso-dct":
         s.model = None
         s.max_iter = task.max_iter
         s.lam = opts.get("lam")
@@ -175,34 +179,21 @@ def _settings(task: Task, man, device: str, threads: int):
     return s
 
 
-def _restart_objective(task: Task, man, op, y: np.ndarray, device: str, threads: int):
-    from ..mganprior import MultiCodeObjective, default_codes
-    from ..objective import Objective
+def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: int):
+    """The method's solver (gs_onnx.methods, the same code as gs-recover), cached for the next task of the
+    same model, cut, operator and settings."""
+    from ..methods import make_solver, resolve_cut
 
-    cut = 0 if task.method == "nogs" else (man.recommended_cut if task.cut is None else task.cut)
-    man.cut(cut)
-    if task.method == "mganprior":
-        codes = int(dict(task.options).get("codes") or default_codes(man))
-        obj = _cached("mgan", (str(man.root), cut, codes, device, threads, id(op)),
-                      lambda: MultiCodeObjective(man, cut, op, y, codes, device, threads))
-        return cut, obj.with_measurements(y), {"codes": codes}
-    return cut, Objective(_generator(man, cut, device, threads), op, y), {}
-
-
-def _warm_start(task: Task, man, cut: int, op, y: np.ndarray, obj, budget, device: str, threads: int):
-    """The Lasso-DCT warm start: the cut generator fitted (A = I) to the Lasso-DCT estimate, from CN(0,1)."""
-    from ..lasso import lasso_dct
-    from ..latent import init_latent
-    from ..objective import Objective
-    from ..operator import IdentityOperator
-    from ..restart import Budget, recover
-
-    x_l = np.clip(lasso_dct(op, y, tuple(man.image_shape)).image, 0.0, 1.0).astype(np.float32)
-    fit = Objective(_generator(man, cut, device, threads), IdentityOperator(man.n), x_l.reshape(-1))
-    z0 = init_latent("cn01", fit.layout.size, np.random.default_rng([task.seed + task.index, task.restart]))
-    rec = recover(None, None, x_l.reshape(-1), restarts=1, objective=fit, z0=z0,
-                  budget=Budget(max_iter=WARM_ITERS, max_fun=int(WARM_ITERS * 1.25), history=budget.history))
-    return obj.layout.pack({k: v[None] for k, v in rec.latents.items()})
+    s = _settings(task, man, device, threads)
+    method = "gs" if task.method == "nogs" else task.method
+    if task.method in RESTART_METHODS:
+        s.cut = resolve_cut(man, s.cut)
+    sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": m, "n": man.n}
+    if method not in ("gs", "mganprior"):
+        return make_solver(method, y.reshape(1, -1), sidecar, s, op=op)
+    key = (method, str(man.root), s.cut, task.operator, m, man.n, task.seed, device, threads, s.init, s.max_iter,
+           s.max_fun, s.codes, id(op))
+    return _cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
 
 
 def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", threads: int = 0) -> dict[str, Any]:
@@ -213,11 +204,8 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     ``sigma``, ``cut`` (resolved), ``free_parameters`` (what the method optimises), ``budget``,
     ``provider`` (the execution provider that really ran), ``host``.
     """
-    from ..latent import INITS, init_latent
     from ..measurement import measure, paper_sigma
-    from ..methods import make_solver, restart_budget
     from ..metrics import psnr
-    from ..restart import recover
 
     if task.method not in TASK_METHODS:
         raise GSError(f"unknown experiment method {task.method!r}: choose one of {', '.join(TASK_METHODS)}")
@@ -233,33 +221,19 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     y = measure(x.reshape(1, -1), op, sigma, task.seed + task.index)[0]
     row = task.as_dict()
     row.update({"m": m, "n": man.n, "sigma": sigma, "host": platform.node(), "pid": os.getpid()})
+    if task.method not in RESTART_METHODS and task.restart != 0:
+        raise GSError(f"{task.method} runs once per image: restart must be 0")
+    solver = _solver(task, man, op, m, y, device, threads)
+    h = solver.header
     if task.method in RESTART_METHODS:
-        if task.init not in INITS + (WARM_INIT,):
-            raise GSError(f"unknown init {task.init!r}: choose one of {', '.join(INITS + (WARM_INIT,))}")
-        if task.init == WARM_INIT and task.method == "mganprior":
-            raise GSError("the Lasso-DCT warm start is defined for gs and nogs, not mganprior")
-        budget = restart_budget(man, task.max_iter, task.max_fun)
-        cut, obj, extra = _restart_objective(task, man, op, y, device, threads)
-        if task.init == WARM_INIT:
-            z0 = _warm_start(task, man, cut, op, y, obj, budget, device, threads)
-        else:
-            z0 = init_latent(task.init, obj.layout.size, np.random.default_rng([task.seed + task.index, task.restart]))
-        rec = recover(None, None, y, restarts=1, objective=obj, z0=z0, budget=budget)
-        image = rec.image
-        provider = getattr(obj, "provider", None) or getattr(getattr(obj, "gen", None), "provider", "")
-        row.update({"cut": cut, "measurement_error": rec.measurement_error, "objective": rec.objective,
-                    "evaluations": rec.evaluations, "iterations": rec.restarts[0].iterations,
-                    "free_parameters": int(obj.layout.size), "provider": provider,
-                    "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": budget.max_iter,
-                               "max_fun": budget.max_fun, "history": budget.history}, **extra})
+        image, fields = solver.solve(task.index, y, lambda f, msg: None, restart=task.restart)
+        extra = {"codes": h["codes"]} if "codes" in h else {}
+        row.update({"cut": h["cut"], "measurement_error": fields["measurement_error"], "objective": fields["objective"],
+                    "evaluations": fields["evaluations"], "iterations": fields["restarts"][0]["iterations"],
+                    "free_parameters": int(h["free_values"]), "provider": h["provider"], "budget": h["budget"],
+                    **extra})
     else:
-        if task.restart != 0:
-            raise GSError(f"{task.method} runs once per image: restart must be 0")
-        sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": m, "n": man.n}
-        s = _settings(task, man, device, threads)
-        solver = make_solver(task.method, y.reshape(1, -1), sidecar, s)
         image, fields = solver.solve(0, y, lambda f, msg: None)
-        h = solver.header
         free = h.get("free_values") or h.get("parameters")
         if task.method == "lasso-dct":
             free = man.n  # one DCT coefficient per pixel value

@@ -2,9 +2,9 @@
 (in reverse order, gradients summed where a tensor feeds several blocks) in the other.
 
 One session per direction instead of one per block: fewer runs, no layout reorders between blocks, no
-copies of intermediate tensors to numpy. Measured on 2 CPU cores (docs/benchmarks.md) this is the faster
-CPU path; :class:`gs_onnx.cut.CutGenerator` uses it by default and falls back to the per-block sessions
-where the onnx package is missing.
+copies of intermediate tensors to numpy. The composed objective (:mod:`gs_onnx.engine.graph`)
+is built from these two graphs; :class:`gs_onnx.cut.CutGenerator` can run them as two sessions
+(``merged=True``).
 
 Names: every tensor local to one block graph is prefixed ``f<k>/`` (forward) or ``v<k>/`` (VJP); the
 tensors that connect blocks (block inputs, outputs, saved values) keep their names. In the VJP graph,
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .errors import GSError
-from .manifest import BlockSpec, Manifest
+from ..errors import GSError
+from ..manifest import BlockSpec, Manifest
 
 
 def _onnx():
@@ -66,7 +66,13 @@ def _value_infos(graphs) -> dict[str, object]:
 
 
 def merged_graphs(manifest: Manifest, blocks: Sequence[BlockSpec], inputs: Sequence[str]) -> tuple[bytes, bytes, list[str]]:
-    """(forward model bytes, VJP model bytes, environment names the VJP model reads).
+    """:func:`merged_models`, serialized: (forward model bytes, VJP model bytes, names the VJP model reads)."""
+    fwd, vjp, reads = merged_models(manifest, blocks, inputs)
+    return fwd.SerializeToString(), vjp.SerializeToString(), reads
+
+
+def merged_models(manifest: Manifest, blocks: Sequence[BlockSpec], inputs: Sequence[str]):
+    """(forward ModelProto, VJP ModelProto, environment names the VJP model reads).
 
     The forward model maps the cut ``inputs`` to every block output and saved value (in block order);
     the VJP model maps those it needs plus ``grad_<image>`` to ``grad_<input>`` for every cut input.
@@ -102,7 +108,7 @@ def merged_graphs(manifest: Manifest, blocks: Sequence[BlockSpec], inputs: Seque
     infos = _value_infos(m.graph for m in fwd_models)
     env_names = [n for b in blocks for n in b.forward.outputs]
     fwd = helper.make_graph(nodes, "tail_forward", [infos[n] for n in inputs], [infos[n] for n in env_names], inits)
-    fwd_bytes = helper.make_model(fwd, opset_imports=fwd_models[0].opset_import).SerializeToString()
+    fwd_model = helper.make_model(fwd, opset_imports=fwd_models[0].opset_import)
 
     # VJP: blocks in reverse order; grad_t = sum of the consumers' contributions, built just before use
     nodes, inits = [], []
@@ -141,5 +147,5 @@ def merged_graphs(manifest: Manifest, blocks: Sequence[BlockSpec], inputs: Seque
         v.name = f"grad_{n}"
         g_outputs.append(v)
     vjp = helper.make_graph(nodes, "tail_vjp", g_inputs, g_outputs, inits)
-    vjp_bytes = helper.make_model(vjp, opset_imports=vjp_models[0].opset_import).SerializeToString()
-    return fwd_bytes, vjp_bytes, reads
+    vjp_model = helper.make_model(vjp, opset_imports=vjp_models[0].opset_import)
+    return fwd_model, vjp_model, reads
