@@ -18,6 +18,7 @@ from gs_onnx import registry
 from gs_onnx.cut import CutGenerator
 from gs_onnx.measurement import read_measurements, operator_for
 from gs_onnx.restart import Budget, recover, run_restarts
+from gs_onnx.stopping import PAPER
 from gs_onnx.images import load_image
 from gs_onnx.metrics import psnr
 
@@ -31,7 +32,7 @@ for ratio in ("0.0488", "0.163"):
         b = Budget(max_iter=its, max_fun=int(its * 1.25))
         d = []
         for i in range(y.shape[0]):
-            r1 = recover(gen, op, y[i], restarts=1, budget=b, seed=i)
+            r1 = recover(gen, op, y[i], restarts=1, budget=b, seed=i, stop=PAPER)
             r2 = run_restarts(tobj.with_measurements(y[i]), restarts=1, budget=b, seed=i)
             d.append(abs(psnr(r1.image, refs[i]) - psnr(r2.image, refs[i])))
         out[f"{ratio}_{its}"] = {"mean_abs_diff": float(np.mean(d)), "max": float(np.max(d))}

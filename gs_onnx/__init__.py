@@ -10,8 +10,10 @@ Physics: the measurement operator and measurement files
     :func:`operator_from_description`, :func:`measure`, :func:`paper_sigma`, :func:`read_measurements`,
     :func:`write_measurements`.
 Recovery
-    :class:`Objective` (GS), :class:`MultiCodeObjective` (mGANprior), :func:`recover` (L-BFGS-B with
-    restarts), :class:`Budget`, :func:`lasso_dct`, :func:`psnr`.
+    :func:`make_objective` (the GS objective on the composed engine, or the per-block :class:`Objective`),
+    :class:`MultiCodeObjective` (mGANprior), :func:`recover` (L-BFGS-B with restarts from a cut generator),
+    :func:`run_restarts` and :func:`recover_batch` (any objective; one image, or many in lockstep batches),
+    :class:`Budget`, :func:`lasso_dct`, :func:`psnr`.
 
 Example: rebuild A from a measurement sidecar written by ``gs-measure`` and check a recovery
 
@@ -28,17 +30,17 @@ from .manifest import Manifest
 from .measurement import measure, operator_for, paper_sigma, read_measurements, write_measurements
 from .metrics import psnr
 from .mganprior import MultiCodeObjective
-from .objective import Objective
+from .objective import Objective, make_objective
 from .operator import (GaussianOperator, IdentityOperator, Operator, SubsampledDCTOperator, make_operator,
                        operator_from_description)
 from .registry import available as available_models
 from .registry import load as load_model
-from .restart import Budget, Recovery, recover
+from .restart import Budget, Recovery, recover, recover_batch, run_restarts
 
 __all__ = [
     "Budget", "CutGenerator", "GSError", "GaussianOperator", "IdentityOperator", "Manifest", "MultiCodeObjective",
     "Objective", "Operator", "Recovery", "SubsampledDCTOperator", "available_models", "lasso_dct", "load_model",
-    "make_operator", "measure",
+    "make_objective", "make_operator", "measure",
     "operator_for", "operator_from_description", "paper_sigma", "psnr", "read_measurements", "recover",
-    "write_measurements",
+    "recover_batch", "run_restarts", "write_measurements",
 ]

@@ -178,9 +178,21 @@ def _publish(tmp: Path, outdir: Path) -> None:
 @click.option("--model", default=None, help="Model name or folder (default: the one the sidecar names).")
 @click.option("--cut", type=int, default=None, help="Blocks to cut (default: the model's recommended cut).")
 @click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--restarts", type=int, default=None, help="L-BFGS-B restarts (gs, mganprior)  [default: 3]")
+@click.option("--restarts", type=int, default=None,
+              help="L-BFGS-B restarts (gs, mganprior)  [default: the budget's, 3]")
 @click.option("--max-iter", type=int, default=None,
-              help="Iterations per restart (default: the manifest's, 500); Lasso-DCT: FISTA iterations (2000).")
+              help="Iterations per restart at most (default: the budget's, 500); Lasso-DCT: FISTA iterations (2000).")
+@click.option("--budget", type=click.Choice(["auto", "paper"]), default=None,
+              help="gs: auto = the model's validated stopping rule (held-out measurements decide when each restart "
+                   "stops and which restart wins); paper = 3 restarts x 500 iterations on every measurement, as "
+                   "the paper ran it  [default: auto]")
+@click.option("--stop", type=click.Choice(["paper", "holdout", "refit"]), default=None,
+              help="gs, mganprior: the stopping rule, overriding the budget's: paper (fixed budget), holdout (stop "
+                   "on held-out measurements), refit (holdout, then refit on all)")
+@click.option("--holdout", type=float, default=None,
+              help="Fraction of the measurements held out for the stopping rule  [default: the budget's, 0.1]")
+@click.option("--patience", type=int, default=None,
+              help="Iterations without a better held-out error before a restart stops  [default: the budget's]")
 @click.option("--max-fun", type=int, default=None, help="Evaluations per restart (default: 1.25 x max-iter).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initial latents / weights; image i uses seed + i.")
@@ -190,7 +202,9 @@ def _publish(tmp: Path, outdir: Path) -> None:
 @click.option("--batch", type=click.Choice(["auto", *BATCH_MODES]), default=None,
               help="gs: none = restarts one after another; restarts = each image's restarts side by side in one "
                    "batch; images = every restart of every image in one batch (each keeps its own L-BFGS-B state "
-                   "and stopping)  [default: auto = images on CUDA, restarts on the CPU]")
+                   "and stopping)  [default: auto = images]")
+@click.option("--batch-size", "batch_size", type=int, default=None,
+              help="gs, --batch images: images per lockstep batch  [default: 32 on CUDA, 8 on the CPU]")
 @click.option("--engine", type=click.Choice(list(ENGINE_CHOICES)), default=None,
               help="gs: composed = the whole objective in one ONNX Runtime session; blocks = the per-block "
                    "reference path  [default: auto = composed]")
@@ -234,8 +248,8 @@ def recover_main(measurements, method, outdir, reference, progress, **options):
         bar = Progress(f"recover {label}", enabled=progress)
         rows, images = [], []
         B = y.shape[0]
-        together = getattr(solver, "batch", None) == "images"
-        chunks = [(0, B)] if together else [(i, i + 1) for i in range(B)]
+        step = solver.batch_size if getattr(solver, "batch", None) == "images" else 1
+        chunks = [(lo, min(lo + step, B)) for lo in range(0, B, step)]
         fracs = np.zeros(B)
         for lo, hi in chunks:
             def cb(i, frac, what):

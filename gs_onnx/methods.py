@@ -40,7 +40,10 @@ class Settings:
     ``finetune_lr``: IAGAN's joint phase; ``channels``: Deep Decoder width; ``batch``: how gs shares
     evaluations between restarts and images (:data:`gs_onnx.restart.BATCH_MODES`, or ``auto``: the device's
     default, :func:`default_batch`); ``engine``: the objective's engine (:data:`gs_onnx.objective.ENGINES`);
-    ``operator_on``, ``cuda_graph``: options of the composed engine.
+    ``operator_on``, ``cuda_graph``: options of the composed engine; ``budget``: ``auto`` (the model's
+    validated stopping plan, :func:`gs_onnx.stopping.stopping_plan`) or ``paper`` (3 restarts x 500
+    iterations, every measurement fitted); ``stop``, ``holdout``, ``patience``: the stopping rule and its
+    settings (:mod:`gs_onnx.stopping`), overriding the plan's.
     """
 
     model: str | None = None
@@ -60,6 +63,11 @@ class Settings:
     finetune_lr: float | None = None
     channels: int | None = None
     batch: str | None = None
+    batch_size: int | None = None
+    budget: str | None = None
+    stop: str | None = None
+    holdout: float | None = None
+    patience: int | None = None
     engine: str | None = None
     operator_on: str | None = None
     cuda_graph: bool | None = None
@@ -68,9 +76,11 @@ class Settings:
 
 #: Which settings each method reads (a setting given to a method that ignores it is an error).
 APPLIES: dict[str, set[str]] = {
-    "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "engine",
-           "operator_on", "cuda_graph"},
-    "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes"},
+    "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
+           "engine",
+           "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience"},
+    "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes",
+                  "budget", "stop", "holdout", "patience"},
     "lasso-dct": {"lam", "max_iter"},
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
@@ -109,7 +119,7 @@ def check_settings(method: str, s: Settings) -> None:
             if v is not None and f.name not in known:
                 flag = _FLAG.get(f.name, "--" + f.name.replace("_", "-"))
                 raise GSError(f"{flag} does not apply to --method {method}")
-    for name in ("restarts", "max_iter", "max_fun", "codes", "steps", "channels"):
+    for name in ("restarts", "max_iter", "max_fun", "codes", "steps", "channels", "batch_size", "patience"):
         v = getattr(s, name)
         if v is not None and v < 1:
             raise GSError(f"{_FLAG.get(name, '--' + name)} must be >= 1")
@@ -148,13 +158,18 @@ def cut_for(man: Manifest, s: Settings) -> int:
 
 
 def default_batch(device: str) -> str:
-    """How gs batches by default on ``device``: every restart of every image in one lockstep batch on a GPU
-    (a batch costs little more than one row there); on the CPU each image's restarts together (batched
-    evaluations cost about as much as sequential ones on 2 cores, docs/benchmarks.md, and an image is
-    finished, and written, before the next starts)."""
+    """How gs batches by default: every restart of every image of a chunk in one lockstep batch. On a GPU a
+    batch costs little more than one row; on 2 CPU cores 2 images x 3 restarts in one batch took 0.65-0.92 of
+    the time of one restart after another, each image's restarts together 0.89-0.99 (docs/benchmarks.md)."""
+    return "images"
+
+
+def default_batch_size(device: str) -> int:
+    """Images per lockstep batch (``--batch-size``) by default: 32 on CUDA (96 rows with 3 restarts), 8 on
+    the CPU (activation memory grows with the rows; results are written chunk by chunk)."""
     from .engine.runtime import resolve_device
 
-    return "images" if resolve_device(device).name == "cuda" else "restarts"
+    return 32 if resolve_device(device).name == "cuda" else 8
 
 
 def measurement_error(op, x: np.ndarray, y: np.ndarray) -> float:
@@ -175,6 +190,42 @@ def restart_budget(man: Manifest, max_iter: int | None = None, max_fun: int | No
     return Budget(max_iter=max_iter, max_fun=max_fun, history=int(opt.get("history", 100)))
 
 
+BUDGETS = ("auto", "paper")
+
+
+def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str = "gs"):
+    """(restarts, Budget, StopRule) for ``s``: the one place budgets and stopping rules are resolved.
+
+    ``--budget auto`` (gs): the model's validated plan for this operator (:func:`gs_onnx.stopping.stopping_plan`);
+    ``--budget paper``, and any method the plan was not validated for: the paper's 3 restarts x the manifest's
+    iterations (500) with every measurement fitted. ``--restarts``, ``--max-iter``, ``--max-fun``, ``--stop``,
+    ``--holdout`` and ``--patience`` override the plan.
+    """
+    from .stopping import RULES, StopRule, rule_from, stopping_plan
+
+    budget = s.budget or "auto"
+    if budget not in BUDGETS:
+        raise GSError(f"unknown --budget {budget!r}: choose one of {', '.join(BUDGETS)}")
+    opt = man.recommended.get("optimizer", {})
+    paper = {"rule": "paper", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
+    plan = stopping_plan(man.recommended, operator) if budget == "auto" and method == "gs" else paper
+    if s.stop is not None:
+        if s.stop not in RULES:
+            raise GSError(f"unknown --stop {s.stop!r}: choose one of {', '.join(RULES)}")
+        plan = {**{"holdout": 0.1, "patience": 30}, **plan, "rule": s.stop}
+    if s.holdout is not None:
+        plan["holdout"] = s.holdout
+    if s.patience is not None:
+        plan["patience"] = s.patience
+    if plan["rule"] == "paper" and (s.holdout is not None or s.patience is not None):
+        raise GSError("--holdout and --patience need a held-out rule (--stop holdout or refit)")
+    restarts = int(plan.get("restarts", 3)) if s.restarts is None else s.restarts
+    rule = rule_from(plan) if plan["rule"] == "paper" else StopRule(plan["rule"], float(plan["holdout"]),
+                                                                     int(plan["patience"]))
+    return restarts, restart_budget(man, s.max_iter if s.max_iter is not None else plan.get("max_iter"),
+                                    s.max_fun), rule
+
+
 class _RestartSolver:
     """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.restart.recover_batch`).
 
@@ -190,12 +241,12 @@ class _RestartSolver:
 
         man = model_for(sidecar, s)
         self.cut = cut_for(man, s)
-        self.restarts = 3 if s.restarts is None else s.restarts
+        kind = (sidecar.get("operator") or {}).get("type") if op is None else (op.describe() or {}).get("type")
+        self.restarts, self.budget, self.stop = recovery_plan(man, s, kind, method)
         self.init = s.init or "cn01"
         if self.init not in INITS + (WARM_INIT,) or (self.init == WARM_INIT and method != "gs"):
             allowed = INITS + ((WARM_INIT,) if method == "gs" else ())
             raise GSError(f"unknown --init {self.init!r}: choose one of {', '.join(allowed)}")
-        self.budget = restart_budget(man, s.max_iter, s.max_fun)
         self.op = operator_for(sidecar) if op is None else op
         if self.op.n != man.n:
             raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")
@@ -203,13 +254,16 @@ class _RestartSolver:
         self.template = self._template(np.asarray(y, dtype=np.float32).reshape(-1, self.op.m)[0])
         self.provider = self.template.provider
         self.batch = self._batch_mode()
+        self.batch_size = default_batch_size(s.device) if s.batch_size is None else s.batch_size
         self.how = f"on {self.provider}"
         self.header = {
             "model": man.name, "model_dir": str(man.root), "cut": self.cut, **self._header(),
             "device": s.device, "provider": self.provider, "restarts": self.restarts, "init": self.init,
-            "seed": s.seed, "batch": self.batch,
+            "seed": s.seed, "batch": self.batch, "batch_size": self.batch_size,
             "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": self.budget.max_iter,
-                       "max_fun": self.budget.max_fun, "history": self.budget.history},
+                       "max_fun": self.budget.max_fun, "history": self.budget.history,
+                       "plan": self.s.budget or "auto"},
+            "stopping": self.stop.describe(),
         }
 
     def _batch_mode(self) -> str:
@@ -226,6 +280,8 @@ class _RestartSolver:
         out = {"measurement_error": rec.measurement_error, "objective": rec.objective,
                "evaluations": rec.evaluations, "best_restart": rec.best_restart,
                "restarts": [r.__dict__ for r in rec.restarts]}
+        if rec.refit is not None:
+            out["refit"] = rec.refit
         if rec.eval_seconds is not None:
             out["eval_seconds"] = round(rec.eval_seconds, 3)
         return out
@@ -235,27 +291,29 @@ class _RestartSolver:
             return lasso_warm_start(self, y, restart, self.s.seed + i)
         return None
 
-    def solve(self, i, y, progress, restart: int | None = None, z0: np.ndarray | None = None):
+    def solve(self, i, y, progress, restart: int | None = None, z0: np.ndarray | None = None, trace=None):
+        """Image i from its measurements ``y``; ``trace(restart, iteration, z, f, f_held)`` sees every iterate."""
         from .restart import recover_batch, start_points
 
         b = self.budget
-        obj = self.template.with_measurements(y)
+        Y = np.asarray(y, np.float32).reshape(1, -1)
+        tr = None if trace is None else (lambda _i, r, it, z, f, h: trace(r, it, z, f, h))
         if restart is not None:
             if z0 is None:
                 z0 = self._starts(i, y, restart)
             if z0 is None:
-                z0 = start_points(self.init, obj.layout.size, self.s.seed + i, restart + 1)[restart]
-            rec = recover_batch(obj, np.asarray(y, np.float32).reshape(1, -1), restarts=1, budget=b,
-                                z0s=[np.asarray(z0).reshape(1, -1)], batch="none",
+                z0 = start_points(self.init, self.template.layout.size, self.s.seed + i, restart + 1)[restart]
+            rec = recover_batch(self.template, Y, restarts=1, budget=b, seeds=[self.s.seed + i],
+                                z0s=[np.asarray(z0).reshape(1, -1)], batch="none", stop=self.stop, trace=tr,
                                 callback=lambda _i, r, ev: progress(ev / b.max_fun, f"restart {restart + 1}"))[0]
             rec.restarts[0].restart = rec.best_restart = restart
             return rec.image, self._fields(rec)
         z0s = None
         if self.init == WARM_INIT:
             z0s = [np.stack([self._starts(i, y, r) for r in range(self.restarts)])]
-        (rec,) = recover_batch(obj, np.asarray(y, np.float32).reshape(1, -1), restarts=self.restarts, budget=b,
+        (rec,) = recover_batch(self.template, Y, restarts=self.restarts, budget=b,
                                seeds=[self.s.seed + i], init=self.init if z0s is None else "cn01", z0s=z0s,
-                               batch="none" if self.batch == "none" else "restarts",
+                               batch="none" if self.batch == "none" else "restarts", stop=self.stop, trace=tr,
                                callback=lambda _i, r, ev: progress(
                                    (r * b.max_fun + ev) / (self.restarts * b.max_fun), f"restart {r + 1}"))
         return rec.image, self._fields(rec)
@@ -276,7 +334,7 @@ class _RestartSolver:
 
         recs = recover_batch(self.template, np.asarray(Y, np.float32), restarts=K, budget=b,
                              seeds=[self.s.seed + first + j for j in range(len(Y))], init=self.init,
-                             batch="images", callback=cb)
+                             batch="images", stop=self.stop, callback=cb)
         return [(rec.image, self._fields(rec)) for rec in recs]
 
 

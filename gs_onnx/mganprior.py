@@ -19,6 +19,7 @@ from .cut import CutGenerator
 from .errors import GSError
 from .latent import LatentLayout
 from .manifest import Manifest
+from .objective import data_term
 from .operator import Operator
 from .engine.runtime import Device
 
@@ -83,16 +84,23 @@ class MultiCodeObjective:
         if self.m != op.m:
             raise GSError(f"measurements have {self.m} values but the operator has m = {op.m}")
         self.evaluations = 0
+        self.w: np.ndarray | None = None
+        self.held_out: np.ndarray | None = None
         self.provider = self.tail.provider
 
-    def with_measurements(self, y: np.ndarray) -> "MultiCodeObjective":
-        """The same objective (sessions and operator shared, not copied) for other measurements ``y`` ((m,))."""
+    def with_measurements(self, y: np.ndarray, w: np.ndarray | None = None) -> "MultiCodeObjective":
+        """The same objective (sessions and operator shared, not copied) for other measurements ``y`` ((m,))
+        and row weights ``w`` (1 fitted, 0 held out; default every row fitted)."""
         new = object.__new__(MultiCodeObjective)
         new.__dict__.update(self.__dict__)
         new.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
         if new.y.shape[1] != self.m:
             raise GSError(f"measurements have {new.y.shape[1]} values, the objective {self.m}")
+        new.w = None if w is None else np.asarray(w, dtype=np.float32).reshape(1, -1)
+        if new.w is not None and new.w.shape != new.y.shape:
+            raise GSError(f"row weights have {new.w.shape[1]} values for {self.m} measurements")
         new.evaluations = 0
+        new.held_out = None
         return new
 
     def _code_key(self, n: str) -> str:
@@ -115,8 +123,7 @@ class MultiCodeObjective:
         return self.op.forward(x01.reshape(x01.shape[0], -1)) - self.y
 
     def value(self, z: np.ndarray) -> float:
-        r = self.residual(self.image(self.layout.unpack(z))).astype(np.float64)
-        return float((r * r).sum()) / self.m
+        return float(data_term(self.residual(self.image(self.layout.unpack(z))), self.w)[0][0])
 
     def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         """f and df/d(packed codes, alpha, free) for z float64 (size,)."""
@@ -124,10 +131,9 @@ class MultiCodeObjective:
         v = self.layout.unpack(z)
         henv, alpha, tail_in = self._compose(v)
         x01, tenv = self.tail.forward(tail_in, keep=True)
-        r = self.residual(x01)
-        r64 = r.ravel().astype(np.float64)
-        f = float(r64 @ r64) / self.m
-        gx = ((2.0 / self.m) * self.op.adjoint(r)).astype(np.float32).reshape(x01.shape)
+        f, self.held_out, dr = data_term(self.residual(x01), self.w)
+        f = float(f[0])
+        gx = self.op.adjoint(np.ascontiguousarray(dr, dtype=np.float32)).astype(np.float32).reshape(x01.shape)
         tg = self.tail.vjp(tenv, gx)
         gfeat = tg[self.composed]                                        # (1, C, H, W)
         feats = henv[self.composed]                                      # (N, C, H, W)

@@ -21,33 +21,59 @@ ENGINES = ("composed", "blocks")
 ENGINE_CHOICES = ("auto",) + ENGINES
 
 
+def data_term(r: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The L2 data term shared by every objective, from the residual r = A x - y (B, m) float32.
+
+    Returns f (B,) float64 ``= sum_j w_j r_j^2 / sum_j w_j``, the held-out loss (B,) float64
+    ``= sum_j (1 - w_j) r_j^2 / max(sum_j (1 - w_j), 1)`` and dL/d(Ax) (B, m) float32 ``= 2 w r / sum_j w_j``.
+    ``w`` (B, m) or None (every row fitted: f = ||r||^2 / m, the paper's objective; no held-out rows).
+    The composed graph (:mod:`gs_onnx.engine.graph`) computes the same formulas.
+    """
+    r64 = r.astype(np.float64)
+    r2 = r64 * r64
+    m = r.shape[1]
+    if w is None:
+        return r2.sum(axis=1) / m, np.zeros(r.shape[0]), (2.0 / m) * r
+    wd = np.broadcast_to(np.asarray(w, dtype=np.float64), r.shape)
+    sw = np.maximum(wd.sum(axis=1), 1.0)
+    hold = 1.0 - wd
+    f_held = (r2 * hold).sum(axis=1) / np.maximum(hold.sum(axis=1), 1.0)
+    return (r2 * wd).sum(axis=1) / sw, f_held, (2.0 * wd / sw[:, None] * r64).astype(np.float32)
+
+
 class Objective:
-    """f and its gradient for one measurement vector.
+    """f and its gradient for one measurement vector, block by block (the reference path).
 
     Parameters
     ----------
     gen : the cut generator; its image (B, C, H, W) in [0, 1] is flattened in C, H, W order
     op : measurement operator with ``op.n == C*H*W``
     y : measurements, (m,) float32
+    w : row weights (m,): 1 fitted, 0 held out (default: every row fitted)
 
-    Call ``value_and_grad(z)`` with z float64 (size,) (one restart); ``evaluations`` counts calls.
+    Call ``value_and_grad(z)`` with z float64 (size,) (one restart); ``evaluations`` counts calls;
+    ``held_out`` holds the held-out loss of the last evaluation's rows.
     """
 
-    def __init__(self, gen: CutGenerator, op: Operator, y: np.ndarray):
+    def __init__(self, gen: CutGenerator, op: Operator, y: np.ndarray, w: np.ndarray | None = None):
         self.gen, self.op = gen, op
         self.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
         self.layout = LatentLayout(gen.shapes)
         self.m = self.y.shape[1]
         if self.m != op.m:
             raise GSError(f"measurements have {self.m} values but the operator has m = {op.m}")
+        self.w = None if w is None else np.asarray(w, dtype=np.float32).reshape(1, -1)
+        if self.w is not None and self.w.shape != self.y.shape:
+            raise GSError(f"row weights have {self.w.shape[1]} values for {self.m} measurements")
         self.evaluations = 0
+        self.held_out: np.ndarray | None = None
 
-    def with_measurements(self, y: np.ndarray) -> "Objective":
-        """The same generator and operator for other measurements ``y`` ((m,))."""
+    def with_measurements(self, y: np.ndarray, w: np.ndarray | None = None) -> "Objective":
+        """The same generator and operator for other measurements ``y`` ((m,)) and row weights ``w``."""
         y = np.asarray(y, dtype=np.float32).reshape(-1)
         if y.size != self.m:
             raise GSError(f"measurements have {y.size} values, the objective {self.m}")
-        return Objective(self.gen, self.op, y)
+        return Objective(self.gen, self.op, y, w)
 
     @property
     def provider(self) -> str:
@@ -61,13 +87,15 @@ class Objective:
         f, g = self.value_and_grad_batch(np.asarray(z).reshape(1, -1))
         return float(f[0]), g[0]
 
-    def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None,
+                             w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """f and df/dz for K latents at once, one batch through the graphs.
 
         Parameters
         ----------
         Z : (K, size) float64, one row per restart (or per image)
         y : (K, m) float32 measurements per row; default: this objective's ``y`` for every row
+        w : (K, m) row weights per row; default: this objective's
 
         Returns
         -------
@@ -79,9 +107,8 @@ class Objective:
         x01, env = self.gen.forward(self.layout.unpack(Z), keep=True)
         yy = self.y if y is None else np.asarray(y, dtype=np.float32).reshape(Z.shape[0], -1)
         r = self.op.forward(x01.reshape(x01.shape[0], -1)) - yy
-        r64 = r.astype(np.float64)
-        f = (r64 * r64).sum(axis=1) / self.m
-        gx = (2.0 / self.m) * self.op.adjoint(r).astype(np.float32)
+        f, self.held_out, dr = data_term(r, self.w if w is None else w)
+        gx = self.op.adjoint(np.ascontiguousarray(dr, dtype=np.float32)).astype(np.float32)
         grads = self.gen.vjp(env, gx.reshape(x01.shape))
         return f, self.layout.pack(grads)
 
@@ -90,14 +117,13 @@ class Objective:
         return self.gen.forward(latents)
 
     def measurement_error(self, latents: dict[str, np.ndarray]) -> float:
-        """||A clamp(G(z), 0, 1) - y||_2 for one image: the restart-selection criterion."""
+        """||A clamp(G(z), 0, 1) - y||_2 over all rows for one image: the restart-selection criterion."""
         x = np.clip(self.image(latents), 0.0, 1.0)
         return float(np.linalg.norm(self.residual(x).astype(np.float64)))
 
     def value(self, z: np.ndarray) -> float:
         x01 = self.gen.forward(self.layout.unpack(z))
-        r = self.residual(x01).astype(np.float64)
-        return float((r * r).sum()) / self.m
+        return float(data_term(self.residual(x01), self.w)[0][0])
 
 
 def resolve_engine(engine: str) -> str:

@@ -11,6 +11,7 @@ by side in lockstep batches (:data:`BATCH_MODES`); :func:`run_restarts` is its o
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from typing import Callable
@@ -20,6 +21,7 @@ from scipy.optimize import minimize
 
 from .errors import GSError
 from .latent import init_latent
+from .stopping import PAPER, EarlyStop, StopRule, Tracker, holdout_mask
 
 #: How restarts and images share evaluations: ``none`` (one restart after another), ``restarts`` (each
 #: image's restarts in one lockstep batch), ``images`` (every restart of every image in one batch).
@@ -43,7 +45,8 @@ class Budget:
 
 @dataclasses.dataclass
 class RestartResult:
-    """One restart: final objective, measurement error of the clamped image, evaluations, stop reason."""
+    """One restart: final objective, measurement error of the clamped image, evaluations, stop reason;
+    under a held-out rule also the held-out loss of the point returned and the iteration it came from."""
 
     restart: int
     objective: float
@@ -51,6 +54,8 @@ class RestartResult:
     evaluations: int
     iterations: int
     message: str
+    held_out: float | None = None
+    best_iteration: int | None = None
 
 
 @dataclasses.dataclass
@@ -71,6 +76,8 @@ class Recovery:
     best_restart: int
     restarts: list[RestartResult]
     eval_seconds: float | None = None
+    stop: dict | None = None
+    refit: dict | None = None
 
 
 def _options(budget: Budget) -> dict:
@@ -124,13 +131,16 @@ class _Lockstep:
 
 def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarray, np.ndarray]],
                       x0s: list[np.ndarray], budget: Budget,
-                      callback: Callable[[int, int], None] | None = None) -> list[tuple[object, int]]:
+                      callback: Callable[[int, int], None] | None = None,
+                      iteration: Callable[[int], None] | None = None) -> list[tuple[object, int]]:
     """Run one scipy L-BFGS-B per start in ``x0s``, their evaluations batched.
 
     ``evaluate(keys, Z)`` gets the indices of the runs asking and their points Z (k, size) float64 and
     returns (f (k,), G (k, size)). Each run keeps its own L-BFGS-B state, budget and stopping; a run's
     iterates equal those of running it alone whenever ``evaluate`` computes every row independently.
-    Returns [(scipy OptimizeResult, evaluations)] in the order of ``x0s``.
+    ``iteration(k)`` is called after each iteration of run k; raising
+    :class:`gs_onnx.stopping.EarlyStop` there ends that run (its result is then None).
+    Returns [(scipy OptimizeResult or None, evaluations)] in the order of ``x0s``.
     """
     lock = _Lockstep(evaluate, len(x0s))
     out: list = [None] * len(x0s)
@@ -146,7 +156,10 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
 
         try:
             out[k] = minimize(fg, np.asarray(x0s[k], dtype=np.float64), jac=True, method="L-BFGS-B",
-                              options=_options(budget))
+                              options=_options(budget),
+                              callback=None if iteration is None else (lambda xk, _k=k: iteration(_k)))
+        except EarlyStop:
+            out[k] = None
         except BaseException as e:  # noqa: BLE001
             out[k] = e
         finally:
@@ -182,22 +195,25 @@ def start_points(init: str, size: int, seed: int, restarts: int, z0: np.ndarray 
 
 
 def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget = Budget(),
-                  seeds=None, init: str = "cn01", z0s=None, batch: str = "none",
-                  callback: Callable[[int, int, int], None] | None = None) -> list[Recovery]:
+                  seeds=None, init: str = "cn01", z0s=None, batch: str = "none", stop: StopRule = PAPER,
+                  callback: Callable[[int, int, int], None] | None = None, trace=None) -> list[Recovery]:
     """Recover every image of ``Y`` ((B, m) float32) with ``restarts`` L-BFGS-B runs each.
 
     Parameters
     ----------
     objective : any GS-like objective (``layout``, ``evaluations``, ``value_and_grad``, ``image``,
-        ``measurement_error``, ``with_measurements``; ``value_and_grad_batch(Z, y)`` for batching): its
-        sessions serve every image, ``objective.with_measurements(Y[i])`` gives image i's objective
+        ``measurement_error``, ``with_measurements(y, w)``, ``held_out``; ``value_and_grad_batch(Z, y, w)``
+        for batching): its sessions serve every image, ``objective.with_measurements(Y[i], w_i)`` gives
+        image i's objective
     restarts, budget, init : per image, as :func:`run_restarts`
     seeds : one seed per image (default 0, 1, 2, ...): restart r of image i starts from
-        ``init`` drawn with ``default_rng([seeds[i], r])``
+        ``init`` drawn with ``default_rng([seeds[i], r])``; image i's held-out rows come from ``seeds[i]``
     z0s : optional starts per image, each (restarts, size)
     batch : one of :data:`BATCH_MODES`; the iterates are those of ``none`` up to float32 rounding (the
         batched graphs may sum in another order)
+    stop : the stopping rule (:mod:`gs_onnx.stopping`; default the paper's fixed budget)
     callback : ``callback(image, restart, evaluations)`` after every evaluation
+    trace : ``trace(image, restart, iteration, z, f, f_held)`` at every iterate (iteration 0: the start)
 
     Returns
     -------
@@ -214,7 +230,9 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     seeds = list(range(B)) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != B:
         raise GSError(f"{len(seeds)} seeds for {B} images")
-    objs = [objective.with_measurements(Y[i]) for i in range(B)]
+    m = Y.shape[1]
+    Wm = np.stack([holdout_mask(m, stop.holdout, seeds[i]) for i in range(B)]) if stop.uses_holdout else None
+    objs = [objective.with_measurements(Y[i], None if Wm is None else Wm[i]) for i in range(B)]
     size = objective.layout.size
     x0 = [start_points(init, size, seeds[i], K, None if z0s is None else z0s[i]) for i in range(B)]
     can_batch = hasattr(objective, "value_and_grad_batch")
@@ -223,51 +241,55 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     cb = callback or (lambda i, r, e: None)
     timed = list({id(o): o for o in objs + [getattr(objective, "_obj", objective)]}.values())
     ev_before = [getattr(o, "eval_seconds", None) for o in timed]
-    runs: list[list[tuple[object, int]]]
-    if batch == "images":
-        def evaluate(keys, Z):
-            return objective.value_and_grad_batch(Z, y=Y[[k // K for k in keys]])
+    watch = stop.uses_holdout or trace is not None
+    trackers = [[Tracker(stop, None if trace is None else
+                         (lambda it, z, f, h, _i=i, _r=r: trace(_i, _r, it, z, f, h))) for r in range(K)]
+                for i in range(B)] if watch else None
 
-        flat = minimize_lockstep(evaluate, [x for xs in x0 for x in xs], budget,
-                                 lambda k, ev: cb(k // K, k % K, ev))
-        runs = [flat[i * K:(i + 1) * K] for i in range(B)]
-    elif batch == "restarts":
-        runs = []
-        for i in range(B):
-            o = objs[i]
-            runs.append(minimize_lockstep(lambda keys, Z, _o=o: _o.value_and_grad_batch(Z), x0[i], budget,
-                                          lambda k, ev, _i=i: cb(_i, k, ev)))
-    else:
-        runs = []
-        for i in range(B):
-            o, out = objs[i], []
-            for r in range(K):
-                start = o.evaluations
+    def track(i: int, rows: list[int], Z: np.ndarray, f: np.ndarray, obj) -> None:
+        if trackers is not None:
+            held = np.asarray(obj.held_out, dtype=np.float64).reshape(-1)
+            for j, r in enumerate(rows):
+                trackers[i][r].on_eval(Z[j], float(f[j]), float(held[j]))
 
-                def fg(z, _o=o, _i=i, _r=r, _s=start):
-                    val = _o.value_and_grad(z)
-                    cb(_i, _r, _o.evaluations - _s)
-                    return val
+    def on_iter(i: int, r: int) -> None:
+        if trackers is not None:
+            trackers[i][r].on_iter()
 
-                res = minimize(fg, x0[i][r], jac=True, method="L-BFGS-B", options=_options(budget))
-                out.append((res, o.evaluations - start))
-            runs.append(out)
+    runs = _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter)
     recs = []
     for i in range(B):
         results, best = [], None
         for r, (res, evals) in enumerate(runs[i]):
-            lat = objs[i].layout.unpack(res.x)
+            if stop.uses_holdout:
+                tr = trackers[i][r]
+                z, fval, score = tr.best_z, tr.best_f, tr.best
+                if z is None:  # no finite held-out error was ever seen (a diverging run): its last point
+                    z, fval, score = np.asarray(tr._last[0], dtype=np.float64), tr._last[1], math.inf
+                iters, msg = tr.iterations, tr.reason(budget.max_iter)
+            else:
+                z, fval, iters, msg = res.x, float(res.fun), int(res.nit), str(res.message)
+                score = None
+            lat = objs[i].layout.unpack(z)
             err = objs[i].measurement_error(lat)
-            rr = RestartResult(r, float(res.fun), err, evals, int(res.nit), str(res.message))
+            rr = RestartResult(r, fval, err, evals, iters, msg)
+            if stop.uses_holdout:
+                rr.held_out = score
+                rr.best_iteration = trackers[i][r].best_iteration
             results.append(rr)
-            if best is None or err < best[0].measurement_error:
-                best = (rr, lat)
-        rr, lat = best
-        image = np.clip(objs[i].image(lat)[0], 0.0, 1.0)
-        recs.append(Recovery(image=image, latents={k: v[0] for k, v in lat.items()},
-                             measurement_error=rr.measurement_error, objective=rr.objective,
-                             evaluations=sum(x.evaluations for x in results), seconds=0.0,
+            key = err if score is None else score
+            if best is None or key < best[0]:
+                best = (key, rr, lat, z)
+        _, rr, lat, _ = best
+        recs.append(Recovery(image=np.zeros(0), latents=lat, measurement_error=rr.measurement_error,
+                             objective=rr.objective, evaluations=sum(x.evaluations for x in results), seconds=0.0,
                              best_restart=rr.restart, restarts=results))
+    if stop.name == "refit":
+        _refit(objective, Y, recs, x0, budget, batch, cb)
+    for i, rec in enumerate(recs):
+        rec.image = np.clip(objs[i].image(rec.latents)[0], 0.0, 1.0)
+        rec.latents = {k: v[0] for k, v in rec.latents.items()}
+        rec.stop = stop.describe()
     wall = time.perf_counter() - t0
     ev_after = [getattr(o, "eval_seconds", None) for o in timed]
     if all(v is not None for v in ev_after + ev_before):
@@ -279,22 +301,96 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     return recs
 
 
+def _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter):
+    """The L-BFGS-B runs of every (image, restart), as the batch mode says: [[(result, evaluations)] per restart]
+    per image (result None where a stopping rule ended the run)."""
+    B = len(objs)
+    if batch == "images":
+        def evaluate(keys, Z):
+            rows = [k // K for k in keys]
+            f, g = objective.value_and_grad_batch(Z, y=Y[rows], w=None if Wm is None else Wm[rows])
+            for i in sorted(set(rows)):
+                sel = [j for j, k in enumerate(keys) if k // K == i]
+                track(i, [keys[j] % K for j in sel], Z[sel], f[sel], _Rows(objective, sel))
+            return f, g
+
+        flat = minimize_lockstep(evaluate, [x for xs in x0 for x in xs], budget,
+                                 lambda k, ev: cb(k // K, k % K, ev), lambda k: on_iter(k // K, k % K))
+        return [flat[i * K:(i + 1) * K] for i in range(B)]
+    runs = []
+    for i in range(B):
+        o = objs[i]
+        if batch == "restarts":
+            def evaluate(keys, Z, _o=o, _i=i):
+                f, g = _o.value_and_grad_batch(Z)
+                track(_i, list(keys), Z, f, _o)
+                return f, g
+
+            runs.append(minimize_lockstep(evaluate, x0[i], budget, lambda k, ev, _i=i: cb(_i, k, ev),
+                                          lambda k, _i=i: on_iter(_i, k)))
+            continue
+        out = []
+        for r in range(K):
+            start = o.evaluations
+
+            def fg(z, _o=o, _i=i, _r=r, _s=start):
+                f, g = _o.value_and_grad(z)
+                track(_i, [_r], np.asarray(z)[None], np.array([f]), _o)
+                cb(_i, _r, _o.evaluations - _s)
+                return f, g
+
+            try:
+                res = minimize(fg, x0[i][r], jac=True, method="L-BFGS-B", options=_options(budget),
+                               callback=lambda xk, _i=i, _r=r: on_iter(_i, _r))
+            except EarlyStop:
+                res = None
+            out.append((res, o.evaluations - start))
+        runs.append(out)
+    return runs
+
+
+class _Rows:
+    """The held-out losses of some rows of the last batched evaluation."""
+
+    def __init__(self, obj, rows):
+        self.held_out = np.asarray(obj.held_out).reshape(-1)[rows]
+
+
+def _refit(objective, Y, recs, x0, budget, batch, cb) -> None:
+    """``refit``: each image's winning restart again from its start, on all measurements, for as many
+    iterations as it took to reach its best held-out error."""
+    for i, rec in enumerate(recs):
+        win = rec.restarts[rec.best_restart]
+        its = max(1, int(getattr(win, "best_iteration", win.iterations)))
+        b = dataclasses.replace(budget, max_iter=its, max_fun=max(1, int(round(its * budget.max_fun / budget.max_iter))))
+        o = objective.with_measurements(Y[i])
+        res = minimize(lambda z: o.value_and_grad(z), x0[i][rec.best_restart], jac=True, method="L-BFGS-B",
+                       options=_options(b))
+        rec.latents = o.layout.unpack(res.x)
+        rec.objective = float(res.fun)
+        rec.measurement_error = o.measurement_error(rec.latents)
+        rec.evaluations += o.evaluations
+        rec.refit = {"iterations": int(res.nit), "evaluations": o.evaluations}
+
+
 def run_restarts(objective, *, restarts: int = 3, budget: Budget = Budget(), seed: int = 0, init: str = "cn01",
                  z0: np.ndarray | None = None, callback: Callable[[int, int], None] | None = None,
-                 batch: bool = False) -> Recovery:
+                 batch: bool = False, stop: StopRule = PAPER) -> Recovery:
     """Recover one image with ``restarts`` L-BFGS-B runs of ``objective`` (which holds its measurements).
 
     Restart r starts from ``init`` drawn with ``np.random.default_rng([seed, r])`` (or ``z0[r]`` when
     given, shape (restarts, size)). ``callback(restart, evaluations)`` is called after every evaluation.
     With ``batch`` (and an objective that has ``value_and_grad_batch``) the restarts run side by side
     (:func:`minimize_lockstep`): one batch through the graphs per step, each restart with its own L-BFGS-B
-    state and stopping; the iterates are those of the sequential runs up to float32 rounding.
+    state and stopping; the iterates are those of the sequential runs up to float32 rounding. ``stop``: the
+    stopping rule (:mod:`gs_onnx.stopping`).
     """
     cb = None if callback is None else (lambda i, r, e: callback(r, e))
-    # one image: Y is never read (only the "images" mode reads it, and one image batches its restarts)
-    return recover_batch(_Fixed(objective), np.zeros((1, 1), np.float32), restarts=restarts, budget=budget,
+    # one image: Y only gives m (only the "images" mode reads it, and one image batches its restarts)
+    m = int(getattr(objective, "m", 1))
+    return recover_batch(_Fixed(objective), np.zeros((1, m), np.float32), restarts=restarts, budget=budget,
                          seeds=[seed], init=init, z0s=None if z0 is None else [z0],
-                         batch="restarts" if batch else "none", callback=cb)[0]
+                         batch="restarts" if batch else "none", stop=stop, callback=cb)[0]
 
 
 class _Fixed:
@@ -306,21 +402,37 @@ class _Fixed:
     def __getattr__(self, name):
         return getattr(self._obj, name)
 
-    def with_measurements(self, y):
-        return self._obj
+    def with_measurements(self, y, w=None):
+        if w is None:
+            return self._obj
+        return self._obj.with_measurements(np.asarray(self._obj.y).reshape(-1), w)
 
 
-def recover(gen, op, y: np.ndarray, *, restarts: int = 3, budget: Budget = Budget(), seed: int = 0,
+def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budget | None = None, seed: int = 0,
             init: str = "cn01", z0: np.ndarray | None = None, callback: Callable[[int, int], None] | None = None,
-            batch: bool = False, engine: str = "auto") -> Recovery:
+            batch: bool = False, engine: str = "auto", stop: StopRule | str = "auto") -> Recovery:
     """Recover one image from its measurements ``y`` ((m,) float32) with the cut generator ``gen`` and the
     operator ``op``: :func:`run_restarts` on the objective that ``engine`` builds (:data:`gs_onnx.objective.ENGINES`;
     ``auto``: the composed engine where available). The objective's sessions are kept on ``gen`` for the
     next call with the same operator.
+
+    ``stop="auto"`` (and ``restarts``/``budget`` None) take the model's validated stopping plan for this
+    operator (:func:`gs_onnx.stopping.stopping_plan`, what ``gs-recover --budget auto`` runs);
+    ``stop=gs_onnx.stopping.PAPER`` with the default budget is the paper's fixed 500 iterations.
     """
     from .objective import objective_for
+    from .stopping import rule_from, stopping_plan
 
+    plan = stopping_plan(gen.manifest.recommended, (op.describe() or {}).get("type"))
+    if isinstance(stop, str):
+        if stop != "auto":
+            raise GSError(f"stop must be 'auto' or a StopRule, got {stop!r}")
+        stop = rule_from(plan)
+    restarts = int(plan.get("restarts", 3)) if restarts is None else restarts
+    if budget is None:
+        its = int(plan.get("max_iter", 500))
+        budget = Budget(max_iter=its, max_fun=int(its * 1.25))
     y = np.asarray(y, dtype=np.float32).reshape(-1)
     obj = objective_for(gen, op, engine=engine).with_measurements(y)
     return run_restarts(obj, restarts=restarts, budget=budget, seed=seed, init=init, z0=z0, callback=callback,
-                        batch=batch)
+                        batch=batch, stop=stop)

@@ -103,6 +103,7 @@ def test_restart_tasks_are_the_restarts_of_recover():
     from gs_onnx.measurement import measure, paper_sigma
     from gs_onnx.operator import make_operator
     from gs_onnx.restart import Budget, recover
+    from gs_onnx.stopping import PAPER
 
     clear_caches()
     rows = [run_task(task(restart=r, index=1, seed=5)) for r in range(2)]
@@ -110,7 +111,8 @@ def test_restart_tasks_are_the_restarts_of_recover():
     x = load_image(rows[0]["image"], 64)
     op = make_operator("gaussian", rows[0]["m"], man.n, 5)
     y = measure(x.reshape(1, -1), op, paper_sigma(man.n, rows[0]["m"]), 5 + 1)[0]
-    rec = recover(CutGenerator(man, 1, "cpu"), op, y, restarts=2, seed=5 + 1, budget=Budget(max_iter=4, max_fun=5))
+    rec = recover(CutGenerator(man, 1, "cpu"), op, y, restarts=2, seed=5 + 1, budget=Budget(max_iter=4, max_fun=5),
+                  stop=PAPER)
     for r in range(2):
         assert rows[r]["cut"] == 1
         assert rows[r]["objective"] == pytest.approx(rec.restarts[r].objective, rel=1e-6)

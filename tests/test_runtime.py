@@ -12,6 +12,7 @@ from gs_onnx.metrics import psnr
 from gs_onnx.objective import Objective
 from gs_onnx.operator import GaussianOperator, IdentityOperator
 from gs_onnx.restart import Budget, recover
+from gs_onnx.stopping import PAPER
 
 from conftest import TINY
 
@@ -128,7 +129,7 @@ def test_restart_winner_is_lowest_measurement_error(shipped):
     rng = np.random.default_rng(0)
     op = GaussianOperator(300, shipped.n, seed=0)
     y = op.forward(rng.random((1, shipped.n), dtype=np.float32))[0]
-    r = recover(CutGenerator(shipped, 1, "cpu"), op, y, restarts=3, budget=Budget(5, 8), seed=4)
+    r = recover(CutGenerator(shipped, 1, "cpu"), op, y, restarts=3, budget=Budget(5, 8), seed=4, stop=PAPER)
     errs = [rr.measurement_error for rr in r.restarts]
     assert r.best_restart == int(np.argmin(errs))
     assert r.measurement_error == min(errs)
@@ -221,8 +222,8 @@ def test_batched_restarts_match_sequential_shipped(shipped):
     y = op.forward(x.reshape(1, -1))[0]
     gen = CutGenerator(shipped, 1, "cpu")
     b = Budget(max_iter=40, max_fun=50)
-    seq = recover(gen, op, y, restarts=3, budget=b, seed=2)
-    bat = recover(gen, op, y, restarts=3, budget=b, seed=2, batch=True)
+    seq = recover(gen, op, y, restarts=3, budget=b, seed=2, stop=PAPER)
+    bat = recover(gen, op, y, restarts=3, budget=b, seed=2, batch=True, stop=PAPER)
     x0 = np.clip(x[0], 0, 1)
     assert abs(psnr(seq.image, x0) - psnr(bat.image, x0)) < 0.15
     # float32 rounding differs between batch sizes and L-BFGS-B amplifies it over 40 iterations

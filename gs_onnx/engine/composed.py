@@ -32,11 +32,28 @@ from .runtime import CPU, CUDA, Device, create_session, describe_placement, plac
 OPERATOR_PLACES = ("auto", "graph", "host")
 
 
+#: On the CPU a dense operator goes into the graph from this many matrix entries on (measured,
+#: docs/benchmarks.md: ONNX Runtime's Gemm beats numpy's BLAS on the 8002 x 49152 A of the 128 px models
+#: and loses on the 2000 x 12288 A of the 64 px DCGAN, most at batch 3).
+CPU_GRAPH_MIN_ENTRIES = 50_000_000
+
+
 def default_operator_place(op: Operator, device_name: str) -> str:
-    """Where ``auto`` applies ``op`` on ``device_name`` (measured: docs/benchmarks.md)."""
+    """Where ``auto`` applies ``op`` on ``device_name`` (measured: docs/benchmarks.md).
+
+    CUDA: in the graph whenever the operator has an ONNX form (nothing but z, f and the gradient crosses the
+    bus). CPU: the structured DCT on the host (scipy's real DCT is 4-5x faster than ONNX Runtime's complex
+    DFT), a dense Gaussian in the graph when it is large (:data:`CPU_GRAPH_MIN_ENTRIES`), else on the host,
+    the identity in the graph.
+    """
     if op.onnx_form() is None:
         return "host"
-    if device_name == "cpu" and type(op).__name__ == "SubsampledDCTOperator":
+    if device_name != "cpu":
+        return "graph"
+    kind = type(op).__name__
+    if kind == "SubsampledDCTOperator":
+        return "host"
+    if kind == "GaussianOperator" and op.m * op.n < CPU_GRAPH_MIN_ENTRIES:
         return "host"
     return "graph"
 
@@ -220,18 +237,13 @@ class Engine:
         return slot.get(G.F), slot.get(G.GRAD), slot.get(G.F_HELD)
 
     def _host_losses(self, x01: np.ndarray, Y, Wt):
-        """f, f_held and dL/dx01 from the image on the host (the same formulas as the composed graph)."""
+        """f, f_held and dL/dx01 from the image on the host (the data term of gs_onnx.objective)."""
+        from ..objective import data_term
+
         B = x01.shape[0]
         r = self.op.forward(x01.reshape(B, -1)) - Y
-        rd = r.astype(np.float64)
-        wd = Wt.astype(np.float64)
-        r2 = rd * rd
-        sw = np.maximum(wd.sum(axis=1), 1.0)
-        f = (r2 * wd).sum(axis=1) / sw
-        hold = 1.0 - wd
-        f_held = (r2 * hold).sum(axis=1) / np.maximum(hold.sum(axis=1), 1.0)
-        factor = (2.0 * wd / sw[:, None]).astype(np.float32)
-        gx = self.op.adjoint(np.ascontiguousarray(r * factor, dtype=np.float32))
+        f, f_held, dr = data_term(r, Wt)
+        gx = self.op.adjoint(np.ascontiguousarray(dr, dtype=np.float32))
         return f, f_held, gx.reshape(x01.shape)
 
     def _evaluate_host(self, Z, Y, Wt, B):

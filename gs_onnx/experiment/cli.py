@@ -168,6 +168,13 @@ _preset_command("samples", "Fig. 8: sample grids of the cut generator at every c
                 [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts (default: all)."),
                  click.option("--count", default=8, show_default=True, type=int, help="Samples per cut.")],
                 lambda kw: {"cuts": _ints(kw.pop("cut_list")), "count": kw.pop("count")})
+_preset_command("budget", "Stopping: PSNR vs iterations and seconds, fixed budgets vs held-out stopping rules.",
+                [click.option("--rules", default=None,
+                              help="Comma-separated: paper (traced), holdout (traced), auto (the default rule "
+                                   "as gs-recover runs it)  [default: all three]"),
+                 click.option("--holdouts", default=None,
+                              help="Comma-separated held-out fractions of the holdout traces  [default: 0.1]")],
+                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts"))})
 
 
 @main.command("plot")

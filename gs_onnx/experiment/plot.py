@@ -136,12 +136,23 @@ def plot(folder: str | Path, rows: list[dict[str, Any]], out: str | Path | None 
         raise GSError(f"no results rows in {folder}")
     written = []
     md = out / "summary.md"
-    md.write_text("# Results\n\nMean +- std over images of the winning restart's PSNR (lowest measurement "
-                  "error), written by `gs-experiment plot`.\n\n" + markdown(rows), encoding="utf-8")
+    from . import budget
+
+    rest = [r for r in rows if r.get("preset") != "budget"]
+    text = "# Results\n\n"
+    if rest:
+        text += ("Mean +- std over images of the winning restart's PSNR (lowest measurement error), written by "
+                 "`gs-experiment plot`.\n\n" + markdown(rest))
+    if len(rest) < len(rows):
+        text += "# Stopping: fixed budgets and held-out rules\n\n" + budget.markdown(rows)
+    md.write_text(text, encoding="utf-8")
     written.append(md)
     plt = _plt()
+    if len(rest) < len(rows):
+        written += budget.figure(plt, rows, out)
+    rows = rest
     by_preset: dict[str, list] = defaultdict(list)
-    for c in cells(rows):
+    for c in cells(rows) if rows else []:
         by_preset[c.cond["preset"]].append(c)
     for preset, group in by_preset.items():
         if preset == "raw":

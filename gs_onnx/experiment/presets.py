@@ -65,6 +65,8 @@ class Config:
     count: int = 8
     data_root: str | None = None
     models_dir: str | None = None
+    holdouts: tuple[float, ...] | None = None
+    rules: tuple[str, ...] | None = None
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -255,6 +257,56 @@ def cuts(cfg: Config) -> list[Task]:
     return out
 
 
+#: ``budget``: the rules traced by default and their held-out fractions.
+BUDGET_RULES = ("paper", "holdout", "auto")
+BUDGET_MODELS = (("dcgan", (0.0488, 0.1628)), ("began", (0.1628,)))
+
+
+def budget(cfg: Config) -> list[Task]:
+    """PSNR vs iterations (and seconds) of GS, traced iterate by iterate, per model and ratio:
+
+    * ``paper``: every measurement fitted, each restart run to ``max_iter`` (default 500): the fixed budgets
+      25, 50, 100, 200, 500 are points on these traces;
+    * ``holdout``: a fraction of the measurements held out (``--holdouts``, default 0.1) and tracked, each
+      restart run to ``max_iter`` too, so that every stopping rule (patience, restarts, pruning, refit) can
+      be replayed on the trace (``gs_onnx.experiment.budget``);
+    * ``auto``: what ``gs-recover --budget auto`` really runs (the model's validated rule), untraced: its
+      PSNR and time.
+
+    Default datasets: CelebA train (validation images, never test); ``--datasets celeba-test,coco`` for the
+    final measurement.
+    """
+    rules = tuple(cfg.rules or BUDGET_RULES)
+    for r in rules:
+        if r not in BUDGET_RULES:
+            raise GSError(f"unknown rule {r!r} for the budget experiment: choose from {', '.join(BUDGET_RULES)}")
+    holdouts = tuple(cfg.holdouts or (0.1,))
+    for h in holdouts:
+        if not 0 < h < 1:
+            raise GSError(f"held-out fraction {h} is outside (0, 1)")
+    models = [(m, tuple(cfg.ratios) if cfg.ratios else None) for m in cfg.models] if cfg.models else \
+        [(m, r) for m, r in BUDGET_MODELS]
+    out = []
+    for model, ratios in models:
+        man = _manifest(model, cfg)
+        ratios = _check_ratios(ratios or (0.1628,))
+        cut = _cut(man, cfg.cut)
+        for rule in rules:
+            for h in (holdouts if rule == "holdout" else (None,)):
+                opts = {"stop": rule}
+                if rule in ("paper", "holdout"):
+                    opts["trace"] = True
+                if h is not None:
+                    opts["holdout"] = h
+                variant = rule if h is None else f"holdout {h:g}"
+                tasks = _recovery_tasks("budget", cfg, model, man, cut, cfg.datasets or ("celeba-train",), ratios,
+                                        ("gs",), variant=variant, max_iter=cfg.max_iter if rule != "auto" else None)
+                if rule == "auto":  # the rule's own restarts and budget: one task runs every restart
+                    tasks = [t for t in tasks if t.restart == 0]
+                out += [dataclasses.replace(t, options=tuple(sorted(opts.items()))) for t in tasks]
+    return out
+
+
 def samples(cfg: Config) -> list[Task]:
     """Fig. 8: a grid of samples from the cut generator at every cut (inputs i.i.d. N(0, 1))."""
     if cfg.count < 1:
@@ -272,5 +324,5 @@ def samples(cfg: Config) -> list[Task]:
 
 PRESETS: dict[str, Callable[[Config], list[Task]]] = {
     "cs": cs, "baselines": baselines, "raw": raw, "untrained": untrained, "init": init, "cuts": cuts,
-    "samples": samples,
+    "samples": samples, "budget": budget,
 }

@@ -167,6 +167,12 @@ def _settings(task: Task, man, device: str, threads: int):
         s.init, s.max_iter, s.max_fun, s.restarts = task.init, task.max_iter, task.max_fun, 1
         if task.method == "mganprior":
             s.codes = opts.get("codes")
+        s.budget, s.stop = "paper", None
+        stop = opts.get("stop")
+        if stop == "auto":  # the validated rule as gs-recover runs it: its own restarts and budget, all in one task
+            s.budget, s.restarts = "auto", None
+        elif stop == "holdout":  # traced to max_iter: the stop is replayed on the trace
+            s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), 10**9
     elif task.method == "lasso-dct":
         s.model = None
         s.max_iter = task.max_iter
@@ -192,8 +198,33 @@ def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: in
     if method not in ("gs", "mganprior"):
         return make_solver(method, y.reshape(1, -1), sidecar, s, op=op)
     key = (method, str(man.root), s.cut, task.operator, m, man.n, task.seed, device, threads, s.init, s.max_iter,
-           s.max_fun, s.codes, id(op))
+           s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, id(op))
     return _cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
+
+
+class _Trace:
+    """Every iterate of a traced restart (``gs-experiment budget``): iteration, f (fitted rows), the held-out
+    loss, PSNR and ||A clamp(x) - y|| (all rows) of its image, and the seconds spent so far without the
+    tracing itself."""
+
+    def __init__(self, solver, op, x: np.ndarray, y: np.ndarray, t0: float):
+        self.solver, self.op, self.x, self.y, self.t0 = solver, op, x, y.reshape(1, -1), t0
+        self.spent = 0.0
+        self.data: dict[str, list] = {k: [] for k in ("iteration", "f", "held", "psnr", "err", "seconds")}
+
+    def observe(self, restart: int, iteration: int, z, f: float, held: float) -> None:
+        from ..metrics import psnr
+
+        t = time.perf_counter()
+        tmpl = self.solver.template
+        img = np.clip(tmpl.image(tmpl.layout.unpack(np.asarray(z)[None]))[0], 0.0, 1.0)
+        err = float(np.linalg.norm((self.op.forward(img.reshape(1, -1)) - self.y).astype(np.float64)))
+        d = self.data
+        for k, v in (("iteration", iteration), ("f", round(f, 8)), ("held", round(held, 8)),
+                     ("psnr", round(psnr(img, self.x), 4)), ("err", round(err, 6)),
+                     ("seconds", round(t - self.t0 - self.spent, 4))):
+            d[k].append(v)
+        self.spent += time.perf_counter() - t
 
 
 def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", threads: int = 0) -> dict[str, Any]:
@@ -226,8 +257,20 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     solver = _solver(task, man, op, m, y, device, threads)
     h = solver.header
     if task.method in RESTART_METHODS:
-        image, fields = solver.solve(task.index, y, lambda f, msg: None, restart=task.restart)
+        opts = dict(task.options)
+        trace = _Trace(solver, op, x, y, time.perf_counter()) if opts.get("trace") else None
+        if opts.get("stop") == "auto":
+            image, fields = solver.solve(task.index, y, lambda f, msg: None)
+        else:
+            image, fields = solver.solve(task.index, y, lambda f, msg: None, restart=task.restart,
+                                         trace=None if trace is None else trace.observe)
         extra = {"codes": h["codes"]} if "codes" in h else {}
+        if trace is not None:
+            extra["trace"] = trace.data
+        extra["stopping"] = h.get("stopping")
+        extra["restarts_run"] = [{k: r.get(k) for k in ("restart", "iterations", "evaluations", "best_iteration",
+                                                        "held_out", "measurement_error")}
+                                 for r in fields["restarts"]]
         row.update({"cut": h["cut"], "measurement_error": fields["measurement_error"], "objective": fields["objective"],
                     "evaluations": fields["evaluations"], "iterations": fields["restarts"][0]["iterations"],
                     "free_parameters": int(h["free_values"]), "provider": h["provider"], "budget": h["budget"],

@@ -1,0 +1,152 @@
+"""When to stop: a held-out split of the measurements and the rules that watch it.
+
+The cut generator has far more free values than there are measurements, so the optimiser keeps lowering the
+measurement error long after the image stopped improving. A classic remedy in compressed sensing: keep a
+seeded fraction of the rows of ``y`` out of the objective and watch the error on them, which needs no ground
+truth. The rows held out never enter f or its gradient (the objectives weight each row by ``w``, 0 on
+held-out rows).
+
+Rules (:data:`RULES`):
+
+* ``paper``: no held-out rows; the fixed budget of the paper (every restart runs to its ``max_iter``);
+* ``holdout``: every restart returns its evaluated point with the lowest held-out error and stops once
+  that error has not improved for ``patience`` iterations; the winner among restarts is the lowest
+  held-out error;
+* ``refit``: as ``holdout``, then each restart is run again from its start on all measurements for as many
+  iterations as it took to reach its best held-out error; the winner is chosen by the held-out error of the
+  first pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .errors import GSError
+
+#: Second entry of the held-out rows' SeedSequence (A's blocks use 0, 1, ...; noise 2**31-1; srdct 2**31-2).
+HOLDOUT_STREAM = 2**31 - 3
+RULES = ("paper", "holdout", "refit")
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRule:
+    """A stopping rule: its name (:data:`RULES`), the held-out fraction of the rows and the patience in
+    iterations."""
+
+    name: str = "holdout"
+    holdout: float = 0.1
+    patience: int = 30
+
+    def __post_init__(self):
+        if self.name not in RULES:
+            raise GSError(f"unknown stopping rule {self.name!r}: choose one of {', '.join(RULES)}")
+        if self.name != "paper":
+            if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
+                raise GSError(f"the held-out fraction must be in (0, 1), got {self.holdout!r}")
+            if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)) or self.patience < 1:
+                raise GSError(f"the patience must be an integer >= 1, got {self.patience!r}")
+
+    @property
+    def uses_holdout(self) -> bool:
+        return self.name != "paper"
+
+    def describe(self) -> dict:
+        if not self.uses_holdout:
+            return {"rule": self.name}
+        return {"rule": self.name, "holdout": self.holdout, "patience": self.patience}
+
+
+PAPER = StopRule("paper")
+
+#: The rule ``--budget auto`` uses where a model's manifest recommends none (``recommended.stopping``), with
+#: its restarts and iteration cap; chosen on validation images (CelebA train), docs/results.md.
+DEFAULT_STOPPING = {"rule": "holdout", "holdout": 0.1, "patience": 30, "restarts": 3, "max_iter": 500}
+#: Operators the default rule was validated on; other operators get the paper's fixed budget unless asked.
+VALIDATED_OPERATORS = ("gaussian", "srdct")
+
+
+def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
+    """The validated stopping settings for a model (its manifest's ``recommended`` section) and an operator
+    type: ``{"rule", "holdout", "patience", "restarts", "max_iter"}``. Operators the rule was not validated
+    on get the paper's fixed budget."""
+    plan = dict(DEFAULT_STOPPING)
+    plan.update({k: v for k, v in (recommended or {}).get("stopping", {}).items() if k in DEFAULT_STOPPING})
+    if operator is not None and operator not in VALIDATED_OPERATORS:
+        opt = (recommended or {}).get("optimizer", {})
+        plan = {"rule": "paper", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
+    return plan
+
+
+def rule_from(plan: dict) -> StopRule:
+    if plan.get("rule", "paper") == "paper":
+        return PAPER
+    return StopRule(plan["rule"], float(plan.get("holdout", 0.1)), int(plan.get("patience", 30)))
+
+
+def holdout_mask(m: int, fraction: float, seed: int) -> np.ndarray:
+    """Row weights (m,) float32: 0 on ``round(fraction m)`` rows (at least 1) drawn from
+    ``Generator(PCG64(SeedSequence([seed, 2**31 - 3]))).permutation(m)``, 1 elsewhere."""
+    k = max(1, int(round(fraction * m)))
+    if k >= m:
+        raise GSError(f"holding out {k} of {m} measurements leaves none to fit: use a smaller fraction")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), HOLDOUT_STREAM])))
+    w = np.ones(m, np.float32)
+    w[rng.permutation(m)[:k]] = 0.0
+    return w
+
+
+class EarlyStop(Exception):
+    """Raised from the optimiser's callback when a restart's held-out error stopped improving."""
+
+
+class Tracker:
+    """One restart under a rule: the iterate with the lowest held-out error, and when to stop.
+
+    ``on_eval(z, f, f_held)`` after every evaluation; ``on_iter()`` after every completed iteration: the last
+    evaluation is the iterate (L-BFGS-B accepts the point its line search evaluated last), so iterate k has
+    the values of the last evaluation before the k-th ``on_iter`` (iterate 0 is the start). Under a held-out
+    rule ``on_iter`` raises :class:`EarlyStop` once the held-out error has not improved for ``patience``
+    iterations. ``observer(iteration, z, f, f_held)``, if given, sees every iterate (``gs-experiment budget``
+    traces recoveries with it).
+    """
+
+    def __init__(self, rule: StopRule, observer=None):
+        self.rule, self.observer = rule, observer
+        self.best = math.inf
+        self.best_z: np.ndarray | None = None
+        self.best_f = math.inf
+        self.best_iteration = 0
+        self.iterations = 0
+        self.evaluations = 0
+        self.stopped = False
+        self._last: tuple | None = None
+
+    def on_eval(self, z: np.ndarray, f: float, f_held: float) -> None:
+        self.evaluations += 1
+        self._last = (z, float(f), float(f_held))
+        if self.evaluations == 1:
+            self._iterate()
+
+    def _iterate(self) -> None:
+        z, f, held = self._last
+        if self.observer is not None:
+            self.observer(self.iterations, z, f, held)
+        if held < self.best:
+            self.best, self.best_f, self.best_iteration = held, f, self.iterations
+            self.best_z = np.array(z, dtype=np.float64, copy=True)
+
+    def on_iter(self) -> None:
+        self.iterations += 1
+        if self._last is not None:
+            self._iterate()
+        if self.rule.uses_holdout and self.iterations - self.best_iteration >= self.rule.patience:
+            self.stopped = True
+            raise EarlyStop
+
+    def reason(self, max_iter: int) -> str:
+        if self.stopped:
+            return (f"held-out error did not improve for {self.rule.patience} iterations after iteration "
+                    f"{self.best_iteration}")
+        return f"budget: {self.iterations} of at most {max_iter} iterations"
