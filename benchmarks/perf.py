@@ -214,6 +214,54 @@ def optimizer_child(model: str, cut: int, device: str, rows_list: list[int], its
     return out
 
 
+def optspeed_child(n: int, batches: list[int], scipy_max_batch: int, warm: int = 100, timed_its: int = 10) -> dict:
+    """The optimisers' own time per row-iteration at full history (100), on an analytic objective whose cost
+    is a few vector operations: an ill-conditioned quadratic (eigenvalues 1e-6..1), so that L-BFGS keeps
+    moving and fills its history. Both run ``warm`` iterations first; the next ``timed_its`` are timed
+    (iteration timestamps), the objective's own time subtracted."""
+    from gs_onnx.lbfgs import LBFGSSettings, minimize_batch
+    from gs_onnx.restart import Budget, minimize_lockstep
+
+    lam = np.logspace(-6, 0, n)
+    spent = [0.0]
+
+    def evaluate(keys, Z):
+        t = time.perf_counter()
+        g = Z * lam
+        f = 0.5 * np.einsum("ij,ij->i", Z, g)
+        spent[0] += time.perf_counter() - t
+        return f, g
+
+    rows = []
+    total = warm + timed_its
+    for B in batches:
+        X0 = np.random.default_rng(B).standard_normal((B, n))
+        out = {"n": n, "batch": B}
+        for name in ("scipy", "lbfgs"):
+            if name == "scipy" and B > scipy_max_batch:
+                continue
+            stamps = []
+            spent[0] = 0.0
+            marks = {}
+
+            def on_iter(k):
+                if k == 0:
+                    stamps.append((time.perf_counter(), spent[0]))
+
+            if name == "scipy":
+                b = Budget(max_iter=total, max_fun=10 * total, ftol=0.0, gtol=0.0)
+                minimize_lockstep(evaluate, list(X0), b, iteration=on_iter)
+            else:
+                st = LBFGSSettings(lr=1.0, max_iter=total, steps=1, tolerance_grad=0.0, tolerance_change=0.0,
+                                   max_eval=10 * total)
+                minimize_batch(evaluate, X0, st, iteration=lambda r, x, f: on_iter(r))
+            (t0, e0), (t1, e1) = stamps[warm - 1], stamps[total - 1]
+            marks[name] = (t1 - t0 - (e1 - e0)) / (timed_its * B)
+            out[f"{name}_ms_per_row_iteration"] = 1e3 * marks[name]
+        rows.append(out)
+    return {"n": n, "rows": rows}
+
+
 def flops_child(model: str, cut: int, device: str, batch: int = 1) -> dict:
     """FLOPs of the tail forward + input gradient (torch's counter, A excluded) and the runtime's time for
     the same work: the composed objective with the identity operator (whose cost is a copy)."""
@@ -404,6 +452,8 @@ def run_child(argv: list[str]) -> None:
         res = eval_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")], rest[3])
     elif kind == "optimizer":
         res = optimizer_child(rest[0], int(rest[1]), dev, [int(b) for b in rest[2].split(",")], int(rest[3]))
+    elif kind == "optspeed":
+        res = optspeed_child(int(rest[0]), [int(b) for b in rest[1].split(",")], int(rest[2]))
     elif kind == "flops":
         res = flops_child(rest[0], int(rest[1]), dev, int(rest[2]))
     elif kind == "cpu":
@@ -466,6 +516,22 @@ def write_doc(res: dict, out: Path) -> None:
                 L.append(f"| {e['model']} | {e['cut']} | {e['free_values']} | {r['restarts']} | {e['iterations']} | "
                          f"{r['wall_s']:.2f} | {r['eval_s']:.2f} | {r['optimizer_s']:.2f} | "
                          f"{r['optimizer_ms_per_row_iteration']:.2f} | {r['eval_ms_per_step']:.2f} |")
+        L.append("")
+    if "optspeed" in res:
+        L += ["## The optimisers' own time per iteration: scipy L-BFGS-B vs the batched torch-semantics L-BFGS", "",
+              "History 100, full (100 warm-up iterations, the next 10 timed), on an ill-conditioned quadratic whose "
+              "evaluation is a few vector operations (its time subtracted); ms per row-iteration. scipy runs one "
+              "L-BFGS-B per row (rows in lockstep threads, one after another under the GIL), so its cost per "
+              "row-iteration does not fall with the batch; it was not run at the largest batches (`-`).", "",
+              "| n | batch | scipy ms | lbfgs ms | scipy / lbfgs |", "|---|---|---|---|---|"]
+        for e in res["optspeed"]:
+            ref = next((r["scipy_ms_per_row_iteration"] for r in reversed(e["rows"]) if "scipy_ms_per_row_iteration" in r), None)
+            for r in e["rows"]:
+                sc = r.get("scipy_ms_per_row_iteration")
+                lb = r["lbfgs_ms_per_row_iteration"]
+                ratio = (sc or ref) / lb if (sc or ref) else float("nan")
+                L.append(f"| {e['n']} | {r['batch']} | {sc:.2f} | {lb:.3f} | {ratio:.1f}{'' if sc else ' (vs the largest scipy batch)'} |"
+                         if sc else f"| {e['n']} | {r['batch']} | - | {lb:.3f} | {ratio:.1f} (vs scipy at the largest batch run) |")
         L.append("")
     if "cpu" in res:
         L += ["## CPU path variants", "",
@@ -587,6 +653,10 @@ def main() -> None:
                 elif kind == "optimizer":
                     extra = ["1,3", str(a.optimizer_iters)]
                 res[kind].append(child([kind, model, str(cut), *extra, a.device]))
+    if "optspeed" in only:
+        print("optspeed", flush=True)
+        res["optspeed"] = [child(["optspeed", "8192", "1,3,32,96", "32", a.device]),
+                           child(["optspeed", "40960", "1,3,32,96", "3", a.device])]
     if "ops" in only:
         print("ops", flush=True)
         res["ops"] = ops_section()

@@ -23,6 +23,7 @@ Example: rebuild A from a measurement sidecar written by ``gs-measure`` and chec
 >>> x = np.load("out/recovered.npy")                                 # doctest: +SKIP
 >>> residual = A.forward(x.reshape(len(x), -1)) - y                  # doctest: +SKIP
 """
+from ._version import __version__
 from .cut import CutGenerator
 from .errors import GSError
 from .lasso import lasso_dct
@@ -38,6 +39,7 @@ from .registry import load as load_model
 from .restart import Budget, Recovery, recover, recover_batch, run_restarts
 
 __all__ = [
+    "__version__",
     "Budget", "CutGenerator", "GSError", "GaussianOperator", "IdentityOperator", "Manifest", "MultiCodeObjective",
     "Objective", "Operator", "Recovery", "SubsampledDCTOperator", "available_models", "lasso_dct", "load_model",
     "make_objective", "make_operator", "measure",

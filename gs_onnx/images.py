@@ -109,3 +109,30 @@ def grid(images: Iterable[np.ndarray], ncol: int, pad: int = 2) -> np.ndarray:
         r, q = divmod(i, ncol)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = im
     return out
+
+
+def labelled(panels: list[tuple[np.ndarray, str]], caption: str = "", scale: int | None = None) -> np.ndarray:
+    """Images side by side, each with its label above, and a caption line below: an (3, H', W') float32
+    image in [0, 1] for :func:`save_png`. Small images are enlarged (nearest) to at least 128 px."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    tiles = [to_uint8(x) for x, _ in panels]
+    h, w = tiles[0].shape[:2]
+    k = scale or max(1, 128 // max(h, 1))
+    tiles = [t.repeat(k, axis=0).repeat(k, axis=1) for t in tiles]
+    h, w = h * k, w * k
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1: the bitmap font has one size
+        font = ImageFont.load_default()
+    pad, top, bottom = 6, 20, 22 if caption else 6
+    W = len(tiles) * w + (len(tiles) + 1) * pad
+    canvas = Image.new("RGB", (W, top + h + bottom), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for j, (t, (_, label)) in enumerate(zip(tiles, panels)):
+        x0 = pad + j * (w + pad)
+        canvas.paste(Image.fromarray(t), (x0, top))
+        draw.text((x0, 3), label, fill=(0, 0, 0), font=font)
+    if caption:
+        draw.text((pad, top + h + 4), caption, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1) / 255.0

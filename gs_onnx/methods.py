@@ -64,6 +64,8 @@ class Settings:
     channels: int | None = None
     batch: str | None = None
     batch_size: int | None = None
+    optimizer: str | None = None
+    line_search: str | None = None
     budget: str | None = None
     stop: str | None = None
     holdout: float | None = None
@@ -77,14 +79,17 @@ class Settings:
 #: Which settings each method reads (a setting given to a method that ignores it is an error).
 APPLIES: dict[str, set[str]] = {
     "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
-           "engine",
+           "engine", "optimizer", "lr", "line_search",
            "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes",
-                  "budget", "stop", "holdout", "patience"},
+                  "budget", "stop", "holdout", "patience", "optimizer", "lr", "line_search"},
     "lasso-dct": {"lam", "max_iter"},
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
+#: The paper's torch L-BFGS learning rates per architecture (DCGAN 0.1, BEGAN and VAE 1).
+PAPER_LR = {"dcgan": 0.1, "began": 1.0, "vae": 1.0}
+
 _FLAG = {"max_iter": "--max-iter", "max_fun": "--max-fun", "finetune_steps": "--finetune-steps",
          "finetune_lr": "--finetune-lr", "operator_on": "--operator-on", "cuda_graph": "--cuda-graph"}
 
@@ -254,17 +259,35 @@ class _RestartSolver:
         self.template = self._template(np.asarray(y, dtype=np.float32).reshape(-1, self.op.m)[0])
         self.provider = self.template.provider
         self.batch = self._batch_mode()
+        self.optimizer, self.lbfgs = self._optimizer()
         self.batch_size = default_batch_size(s.device) if s.batch_size is None else s.batch_size
         self.how = f"on {self.provider}"
         self.header = {
             "model": man.name, "model_dir": str(man.root), "cut": self.cut, **self._header(),
             "device": s.device, "provider": self.provider, "restarts": self.restarts, "init": self.init,
             "seed": s.seed, "batch": self.batch, "batch_size": self.batch_size,
-            "budget": {"optimizer": "scipy L-BFGS-B", "max_iter": self.budget.max_iter,
+            "budget": {"optimizer": "scipy L-BFGS-B" if self.optimizer == "scipy" else
+                       "torch L-BFGS semantics, batched (gs_onnx.lbfgs)", "max_iter": self.budget.max_iter,
                        "max_fun": self.budget.max_fun, "history": self.budget.history,
-                       "plan": self.s.budget or "auto"},
+                       "plan": self.s.budget or "auto",
+                       **({} if self.lbfgs is None else {"lbfgs": dataclasses.asdict(self.lbfgs)})},
             "stopping": self.stop.describe(),
         }
+
+    def _optimizer(self):
+        from .restart import OPTIMIZERS, lbfgs_settings
+
+        opt = self.s.optimizer or "scipy"
+        if opt not in OPTIMIZERS:
+            raise GSError(f"unknown --optimizer {opt!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if opt == "scipy":
+            if self.s.lr is not None or self.s.line_search is not None:
+                raise GSError("--lr and --line-search apply to --optimizer lbfgs")
+            return opt, None
+        lr = self.s.lr if self.s.lr is not None else \
+            float(self.man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(self.man.architecture, 1.0)))
+        ls = None if self.s.line_search in (None, "none") else self.s.line_search
+        return opt, lbfgs_settings(self.budget, lr, ls)
 
     def _batch_mode(self) -> str:
         from .restart import BATCH_MODES
@@ -305,7 +328,9 @@ class _RestartSolver:
                 z0 = start_points(self.init, self.template.layout.size, self.s.seed + i, restart + 1)[restart]
             rec = recover_batch(self.template, Y, restarts=1, budget=b, seeds=[self.s.seed + i],
                                 z0s=[np.asarray(z0).reshape(1, -1)], batch="none", stop=self.stop, trace=tr,
-                                callback=lambda _i, r, ev: progress(ev / b.max_fun, f"restart {restart + 1}"))[0]
+                                optimizer=self.optimizer, lbfgs=self.lbfgs,
+                                callback=lambda _i, r, ev, f: progress(
+                                    ev / b.max_fun, f"restart {restart + 1}, evaluation {ev}, f {f:.3g}"))[0]
             rec.restarts[0].restart = rec.best_restart = restart
             return rec.image, self._fields(rec)
         z0s = None
@@ -314,8 +339,10 @@ class _RestartSolver:
         (rec,) = recover_batch(self.template, Y, restarts=self.restarts, budget=b,
                                seeds=[self.s.seed + i], init=self.init if z0s is None else "cn01", z0s=z0s,
                                batch="none" if self.batch == "none" else "restarts", stop=self.stop, trace=tr,
-                               callback=lambda _i, r, ev: progress(
-                                   (r * b.max_fun + ev) / (self.restarts * b.max_fun), f"restart {r + 1}"))
+                               optimizer=self.optimizer, lbfgs=self.lbfgs,
+                               callback=lambda _i, r, ev, f: progress(
+                                   (r * b.max_fun + ev) / (self.restarts * b.max_fun),
+                                   f"restart {r + 1}/{self.restarts}, evaluation {ev}, f {f:.3g}"))
         return rec.image, self._fields(rec)
 
     def solve_many(self, first: int, Y: np.ndarray, progress):
@@ -328,13 +355,14 @@ class _RestartSolver:
         b, K = self.budget, self.restarts
         done = np.zeros((len(Y), K))
 
-        def cb(j, r, ev):
+        def cb(j, r, ev, f):
             done[j, r] = ev
-            progress(first + j, float(done[j].sum()) / (K * b.max_fun), f"restart {r + 1}")
+            progress(first + j, float(done[j].sum()) / (K * b.max_fun),
+                     f"restart {r + 1}/{K}, evaluation {ev}, f {f:.3g}")
 
         recs = recover_batch(self.template, np.asarray(Y, np.float32), restarts=K, budget=b,
                              seeds=[self.s.seed + first + j for j in range(len(Y))], init=self.init,
-                             batch="images", stop=self.stop, callback=cb)
+                             batch="images", stop=self.stop, callback=cb, optimizer=self.optimizer, lbfgs=self.lbfgs)
         return [(rec.image, self._fields(rec)) for rec in recs]
 
 

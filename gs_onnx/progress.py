@@ -1,35 +1,43 @@
-"""A minimal progress display on stderr: a bar on a terminal, a line every 10 % otherwise, nothing when
-disabled."""
+"""Progress on stderr through tqdm: a bar with the count done, the rate, the ETA and a status line
+(image, restart, iteration, objective); nothing when disabled.
+
+``Progress(label, enabled=None, total=1.0, unit="")``; ``update(done, msg)`` sets the amount done (a float in
+``[0, total]``) and the status; ``close()`` completes the bar to 100 %. ``enabled=None`` means: only on a
+terminal.
+"""
 from __future__ import annotations
 
 import sys
-import time
 
 
 class Progress:
-    """``update(done, total, msg)``; ``close()`` ends the line. ``enabled=None`` means: only on a terminal."""
-
-    def __init__(self, label: str, enabled: bool | None = None, stream=None):
+    def __init__(self, label: str, enabled: bool | None = None, stream=None, total: float = 1.0, unit: str = ""):
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.enabled = self.tty if enabled is None else enabled
-        self.label, self.last, self.t0 = label, -1, time.perf_counter()
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = tty if enabled is None else bool(enabled)
+        self.total = float(total)
+        self.bar = None
+        if self.enabled:
+            from tqdm import tqdm
 
-    def update(self, frac: float, msg: str = "") -> None:
-        if not self.enabled:
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {n:.2f}/{total:.0f}" + (f" {unit}" if unit else "") + \
+                  " [{elapsed}<{remaining}] {postfix}"
+            if total == 1.0 and not unit:
+                fmt = "{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}"
+            self.bar = tqdm(total=self.total, desc=label, file=self.stream, bar_format=fmt, mininterval=0.5,
+                            leave=True, dynamic_ncols=tty, ascii=not tty)
+
+    def update(self, done: float, msg: str = "") -> None:
+        if self.bar is None:
             return
-        pct = int(100 * min(1.0, max(0.0, frac)))
-        if self.tty:
-            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
-            el = time.perf_counter() - self.t0
-            self.stream.write(f"\r{self.label} [{bar}] {pct:3d}% {el:6.1f}s {msg}   ")
-            self.stream.flush()
-        elif pct // 10 != self.last // 10:
-            self.stream.write(f"{self.label} {pct:3d}% {msg}\n")
-            self.stream.flush()
-        self.last = pct
+        done = min(self.total, max(0.0, float(done)))
+        self.bar.n = done
+        self.bar.set_postfix_str(msg, refresh=False)
+        self.bar.refresh()
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.n = self.total
+            self.bar.refresh()
+            self.bar.close()
+            self.bar = None

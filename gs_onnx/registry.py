@@ -1,5 +1,6 @@
 """Finding installed models: ``--models-dir``, then ``$GS_ONNX_MODELS`` (os.pathsep-separated folders),
-then the models shipped with gs-onnx (the repository's ``models/`` folder)."""
+then the models shipped with gs-onnx (the repository's ``models/`` folder, installed as the package data
+``gs_onnx_models`` by any install: ``pip install .``, a wheel, or an editable install)."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,16 @@ from pathlib import Path
 from .errors import GSError
 from .manifest import Manifest, load_manifest
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models"
+def _shipped() -> Path:
+    try:
+        import gs_onnx_models
+
+        return Path(gs_onnx_models.__file__).resolve().parent
+    except ImportError:  # a source tree on sys.path, never installed
+        return Path(__file__).resolve().parent.parent / "models"
+
+
+SHIPPED = _shipped()
 DEFAULT_MODEL = "began"  # the paper's BEGAN, trained on CelebA by this project (docs/training.md)
 
 
@@ -20,6 +30,8 @@ def default_model() -> str:
 def search_path(models_dir: str | Path | None = None) -> list[Path]:
     dirs: list[Path] = []
     if models_dir:
+        if not Path(models_dir).is_dir():
+            raise GSError(f"--models-dir {models_dir} is not a folder")
         dirs.append(Path(models_dir))
     env = os.environ.get("GS_ONNX_MODELS", "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]

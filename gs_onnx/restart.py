@@ -131,14 +131,15 @@ class _Lockstep:
 
 def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarray, np.ndarray]],
                       x0s: list[np.ndarray], budget: Budget,
-                      callback: Callable[[int, int], None] | None = None,
+                      callback: Callable[[int, int, float], None] | None = None,
                       iteration: Callable[[int], None] | None = None) -> list[tuple[object, int]]:
     """Run one scipy L-BFGS-B per start in ``x0s``, their evaluations batched.
 
     ``evaluate(keys, Z)`` gets the indices of the runs asking and their points Z (k, size) float64 and
     returns (f (k,), G (k, size)). Each run keeps its own L-BFGS-B state, budget and stopping; a run's
     iterates equal those of running it alone whenever ``evaluate`` computes every row independently.
-    ``iteration(k)`` is called after each iteration of run k; raising
+    ``callback(k, evaluations, f)`` after each evaluation of run k; ``iteration(k)`` after each iteration of
+    run k; raising
     :class:`gs_onnx.stopping.EarlyStop` there ends that run (its result is then None).
     Returns [(scipy OptimizeResult or None, evaluations)] in the order of ``x0s``.
     """
@@ -151,7 +152,7 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
             res = lock.call(k, z)
             counts[k] += 1
             if callback:
-                callback(k, counts[k])
+                callback(k, counts[k], float(res[0]))
             return res
 
         try:
@@ -176,6 +177,16 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
     return list(zip(out, counts))
 
 
+def lbfgs_settings(budget: Budget, lr: float = 1.0, line_search: str | None = None):
+    """The paper's torch L-BFGS for a budget: steps of up to 20 iterations (25 x 20 = the default 500),
+    torch's tolerances, the budget's history."""
+    from .lbfgs import LBFGSSettings
+
+    inner = min(20, budget.max_iter)
+    return LBFGSSettings(lr=lr, max_iter=inner, steps=-(-budget.max_iter // inner), history=budget.history,
+                         line_search=line_search)
+
+
 def _check_budget(budget: Budget, restarts: int) -> None:
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
         raise GSError(f"restarts must be an integer >= 1, got {restarts!r}")
@@ -196,7 +207,8 @@ def start_points(init: str, size: int, seed: int, restarts: int, z0: np.ndarray 
 
 def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget = Budget(),
                   seeds=None, init: str = "cn01", z0s=None, batch: str = "none", stop: StopRule = PAPER,
-                  callback: Callable[[int, int, int], None] | None = None, trace=None) -> list[Recovery]:
+                  callback: Callable[[int, int, int, float], None] | None = None, trace=None,
+                  optimizer: str = "scipy", lbfgs=None) -> list[Recovery]:
     """Recover every image of ``Y`` ((B, m) float32) with ``restarts`` L-BFGS-B runs each.
 
     Parameters
@@ -212,8 +224,10 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     batch : one of :data:`BATCH_MODES`; the iterates are those of ``none`` up to float32 rounding (the
         batched graphs may sum in another order)
     stop : the stopping rule (:mod:`gs_onnx.stopping`; default the paper's fixed budget)
-    callback : ``callback(image, restart, evaluations)`` after every evaluation
+    callback : ``callback(image, restart, evaluations, f)`` after every evaluation
     trace : ``trace(image, restart, iteration, z, f, f_held)`` at every iterate (iteration 0: the start)
+    optimizer : one of :data:`OPTIMIZERS`; ``lbfgs``: its :class:`gs_onnx.lbfgs.LBFGSSettings` (default:
+        :func:`lbfgs_settings` of ``budget``)
 
     Returns
     -------
@@ -225,6 +239,10 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
         raise GSError(f"measurements must have shape (images, m) with at least one image, got {Y.shape}")
     if batch not in BATCH_MODES:
         raise GSError(f"unknown batch mode {batch!r}: choose one of {', '.join(BATCH_MODES)}")
+    if optimizer not in OPTIMIZERS:
+        raise GSError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if optimizer == "lbfgs" and lbfgs is None:
+        lbfgs = lbfgs_settings(budget)
     _check_budget(budget, restarts)
     B, K = len(Y), int(restarts)
     seeds = list(range(B)) if seeds is None else [int(s) for s in seeds]
@@ -238,7 +256,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     can_batch = hasattr(objective, "value_and_grad_batch")
     if not can_batch or (batch == "restarts" and K == 1) or (batch == "images" and B * K == 1):
         batch = "none"
-    cb = callback or (lambda i, r, e: None)
+    cb = callback or (lambda i, r, e, f: None)
     timed = list({id(o): o for o in objs + [getattr(objective, "_obj", objective)]}.values())
     ev_before = [getattr(o, "eval_seconds", None) for o in timed]
     watch = stop.uses_holdout or trace is not None
@@ -256,7 +274,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
         if trackers is not None:
             trackers[i][r].on_iter()
 
-    runs = _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter)
+    runs = _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter, optimizer, lbfgs)
     recs = []
     for i in range(B):
         results, best = [], None
@@ -285,7 +303,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
                              objective=rr.objective, evaluations=sum(x.evaluations for x in results), seconds=0.0,
                              best_restart=rr.restart, restarts=results))
     if stop.name == "refit":
-        _refit(objective, Y, recs, x0, budget, batch, cb)
+        _refit(objective, Y, recs, x0, budget, optimizer, lbfgs)
     for i, rec in enumerate(recs):
         rec.image = np.clip(objs[i].image(rec.latents)[0], 0.0, 1.0)
         rec.latents = {k: v[0] for k, v in rec.latents.items()}
@@ -301,10 +319,46 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     return recs
 
 
-def _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter):
-    """The L-BFGS-B runs of every (image, restart), as the batch mode says: [[(result, evaluations)] per restart]
-    per image (result None where a stopping rule ended the run)."""
+#: Optimisers behind ``gs-recover --optimizer``: scipy's L-BFGS-B (the reference) and the paper's torch L-BFGS
+#: semantics, batched (:mod:`gs_onnx.lbfgs`).
+OPTIMIZERS = ("scipy", "lbfgs")
+
+
+def _run(evaluate, starts: list[np.ndarray], budget: Budget, on_eval, on_iter, optimizer: str, lbfgs=None,
+         device: str = "cpu"):
+    """One optimiser over ``starts`` (their evaluations batched): [(result, evaluations)] in order; result
+    has ``x``, ``fun``, ``nit``, ``message`` (None where a stopping rule ended the run)."""
+    if optimizer == "scipy":
+        return minimize_lockstep(evaluate, starts, budget, on_eval, on_iter)
+    from types import SimpleNamespace
+
+    from .lbfgs import minimize_batch
+
+    counts = [0] * len(starts)
+
+    def ev(rows, X):
+        out = evaluate(rows, X)
+        for j, r in enumerate(rows):
+            counts[r] += 1
+            on_eval(r, counts[r], float(out[0][j]))
+        return out
+
+    # the history products run where the engine runs: numpy BLAS on the CPU, ONNX Runtime on a GPU
+    res = minimize_batch(ev, np.stack(starts), lbfgs, iteration=lambda r, x, f: on_iter(r),
+                         algebra="ort" if device == "cuda" else "numpy", device=device)
+    return [(None if r["message"] == "stopped by the stopping rule" else
+             SimpleNamespace(x=r["x"], fun=r["fun"], nit=r["nit"], message=r["message"]), counts[k])
+            for k, r in enumerate(res)]
+
+
+def _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter, optimizer="scipy", lbfgs=None):
+    """The optimiser runs of every (image, restart), as the batch mode says: [[(result, evaluations)] per
+    restart] per image (result None where a stopping rule ended the run)."""
     B = len(objs)
+    device = getattr(getattr(objective, "engine", None), "device_name", "cpu")
+
+    def run(*a):
+        return _run(*a, device=device)
     if batch == "images":
         def evaluate(keys, Z):
             rows = [k // K for k in keys]
@@ -314,8 +368,8 @@ def _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter):
                 track(i, [keys[j] % K for j in sel], Z[sel], f[sel], _Rows(objective, sel))
             return f, g
 
-        flat = minimize_lockstep(evaluate, [x for xs in x0 for x in xs], budget,
-                                 lambda k, ev: cb(k // K, k % K, ev), lambda k: on_iter(k // K, k % K))
+        flat = run(evaluate, [x for xs in x0 for x in xs], budget, lambda k, ev, f: cb(k // K, k % K, ev, f),
+                    lambda k: on_iter(k // K, k % K), optimizer, lbfgs)
         return [flat[i * K:(i + 1) * K] for i in range(B)]
     runs = []
     for i in range(B):
@@ -326,25 +380,18 @@ def _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter):
                 track(_i, list(keys), Z, f, _o)
                 return f, g
 
-            runs.append(minimize_lockstep(evaluate, x0[i], budget, lambda k, ev, _i=i: cb(_i, k, ev),
-                                          lambda k, _i=i: on_iter(_i, k)))
+            runs.append(run(evaluate, x0[i], budget, lambda k, ev, f, _i=i: cb(_i, k, ev, f),
+                             lambda k, _i=i: on_iter(_i, k), optimizer, lbfgs))
             continue
         out = []
         for r in range(K):
-            start = o.evaluations
+            def evaluate(keys, Z, _o=o, _i=i, _r=r):
+                f, g = _o.value_and_grad(Z[0])
+                track(_i, [_r], Z, np.array([f]), _o)
+                return np.array([f]), g[None]
 
-            def fg(z, _o=o, _i=i, _r=r, _s=start):
-                f, g = _o.value_and_grad(z)
-                track(_i, [_r], np.asarray(z)[None], np.array([f]), _o)
-                cb(_i, _r, _o.evaluations - _s)
-                return f, g
-
-            try:
-                res = minimize(fg, x0[i][r], jac=True, method="L-BFGS-B", options=_options(budget),
-                               callback=lambda xk, _i=i, _r=r: on_iter(_i, _r))
-            except EarlyStop:
-                res = None
-            out.append((res, o.evaluations - start))
+            out += run(evaluate, [x0[i][r]], budget, lambda k, ev, f, _i=i, _r=r: cb(_i, _r, ev, f),
+                        lambda k, _i=i, _r=r: on_iter(_i, _r), optimizer, lbfgs)
         runs.append(out)
     return runs
 
@@ -356,7 +403,7 @@ class _Rows:
         self.held_out = np.asarray(obj.held_out).reshape(-1)[rows]
 
 
-def _refit(objective, Y, recs, x0, budget, batch, cb) -> None:
+def _refit(objective, Y, recs, x0, budget, optimizer, lbfgs) -> None:
     """``refit``: each image's winning restart again from its start, on all measurements, for as many
     iterations as it took to reach its best held-out error."""
     for i, rec in enumerate(recs):
@@ -364,13 +411,20 @@ def _refit(objective, Y, recs, x0, budget, batch, cb) -> None:
         its = max(1, int(getattr(win, "best_iteration", win.iterations)))
         b = dataclasses.replace(budget, max_iter=its, max_fun=max(1, int(round(its * budget.max_fun / budget.max_iter))))
         o = objective.with_measurements(Y[i])
-        res = minimize(lambda z: o.value_and_grad(z), x0[i][rec.best_restart], jac=True, method="L-BFGS-B",
-                       options=_options(b))
+
+        def evaluate(keys, Z, _o=o):
+            f, g = _o.value_and_grad(Z[0])
+            return np.array([f]), g[None]
+
+        lb = None if lbfgs is None else dataclasses.replace(lbfgs, max_iter=min(lbfgs.max_iter, its),
+                                                           steps=-(-its // min(lbfgs.max_iter, its)))
+        ((res, evals),) = _run(evaluate, [x0[i][rec.best_restart]], b, lambda k, ev, f: None, lambda k: None,
+                               optimizer, lb, getattr(getattr(objective, "engine", None), "device_name", "cpu"))
         rec.latents = o.layout.unpack(res.x)
         rec.objective = float(res.fun)
         rec.measurement_error = o.measurement_error(rec.latents)
-        rec.evaluations += o.evaluations
-        rec.refit = {"iterations": int(res.nit), "evaluations": o.evaluations}
+        rec.evaluations += evals
+        rec.refit = {"iterations": int(res.nit), "evaluations": evals}
 
 
 def run_restarts(objective, *, restarts: int = 3, budget: Budget = Budget(), seed: int = 0, init: str = "cn01",
@@ -385,7 +439,7 @@ def run_restarts(objective, *, restarts: int = 3, budget: Budget = Budget(), see
     state and stopping; the iterates are those of the sequential runs up to float32 rounding. ``stop``: the
     stopping rule (:mod:`gs_onnx.stopping`).
     """
-    cb = None if callback is None else (lambda i, r, e: callback(r, e))
+    cb = None if callback is None else (lambda i, r, e, f: callback(r, e))
     # one image: Y only gives m (only the "images" mode reads it, and one image batches its restarts)
     m = int(getattr(objective, "m", 1))
     return recover_batch(_Fixed(objective), np.zeros((1, m), np.float32), restarts=restarts, budget=budget,

@@ -68,3 +68,18 @@ def shipped():
     from gs_onnx.registry import load
 
     return load(str(SHIPPED / "dcgan-digiface"))
+
+
+@pytest.fixture(scope="session")
+def dcgan_meas_010(tmp_path_factory):
+    """Two bundled faces measured for the shipped dcgan at m/n = 0.1 (read-only: copy before editing)."""
+    from click.testing import CliRunner
+
+    from gs_onnx.cli import measure_main
+
+    d = tmp_path_factory.mktemp("meas_dcgan_010")
+    imgs = [SAMPLES / "celeba64_182638.jpg", SAMPLES / "celeba64_182639.jpg"]
+    r = CliRunner().invoke(measure_main, [*map(str, imgs), "--model", "dcgan", "--ratio", "0.1", "-o",
+                                          str(d / "meas.npy")])
+    assert r.exit_code == 0, r.output
+    return d / "meas.npy"

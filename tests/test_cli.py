@@ -27,7 +27,7 @@ from gs_onnx import cli
 from gs_onnx import operator as opmod
 from gs_onnx import registry
 
-SAMPLES = Path(cli.__file__).resolve().parent / "samples"
+SAMPLES = Path(cli.__file__).resolve().parent.parent / "samples"
 IMG_A = SAMPLES / "celeba64_182638.jpg"
 IMG_B = SAMPLES / "celeba64_182639.jpg"
 ALIGNED = SAMPLES / "celeba_aligned_00000.jpg"
@@ -173,9 +173,10 @@ def test_recover_with_reference(tmp_path, meas):
     r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", out, *TINY, "--reference", IMG_A, "--reference", IMG_B])
     assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
     assert sorted(p.name for p in out.iterdir()) == [
-        "recovered.npy", "recovered_000.png", "recovered_001.png", "report.json"]
+        "compare_001.png", "compare_002.png", "contact_sheet.png", "recovered.npy", "recovered_001.png",
+        "recovered_002.png", "report.json"]
     no_temp_dirs(tmp_path)
-    for name in ("recovered_000.png", "recovered_001.png"):
+    for name in ("recovered_001.png", "recovered_002.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(out / name) as im:
             im.verify()
@@ -188,9 +189,10 @@ def test_recover_with_reference(tmp_path, meas):
     assert rep["model"] == MODEL and rep["cut"] == 1 and rep["device"] == "auto"
     assert isinstance(rep["provider"], str) and rep["provider"].endswith("ExecutionProvider")
     assert rep["m"] == M and rep["n"] == N
-    assert [row["index"] for row in rep["images"]] == [0, 1]
+    assert [row["index"] for row in rep["images"]] == [0, 1] and [row["image"] for row in rep["images"]] == [1, 2]
     for row in rep["images"]:
         assert isinstance(row["psnr"], float) and 0 < row["psnr"] < 100
+        assert isinstance(row["ssim"], float) and -1 <= row["ssim"] <= 1
         assert isinstance(row["measurement_error"], float) and row["measurement_error"] >= 0
         assert isinstance(row["seconds"], (int, float)) and row["seconds"] >= 0
         assert isinstance(row["evaluations"], int) and 1 <= row["evaluations"] <= 7  # max_fun = 1.25 * 5
@@ -238,14 +240,23 @@ def test_measure_aligned_celeba_is_cropped_to_model_size(tmp_path):
     assert side["preprocessing"]["size"] == 64 and side["sigma"] == 0.0
 
 
-def test_recover_into_existing_folder_keeps_other_files(tmp_path, meas):
+def test_recover_refuses_a_non_empty_folder_and_replaces_it_whole_with_overwrite(tmp_path, meas):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    before = snapshot(tmp_path)
     r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", out, "--restarts", "1", "--max-iter", "2"])
+    assert_one_line_error(r, "not empty", "--overwrite")
+    assert snapshot(tmp_path) == before
+    r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", out, "--restarts", "1", "--max-iter", "2", "--overwrite"])
     assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
-    assert (out / "keep.txt").read_text() == "mine" and (out / "report.json").is_file()
+    assert not (out / "keep.txt").exists() and (out / "report.json").is_file()  # replaced whole: no stale files
     no_temp_dirs(tmp_path)
+    # an empty folder is simply used
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", empty, "--restarts", "1", "--max-iter", "2"])
+    assert r.exit_code == 0 and (empty / "report.json").is_file()
 
 
 def test_models_lists_shipped_model_with_cuts():
@@ -391,8 +402,11 @@ def test_measure_streams_a_matrix_too_big_for_memory(tmp_path, monkeypatch, meas
 def test_measure_existing_output_unchanged_on_error(tmp_path, meas):
     m = copy_pair(meas, tmp_path, "m")
     before = snapshot(tmp_path)
-    r = invoke(cli.measure_main, [IMG_A, tmp_path / "gone.jpg", "--ratio", "0.1628", "-o", m])
+    r = invoke(cli.measure_main, [IMG_A, tmp_path / "gone.jpg", "--ratio", "0.1628", "-o", m, "--overwrite"])
     assert_one_line_error(r, "gone.jpg")
+    assert snapshot(tmp_path) == before
+    r = invoke(cli.measure_main, [IMG_A, "--ratio", "0.1628", "-o", m])  # without --overwrite: refused first
+    assert_one_line_error(r, "exists", "--overwrite")
     assert snapshot(tmp_path) == before
 
 

@@ -157,11 +157,8 @@ def test_holdout_mask_is_seeded_and_sane():
 
 
 @pytest.fixture(scope="module")
-def meas(tmp_path_factory):
-    d = tmp_path_factory.mktemp("meas_stop")
-    r = invoke(cli.measure_main, [IMG_A, IMG_B, "--model", "dcgan", "--ratio", "0.1", "-o", d / "meas.npy"])
-    assert r.exit_code == 0, r.stderr
-    return d / "meas.npy"
+def meas(dcgan_meas_010):
+    return dcgan_meas_010
 
 
 def test_recover_reports_the_rule_and_each_restarts_stop(tmp_path, meas):

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 import torch
 
+from gs_onnx.cli.common import OneLineCommand, OneLineGroup, examples, version_option
+
 from .architectures import ARCHITECTURES, build
 from .checkpoints import load_digiface, load_generator
 from .exporter import default_recommended, export_generator
@@ -19,19 +21,23 @@ def _progress(label):
     return cb
 
 
-@click.group()
+@click.group(cls=OneLineGroup, epilog=examples(
+    "gs-export checkpoint --arch dcgan --checkpoint G.pth --name my-dcgan -o models/my-dcgan",
+    "gs-export untrained --arch began --seed 0 -o /tmp/began-untrained",
+    "gs-export upgrade models/dcgan"))
+@version_option
 def main():
     """Export generators to gs-onnx model folders (needs torch, onnx, onnxscript)."""
 
 
-@main.command()
+@main.command(cls=OneLineCommand)
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), required=True)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--key", default=None, help="Nested key of the state_dict inside the checkpoint (a.b).")
 @click.option("--key-map", default=None, help="'dcgan-tutorial' or a JSON file {checkpoint key: our key}.")
 @click.option("--config", "config_json", default="{}", help="Architecture keywords as JSON.")
 @click.option("--name", required=True)
-@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
 @click.option("--provenance", "prov_json", default="{}", help="JSON object: weights source, data, licence.")
 @click.option("--cut", type=int, default=None, help="Recommended cut (default: the paper's).")
 def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json, cut):
@@ -45,10 +51,10 @@ def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json
     click.echo(f"wrote {out}")
 
 
-@main.command()
+@main.command(cls=OneLineCommand)
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A downloaded gan_face_generate-1.1.1 wheel (default: pip download it).")
-@click.option("--out", type=click.Path(file_okay=False), default="models/dcgan-digiface", show_default=True)
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), default="models/dcgan-digiface", show_default=True)
 def digiface(wheel, out):
     """Import the DigiFace-1M DCGAN of gan-face-generate==1.1.1 (MIT) as models/dcgan-digiface."""
     gen, prov = load_digiface(wheel)
@@ -56,10 +62,10 @@ def digiface(wheel, out):
     click.echo(f"wrote {out}")
 
 
-@main.command()
+@main.command(cls=OneLineCommand)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", required=True)
-@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
 @click.option("--provenance", "prov_json", default="{}", help="Extra provenance fields (JSON object).")
 def run(run_dir, name, out, prov_json):
     """Export a gs-train run folder (generator.pt + train.json)."""
@@ -75,12 +81,12 @@ def run(run_dir, name, out, prov_json):
     click.echo(f"wrote {out}")
 
 
-@main.command()
+@main.command(cls=OneLineCommand)
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), required=True)
 @click.option("--config", "config_json", default="{}", help="Architecture keywords as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--name", default=None)
-@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
 def untrained(arch, config_json, seed, name, out):
     """A randomly initialised twin of ARCH (seeded; marked untrained in its manifest)."""
     torch.manual_seed(seed)
@@ -92,10 +98,10 @@ def untrained(arch, config_json, seed, name, out):
     click.echo(f"wrote {out}")
 
 
-@main.command()
+@main.command(cls=OneLineCommand)
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Where to write (default: replace MODEL_DIR).")
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Where to write  [default: replace MODEL_DIR]")
 def upgrade(model_dir, out):
     """Re-export MODEL_DIR with this exporter, its weights read back from its own graphs.
 

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
+
+from gs_onnx.cli.common import OneLineCommand, examples, version_option
 import numpy as np
 import torch
 from torch import nn
@@ -360,22 +362,26 @@ def train(arch: str, data: str | Path, out: str | Path, *, device: str = "auto",
     return record
 
 
-@click.command()
+@click.command(cls=OneLineCommand, epilog=examples(
+    "gs-train dcgan --data ../shared/data/celeba_crops64/train -o runs/dcgan",
+    "gs-train began --data ../shared/data/celeba_aligned/train -o runs/began --time-budget 600",
+    "gs-train vae --data images/ -o /tmp/smoke --smoke"))
 @click.argument("arch", type=click.Choice(sorted(DEFAULTS)))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Image folder.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("-o", "--output", "--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--epochs", type=int, default=None, help="Default: the paper's (see DEFAULTS).")
-@click.option("--batch", type=int, default=None)
-@click.option("--lr", type=float, default=None)
+@click.option("--epochs", type=int, default=None, help="[default: the architecture's, see docs/training.md]")
+@click.option("--batch", type=int, default=None, help="[default: the architecture's]")
+@click.option("--lr", type=float, default=None, help="[default: the architecture's]")
 @click.option("--time-budget", type=float, default=0.0, show_default=True, help="Seconds; 0 = none.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "none"]), default="auto", show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only the first N images.")
-@click.option("--max-steps", type=int, default=None)
+@click.option("--limit", type=int, default=None, help="Use only the first N images  [default: all]")
+@click.option("--max-steps", type=int, default=None, help="[default: no limit]")
 @click.option("--smoke", is_flag=True, help="A few CPU steps on 8 images, small widths: proves the loop.")
-@click.option("--config", "config_json", default="{}", help="Architecture keywords as JSON.")
+@click.option("--config", "config_json", default="{}", show_default=True, help="Architecture keywords as JSON.")
 @click.option("--no-resume", is_flag=True)
+@version_option
 def main(arch, data, out, device, epochs, batch, lr, time_budget, seed, amp, limit, max_steps, smoke,
          config_json, no_resume):
     """Train ARCH (dcgan | began | vae) on the images in --data, writing checkpoints to --out."""

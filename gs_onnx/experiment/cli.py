@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import OneLineGroup, one_line_errors
+from ..cli.common import OneLineCommand, OneLineGroup, examples, one_line_errors, provenance, version_option
 from ..errors import GSError
 from ..progress import Progress
 from . import presets as P
@@ -52,51 +52,69 @@ def _names(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(v.strip() for v in s.split(",") if v.strip()) or None
 
 
-def _common(f):
-    opts = [
-        click.option("--models", default=None, help="Comma-separated model names or folders (default: the preset's)."),
-        click.option("--datasets", default=None,
-                     help="Comma-separated: celeba-test, celeba-train, coco, generated, or image folders."),
-        click.option("--images", default=20, show_default=True, type=int, help="First N images of each dataset."),
-        click.option("--ratios", default=None, help="Comma-separated m/n values, or 'paper' (the paper's 10)."),
-        click.option("--methods", default=None, help="Comma-separated: gs, nogs, lasso-dct, mganprior, "
-                                                     "deep-decoder, iagan (what the preset allows)."),
-        click.option("--restarts", default=3, show_default=True, type=int, help="Restarts of gs/nogs/mganprior."),
-        click.option("--max-iter", default=None, type=int, help="L-BFGS-B iterations per restart "
-                                                                "(default: the model's, the paper's for raw)."),
-        click.option("--cut", default=None, type=int, help="Cut for gs/mganprior (default: the model's)."),
-        click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--operator", default="gaussian", show_default=True, type=click.Choice(["gaussian", "srdct"])),
-        click.option("--steps", default=None, type=int, help="Adam steps of Deep Decoder / IAGAN's latent phase."),
-        click.option("--finetune-steps", default=None, type=int, help="IAGAN's joint phase steps."),
-        click.option("--lasso-iter", default=None, type=int, help="Lasso-DCT iterations (default 2000)."),
-        click.option("--data-root", default=None, type=click.Path(file_okay=False),
-                     help="Folder with celeba_crops64/, celeba_aligned/, coco/ (default: $GS_ONNX_DATA or "
-                          "../shared/data)."),
-        click.option("--models-dir", default=None, type=click.Path(file_okay=False)),
-        click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
-                     help="Results folder (default runs/experiments/PRESET)."),
-        click.option("--workers", default=1, show_default=True, type=int, help="Local worker processes."),
-        click.option("--threads", default=0, type=int, help="Threads per task (0: all cores in-process, 1 per worker)."),
-        click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "auto"])),
-        click.option("--ray", "ray_address", default=None, metavar="local|auto|HOST:PORT",
-                     help="Run the tasks on Ray: 'local' starts one here, 'auto'/HOST:PORT joins a cluster."),
-        click.option("--dry-run", is_flag=True, help="Only count the tasks to run."),
-        click.option("--no-plot", is_flag=True, help="Do not write the figures at the end."),
-        click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+#: Every option a preset may read, by name; each preset lists the ones it reads (PRESET_OPTIONS), so its
+#: --help shows exactly those.
+OPTIONS = {
+    "models": click.option("--models", default=None, help="Comma-separated model names or folders  [default: the preset's]"),
+    "datasets": click.option("--datasets", default=None,
+                             help="Comma-separated: celeba-test, celeba-train, coco, generated, or image folders  "
+                                  "[default: the preset's]"),
+    "images": click.option("--images", default=20, type=int, help="First N images of each dataset."),
+    "ratios": click.option("--ratios", default=None, help="Comma-separated m/n values, or 'paper' (the paper's 10)  "
+                                                          "[default: the preset's]"),
+    "methods": click.option("--methods", default=None, help="Comma-separated: gs, nogs, lasso-dct, mganprior, "
+                                                            "deep-decoder, iagan (what the preset allows)"),
+    "restarts": click.option("--restarts", default=3, type=int, help="Restarts of gs/nogs/mganprior."),
+    "max_iter": click.option("--max-iter", default=None, type=int,
+                             help="L-BFGS-B iterations per restart  [default: the model's; the paper's for raw]"),
+    "cut": click.option("--cut", default=None, type=int, help="Cut for gs/mganprior  [default: the model's]"),
+    "seed": click.option("--seed", default=0, type=int, help="Base seed of A, noise and starts."),
+    "operator": click.option("--operator", default="gaussian", type=click.Choice(["gaussian", "srdct"])),
+    "steps": click.option("--steps", default=None, type=int, help="Adam steps of Deep Decoder / IAGAN's latent phase."),
+    "finetune_steps": click.option("--finetune-steps", default=None, type=int, help="IAGAN's joint phase steps."),
+    "lasso_iter": click.option("--lasso-iter", default=None, type=int, help="Lasso-DCT iterations  [default: 2000]"),
+    "data_root": click.option("--data-root", default=None, type=click.Path(file_okay=False),
+                              help="Folder with celeba_crops64/, celeba_aligned/, coco/  [default: $GS_ONNX_DATA or "
+                                   "../shared/data]"),
+    "models_dir": click.option("--models-dir", default=None, type=click.Path(file_okay=False)),
+    "out": click.option("-o", "--output", "--out", "out", default=None, type=click.Path(file_okay=False),
+                        help="Results folder  [default: runs/experiments/PRESET]"),
+    "workers": click.option("--workers", default=1, type=int, help="Local worker processes."),
+    "threads": click.option("--threads", default=0, type=int,
+                            help="Threads per task (0: all cores in-process, 1 per worker)."),
+    "device": click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"])),
+    "ray": click.option("--ray", "ray_address", default=None, metavar="local|auto|HOST:PORT",
+                        help="Run the tasks on Ray: 'local' starts one here, 'auto'/HOST:PORT joins a cluster."),
+    "dry_run": click.option("--dry-run", is_flag=True, help="Only count the tasks to run."),
+    "no_plot": click.option("--no-plot", is_flag=True, help="Do not write the figures at the end."),
+    "progress": click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on a terminal]"),
+}
+_RUN = ("models_dir", "out", "workers", "threads", "device", "ray", "dry_run", "no_plot", "progress", "seed")
+_RECOVERY = ("models", "datasets", "images", "restarts", "max_iter", "cut", "operator", "data_root") + _RUN
+PRESET_OPTIONS = {
+    "cs": _RECOVERY + ("ratios", "methods", "lasso_iter"),
+    "baselines": _RECOVERY + ("ratios", "methods", "steps", "finetune_steps", "lasso_iter"),
+    "raw": tuple(o for o in _RECOVERY if o != "operator") + ("methods",),
+    "untrained": _RECOVERY + ("ratios", "methods"),
+    "init": _RECOVERY + ("ratios", "methods"),
+    "cuts": _RECOVERY + ("ratios",),
+    "samples": ("models",) + _RUN,
+    "budget": _RECOVERY + ("ratios",),
+}
+_DEFAULTS = {"models": None, "datasets": None, "images": 20, "ratios": None, "methods": None, "restarts": 3,
+             "max_iter": None, "cut": None, "seed": 0, "operator": "gaussian", "steps": None, "finetune_steps": None,
+             "lasso_iter": None, "data_root": None, "models_dir": None, "out": None, "workers": 1, "threads": 0,
+             "device": "cpu", "ray_address": None, "dry_run": False, "no_plot": False, "progress": None}
 
 
 def _run(preset: str, kw: dict, extra: dict) -> None:
+    kw = {**_DEFAULTS, **kw}
     cfg = P.Config(models=_names(kw["models"]), datasets=_names(kw["datasets"]), images=kw["images"],
                    ratios=_floats(kw["ratios"]), methods=_names(kw["methods"]), restarts=kw["restarts"],
                    seed=kw["seed"], max_iter=kw["max_iter"], cut=kw["cut"], operator=kw["operator"],
                    steps=kw["steps"], finetune_steps=kw["finetune_steps"], lasso_iter=kw["lasso_iter"],
                    data_root=kw["data_root"], models_dir=kw["models_dir"], **extra)
-    for name in ("restarts", "max_iter", "steps", "lasso_iter", "workers"):
+    for name in ("restarts", "max_iter", "steps", "lasso_iter", "workers", "images"):
         v = kw[name]
         if v is not None and v < 1:
             raise GSError(f"--{name.replace('_', '-')} must be >= 1")
@@ -108,7 +126,8 @@ def _run(preset: str, kw: dict, extra: dict) -> None:
     if kw["dry_run"]:
         click.echo(f"{preset}: {len(tasks)} task(s), {len(results.pending(tasks))} not yet in {results.path}")
         return
-    (out / "experiment.json").write_text(json.dumps({"preset": preset, "argv": sys.argv[1:]}, indent=1) + "\n")
+    (out / "experiment.json").write_text(json.dumps({"preset": preset, "argv": sys.argv[1:],
+                                                     "provenance": provenance()}, indent=1) + "\n")
     threads = kw["threads"] or (0 if kw["workers"] <= 1 and not kw["ray_address"] else 1)
     prog = Progress(f"gs-experiment {preset}", kw["progress"])
     try:
@@ -128,17 +147,28 @@ def _plot(folder: Path, out: Path | None) -> None:
     rows = ResultsFile(folder).rows() if (Path(folder) / "results.jsonl").is_file() else []
     if not rows:
         raise GSError(f"no results in {folder} (expected {Path(folder) / 'results.jsonl'})")
-    for p in plot(folder, rows, out):
+    try:
+        written = plot(folder, rows, out)
+    except GSError as e:
+        if "matplotlib" not in str(e):
+            raise
+        click.echo(f"error: {e} (results and summary.md are written)", err=True)
+        sys.exit(2)
+    for p in written:
         click.echo(f"wrote {p}")
 
 
-@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, epilog=examples(
+    "gs-experiment cs --models dcgan --images 5 --ratios 0.0488,0.1628 -o runs/cs",
+    "gs-experiment budget --models dcgan --images 10 -o runs/budget",
+    "gs-experiment plot runs/cs"))
+@version_option
 def main() -> None:
     """The paper's experiments, one command per figure (Park et al., Generator Surgery)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _preset_command(name: str, doc: str, extra_opts=(), to_extra=lambda kw: {}):
+def _preset_command(name: str, doc: str, extra_opts=(), to_extra=lambda kw: {}, example: str = ""):
     def cmd(**kw):
         extra = to_extra(kw)
         _run(name, kw, extra)
@@ -147,39 +177,49 @@ def _preset_command(name: str, doc: str, extra_opts=(), to_extra=lambda kw: {}):
     cmd = one_line_errors(cmd)
     for o in reversed(extra_opts):
         cmd = o(cmd)
-    cmd = _common(cmd)
-    return main.command(name, help=doc, short_help=doc.split(": ", 1)[-1])(cmd)
+    for key in reversed(PRESET_OPTIONS[name]):
+        cmd = OPTIONS[key](cmd)
+    ex = examples(example or f"gs-experiment {name} --models dcgan --images 5 -o runs/{name}",
+                  f"gs-experiment {name} --dry-run")
+    return main.command(name, help=doc, short_help=doc.split(": ", 1)[-1], epilog=ex, cls=OneLineCommand)(cmd)
 
 
-_preset_command("cs", "Fig. 2: PSNR vs m/n for no-GS, GS and Lasso-DCT per model on CelebA test and COCO.")
-_preset_command("baselines", "Fig. 3 / Table 1: GS vs mGANprior vs Deep Decoder vs IAGAN, with free parameters / n.")
-_preset_command("raw", "Fig. 4 left: A = I, no noise, c=0 vs the cut on generated, train, test and COCO images.")
+_preset_command("cs", "Fig. 2: PSNR vs m/n for no-GS, GS and Lasso-DCT per model on CelebA test and COCO.",
+                example="gs-experiment cs --models dcgan --images 5 --ratios 0.0488,0.1628 -o runs/cs")
+_preset_command("baselines", "Fig. 3 / Table 1: GS vs mGANprior vs Deep Decoder vs IAGAN, with free parameters / n.",
+                example="gs-experiment baselines --methods gs,mganprior --images 3 --ratios 0.1628 -o runs/bl")
+_preset_command("raw", "Fig. 4 left: A = I, no noise, c=0 vs the cut on generated, train, test and COCO images.",
+                example="gs-experiment raw --models dcgan --images 3 --max-iter 100 -o runs/raw")
 _preset_command("untrained", "Fig. 4 right: GS with trained vs randomly initialised weights.",
                 [click.option("--untrained", default=None,
-                              help="The untrained twin (default: the installed model MODEL-untrained).")],
+                              help="The untrained twin  [default: the installed model MODEL-untrained]")],
                 lambda kw: {"untrained": kw.pop("untrained")})
 _preset_command("init", "Fig. 6: latent inits zero, cn01, normal5, normal10 and the Lasso-DCT warm start.",
-                [click.option("--inits", default=None, help="Comma-separated inits (default: all five).")],
+                [click.option("--inits", default=None, help="Comma-separated inits  [default: all five]")],
                 lambda kw: {"inits": _names(kw.pop("inits"))})
 _preset_command("cuts", "Fig. 7: PSNR vs the cut index on a validation split; the best cut is selected.",
-                [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts (default: all).")],
+                [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts  [default: all]")],
                 lambda kw: {"cuts": _ints(kw.pop("cut_list"))})
 _preset_command("samples", "Fig. 8: sample grids of the cut generator at every cut.",
-                [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts (default: all)."),
-                 click.option("--count", default=8, show_default=True, type=int, help="Samples per cut.")],
-                lambda kw: {"cuts": _ints(kw.pop("cut_list")), "count": kw.pop("count")})
+                [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts  [default: all]"),
+                 click.option("--count", default=8, type=int, help="Samples per cut.")],
+                lambda kw: {"cuts": _ints(kw.pop("cut_list")), "count": kw.pop("count")},
+                example="gs-experiment samples --models dcgan --count 4 -o runs/samples")
 _preset_command("budget", "Stopping: PSNR vs iterations and seconds, fixed budgets vs held-out stopping rules.",
                 [click.option("--rules", default=None,
-                              help="Comma-separated: paper (traced), holdout (traced), auto (the default rule "
-                                   "as gs-recover runs it)  [default: all three]"),
+                              help="Comma-separated: paper (traced), holdout (traced), auto (the default rule as "
+                                   "gs-recover runs it)  [default: all three]"),
                  click.option("--holdouts", default=None,
                               help="Comma-separated held-out fractions of the holdout traces  [default: 0.1]")],
-                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts"))})
+                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts"))},
+                example="gs-experiment budget --models dcgan --ratios 0.1628 --images 10 -o runs/budget")
 
 
-@main.command("plot")
+@main.command("plot", cls=OneLineCommand, epilog=examples("gs-experiment plot runs/cs",
+                                                          "gs-experiment plot runs/cs -o /tmp/figures"))
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="Where to write (default FOLDER).")
+@click.option("-o", "--output", "--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Where to write  [default: FOLDER]")
 @one_line_errors
 def plot_cmd(folder: str, out: str | None) -> None:
     """Figures (PNG) and summary.md from FOLDER/results.jsonl."""

@@ -1,0 +1,206 @@
+"""``gs-recover``: recover images from a measurement file by Generator Surgery or one of the paper's baselines."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..engine.runtime import DEVICE_CHOICES
+from ..errors import GSError
+from ..images import grid, labelled, load_image, save_png
+from ..methods import METHODS
+from ..objective import ENGINE_CHOICES
+from ..restart import BATCH_MODES
+from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
+                     setup_logging, verbosity_options, version_option)
+
+
+def default_output(measurements: str | Path) -> Path:
+    """The output folder when ``-o`` is not given: ``<measurement file stem>-recovered`` beside it."""
+    p = Path(measurements)
+    return p.with_name(f"{p.stem}-recovered")
+
+
+def staging(outdir: Path, overwrite: bool) -> Path:
+    """A fresh temp folder beside ``outdir``: results are written there and published whole when complete.
+    An existing non-empty ``outdir`` is refused unless ``overwrite``."""
+    if outdir.exists() and not outdir.is_dir():
+        raise GSError(f"output exists and is not a folder: {outdir}")
+    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+        raise GSError(f"output folder {outdir} exists and is not empty: pass --overwrite to replace it, "
+                      f"or -o another folder")
+    parent = outdir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".gs-recover.", dir=parent))
+    except OSError as e:
+        raise GSError(f"cannot write beside {outdir}: {e.strerror or e}") from None
+
+
+def publish(tmp: Path, outdir: Path) -> None:
+    """Replace ``outdir`` by the finished ``tmp`` folder whole (no stale files of an earlier run)."""
+    old = None
+    if outdir.exists():
+        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
+        os.replace(outdir, old)
+    os.replace(tmp, outdir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@click.command(cls=OneLineCommand, epilog=examples(
+    "gs-recover --model began --cut 2 meas.npy                  # writes meas-recovered/",
+    "gs-recover meas.npy --model dcgan --cut 1 --reference face.jpg -o out/ --overwrite",
+    "gs-recover meas.npy --method lasso-dct -o lasso/             # the sparsity baseline, no model"))
+@click.argument("measurements", type=click.Path(dir_okay=False))
+@click.option("--method", type=click.Choice(list(METHODS)), default="gs",
+              help="gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
+                   "lasso-dct: sparsity baseline (no model); deep-decoder, iagan: need torch (export extra).")
+@click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
+@click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
+@output_option("Output folder  [default: MEASUREMENTS' name + -recovered, beside it]", file_okay=False)
+@click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty output folder (whole).")
+@click.option("--budget", type=click.Choice(["auto", "paper"]), default=None,
+              help="gs: auto = the model's validated stopping rule (docs/results.md); paper = 3 restarts x 500 "
+                   "iterations on every measurement, as the paper ran it  [default: auto]")
+@click.option("--restarts", type=int, default=None, help="Restarts (gs, mganprior)  [default: the budget's]")
+@click.option("--max-iter", type=int, default=None,
+              help="Iterations per restart at most  [default: the budget's]; Lasso-DCT: FISTA iterations [2000].")
+@click.option("--max-fun", type=int, default=None, help="Evaluations per restart  [default: 1.25 x max-iter]")
+@click.option("--stop", type=click.Choice(["paper", "holdout", "refit"]), default=None,
+              help="gs, mganprior: the stopping rule, overriding the budget's: paper (fixed budget), holdout (stop "
+                   "on held-out measurements), refit (holdout, then refit on all)")
+@click.option("--holdout", type=float, default=None,
+              help="Fraction of the measurements held out for a held-out rule  [default: the budget's, 0.1]")
+@click.option("--patience", type=int, default=None,
+              help="Iterations without a better held-out error before a restart stops  [default: the budget's]")
+@click.option("--seed", type=int, default=0, help="Seed of the initial latents / weights; image i uses seed + i.")
+@click.option("--init", default=None, help="cn01 | zero | normal | normal5 | normal10 | lasso  [default: cn01]")
+@click.option("--optimizer", type=click.Choice(["scipy", "lbfgs"]), default=None,
+              help="gs, mganprior: scipy = scipy's L-BFGS-B (the reference); lbfgs = the paper's torch L-BFGS "
+                   "(steps of 20 iterations, history 100, its learning rates), batched over images x restarts "
+                   "with its algebra where the engine runs  [default: scipy]")
+@click.option("--line-search", "line_search", type=click.Choice(["none", "strong_wolfe"]), default=None,
+              help="--optimizer lbfgs: torch's strong-Wolfe line search  [default: none, as the paper]")
+@click.option("--lr", type=float, default=None,
+              help="--optimizer lbfgs: the step [the paper's: 0.1 DCGAN, 1 BEGAN/VAE]; Adam rate of Deep Decoder "
+                   "[1e-2] and IAGAN's latent phase [0.1].")
+@click.option("--device", type=click.Choice(list(DEVICE_CHOICES)), default="auto")
+@click.option("--threads", type=int, default=0, help="Intra-op threads (0: all cores).")
+@click.option("--batch", type=click.Choice(["auto", *BATCH_MODES]), default=None,
+              help="gs: none = restarts one after another; restarts = each image's restarts side by side in one "
+                   "batch; images = every restart of the images of a chunk in one batch (each keeps its own "
+                   "optimiser state and stopping)  [default: auto = images]")
+@click.option("--batch-size", "batch_size", type=int, default=None,
+              help="gs, --batch images: images per lockstep batch  [default: 32 on CUDA, 8 on the CPU]")
+@click.option("--engine", type=click.Choice(list(ENGINE_CHOICES)), default=None,
+              help="gs: composed = the whole objective in one ONNX Runtime session; blocks = the per-block "
+                   "reference path  [default: auto = composed]")
+@click.option("--operator-on", "operator_on", type=click.Choice(["auto", "graph", "host"]), default=None,
+              help="gs, composed engine: A inside the graph or on the host  [default: auto, the faster per device "
+                   "and operator]")
+@click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
+              help="gs, composed engine on CUDA: capture and replay CUDA graphs  [default: off]")
+@click.option("--lam", type=float, default=None, help="Lasso-DCT l1 weight  [default: 0.01]")
+@click.option("--codes", type=int, default=None, help="mGANprior codes N  [default: 10 DCGAN, 20 otherwise]")
+@click.option("--steps", type=int, default=None, help="Adam steps: Deep Decoder [5000], IAGAN latent phase [1600].")
+@click.option("--finetune-steps", type=int, default=None, help="IAGAN joint phase steps  [default: 600]")
+@click.option("--finetune-lr", type=float, default=None, help="IAGAN joint phase rate  [default: 1e-4]")
+@click.option("--channels", type=int, default=None,
+              help="Deep Decoder width  [default: parameters matched to the GS latent of --model/--cut]")
+@click.option("--reference", multiple=True, type=click.Path(dir_okay=False),
+              help="Ground-truth image(s), one per measured image: PSNR and SSIM in the report, comparison PNGs.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on a terminal]")
+@models_dir_option
+@verbosity_options
+@version_option
+@one_line_errors
+def recover_main(measurements, method, output, overwrite, reference, progress, quiet, verbose, **options):
+    """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery or one
+    of the paper's baselines (--method). Every method writes the same report.json and PNGs: recovered_XXX.png,
+    recovered.npy, and with --reference compare_XXX.png (truth | recovery) and contact_sheet.png."""
+    from ..measurement import read_measurements
+    from ..methods import Settings, make_solver, solve_many
+    from ..metrics import mean_std, psnr, ssim
+    from ..progress import Progress
+
+    setup_logging(quiet, verbose)
+    out = Path(output) if output else default_output(measurements)
+    y, sidecar = read_measurements(measurements)
+    settings = Settings(**options)
+    solver = make_solver(method, y, sidecar, settings)
+    shape = tuple(int(v) for v in sidecar.get("image_shape", ()))
+    if len(shape) != 3:
+        raise GSError("the sidecar has no image_shape (C, H, W)")
+    refs = _load_refs(reference, y, sidecar, shape[1])
+    tmp = staging(out, overwrite)
+    try:
+        label = method if solver.header.get("cut") is None else f"{method} {solver.header['model']} " \
+                                                                  f"c={solver.header['cut']}"
+        B = y.shape[0]
+        bar = Progress(f"recover {label}", enabled=False if quiet else progress, total=B, unit="images")
+        rows, images, tiles = [], [], []
+        step = solver.batch_size if getattr(solver, "batch", None) == "images" else 1
+        chunks = [(lo, min(lo + step, B)) for lo in range(0, B, step)]
+        fracs = np.zeros(B)
+        for lo, hi in chunks:
+            def cb(i, frac, what):
+                fracs[i] = min(frac, 0.99)
+                bar.update(float(fracs.sum()), f"image {i + 1}/{B}: {what}")
+
+            t0 = time.perf_counter()
+            solved = solve_many(solver, lo, y[lo:hi], cb)
+            seconds = (time.perf_counter() - t0) / (hi - lo)
+            for i, (image, fields) in zip(range(lo, hi), solved):
+                fracs[i] = 1.0
+                png = f"recovered_{i + 1:03d}.png"
+                save_png(image, tmp / png)
+                images.append(image)
+                row = {"image": i + 1, "index": i, "psnr": None, "ssim": None, "seconds": round(seconds, 3),
+                       "png": png, **fields}
+                if refs is not None:
+                    row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
+                    row["compare_png"] = f"compare_{i + 1:03d}.png"
+                    tile = labelled([(refs[i], "truth"), (image, f"recovery ({method})")],
+                                    f"image {i + 1}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}")
+                    save_png(tile, tmp / row["compare_png"])
+                    tiles.append(tile)
+                rows.append(row)
+            bar.update(float(fracs.sum()), f"image {hi}/{B} done")
+        bar.close()
+        np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
+        if tiles:
+            save_png(grid(tiles, min(4, len(tiles)), pad=4), tmp / "contact_sheet.png")
+        ps = [r["psnr"] for r in rows if r["psnr"] is not None]
+        ss = [r["ssim"] for r in rows if r["ssim"] is not None]
+        report = {"method": method, **solver.header, "measurements": str(measurements), "m": int(y.shape[1]),
+                  "n": int(np.prod(shape)), "operator": sidecar["operator"], "noise": sidecar.get("noise"),
+                  "sigma": sidecar.get("sigma"), "psnr_mean": mean_std(ps)[0] if ps else None,
+                  "psnr_std": mean_std(ps)[1] if ps else None, "ssim_mean": mean_std(ss)[0] if ss else None,
+                  "provenance": provenance(solver.header.get("provider")), "images": rows}
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not quiet:
+        for r in rows:
+            q = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
+            click.echo(f"image {r['image']}/{B}: measurement error {r['measurement_error']:.4f}{q}  "
+                       f"{r['seconds']:.1f} s, {r['evaluations']} {solver.unit}")
+        extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
+        click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
+
+
+def _load_refs(reference, y, sidecar, size):
+    if not reference:
+        return None
+    if len(reference) != y.shape[0]:
+        raise GSError(f"{len(reference)} reference image(s) for {y.shape[0]} measured image(s)")
+    crop = sidecar.get("preprocessing", {}).get("crop", "auto")
+    return [load_image(p, size, crop) for p in reference]
