@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .manifest import BlockSpec, Manifest
+from .manifest import BlockSpec, Manifest, load_graph
 from .engine.runtime import Device, active_provider, create_session
 
 
@@ -18,8 +18,10 @@ class Block:
 
     def __init__(self, manifest: Manifest, spec: BlockSpec, device: Device = "auto", threads: int = 0):
         self.spec = spec
-        self.fwd = create_session(manifest.path(spec.forward.file), device, threads)
-        self.bwd = create_session(manifest.path(spec.vjp.file), device, threads)
+        g = spec.forward
+        self.fwd = create_session(load_graph(manifest, g.file, g.inputs, g.outputs).SerializeToString(), device, threads)
+        g = spec.vjp
+        self.bwd = create_session(load_graph(manifest, g.file, g.inputs, g.outputs).SerializeToString(), device, threads)
         self.provider = active_provider(self.fwd)
 
     @property

@@ -5,6 +5,7 @@ measurement operators flatten them) with values in [0, 1].
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -19,20 +20,57 @@ ALIGNED_SIZE = (178, 218)
 ALIGNED_BOX = (26, 51, 26 + 128, 51 + 128)  # left, top, right, bottom
 
 
+log = logging.getLogger(__name__)
+
+#: Pillow modes read as 8-bit RGB (Pillow converts them exactly); those with alpha lose it (logged).
+_RGB8 = {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+_ALPHA = {"RGBA", "LA", "PA", "La", "RGBa"}
+_GRAY16 = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
 def _open_rgb(path: str | Path):
+    """The one image decoder: a PIL RGB image (8-bit modes), or a float32 (H, W, 3) array in [0, 1] for
+    16-bit and float images, each converted by its real range; anything else is refused by name, and a
+    decompression bomb is refused before it is decoded."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                mode, fmt, size = im.mode, im.format, im.size
+                if size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
+                    raise GSError(f"image {path} has {size[0]}x{size[1]} pixels: too large to decode safely")
+                im.load()
+                if mode in _RGB8 or mode in _ALPHA:
+                    if mode in _ALPHA or (mode == "P" and "transparency" in im.info):
+                        log.warning("image %s has an alpha channel: it is ignored", path)
+                    return im.convert("RGB")
+                a = np.asarray(im)
+    except GSError:
+        raise
     except FileNotFoundError:
         raise GSError(f"image not found: {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise GSError(f"image {path} is too large to decode safely (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise GSError(f"unreadable image {path}: {e}") from None
+        raise GSError(f"unreadable image {path}: {' '.join(str(e).split())}") from None
+    if mode in _GRAY16 or (mode == "I" and fmt in ("PNG", "TIFF") and a.size and 0 <= a.min() and a.max() <= 65535):
+        x = a.astype(np.float32) / 65535.0
+    elif mode == "F":
+        x = a.astype(np.float32)
+        if not np.isfinite(x).all() or (x.size and (x.min() < 0 or x.max() > 1)):
+            raise GSError(f"float image {path} has values outside [0, 1] (min {np.nanmin(x):.3g}, max "
+                          f"{np.nanmax(x):.3g}): scale it to [0, 1] first")
+    else:
+        raise GSError(f"image {path} has Pillow mode {mode!r}, whose value range is not known here: convert it "
+                      "to 8-bit or 16-bit RGB or grayscale")
+    return np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x
 
 
-def preprocess(img, size: int, crop: Crop = "auto"):
+def preprocess(img, size: int, crop: Crop = "auto", name: str = "image"):
     """Crop and resize a PIL image to ``size`` x ``size`` RGB.
 
     ``crop``: ``aligned`` crops the CelebA aligned box (top 51, left 26, 128 x 128); ``center`` takes the
@@ -41,6 +79,8 @@ def preprocess(img, size: int, crop: Crop = "auto"):
     """
     from PIL import Image
 
+    if isinstance(img, np.ndarray):  # a high-bit-depth image decoded to float: the same crop, per-channel resize
+        return _preprocess_float(img, size, crop, name)
     if crop == "auto":
         crop = "aligned" if img.size == ALIGNED_SIZE else "center"
     if crop == "aligned":
@@ -55,19 +95,50 @@ def preprocess(img, size: int, crop: Crop = "auto"):
     elif crop != "none":
         raise GSError(f"unknown crop mode {crop!r}")
     if img.size != (size, size):
+        if min(img.size) < size:
+            log.warning("%s is %dx%d after cropping: upscaled to %dx%d", name, img.size[0], img.size[1], size, size)
         img = img.resize((size, size), Image.LANCZOS)
     return img
 
 
+def _preprocess_float(a: np.ndarray, size: int, crop: Crop, name: str):
+    from PIL import Image
+
+    h, w = a.shape[:2]
+    if crop == "auto":
+        crop = "aligned" if (w, h) == ALIGNED_SIZE else "center"
+    if crop == "aligned":
+        if (w, h) != ALIGNED_SIZE:
+            raise GSError(f"aligned crop needs a 178x218 CelebA aligned image, got {w}x{h}")
+        l, t, r, b = ALIGNED_BOX
+        a = a[t:b, l:r]
+    elif crop == "center":
+        s = min(w, h)
+        a = a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    elif crop != "none":
+        raise GSError(f"unknown crop mode {crop!r}")
+    if a.shape[:2] != (size, size):
+        if min(a.shape[:2]) < size:
+            log.warning("%s is %dx%d after cropping: upscaled to %dx%d", name, a.shape[1], a.shape[0], size, size)
+        a = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a[:, :, k]), mode="F")
+                                 .resize((size, size), Image.LANCZOS)) for k in range(3)], axis=2)
+    return np.clip(a, 0.0, 1.0)
+
+
 def load_image(path: str | Path, size: int, crop: Crop = "auto") -> np.ndarray:
     """Load one image as float32 (3, size, size) in [0, 1] after :func:`preprocess`."""
-    img = preprocess(_open_rgb(path), size, crop)
+    img = preprocess(_open_rgb(path), size, crop, str(path))
+    if isinstance(img, np.ndarray):
+        return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
     return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
 def load_uint8(path: str | Path, size: int, crop: Crop = "auto") -> np.ndarray:
     """Load one image as uint8 (size, size, 3) after :func:`preprocess` (for training sets)."""
-    return np.asarray(preprocess(_open_rgb(path), size, crop), dtype=np.uint8)
+    img = preprocess(_open_rgb(path), size, crop, str(path))
+    if isinstance(img, np.ndarray):
+        return (img * 255.0 + 0.5).astype(np.uint8)
+    return np.asarray(img, dtype=np.uint8)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,13 @@ class Manifest:
         return int(self.recommended.get("cut", 0))
 
     def cut(self, c: int) -> CutSpec:
-        """The spec of cut ``c``; GSError when out of range."""
-        if not isinstance(c, int) or not 0 <= c < self.depth:
+        """The spec of cut ``c`` (a Python or numpy integer); GSError when out of range."""
+        import numbers
+
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
+            raise GSError(f"cut must be an integer, got {c!r}")
+        c = int(c)
+        if not 0 <= c < self.depth:
             raise GSError(f"cut {c} out of range for model {self.name}: valid cuts are 0..{self.depth - 1}")
         return self.cuts[c]
 
@@ -163,6 +169,43 @@ def _check_block_graphs(b: BlockSpec) -> None:
         raise GSError(f"invalid manifest: block {b.index} VJP graph must return grad_ of each block input")
 
 
+#: Largest manifest.json read (a real one is ~20 kB).
+MAX_MANIFEST_BYTES = 4 << 20
+
+
+def _int(v, what: str, lo: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise GSError(f"invalid manifest: {what} must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+def _check_recommended(rec: dict, depth: int) -> None:
+    """The recommended settings a runtime acts on: the cut, the optimiser's counts, the stopping plan."""
+    if not isinstance(rec, dict):
+        raise GSError("invalid manifest: recommended must be an object")
+    if "cut" in rec:
+        c = _int(rec["cut"], "recommended.cut")
+        if c >= depth:
+            raise GSError(f"invalid manifest: recommended.cut {c} is not a cut of this model (0..{depth - 1})")
+    opt = rec.get("optimizer", {})
+    if not isinstance(opt, dict):
+        raise GSError("invalid manifest: recommended.optimizer must be an object")
+    for k in ("max_iter", "max_fun", "history", "restarts"):
+        if k in opt:
+            _int(opt[k], f"recommended.optimizer.{k}", 1)
+    stop = rec.get("stopping", {})
+    if not isinstance(stop, dict):
+        raise GSError("invalid manifest: recommended.stopping must be an object")
+    for k in ("restarts", "max_iter", "patience"):
+        if k in stop:
+            _int(stop[k], f"recommended.stopping.{k}", 1)
+    if "holdout" in stop and not (isinstance(stop["holdout"], (int, float)) and not isinstance(stop["holdout"], bool)
+                                  and 0 < stop["holdout"] < 1):
+        raise GSError(f"invalid manifest: recommended.stopping.holdout must be in (0, 1), got {stop['holdout']!r}")
+    if stop.get("rule", "fixed") not in ("fixed", "holdout", "refit"):
+        raise GSError(f"invalid manifest: unknown recommended.stopping.rule {stop.get('rule')!r}")
+
+
 def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     """Read and validate ``model_dir/manifest.json``.
 
@@ -170,20 +213,32 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     graph and weight file must be listed. Raises :class:`GSError` with a one-line message on a missing,
     malformed or tampered manifest or file, or a path escaping the folder.
     """
+    if model_dir is None or not isinstance(model_dir, (str, Path)):
+        raise GSError(f"model folder must be a path, got {model_dir!r}")
     root = Path(model_dir)
     mf = root / "manifest.json"
     if not mf.is_file():
         raise GSError(f"no manifest.json in {root}")
     try:
+        if mf.stat().st_size > MAX_MANIFEST_BYTES:
+            raise GSError(f"manifest {mf} is {mf.stat().st_size} bytes: not a gs-onnx manifest")
         raw = json.loads(mf.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GSError(f"unreadable manifest {mf}: {e}".splitlines()[0]) from None
+    except RecursionError:
+        raise GSError(f"unreadable manifest {mf}: nested too deeply") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise GSError(f"{mf} is not a gs-onnx manifest")
     if raw.get("format_version") != FORMAT_VERSION:
         raise GSError(f"{mf}: unsupported format_version {raw.get('format_version')!r} (this runtime reads {FORMAT_VERSION})")
     try:
-        tensors = {k: tuple(int(d) for d in v) for k, v in _req(raw, "tensors", "").items()}
+        tensors = {}
+        for k, v in _req(raw, "tensors", "").items():
+            if not isinstance(v, list):
+                raise GSError(f"invalid manifest: tensor {k!r} has no shape list")
+            tensors[k] = tuple(_int(d, f"a dimension of tensor {k!r}", 1) for d in v)
+        if not _req(raw, "blocks", ""):
+            raise GSError("invalid manifest: the model has no blocks")
         blocks = []
         for i, b in enumerate(_req(raw, "blocks", "")):
             w = f"blocks[{i}]."
@@ -201,6 +256,19 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
                      for c in _req(raw, "cuts", ""))
         if [c.cut for c in cuts] != list(range(len(blocks))):
             raise GSError("invalid manifest: cuts must be listed for 0..depth-1 in order")
+        for c in cuts:
+            for n in c.inputs:
+                if n not in tensors:
+                    raise GSError(f"invalid manifest: cut {c.cut} names unknown tensor {n!r}")
+            if set(c.inputs) != {n for b in blocks[c.cut:] for n in b.inputs} - {n for b in blocks[c.cut:] for n in b.outputs}:
+                raise GSError(f"invalid manifest: cut {c.cut}'s inputs are not the tensors blocks {c.cut}.. read "
+                              "from earlier blocks")
+        out_range = _req(raw, "output_range", "")
+        if (not isinstance(out_range, list) or len(out_range) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in out_range)
+                or not all(math.isfinite(v) for v in out_range) or not out_range[0] < out_range[1]):
+            raise GSError(f"invalid manifest: output_range must be two finite numbers lo < hi, got {out_range!r}")
+        _check_recommended(raw.get("recommended", {}), len(blocks))
         lat = _req(raw, "latent", "")
         man = Manifest(
             root=root, name=str(raw.get("name", root.name)), architecture=str(_req(_req(raw, "architecture", ""), "name", "architecture.")),
@@ -209,8 +277,8 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
             output_range=tuple(float(v) for v in _req(raw, "output_range", "")), blocks=tuple(blocks), cuts=cuts,
             recommended=dict(raw.get("recommended", {})), opset=int(raw.get("opset", 0)),
             provenance=dict(raw.get("provenance", {})), untrained=bool(raw.get("untrained", False)), raw=raw)
-    except (TypeError, ValueError, AttributeError) as e:
-        raise GSError(f"invalid manifest {mf}: {e}".splitlines()[0]) from None
+    except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as e:
+        raise GSError(f"invalid manifest {mf}: {type(e).__name__}: {e}".splitlines()[0]) from None
     if man.image not in tensors or man.latent not in tensors:
         raise GSError("invalid manifest: latent or image tensor not declared in tensors")
     files = raw.get("files", {})
@@ -231,3 +299,80 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
             if sha256_file(p) != digest:
                 raise GSError(f"checksum mismatch for {p}: the file was modified or corrupted")
     return man
+
+
+def load_graph(man: Manifest, rel: str, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+    """The ONNX graph ``rel`` of a model as a ModelProto whose external data is embedded from verified bytes.
+
+    The file checked is the file run: the graph's bytes and every external-data file it references are read
+    once, checked against the manifest's sha256, and the weights are copied into the model, so ONNX Runtime
+    never opens a path itself. Every external-data ``location`` must be a relative path inside the model
+    folder and listed in ``files``; the graph's inputs and outputs must be the names the manifest declares,
+    with the declared per-sample shapes. Raises GSError naming the problem.
+    """
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - onnx is a runtime dependency
+        raise GSError("reading model graphs needs the onnx package: pip install onnx") from None
+    files = man.raw.get("files", {})
+    cache: dict[str, bytes] = {}
+
+    def verified(name: str, what: str) -> bytes:
+        if name in cache:
+            return cache[name]
+        p = safe_path(man.root, name)
+        if name not in files:
+            raise GSError(f"{what} {name!r} of model {man.name} is not listed (with its sha256) in the manifest")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise GSError(f"cannot read model file {p}: {e.strerror or e}") from None
+        if hashlib.sha256(data).hexdigest() != files[name]:
+            raise GSError(f"checksum mismatch for {p}: the file was modified or corrupted")
+        cache[name] = data
+        return data
+
+    try:
+        model = onnx.ModelProto.FromString(verified(rel, "graph"))
+    except GSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise GSError(f"model file {rel} is not an ONNX graph: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    tensors = list(model.graph.initializer) + [t for n in model.graph.node for a in n.attribute
+                                               if a.type == onnx.AttributeProto.TENSOR for t in [a.t]]
+    for n in model.graph.node:
+        for a in n.attribute:
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise GSError(f"model file {rel}: subgraphs ({n.op_type}) are not allowed in block graphs")
+    for t in tensors:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        if not loc or Path(loc).is_absolute() or "\\" in loc or ".." in Path(loc).parts:
+            raise GSError(f"model file {rel}: external data location {loc!r} is not a relative path inside the "
+                          "model folder")
+        data = verified(loc, f"external data of {rel}")
+        try:
+            off, length = int(info.get("offset", 0)), int(info.get("length", len(data) - int(info.get("offset", 0))))
+        except ValueError:
+            raise GSError(f"model file {rel}: bad external data offset/length for {t.name!r}") from None
+        if off < 0 or length < 0 or off + length > len(data):
+            raise GSError(f"model file {rel}: external data of {t.name!r} lies outside {loc}")
+        t.raw_data = data[off:off + length]
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+    g_in = tuple(v.name for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer})
+    g_out = tuple(v.name for v in model.graph.output)
+    if g_in != tuple(inputs) or g_out != tuple(outputs):
+        raise GSError(f"model file {rel} does not compute what the manifest says (inputs {list(g_in)}, outputs "
+                      f"{list(g_out)}; expected {list(inputs)} -> {list(outputs)}): graphs swapped or edited?")
+    for v in list(model.graph.input) + list(model.graph.output):
+        if v.name not in man.tensors:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim][1:]
+        want = list(man.tensors[v.name])
+        if len(dims) != len(want) or any(d is not None and d != w for d, w in zip(dims, want)):
+            raise GSError(f"model file {rel}: tensor {v.name!r} has shape {dims} in the graph but {want} in the "
+                          "manifest")
+    return model

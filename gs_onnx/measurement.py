@@ -33,7 +33,7 @@ from .errors import GSError
 from .operator import Operator, operator_from_description
 
 FORMAT = "gs-onnx-measurements"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sidecar carries meta_sha256, a checksum of its own canonical content
 #: Second entry of the noise stream's SeedSequence; A's row blocks use 0, 1, 2, ...
 NOISE_STREAM = 2**31 - 1
 #: n at 64 x 64 RGB, where the paper's noise has ||eta|| ~ 0.1.
@@ -88,6 +88,8 @@ def noise_sigma(spec: str | float, n: int, m: int) -> float:
         raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}")
     if not math.isfinite(value) or value < 0:
         raise GSError(f"noise std must be finite and non-negative, got {spec!r}")
+    if value > 1e6:
+        raise GSError(f"noise std {spec!r} is absurdly large for images in [0, 1] (at most 1e6)")
     return value
 
 
@@ -139,25 +141,9 @@ def _json_default(o: Any) -> Any:
 
 
 def _write_atomic(targets: list[tuple[Path, bytes]]) -> None:
-    """Write every file to a temp file in its folder, fsync, then ``os.replace`` them in order."""
-    temps: list[tuple[str, Path]] = []
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        for path, data in targets:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            temps.append((tmp, path))
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the results owner-only
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    from .publish import write_atomic
+
+    write_atomic(targets)
 
 
 def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any]) -> None:
@@ -193,6 +179,7 @@ def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any])
     np.save(buf, y, allow_pickle=False)
     data = buf.getvalue()
     meta = dict(sidecar)
+    meta.pop("meta_sha256", None)
     meta.update(
         format=FORMAT,
         format_version=FORMAT_VERSION,
@@ -200,12 +187,96 @@ def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any])
         dtype="float32",
         sha256=hashlib.sha256(data).hexdigest(),
     )
+    meta = json.loads(json.dumps(meta, allow_nan=False, default=_json_default))
+    meta["meta_sha256"] = meta_checksum(meta)
     text = json.dumps(meta, indent=2, allow_nan=False, default=_json_default) + "\n"
     _write_atomic([(path, data), (path.with_suffix(".json"), text.encode("utf-8"))])
 
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
+
+
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """sha256 of a sidecar's canonical JSON (sorted keys, no spaces) without its ``meta_sha256`` field."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+                          .encode()).hexdigest()
+
+
+#: The largest image a sidecar may describe (pixel values): far above any model here, far below a bad request.
+MAX_N = 1 << 24
+
+
+def check_sidecar(meta: dict[str, Any], y: np.ndarray, side_path: Path) -> None:
+    """The one validation of a sidecar's content: types, and every redundant field agreeing with the others
+    and with the array (an edited seed, operator, m or shape is refused, naming the field)."""
+    def bad(msg: str):
+        raise GSError(f"sidecar {side_path.name}: {msg}")
+
+    if "meta_sha256" in meta:
+        if meta_checksum(meta) != meta["meta_sha256"]:
+            bad("its content was edited after gs-measure wrote it (meta_sha256 does not match)")
+    elif meta.get("format_version") != 1:
+        bad("meta_sha256 is missing")
+    shape = meta.get("image_shape")
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        bad(f"image_shape must be three positive integers (C, H, W), got {shape!r}")
+    n_img = int(np.prod(shape))
+    if n_img > MAX_N:
+        bad(f"image_shape {shape} is impossibly large ({n_img} values)")
+    for key, typ, name in (("model", str, "string"), ("preprocessing", dict, "JSON object"),
+                           ("sources", list, "list"), ("noise", (str, int, float), "string or number")):
+        if key in meta and (not isinstance(meta[key], typ) or isinstance(meta[key], bool)):
+            bad(f"{key} must be a {name}, got {type(meta[key]).__name__}")
+    for i, src in enumerate(meta.get("sources", [])):
+        if not isinstance(src, dict) or not isinstance(src.get("sha256", ""), str):
+            bad(f"sources[{i}] must be an object with a sha256")
+    if "sources" in meta and len(meta["sources"]) != y.shape[0]:
+        bad(f"{len(meta['sources'])} source image(s) for {y.shape[0]} measured image(s)")
+    op = meta.get("operator")
+    if not isinstance(op, dict):
+        bad("no operator description")
+    m = y.shape[1]
+    for key in ("m", "n"):
+        if key in op and (isinstance(op[key], bool) or not isinstance(op[key], int)):
+            bad(f"operator.{key} must be an integer, got {op[key]!r}")
+        if key in meta and key in op and meta[key] != op[key]:
+            bad(f"{key} = {meta[key]!r} but the operator's {key} = {op[key]!r}")
+    if op.get("m", m) != m or meta.get("m", m) != m:
+        bad(f"m = {meta.get('m', op.get('m'))!r} but the measurements have {m} columns")
+    if op.get("n", n_img) != n_img or meta.get("n", n_img) != n_img:
+        bad(f"n = {meta.get('n', op.get('n'))!r} but image_shape {shape} has {n_img} values")
+    if "seed" in meta and "seed" in op and meta["seed"] != op["seed"]:
+        bad(f"seed = {meta['seed']!r} but the operator's seed = {op['seed']!r}")
+    if "ratio" in meta and (not isinstance(meta["ratio"], (int, float)) or abs(meta["ratio"] - m / n_img) > 1e-9):
+        bad(f"ratio = {meta['ratio']!r} but m / n = {m / n_img:.6g}")
+    if "sigma" in meta and (not isinstance(meta["sigma"], (int, float)) or not math.isfinite(meta["sigma"])
+                            or meta["sigma"] < 0):
+        bad(f"sigma must be a finite number >= 0, got {meta['sigma']!r}")
+
+
+def _load_npy(path: Path, data: bytes) -> np.ndarray:
+    """np.load of a plain .npy, with the header checked against the file's size first (a header claiming
+    a huge shape is refused by name, not with "out of memory")."""
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        shape, fortran, dtype = reader[version](buf)
+    except Exception:  # noqa: BLE001 - numpy raises ValueError on anything not .npy
+        raise GSError(f"not a .npy file: {path}") from None
+    if dtype.hasobject:
+        raise GSError(f"{path} holds Python objects, which are never unpickled: not measurements")
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+    if need != len(data) - buf.tell():
+        raise GSError(f"{path}: its header claims shape {tuple(shape)} ({need} bytes) but the file holds "
+                      f"{len(data) - buf.tell()} bytes of data")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise GSError(f"not a plain .npy array: {path} ({_one_line(e)})") from None
 
 
 def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -237,9 +308,13 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     if not side_path.is_file():
         raise GSError(f"measurement sidecar not found: {side_path}")
     try:
+        if side_path.stat().st_size > (1 << 24):
+            raise GSError(f"sidecar {side_path} is too large to be a measurement sidecar")
         meta = json.loads(side_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GSError(f"unreadable sidecar {side_path}: {_one_line(e)}") from None
+    except RecursionError:
+        raise GSError(f"unreadable sidecar {side_path}: nested too deeply") from None
     if not isinstance(meta, dict):
         raise GSError(f"sidecar {side_path} is not a JSON object")
     if meta.get("format") != FORMAT:
@@ -252,10 +327,7 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         data = path.read_bytes()
     except OSError as e:
         raise GSError(f"unreadable measurements {path}: {_one_line(e)}") from None
-    try:
-        y = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise GSError(f"not a plain .npy array: {path} ({_one_line(e)})") from None
+    y = _load_npy(path, data)
     if not isinstance(y, np.ndarray):
         raise GSError(f"not a single .npy array: {path}")
     if y.ndim != 2:
@@ -270,6 +342,9 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise GSError(f"measurements do not match their sidecar (sha256): {path}")
     if not np.isfinite(y).all():
         raise GSError(f"measurements contain NaN or Inf: {path}")
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        raise GSError(f"no measurements in {path} (shape {tuple(y.shape)})")
+    check_sidecar(meta, y, side_path)
     return y, meta
 
 
@@ -288,4 +363,11 @@ def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Op
     for key in ("m", "n"):
         if key in sidecar and sidecar[key] != getattr(op, key):
             raise GSError(f"sidecar {key}={sidecar[key]!r} does not match its operator ({key}={getattr(op, key)})")
+    want = sidecar.get("operator_fingerprint")
+    if want is not None:
+        got = op.fingerprint()
+        if (not isinstance(want, list) or len(want) != len(got)
+                or not np.allclose(got, want, rtol=2e-6, atol=2e-6 * (1 + max(abs(v) for v in got)))):
+            raise GSError("the operator the sidecar describes does not reproduce the one that made the "
+                          "measurements (operator_fingerprint differs): was its type, seed or m edited?")
     return op

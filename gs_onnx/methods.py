@@ -138,6 +138,11 @@ def check_settings(method: str, s: Settings) -> None:
         raise GSError("--lam must be >= 0")
     if s.seed < 0:
         raise GSError("--seed must be >= 0")
+    import os
+
+    cores = os.cpu_count() or 1
+    if not 0 <= s.threads <= cores:
+        raise GSError(f"--threads must be between 0 (all cores) and {cores}, the cores of this machine")
 
 
 def model_for(sidecar: dict, s: Settings) -> Manifest:
@@ -212,7 +217,7 @@ def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str 
     if budget not in BUDGETS:
         raise GSError(f"unknown --budget {budget!r}: choose one of {', '.join(BUDGETS)}")
     opt = man.recommended.get("optimizer", {})
-    paper = {"rule": "paper", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
+    paper = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
     plan = stopping_plan(man.recommended, operator) if budget == "auto" and method == "gs" else paper
     if s.stop is not None:
         if s.stop not in RULES:
@@ -222,10 +227,10 @@ def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str 
         plan["holdout"] = s.holdout
     if s.patience is not None:
         plan["patience"] = s.patience
-    if plan["rule"] == "paper" and (s.holdout is not None or s.patience is not None):
+    if plan["rule"] == "fixed" and (s.holdout is not None or s.patience is not None):
         raise GSError("--holdout and --patience need a held-out rule (--stop holdout or refit)")
     restarts = int(plan.get("restarts", 3)) if s.restarts is None else s.restarts
-    rule = rule_from(plan) if plan["rule"] == "paper" else StopRule(plan["rule"], float(plan["holdout"]),
+    rule = rule_from(plan) if plan["rule"] == "fixed" else StopRule(plan["rule"], float(plan["holdout"]),
                                                                      int(plan["patience"]))
     return restarts, restart_budget(man, s.max_iter if s.max_iter is not None else plan.get("max_iter"),
                                     s.max_fun), rule

@@ -62,6 +62,8 @@ class Objective:
         self.m = self.y.shape[1]
         if self.m != op.m:
             raise GSError(f"measurements have {self.m} values but the operator has m = {op.m}")
+        if not np.isfinite(self.y).all():
+            raise GSError("measurements contain NaN or Inf")
         self.w = None if w is None else np.asarray(w, dtype=np.float32).reshape(1, -1)
         if self.w is not None and self.w.shape != self.y.shape:
             raise GSError(f"row weights have {self.w.shape[1]} values for {self.m} measurements")

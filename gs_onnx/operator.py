@@ -161,8 +161,30 @@ class Operator(ABC):
         or None when it has none (the engine then applies it on the host between two sessions)."""
         return None
 
+    #: Rows of ``A`` the fingerprint covers (all of them for cheap operators).
+    FINGERPRINT_ROWS = 256
+
+    def _probe_rows(self, k: int) -> np.ndarray:
+        """(A p)[:k] for the fingerprint's probe p; operators whose rows are costly override it."""
+        return self.forward(_probe(self.n))[0, :k]
+
+    def fingerprint(self) -> list[float]:
+        """Eight numbers that tell this operator from any other with a different description: sums over eight
+        row groups of ``(A p)[:k]`` for a fixed pseudo-random probe ``p`` (k = min(m, 256)). gs-measure records
+        them; :func:`gs_onnx.measurement.operator_for` checks that the operator rebuilt from the sidecar
+        reproduces them, so an edited type, seed or m is refused instead of giving a wrong image."""
+        k = min(self.m, self.FINGERPRINT_ROWS)
+        v = np.asarray(self._probe_rows(k), dtype=np.float64)
+        return [float(np.sum(part)) for part in np.array_split(v, 8)]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(m={self.m}, n={self.n})"
+
+
+def _probe(n: int) -> np.ndarray:
+    """The fingerprint's probe: (1, n) float32 from PCG64(SeedSequence([2**31 - 4])), values in [0, 1)."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([2**31 - 4])))
+    return rng.random((1, n), dtype=np.float32)
 
 
 class IdentityOperator(Operator):
@@ -288,6 +310,11 @@ class GaussianOperator(Operator):
             lo, hi = max(start, b0), min(stop, b0 + ROWS_PER_BLOCK)
             out[lo - start : hi - start] = self._block(j)[lo - b0 : hi - b0]
         return out
+
+    def _probe_rows(self, k: int) -> np.ndarray:
+        """The first k rows only (generated without building the whole matrix)."""
+        rows = self._matrix[:k] if self._matrix is not None else self.rows(0, k)
+        return rows @ _probe(self.n)[0]
 
     def matrix(self) -> np.ndarray:
         """The dense matrix ``A``, float32, shape ``(m, n)``, entries N(0, 1/m); cached, do not modify."""

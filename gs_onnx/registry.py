@@ -41,6 +41,9 @@ def search_path(models_dir: str | Path | None = None) -> list[Path]:
 
 def resolve(name: str, models_dir: str | Path | None = None) -> Path:
     """The folder of model ``name`` (a model name, or a path to a model folder)."""
+    if not isinstance(name, (str, Path)) or not str(name):
+        raise GSError(f"model must be a name or a folder, got {name!r}")
+    name = str(name)
     p = Path(name)
     if (p / "manifest.json").is_file():
         return p

@@ -42,6 +42,16 @@ class Budget:
     ftol: float = 1e-12
     gtol: float = 1e-9
 
+    def __post_init__(self):
+        for name in ("max_iter", "max_fun", "history"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise GSError(f"Budget: {name} must be an integer >= 1, got {v!r}")
+        for name in ("ftol", "gtol"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise GSError(f"Budget: {name} must be a finite number >= 0, got {v!r}")
+
 
 @dataclasses.dataclass
 class RestartResult:
@@ -478,6 +488,8 @@ def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budg
     from .stopping import rule_from, stopping_plan
 
     plan = stopping_plan(gen.manifest.recommended, (op.describe() or {}).get("type"))
+    if restarts is not None:
+        _check_budget(budget or Budget(), restarts)
     if isinstance(stop, str):
         if stop != "auto":
             raise GSError(f"stop must be 'auto' or a StopRule, got {stop!r}")
@@ -486,7 +498,13 @@ def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budg
     if budget is None:
         its = int(plan.get("max_iter", 500))
         budget = Budget(max_iter=its, max_fun=int(its * 1.25))
-    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise GSError(f"y must be a 1-D vector of the operator's {op.m} measurements, got shape {y.shape}")
+    if y.size != op.m:
+        raise GSError(f"y has {y.size} measurements but the operator has m = {op.m}")
+    if not np.isfinite(y).all():
+        raise GSError("y contains NaN or Inf")
     obj = objective_for(gen, op, engine=engine).with_measurements(y)
     return run_restarts(obj, restarts=restarts, budget=budget, seed=seed, init=init, z0=z0, callback=callback,
                         batch=batch, stop=stop)

@@ -8,7 +8,7 @@ held-out rows).
 
 Rules (:data:`RULES`):
 
-* ``paper``: no held-out rows; the fixed budget of the paper (every restart runs to its ``max_iter``);
+* ``fixed``: no held-out rows; a fixed budget (every restart runs to its ``max_iter``), as the paper did;
 * ``holdout``: every restart returns its evaluated point with the lowest held-out error and stops once
   that error has not improved for ``patience`` iterations; the winner among restarts is the lowest
   held-out error;
@@ -27,7 +27,7 @@ from .errors import GSError
 
 #: Second entry of the held-out rows' SeedSequence (A's blocks use 0, 1, ...; noise 2**31-1; srdct 2**31-2).
 HOLDOUT_STREAM = 2**31 - 3
-RULES = ("paper", "holdout", "refit")
+RULES = ("fixed", "holdout", "refit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ class StopRule:
     def __post_init__(self):
         if self.name not in RULES:
             raise GSError(f"unknown stopping rule {self.name!r}: choose one of {', '.join(RULES)}")
-        if self.name != "paper":
+        if self.name != "fixed":
             if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
                 raise GSError(f"the held-out fraction must be in (0, 1), got {self.holdout!r}")
             if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)) or self.patience < 1:
@@ -50,7 +50,7 @@ class StopRule:
 
     @property
     def uses_holdout(self) -> bool:
-        return self.name != "paper"
+        return self.name != "fixed"
 
     def describe(self) -> dict:
         if not self.uses_holdout:
@@ -58,7 +58,7 @@ class StopRule:
         return {"rule": self.name, "holdout": self.holdout, "patience": self.patience}
 
 
-PAPER = StopRule("paper")
+PAPER = StopRule("fixed")  # a fixed budget on every measurement, as the paper ran it
 
 #: The rule ``--budget auto`` uses where a model's manifest recommends none (``recommended.stopping``), with
 #: its restarts and iteration cap; chosen on validation images (CelebA train), docs/results.md.
@@ -75,12 +75,12 @@ def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
     plan.update({k: v for k, v in (recommended or {}).get("stopping", {}).items() if k in DEFAULT_STOPPING})
     if operator is not None and operator not in VALIDATED_OPERATORS:
         opt = (recommended or {}).get("optimizer", {})
-        plan = {"rule": "paper", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
+        plan = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
     return plan
 
 
 def rule_from(plan: dict) -> StopRule:
-    if plan.get("rule", "paper") == "paper":
+    if plan.get("rule", "fixed") == "fixed":
         return PAPER
     return StopRule(plan["rule"], float(plan.get("holdout", 0.1)), int(plan.get("patience", 30)))
 

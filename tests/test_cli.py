@@ -95,6 +95,16 @@ def copy_pair(src: Path, folder: Path, name: str = "meas") -> Path:
     return dst
 
 
+def write_sidecar(path: Path, meta: dict, resum: bool = True) -> None:
+    """Write an edited sidecar; ``resum`` recomputes its meta_sha256 as a careful forger would, so that the
+    deeper consistency checks are what refuses it."""
+    from gs_onnx.measurement import meta_checksum
+
+    if resum:
+        meta["meta_sha256"] = meta_checksum(meta)
+    path.write_text(json.dumps(meta, indent=2))
+
+
 def rewrite_pair(npy: Path, y: np.ndarray, *, sha=True, shape=True, **sidecar_updates) -> None:
     """Replace the array in ``npy``; optionally keep the sidecar consistent (sha256, shape) and patch fields."""
     buf = io.BytesIO()
@@ -109,7 +119,7 @@ def rewrite_pair(npy: Path, y: np.ndarray, *, sha=True, shape=True, **sidecar_up
         meta["shape"] = list(y.shape)
     for k, v in sidecar_updates.items():
         meta[k] = v
-    side.write_text(json.dumps(meta, indent=2))
+    write_sidecar(side, meta)
 
 
 def copy_model(root: Path) -> Path:
@@ -481,7 +491,7 @@ def test_recover_operator_n_differs_from_model(work):
     side = json.loads(m.with_suffix(".json").read_text())
     side["n"] = N - 1
     side["operator"]["n"] = N - 1
-    m.with_suffix(".json").write_text(json.dumps(side))
+    write_sidecar(m.with_suffix(".json"), side)
     recover_refused(tmp, [m], str(N - 1))
 
 
@@ -609,7 +619,7 @@ def test_recover_unknown_model_named_by_sidecar(work):
     tmp, m = work
     side = json.loads(m.with_suffix(".json").read_text())
     side["model"] = "not-installed"
-    m.with_suffix(".json").write_text(json.dumps(side))
+    write_sidecar(m.with_suffix(".json"), side)
     recover_refused(tmp, [m], "unknown model", "not-installed")
 
 

@@ -38,7 +38,7 @@ def x() -> np.ndarray:
 
 
 def _sidecar(op, **extra):
-    d = {"operator": op.describe(), "seed": 4, "m": op.m, "n": op.n, "noise": "paper"}
+    d = {"operator": op.describe(), "seed": 4, "m": op.m, "n": op.n, "noise": "paper", "image_shape": [3, 10, 10]}
     d.update(extra)
     return d
 
@@ -133,7 +133,7 @@ def test_round_trip(tmp_path, op, x):
 
     y2, meta = read_measurements(path)
     assert y2.dtype == np.float32 and np.array_equal(y2, y)
-    assert meta["format"] == "gs-onnx-measurements" and meta["format_version"] == 1
+    assert meta["format"] == "gs-onnx-measurements" and meta["format_version"] == 2
     assert meta["shape"] == [3, M] and meta["dtype"] == "float32"
     assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta["sigma"] == pytest.approx(0.01) and meta["image_shape"] == [3, 10, 10]
@@ -185,8 +185,10 @@ def test_failed_write_leaves_previous_files_and_no_temps(tmp_path, op, x, monkey
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(msmod.os, "replace", failing_replace)
-    with pytest.raises(OSError):
+    import gs_onnx.publish as pubmod
+
+    monkeypatch.setattr(pubmod.os, "replace", failing_replace)
+    with pytest.raises(GSError, match="cannot write"):  # one line naming the path, not a traceback
         write_measurements(path, y + 1, _sidecar(op))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -202,8 +204,10 @@ def test_crash_between_replaces_is_detected(tmp_path, op, x, monkeypatch):
             raise OSError("crash")
         real_replace(src, dst)
 
-    monkeypatch.setattr(msmod.os, "replace", replace_once)
-    with pytest.raises(OSError):
+    import gs_onnx.publish as pubmod
+
+    monkeypatch.setattr(pubmod.os, "replace", replace_once)
+    with pytest.raises(GSError):
         write_measurements(path, measure(x, op, 0.3, seed=1), _sidecar(op))
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meas.json", "meas.npy"]
@@ -217,12 +221,16 @@ def test_crash_between_replaces_is_detected(tmp_path, op, x, monkeypatch):
 def _craft(path: Path, arr, allow_pickle=False, **fields) -> None:
     """Write ``arr`` with np.save and a sidecar whose sha256 matches, so one check at a time fails."""
     np.save(path, arr, allow_pickle=allow_pickle)
+    shape = list(np.shape(arr))
+    m = shape[1] if len(shape) == 2 else 1
     meta = {
         "format": "gs-onnx-measurements",
         "format_version": 1,
-        "shape": list(np.shape(arr)),
+        "shape": shape,
         "dtype": "float32",
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "image_shape": [1, 1, max(m, 1) * 2],
+        "operator": {"type": "gaussian", "m": m, "n": max(m, 1) * 2, "seed": 0},
     }
     meta.update(fields)
     path.with_suffix(".json").write_text(json.dumps(meta))

@@ -178,7 +178,7 @@ def test_recover_reports_the_rule_and_each_restarts_stop(tmp_path, meas):
     out = tmp_path / "paper"
     r = invoke(cli.recover_main, [meas, "--budget", "paper", "--max-iter", "5", "--restarts", "1", "-o", out])
     assert r.exit_code == 0, r.stderr
-    assert json.loads((out / "report.json").read_text())["stopping"] == {"rule": "paper"}
+    assert json.loads((out / "report.json").read_text())["stopping"] == {"rule": "fixed"}
 
 
 @pytest.mark.parametrize("args, needle", [

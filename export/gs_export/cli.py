@@ -15,6 +15,29 @@ from .checkpoints import load_digiface, load_generator
 from .exporter import default_recommended, export_generator
 
 
+def one_line(fn):
+    """Input errors of an export command end in one ``error:`` line and exit 2 (torch and onnx raise many
+    types for a bad checkpoint, key map or config)."""
+    import functools
+
+    from gs_onnx.errors import GSError
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except Exception as e:  # noqa: BLE001 - torch/onnx/pickle raise many types for bad input files
+            if isinstance(e, (SystemExit, click.exceptions.Exit)):
+                raise
+            msg = " ".join(str(e).split()) or type(e).__name__
+            if not isinstance(e, GSError):
+                msg = f"{type(e).__name__}: {msg}"
+            click.echo(f"error: {msg[:400]}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
 def _progress(label):
     def cb(k, d):
         click.echo(f"{label}: exporting and checking block {k + 1}/{d}", err=True)
@@ -40,6 +63,7 @@ def main():
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
 @click.option("--provenance", "prov_json", default="{}", help="JSON object: weights source, data, licence.")
 @click.option("--cut", type=int, default=None, help="Recommended cut (default: the paper's).")
+@one_line
 def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json, cut):
     """Export a state_dict checkpoint of ARCH (loaded with weights_only=True)."""
     gen = load_generator(arch, json.loads(config_json), checkpoint, key, key_map)
@@ -55,6 +79,7 @@ def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A downloaded gan_face_generate-1.1.1 wheel (default: pip download it).")
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), default="models/dcgan-digiface", show_default=True)
+@one_line
 def digiface(wheel, out):
     """Import the DigiFace-1M DCGAN of gan-face-generate==1.1.1 (MIT) as models/dcgan-digiface."""
     gen, prov = load_digiface(wheel)
@@ -67,6 +92,7 @@ def digiface(wheel, out):
 @click.option("--name", required=True)
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
 @click.option("--provenance", "prov_json", default="{}", help="Extra provenance fields (JSON object).")
+@one_line
 def run(run_dir, name, out, prov_json):
     """Export a gs-train run folder (generator.pt + train.json)."""
     rec = json.loads((Path(run_dir) / "train.json").read_text())
@@ -87,6 +113,7 @@ def run(run_dir, name, out, prov_json):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--name", default=None)
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
+@one_line
 def untrained(arch, config_json, seed, name, out):
     """A randomly initialised twin of ARCH (seeded; marked untrained in its manifest)."""
     torch.manual_seed(seed)
@@ -102,6 +129,7 @@ def untrained(arch, config_json, seed, name, out):
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), default=None,
               help="Where to write  [default: replace MODEL_DIR]")
+@one_line
 def upgrade(model_dir, out):
     """Re-export MODEL_DIR with this exporter, its weights read back from its own graphs.
 

@@ -362,6 +362,12 @@ def train(arch: str, data: str | Path, out: str | Path, *, device: str = "auto",
     return record
 
 
+def _one_line(fn):
+    from .cli import one_line
+
+    return one_line(fn)
+
+
 @click.command(cls=OneLineCommand, epilog=examples(
     "gs-train dcgan --data ../shared/data/celeba_crops64/train -o runs/dcgan",
     "gs-train began --data ../shared/data/celeba_aligned/train -o runs/began --time-budget 600",
@@ -382,6 +388,7 @@ def train(arch: str, data: str | Path, out: str | Path, *, device: str = "auto",
 @click.option("--config", "config_json", default="{}", show_default=True, help="Architecture keywords as JSON.")
 @click.option("--no-resume", is_flag=True)
 @version_option
+@_one_line
 def main(arch, data, out, device, epochs, batch, lr, time_budget, seed, amp, limit, max_steps, smoke,
          config_json, no_resume):
     """Train ARCH (dcgan | began | vae) on the images in --data, writing checkpoints to --out."""

@@ -39,7 +39,8 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="pap
     op = make_operator(operator, m, n, seed, stream=True)
     y = measure(xs, op, sigma, seed)
     sidecar = {
-        "model": man.name, "operator": op.describe(), "seed": seed, "m": m, "n": n, "ratio": m / n,
+        "model": man.name, "operator": op.describe(), "operator_fingerprint": op.fingerprint(), "seed": seed,
+        "m": m, "n": n, "ratio": m / n,
         "image_shape": [c, h, w], "noise": str(noise), "sigma": sigma,
         "sources": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in images],
         "preprocessing": {"crop": crop, "size": h, "resize": "Lanczos", "range": "[0, 1]",

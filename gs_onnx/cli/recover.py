@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ..errors import GSError
 from ..images import grid, labelled, load_image, save_png
 from ..methods import METHODS
 from ..objective import ENGINE_CHOICES
+from ..publish import publish, staging
 from ..restart import BATCH_MODES
 from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
                      setup_logging, verbosity_options, version_option)
@@ -25,33 +25,6 @@ def default_output(measurements: str | Path) -> Path:
     """The output folder when ``-o`` is not given: ``<measurement file stem>-recovered`` beside it."""
     p = Path(measurements)
     return p.with_name(f"{p.stem}-recovered")
-
-
-def staging(outdir: Path, overwrite: bool) -> Path:
-    """A fresh temp folder beside ``outdir``: results are written there and published whole when complete.
-    An existing non-empty ``outdir`` is refused unless ``overwrite``."""
-    if outdir.exists() and not outdir.is_dir():
-        raise GSError(f"output exists and is not a folder: {outdir}")
-    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
-        raise GSError(f"output folder {outdir} exists and is not empty: pass --overwrite to replace it, "
-                      f"or -o another folder")
-    parent = outdir.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".gs-recover.", dir=parent))
-    except OSError as e:
-        raise GSError(f"cannot write beside {outdir}: {e.strerror or e}") from None
-
-
-def publish(tmp: Path, outdir: Path) -> None:
-    """Replace ``outdir`` by the finished ``tmp`` folder whole (no stale files of an earlier run)."""
-    old = None
-    if outdir.exists():
-        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
-        os.replace(outdir, old)
-    os.replace(tmp, outdir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @click.command(cls=OneLineCommand, epilog=examples(
@@ -73,9 +46,10 @@ def publish(tmp: Path, outdir: Path) -> None:
 @click.option("--max-iter", type=int, default=None,
               help="Iterations per restart at most  [default: the budget's]; Lasso-DCT: FISTA iterations [2000].")
 @click.option("--max-fun", type=int, default=None, help="Evaluations per restart  [default: 1.25 x max-iter]")
-@click.option("--stop", type=click.Choice(["paper", "holdout", "refit"]), default=None,
-              help="gs, mganprior: the stopping rule, overriding the budget's: paper (fixed budget), holdout (stop "
-                   "on held-out measurements), refit (holdout, then refit on all)")
+@click.option("--stop", type=click.Choice(["fixed", "holdout", "refit"]), default=None,
+              help="gs, mganprior: the stopping rule, overriding the budget's: fixed (every restart runs --max-iter "
+                   "on every measurement), holdout (stop on held-out measurements), refit (holdout, then refit on "
+                   "all measurements)")
 @click.option("--holdout", type=float, default=None,
               help="Fraction of the measurements held out for a held-out rule  [default: the budget's, 0.1]")
 @click.option("--patience", type=int, default=None,
@@ -127,7 +101,6 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     recovered.npy, and with --reference compare_XXX.png (truth | recovery) and contact_sheet.png."""
     from ..measurement import read_measurements
     from ..methods import Settings, make_solver, solve_many
-    from ..metrics import mean_std, psnr, ssim
     from ..progress import Progress
 
     setup_logging(quiet, verbose)
@@ -140,54 +113,47 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         raise GSError("the sidecar has no image_shape (C, H, W)")
     refs = _load_refs(reference, y, sidecar, shape[1])
     tmp = staging(out, overwrite)
+    rows, images, tiles = [], [], []
+    B = y.shape[0]
+    interrupted = False
     try:
         label = method if solver.header.get("cut") is None else f"{method} {solver.header['model']} " \
                                                                   f"c={solver.header['cut']}"
-        B = y.shape[0]
         bar = Progress(f"recover {label}", enabled=False if quiet else progress, total=B, unit="images")
-        rows, images, tiles = [], [], []
         step = solver.batch_size if getattr(solver, "batch", None) == "images" else 1
         chunks = [(lo, min(lo + step, B)) for lo in range(0, B, step)]
         fracs = np.zeros(B)
-        for lo, hi in chunks:
-            def cb(i, frac, what):
-                fracs[i] = min(frac, 0.99)
-                bar.update(float(fracs.sum()), f"image {i + 1}/{B}: {what}")
+        try:
+            for lo, hi in chunks:
+                def cb(i, frac, what):
+                    fracs[i] = min(frac, 0.99)
+                    bar.update(float(fracs.sum()), f"image {i + 1}/{B}: {what}")
 
-            t0 = time.perf_counter()
-            solved = solve_many(solver, lo, y[lo:hi], cb)
-            seconds = (time.perf_counter() - t0) / (hi - lo)
-            for i, (image, fields) in zip(range(lo, hi), solved):
-                fracs[i] = 1.0
-                png = f"recovered_{i + 1:03d}.png"
-                save_png(image, tmp / png)
-                images.append(image)
-                row = {"image": i + 1, "index": i, "psnr": None, "ssim": None, "seconds": round(seconds, 3),
-                       "png": png, **fields}
-                if refs is not None:
-                    row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
-                    row["compare_png"] = f"compare_{i + 1:03d}.png"
-                    tile = labelled([(refs[i], "truth"), (image, f"recovery ({method})")],
-                                    f"image {i + 1}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}")
-                    save_png(tile, tmp / row["compare_png"])
-                    tiles.append(tile)
-                rows.append(row)
-            bar.update(float(fracs.sum()), f"image {hi}/{B} done")
+                t0 = time.perf_counter()
+                solved = solve_many(solver, lo, y[lo:hi], cb)
+                seconds = (time.perf_counter() - t0) / (hi - lo)
+                for i, (image, fields) in zip(range(lo, hi), solved):
+                    fracs[i] = 1.0
+                    row, tile = _write_image(tmp, i, image, fields, seconds, refs, method)
+                    rows.append(row)
+                    images.append(image)
+                    if tile is not None:
+                        tiles.append(tile)
+                bar.update(float(fracs.sum()), f"image {hi}/{B} done")
+        except KeyboardInterrupt:  # keep the images already finished, then stop
+            interrupted = True
         bar.close()
-        np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
-        if tiles:
-            save_png(grid(tiles, min(4, len(tiles)), pad=4), tmp / "contact_sheet.png")
-        ps = [r["psnr"] for r in rows if r["psnr"] is not None]
-        ss = [r["ssim"] for r in rows if r["ssim"] is not None]
-        report = {"method": method, **solver.header, "measurements": str(measurements), "m": int(y.shape[1]),
-                  "n": int(np.prod(shape)), "operator": sidecar["operator"], "noise": sidecar.get("noise"),
-                  "sigma": sidecar.get("sigma"), "psnr_mean": mean_std(ps)[0] if ps else None,
-                  "psnr_std": mean_std(ps)[1] if ps else None, "ssim_mean": mean_std(ss)[0] if ss else None,
-                  "provenance": provenance(solver.header.get("provider")), "images": rows}
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        publish(tmp, out)
+        if rows:
+            _write_report(tmp, rows, images, tiles, method, solver, sidecar, measurements, y, shape, interrupted)
+            publish(tmp, out)
+    except OSError as e:
+        raise GSError(f"cannot write the results into {tmp}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if interrupted:
+        if rows:
+            click.echo(f"interrupted: {len(rows)} of {B} image(s) finished, written to {out}/", err=True)
+        raise KeyboardInterrupt
     if not quiet:
         for r in rows:
             q = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
@@ -197,10 +163,68 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
 
 
+def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str):
+    """recovered_XXX.png (and compare_XXX.png with a reference) of image i; its report row."""
+    from ..metrics import psnr, ssim
+
+    png = f"recovered_{i + 1:03d}.png"
+    save_png(image, tmp / png)
+    row = {"image": i + 1, "index": i, "psnr": None, "ssim": None, "seconds": round(seconds, 3), "png": png, **fields}
+    tile = None
+    if refs is not None:
+        row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
+        row["compare_png"] = f"compare_{i + 1:03d}.png"
+        tile = labelled([(refs[i], "truth"), (image, f"recovery ({method})")],
+                        f"image {i + 1}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}")
+        save_png(tile, tmp / row["compare_png"])
+    return row, tile
+
+
+def json_safe(v):
+    """NaN and infinities as null (strict JSON readers reject bare NaN), recursively."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, np.generic):
+        return json_safe(v.item())
+    return v
+
+
+def _write_report(tmp, rows, images, tiles, method, solver, sidecar, measurements, y, shape, interrupted):
+    from ..metrics import mean_std
+
+    np.save(tmp / "recovered.npy", np.stack(images).astype(np.float32))
+    if tiles:
+        save_png(grid(tiles, min(4, len(tiles)), pad=4), tmp / "contact_sheet.png")
+    ps = [r["psnr"] for r in rows if r["psnr"] is not None]
+    ss = [r["ssim"] for r in rows if r["ssim"] is not None]
+    report = {"method": method, **solver.header, "measurements": str(measurements), "m": int(y.shape[1]),
+              "n": int(np.prod(shape)), "operator": sidecar["operator"], "noise": sidecar.get("noise"),
+              "sigma": sidecar.get("sigma"), "psnr_mean": mean_std(ps)[0] if ps else None,
+              "psnr_std": mean_std(ps)[1] if ps else None, "ssim_mean": mean_std(ss)[0] if ss else None,
+              "provenance": provenance(solver.header.get("provider")), "images": rows}
+    if interrupted:
+        report["interrupted"] = f"{len(rows)} of {y.shape[0]} images finished"
+    (tmp / "report.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n")
+
+
 def _load_refs(reference, y, sidecar, size):
     if not reference:
         return None
     if len(reference) != y.shape[0]:
         raise GSError(f"{len(reference)} reference image(s) for {y.shape[0]} measured image(s)")
+    from ..manifest import sha256_file
+
+    sources = sidecar.get("sources") or []
+    for i, p in enumerate(reference):
+        if not Path(p).is_file():
+            raise GSError(f"reference image not found: {p}")
+        want = sources[i].get("sha256") if i < len(sources) else None
+        if want and sha256_file(Path(p)) != want:
+            raise GSError(f"reference {i + 1} ({p}) is not the image measured as image {i + 1} "
+                          f"({sources[i].get('path')}): its sha256 differs")
     crop = sidecar.get("preprocessing", {}).get("crop", "auto")
     return [load_image(p, size, crop) for p in reference]

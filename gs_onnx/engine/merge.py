@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import GSError
-from ..manifest import BlockSpec, Manifest
+from ..manifest import BlockSpec, Manifest, load_graph
 
 
 def _onnx():
@@ -30,11 +30,9 @@ def available() -> bool:
     return _onnx() is not None
 
 
-def _load(manifest: Manifest, file: str):
-    onnx = _onnx()
-    m = onnx.load(str(manifest.path(file)), load_external_data=False)
-    onnx.load_external_data_for_model(m, str(manifest.root))
-    return m
+def _load(manifest: Manifest, graph):
+    """A block graph with its weights embedded from verified bytes (:func:`gs_onnx.manifest.load_graph`)."""
+    return load_graph(manifest, graph.file, graph.inputs, graph.outputs)
 
 
 def _append(graph, prefix: str, keep: set[str], rename: dict[str, str], nodes: list, inits: list) -> None:
@@ -89,8 +87,8 @@ def merged_models(manifest: Manifest, blocks: Sequence[BlockSpec], inputs: Seque
     from onnx import helper
 
     image = manifest.image
-    fwd_models = [_load(manifest, b.forward.file) for b in blocks]
-    vjp_models = [_load(manifest, b.vjp.file) for b in blocks]
+    fwd_models = [_load(manifest, b.forward) for b in blocks]
+    vjp_models = [_load(manifest, b.vjp) for b in blocks]
     connect = set(inputs) | {n for b in blocks for n in b.forward.outputs}
     consumers: dict[str, list[int]] = {}
     for k, b in enumerate(blocks):

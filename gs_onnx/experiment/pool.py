@@ -42,6 +42,33 @@ def _publish(results: ResultsFile, task: Task, row: dict[str, Any]) -> None:
     results.append(task, row)
 
 
+def _die_with_parent() -> None:
+    """Pool worker initializer: end this worker when the driver ends, even by ``kill -9`` (Linux:
+    PR_SET_PDEATHSIG; elsewhere a thread that watches the parent's pid)."""
+    import signal
+    import threading
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the prctl
+        os._exit(1)
+
+    def watch():
+        import time
+
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_run(task_dict: dict, models_dir: str | None, device: str, threads: int) -> dict:
     return run_task(Task.from_dict(task_dict), models_dir=models_dir, device=device, threads=threads)
 
@@ -66,7 +93,8 @@ def run_local(tasks: list[Task], results: ResultsFile, *, workers: int = 1, thre
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update({k: str(per) for k in _THREAD_VARS})  # inherited by the spawned workers only
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_die_with_parent) as ex:
             queue = list(tasks)
             running: dict[Any, Task] = {}
             while queue or running:
@@ -149,7 +177,9 @@ def run_ray(tasks: list[Task], results: ResultsFile, *, address: str, threads: i
 def execute(tasks: Iterable[Task], results: ResultsFile, *, workers: int = 1, threads: int = 0,
             device: str = "cpu", models_dir: str | None = None, ray: str | None = None,
             progress: Progress | None = None, log: Callable[[str], None] | None = None) -> int:
-    """Run the tasks not yet in ``results``; returns how many ran."""
+    """Run the tasks not yet in ``results`` (its lock held, the whole file checked first); returns how many
+    ran."""
+    results.lock()
     todo = results.pending(tasks)
     if log:
         log(f"{len(todo)} task(s) to run, {len(results.done())} row(s) already in {results.path}")

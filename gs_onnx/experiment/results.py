@@ -41,18 +41,60 @@ class ResultsFile:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise GSError(f"results folder {self.folder} is a file")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise GSError(f"cannot create results folder {self.folder}: {e.strerror}") from None
         self.path = self.folder / RESULTS
+        if self.path.exists() and not self.path.is_file():
+            raise GSError(f"{self.path} is not a file")
+        self._lock = None
+
+    def lock(self) -> "ResultsFile":
+        """Take the folder's write lock (``results.jsonl.lock``, released when the process ends, however it
+        ends): a second driver on the same folder is refused instead of writing every row twice."""
+        import fcntl
+
+        if self._lock is not None:
+            return self
+        lock_path = self.folder / (RESULTS + ".lock")
+        try:
+            f = open(lock_path, "a+")
+        except OSError as e:
+            raise GSError(f"cannot create {lock_path}: {e.strerror}") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise GSError(f"another gs-experiment ({holder}) is writing to {self.folder}: wait for it or use "
+                          "another -o folder") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        self._lock = f
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def rows(self) -> list[dict[str, Any]]:
         """Every complete row, in file order (a torn last line is skipped)."""
         if not self.path.is_file():
             return []
         out = []
-        lines = self.path.read_text(encoding="utf-8").split("\n")
+        try:
+            lines = self.path.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError:
+            raise GSError(f"{self.path} is not a text results file") from None
+        except OSError as e:
+            raise GSError(f"cannot read {self.path}: {e.strerror or e}") from None
         for i, line in enumerate(lines):
             if not line.strip():
                 continue

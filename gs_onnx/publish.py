@@ -1,0 +1,153 @@
+"""Publishing results: the one way every command writes its output, so that no reader ever sees a half-written
+file and a failure leaves nothing behind.
+
+* :func:`staging` makes a temp folder beside an output folder (same filesystem, so the final rename is atomic)
+  and removes the staging folders of earlier runs that were killed (their process is gone).
+* :func:`publish` moves a finished staging folder into place, whole: a rename where it can; where the output
+  folder is a mount point (EXDEV/EBUSY), the files are copied in, each through a temp name and a rename inside
+  the target filesystem, and the files of the earlier run are removed.
+* :func:`write_atomic` writes files next to their targets and renames them into place.
+
+Every I/O error (read-only folder or parent, full disk, a file where a folder should be) becomes a GSError
+naming the path: one line, no traceback.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import GSError
+
+_PREFIX = ".gs-staging."
+
+
+def _io_error(what: str, path, e: OSError) -> GSError:
+    return GSError(f"cannot {what} {path}: {e.strerror or e}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(parent: Path) -> None:
+    """Remove staging folders in ``parent`` left by runs whose process no longer exists (``kill -9``)."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        if not p.name.startswith(_PREFIX) or not p.is_dir():
+            continue
+        try:
+            pid = int(p.name[len(_PREFIX):].split(".")[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def staging(out: Path, overwrite: bool = False) -> Path:
+    """A fresh staging folder beside the output folder ``out`` (created with its parents).
+
+    An existing non-empty ``out`` is refused unless ``overwrite``; a file at ``out`` is refused.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GSError(f"output exists and is not a folder: {out}")
+    try:
+        if out.is_dir() and any(out.iterdir()) and not overwrite:
+            raise GSError(f"output folder {out} exists and is not empty: pass --overwrite to replace it, or -o "
+                          "another folder")
+    except OSError as e:
+        raise _io_error("read", out, e) from None
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _io_error("create the folder", parent, e) from None
+    clean_stale(parent)
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}.", dir=parent))
+    except OSError as e:
+        raise _io_error("write in", parent, e) from None
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Replace the output folder ``out`` by the finished staging folder ``tmp``, whole (no stale files)."""
+    tmp, out = Path(tmp), Path(out)
+    try:
+        if out.exists() and os.path.ismount(out):
+            raise OSError(errno.EXDEV, "mount point")
+        old = None
+        if out.exists():
+            old = out.with_name(f"{_PREFIX}{os.getpid()}.old-{out.name}")
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)  # put the earlier results back
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EBUSY, errno.ENOTEMPTY, errno.EEXIST):
+            raise _io_error("publish the results to", out, e) from None
+        _copy_into(tmp, out)
+
+
+def _copy_into(tmp: Path, out: Path) -> None:
+    """Publish into a folder that cannot be renamed (a mount point): copy every file in through a temp name in
+    the target filesystem and a rename, then remove what the earlier run left there."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        new = set()
+        for f in sorted(tmp.iterdir(), key=lambda p: p.name == "report.json"):  # the report last
+            part = out / f".{f.name}.part-{os.getpid()}"
+            shutil.copyfile(f, part)
+            with open(part, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(part, out / f.name)
+            new.add(f.name)
+        for p in out.iterdir():
+            if p.name not in new:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    except OSError as e:
+        raise _io_error("publish the results to", out, e) from None
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_atomic(targets: list[tuple[Path, bytes]]) -> None:
+    """Write every file to a temp file in its folder, fsync, then rename them into place in order."""
+    temps: list[tuple[str, Path]] = []
+    umask = os.umask(0)
+    os.umask(umask)
+    current = None
+    try:
+        for path, data in targets:
+            current = path
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append((tmp, path))
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the results owner-only
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in temps:
+            current = path
+            os.replace(tmp, path)
+    except OSError as e:
+        raise _io_error("write", current, e) from None
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
