@@ -123,7 +123,7 @@ def test_deep_decoder_matches_gs_latent_and_fits_an_image(meas):
 
     from gs_onnx.images import load_image
     x = load_image(IMG_A, 64)
-    ident = {**sidecar, "operator": {"type": "identity", "n": 12288}, "m": 12288}
+    ident = {**sidecar, "operator": {"type": "identity", "n": 12288}, "m": 12288, "operator_fingerprint": None}
     dd = make_solver("deep-decoder", x.reshape(1, -1), ident, Settings(steps=300, channels=24))
     image, row = dd.solve(0, x.reshape(-1), lambda f, w: None)
     assert psnr(image, x) > 20.0, psnr(image, x)
