@@ -60,22 +60,32 @@ class StopRule:
 
 PAPER = StopRule("fixed")  # a fixed budget on every measurement, as the paper ran it
 
-#: The rule ``--budget auto`` uses where a model's manifest recommends none (``recommended.stopping``), with
-#: its restarts and iteration cap; chosen on validation images (CelebA train), docs/results.md.
-DEFAULT_STOPPING = {"rule": "holdout", "holdout": 0.1, "patience": 30, "restarts": 3, "max_iter": 500}
-#: Operators the default rule was validated on; other operators get the paper's fixed budget unless asked.
+#: The keys of a stopping plan (a manifest's ``recommended.stopping``).
+PLAN_KEYS = ("rule", "holdout", "patience", "restarts", "max_iter")
+#: Operators the plans were validated on (the dense Gaussian; the structured DCT scales like it); other
+#: operators get the paper's fixed budget unless asked.
 VALIDATED_OPERATORS = ("gaussian", "srdct")
 
 
 def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
-    """The validated stopping settings for a model (its manifest's ``recommended`` section) and an operator
-    type: ``{"rule", "holdout", "patience", "restarts", "max_iter"}``. Operators the rule was not validated
-    on get the paper's fixed budget."""
-    plan = dict(DEFAULT_STOPPING)
-    plan.update({k: v for k, v in (recommended or {}).get("stopping", {}).items() if k in DEFAULT_STOPPING})
-    if operator is not None and operator not in VALIDATED_OPERATORS:
-        opt = (recommended or {}).get("optimizer", {})
-        plan = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
+    """The stopping plan ``--budget auto`` runs for a model (its manifest's ``recommended`` section) and an
+    operator type: ``{"rule", "restarts", "max_iter"}`` plus ``holdout`` and ``patience`` for a held-out rule.
+
+    A plan is chosen per model on validation images with ``gs-experiment budget`` and recorded in the manifest
+    as ``recommended.stopping`` (the shipped dcgan: 1 restart x 100 iterations; began: stop on 10 % held-out
+    measurements with patience 20, 1 restart, at most 200 iterations; docs/results.md). A model without a
+    plan, and an operator no plan was validated on, get the paper's fixed budget (3 restarts x the
+    manifest's 500 iterations, every measurement fitted)."""
+    rec = recommended or {}
+    opt = rec.get("optimizer", {})
+    paper = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
+    stop = rec.get("stopping")
+    if not stop or (operator is not None and operator not in VALIDATED_OPERATORS):
+        return paper
+    plan = {**paper, **{k: v for k, v in stop.items() if k in PLAN_KEYS}}
+    if plan["rule"] != "fixed":
+        plan.setdefault("holdout", 0.1)
+        plan.setdefault("patience", 30)
     return plan
 
 
