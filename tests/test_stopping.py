@@ -188,7 +188,8 @@ def test_recover_reports_the_rule_and_each_restarts_stop(tmp_path, meas):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--holdout", "1.5"], "held-out fraction"),
+    (["--stop", "holdout", "--holdout", "1.5"], "held-out fraction"),
+    (["--holdout", "0.1"], "need a held-out rule"),  # the dcgan plan is a fixed budget
     (["--patience", "0"], "--patience must be >= 1"),
     (["--budget", "paper", "--holdout", "0.1"], "need a held-out rule"),
     (["--method", "lasso-dct", "--stop", "holdout"], "--stop does not apply"),
