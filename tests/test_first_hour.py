@@ -27,8 +27,8 @@ IMG = SAMPLES / "celeba64_182638.jpg"
 COMMANDS = ("gs-recover", "gs-measure", "gs-models", "gs-experiment", "gs-demo", "gs-export", "gs-train")
 
 
-def run(args, cwd, env=None, timeout=300):
-    e = {k: v for k, v in os.environ.items() if k not in ("GS_ONNX_MODELS", "PYTHONPATH")}
+def run(args, cwd, env=None, timeout=300, drop=()):
+    e = {k: v for k, v in os.environ.items() if k not in ("GS_ONNX_MODELS", "PYTHONPATH", *drop)}
     e.update(env or {})
     return subprocess.run([str(a) for a in args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
@@ -220,3 +220,22 @@ def test_built_wheel_in_a_fresh_venv_carries_the_models(tmp_path):
     assert p.returncode == 0 and "gs-onnx" in p.stdout
     p = run([vbin / "python", "-m", "gs_onnx", "--help"], work)
     assert p.returncode == 0 and "recover" in p.stdout
+
+
+def test_readme_using_it_block_runs_as_written(tmp_path):
+    """The README's "Using it" block, run line by line with bash -e in a folder that looks like the repository
+    root after command 1 (the .venv and the bundled samples where the block expects them)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using it"):]
+    block = section[section.index("```bash") + len("```bash"):]
+    block = block[:block.index("```")]
+    venv_dir = Path(sys.executable).parent.parent
+    (tmp_path / ".venv").symlink_to(venv_dir)
+    (tmp_path / "gs_onnx").mkdir()
+    (tmp_path / "gs_onnx" / "samples").symlink_to(SAMPLES)
+    p = run(["bash", "-e", "-c", block], tmp_path, timeout=900, drop=("GS_ONNX_DEFAULT_MODEL",))
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    rep = json.loads((tmp_path / "meas-recovered" / "report.json").read_text())
+    assert rep["model"] == "began" and rep["cut"] == 2
+    rep = json.loads((tmp_path / "faces-recovered" / "report.json").read_text())
+    assert rep["model"] == "dcgan" and all(r["psnr"] > 20 for r in rep["images"])
