@@ -17,6 +17,8 @@ from .errors import GSError
 
 FORMAT = "gs-onnx-manifest"
 FORMAT_VERSION = 1
+#: Latent priors a manifest may declare (latent.prior); docs/manifest.md gives their meaning.
+LATENT_PRIORS = ("normal", "uniform", "clipped_normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +136,8 @@ def sha256_file(path: Path) -> str:
 
 def safe_path(root: Path, rel: str) -> Path:
     """``root / rel``, refusing absolute paths and anything that resolves outside ``root``."""
-    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or "\\" in rel:
+    if (not isinstance(rel, str) or not rel or Path(rel).is_absolute() or "\\" in rel
+            or (len(rel) > 1 and rel[1] == ":")):  # C:... is absolute (or drive-relative) on Windows
         raise GSError(f"manifest path {rel!r} is not a relative path inside the model folder")
     p = (root / rel).resolve()
     try:
@@ -279,6 +282,8 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
             provenance=dict(raw.get("provenance", {})), untrained=bool(raw.get("untrained", False)), raw=raw)
     except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as e:
         raise GSError(f"invalid manifest {mf}: {type(e).__name__}: {e}".splitlines()[0]) from None
+    if man.latent_prior not in LATENT_PRIORS:
+        raise GSError(f"invalid manifest: unknown latent.prior {man.latent_prior!r} (one of {', '.join(LATENT_PRIORS)})")
     if man.image not in tensors or man.latent not in tensors:
         raise GSError("invalid manifest: latent or image tensor not declared in tensors")
     files = raw.get("files", {})

@@ -347,7 +347,8 @@ def train(arch: str, data: str | Path, out: str | Path, *, device: str = "auto",
     samples("final")
     torch.save({k: v.detach().float().cpu() for k, v in G.state_dict().items()}, out / "generator.pt")
     record = {
-        "arch": arch, "config": G.config(), "data": str(data), "images": int(len(images)),
+        "arch": arch, "config": G.config(), "data": "/".join(Path(data).resolve().parts[-2:]),  # no local path
+        "images": int(len(images)),
         "image_size": d["size"], "crop": d["crop"], "batch": batch, "lr": lr, "epochs_planned": epochs,
         "steps": state["step"], "epochs_done": round(state["step"] / loader.per_epoch, 2),
         "time_budget_s": time_budget, "train_seconds": round(time.time() - t0, 1),
