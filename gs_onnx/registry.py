@@ -53,7 +53,8 @@ def resolve(name: str, models_dir: str | Path | None = None) -> Path:
         if (d / name / "manifest.json").is_file():
             return d / name
     known = ", ".join(sorted(available(models_dir))) or "none"
-    raise GSError(f"unknown model {name!r} (installed: {known})")
+    raise GSError(f"unknown model {name!r} (installed: {known}); a model of your own: --model FOLDER, "
+                  "--models-dir DIR or $GS_ONNX_MODELS")
 
 
 def load(name: str, models_dir: str | Path | None = None, verify: bool = True) -> Manifest:

@@ -193,9 +193,14 @@ class _Linear2d(Block):
         return self.fc(z).reshape(z.shape[0], self.ch, self.size, self.size)
 
 
+ACTIVATIONS = ("none", "tanh", "sigmoid", "relu", "elu")
+
+
 def _act(name: str):
-    return {"elu": F.elu, "relu": F.relu, "none": (lambda t: t), "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid}[name]
+    acts = {"elu": F.elu, "relu": F.relu, "none": (lambda t: t), "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+    if name not in acts:
+        raise ValueError(f"output_activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+    return acts[name]
 
 
 class _BeganBlock(Block):
@@ -248,6 +253,7 @@ class BEGAN(Generator):
         super().__init__(blocks)
         self.nz, self.ch, self.image_size, self.skip = nz, ch, image_size, skip
         self.output_activation, self.nc, self.base = output_activation, nc, base
+        _act(output_activation)  # refuse an unknown activation here, by name
         self.latent_shape = (nz,)
         self.output_range = (-1.0, 1.0) if output_activation == "tanh" else (0.0, 1.0)
 

@@ -29,13 +29,39 @@ def one_line(fn):
         except Exception as e:  # noqa: BLE001 - torch/onnx/pickle raise many types for bad input files
             if isinstance(e, (SystemExit, click.exceptions.Exit)):
                 raise
+            if isinstance(e, BrokenPipeError):  # the reader went away (| head): nothing to report
+                sys.exit(1)
             msg = " ".join(str(e).split()) or type(e).__name__
-            if not isinstance(e, GSError):
+            if type(e) is not ValueError and not isinstance(e, GSError):  # our own messages name the problem
                 msg = f"{type(e).__name__}: {msg}"
             click.echo(f"error: {msg[:400]}", err=True)
             sys.exit(2)
 
     return wrapper
+
+
+def _json(option: str, text: str, kind=dict):
+    """An option's JSON value, or a one-line error naming the option."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{option} is not valid JSON ({e.msg} at character {e.pos}): {text[:80]}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{option} must be a JSON {'object' if kind is dict else kind.__name__}: {text[:80]}")
+    return value
+
+
+def _range(text: str) -> tuple[float, float]:
+    """'LO,HI' as two finite floats with LO < HI, or a one-line error."""
+    import math
+
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--output-range must be LO,HI (two numbers), got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"--output-range must be two finite numbers with LO < HI, got {text!r}")
+    return lo, hi
 
 
 def _progress(label):
@@ -53,26 +79,99 @@ def main():
     """Export generators to gs-onnx model folders (needs torch, onnx, onnxscript)."""
 
 
-@main.command(cls=OneLineCommand)
+@main.command(cls=OneLineCommand, epilog=examples(
+    "gs-export checkpoint --arch began --config '{\"ch\": 64, \"image_size\": 64, \"skip\": false, "
+    "\"output_activation\": \"tanh\"}' --checkpoint G.pt --key-map map.json --name my-began -o models/my-began",
+    "gs-export checkpoint --arch dcgan --checkpoint G.pth --key netG_state_dict --key-map dcgan-tutorial "
+    "--name my-dcgan -o models/my-dcgan"))
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), required=True)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="A state_dict file (torch.save), loaded with weights_only=True.")
 @click.option("--key", default=None, help="Nested key of the state_dict inside the checkpoint (a.b).")
-@click.option("--key-map", default=None, help="'dcgan-tutorial' or a JSON file {checkpoint key: our key}.")
-@click.option("--config", "config_json", default="{}", help="Architecture keywords as JSON.")
+@click.option("--key-map", default=None,
+              help="'dcgan-tutorial', or a JSON file {checkpoint key: our key} (gs-export inspect --write-key-map).")
+@click.option("--config", "config_json", default="{}", show_default=True,
+              help="Architecture keywords as JSON (gs-export keys --arch ARCH lists them with their defaults).")
 @click.option("--name", required=True)
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True, help="Model folder to write.")
-@click.option("--provenance", "prov_json", default="{}", help="JSON object: weights source, data, licence.")
-@click.option("--cut", type=int, default=None, help="Recommended cut (default: the paper's).")
+@click.option("--provenance", "prov_json", default="{}", show_default=True,
+              help="JSON object: weights source, data, licence.")
+@click.option("--prior", type=click.Choice(["normal", "uniform", "clipped_normal"]), default=None,
+              help="The latent prior the checkpoint was trained with  [default: the architecture's]")
+@click.option("--output-range", "out_range", default=None, metavar="LO,HI",
+              help="The image range of the generator's output, e.g. -1,1 for a model trained on images in [-1, 1] "
+                   "without a final Tanh  [default: the architecture's: Tanh -1,1, otherwise 0,1]")
+@click.option("--recommended-cut", "--cut", "cut", type=int, default=None,
+              help="The model's recommended cut  [default: the paper's for the architecture, inside the model]")
 @one_line
-def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json, cut):
+def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json, prior, out_range, cut):
     """Export a state_dict checkpoint of ARCH (loaded with weights_only=True)."""
-    gen = load_generator(arch, json.loads(config_json), checkpoint, key, key_map)
-    rec = default_recommended(arch)
-    if cut is not None:
-        rec["cut"] = cut
-    prov = {"weights": str(checkpoint), **json.loads(prov_json)}
+    from gs_onnx.manifest import sha256_file
+
+    out_range = _range(out_range) if out_range is not None else None
+    provenance = _json("--provenance", prov_json)
+    gen = load_generator(arch, _json("--config", config_json), checkpoint, key, key_map)
+    if prior is not None:
+        gen.latent_prior = prior
+    if out_range is not None:
+        gen.output_range = out_range
+    rec = default_recommended(arch, gen.depth, cut)
+    prov = {"weights": Path(checkpoint).name, "weights_sha256": sha256_file(Path(checkpoint)), **provenance}
     export_generator(gen, out, name, provenance=prov, recommended=rec, progress=_progress(name))
     click.echo(f"wrote {out}")
+
+
+@main.command(cls=OneLineCommand, epilog=examples("gs-export keys --arch dcgan",
+                                                  "gs-export keys --arch began --config '{\"ch\": 64, \"skip\": false}'"))
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), required=True)
+@click.option("--config", "config_json", default="{}", show_default=True, help="Architecture keywords as JSON.")
+@one_line
+def keys(arch, config_json):
+    """The --config keys of ARCH with their defaults, and the state_dict keys and shapes it expects."""
+    from .checkpoints import config_keys, expected_keys
+
+    config = _json("--config", config_json)
+    known = config_keys(arch)
+    bad = sorted(set(config) - {n for n, _, _ in known})
+    if bad:
+        raise ValueError(f"--config key {bad[0]!r} is not one of {arch}'s: {', '.join(n for n, _, _ in known)}")
+    expected = expected_keys(arch, config)  # builds the architecture: a bad value fails here, before any output
+    click.echo(f"{arch} --config keys (value, default; meaning):")
+    for name, default, meaning in known:
+        value = f"{json.dumps(config[name])} (default {json.dumps(default)})" if name in config else \
+            f"{json.dumps(default)} (default)"
+        click.echo(f"  {name}: {value}; {meaning}")
+    click.echo("state_dict keys (shape):")
+    for k, s in expected.items():
+        click.echo(f"  {k} {list(s)}")
+
+
+@main.command(cls=OneLineCommand, epilog=examples("gs-export inspect G.pt",
+                                                  "gs-export inspect G.pth --key netG_state_dict --write-key-map map.json"))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", default=None, help="Nested key of the state_dict inside the checkpoint (a.b).")
+@click.option("--write-key-map", "write_map", type=click.Path(dir_okay=False), default=None,
+              help="Write the first proposal's key map here (a JSON file for --key-map).")
+@one_line
+def inspect(checkpoint, key, write_map):
+    """List a checkpoint's tensors (safe loading only) and propose architecture settings and a key map."""
+    from .checkpoints import _tensors, propose
+
+    shapes = _tensors(checkpoint, key)
+    click.echo(f"{checkpoint}: {len(shapes)} tensors")
+    for k, s in shapes.items():
+        click.echo(f"  {k} {list(s)}")
+    props = propose(shapes)
+    if not props:
+        click.echo("no architecture of gs-export fits these tensors in order and shape: compare with "
+                   "gs-export keys --arch ARCH and write a key map by hand")
+        return
+    for p in props:
+        click.echo(f"proposal: --arch {p['arch']} --config '{json.dumps(p['config'])}'"
+                   + (f" ({p['note']})" if p["note"] else "") + f"; {len(p['key_map'])} keys renamed")
+    if write_map:
+        Path(write_map).write_text(json.dumps(props[0]["key_map"], indent=1) + "\n")
+        click.echo(f"wrote the key map of the first proposal to {write_map}")
 
 
 @main.command(cls=OneLineCommand)
@@ -102,7 +201,7 @@ def run(run_dir, name, out, prov_json):
     train["final_losses"] = losses[-1] if losses else None
     prov = {"weights": f"trained by gs-onnx's own code (gs-train {rec['arch']})",
             "licence": "the weights: same terms as the training data (CelebA: non-commercial research only)",
-            "training": train, **json.loads(prov_json)}
+            "training": train, **_json("--provenance", prov_json)}
     export_generator(gen, out, name, provenance=prov, progress=_progress(name))
     click.echo(f"wrote {out}")
 
@@ -117,7 +216,7 @@ def run(run_dir, name, out, prov_json):
 def untrained(arch, config_json, seed, name, out):
     """A randomly initialised twin of ARCH (seeded; marked untrained in its manifest)."""
     torch.manual_seed(seed)
-    gen = build(arch, **json.loads(config_json)).eval()
+    gen = build(arch, **_json("--config", config_json)).eval()
     name = name or f"{arch}-untrained-{seed}"
     prov = {"weights": f"random initialisation (torch default init, torch.manual_seed({seed}))",
             "training_data": "none", "licence": "n/a"}

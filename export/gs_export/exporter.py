@@ -292,13 +292,12 @@ def export_generator(gen: Generator, out_dir: str | Path, name: str, *, provenan
                            "weights": wts, "check": chk})
         cuts = [{"cut": c, "inputs": gen.cut_inputs(c),
                  "size": int(sum(np.prod(shapes[n]) for n in gen.cut_inputs(c)))} for c in range(gen.depth)]
-        rec = recommended or default_recommended(gen.arch)
+        rec = recommended or default_recommended(gen.arch, gen.depth)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
             "architecture": {"name": gen.arch, "config": gen.config()},
             "tensors": {k: list(v) for k, v in shapes.items()},
-            "latent": {"name": "z", "prior": gen.latent_prior,
-                       "prior_note": {"normal": "N(0, 1)", "uniform": "U(-1, 1)"}[gen.latent_prior]},
+            "latent": {"name": "z", "prior": gen.latent_prior, "prior_note": PRIOR_NOTES[gen.latent_prior]},
             "image": {"name": "x", "layout": "CHW", "channels": shapes["x"][0], "height": shapes["x"][1],
                       "width": shapes["x"][2]},
             "output_range": list(gen.output_range),
@@ -324,9 +323,19 @@ def export_generator(gen: Generator, out_dir: str | Path, name: str, *, provenan
     return out_dir
 
 
-def default_recommended(arch: str) -> dict:
-    """The paper's chosen cut per architecture and our L-BFGS-B budget."""
-    cut = {"dcgan": 1, "began": 2, "vae": 1}[arch]
+#: The human-readable note of each latent prior a manifest may declare (gs_onnx.manifest.LATENT_PRIORS).
+PRIOR_NOTES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)", "clipped_normal": "N(0, 1) clipped to [-1, 1]"}
+
+
+def default_recommended(arch: str, depth: int | None = None, cut: int | None = None) -> dict:
+    """The recommended cut (``cut``, else the paper's for the architecture, kept inside a model of ``depth``
+    blocks) and our L-BFGS-B budget."""
+    if cut is None:
+        cut = {"dcgan": 1, "began": 2, "vae": 1}.get(arch, 1)
+        if depth is not None and cut >= depth - 1:
+            cut = max(0, min(1, depth - 1))
+    elif depth is not None and not 0 <= cut < depth:
+        raise ValueError(f"--recommended-cut {cut} is not a cut of this model (0..{depth - 1})")
     return {"cut": cut, "optimizer": {"method": "L-BFGS-B", "max_iter": 500, "max_fun": 625,
                                       "history": 100, "restarts": 3, "init": "cn01"},
             "note": "paper: torch L-BFGS, 25 outer steps x up to 20 inner iterations (<= 500 iterations)"}
