@@ -5,23 +5,33 @@ The flat public API (numpydoc docstrings on each object):
 Models and the cut generator
     :func:`load_model` (a model by name or folder, checksums verified), :class:`CutGenerator`,
     :func:`available_models`.
-Physics: the measurement operator and measurement files
-    :class:`GaussianOperator`, :class:`IdentityOperator`, :func:`operator_for` (A rebuilt from a sidecar),
-    :func:`operator_from_description`, :func:`measure`, :func:`paper_sigma`, :func:`read_measurements`,
-    :func:`write_measurements`.
+Physics (:mod:`gs_onnx.physics`): operators and noise
+    :class:`GaussianOperator`, :class:`SubsampledDCTOperator` (compressed sensing), :class:`IdentityOperator`
+    (denoising), :class:`Mask`, :class:`Box` (inpainting), :class:`Downsample` (super-resolution),
+    :class:`Fourier` (subsampled DFT), :class:`Blur` (deblurring), :class:`Compose`, :class:`FunctionOperator`
+    (your own), :func:`make_physics` (an operator by type name), :func:`check_operator`,
+    :func:`operator_from_description`, :func:`measure`, :func:`paper_sigma`.
+Measurement files
+    :func:`read_measurements`, :func:`write_measurements`, :func:`operator_for` (A rebuilt from a sidecar).
 Recovery
     :func:`make_objective` (the GS objective on the composed engine, or the per-block :class:`Objective`),
     :class:`MultiCodeObjective` (mGANprior), :func:`recover` (L-BFGS-B with restarts from a cut generator),
     :func:`run_restarts` and :func:`recover_batch` (any objective; one image, or many in lockstep batches),
     :class:`Budget`, :func:`lasso_dct`, :func:`psnr`.
 
-Example: rebuild A from a measurement sidecar written by ``gs-measure`` and check a recovery
+Example: inpaint a bundled face (30 % of the pixels kept) with the shipped DCGAN cut at block 1
 
->>> import gs_onnx                                                   # doctest: +SKIP
->>> y, sidecar = gs_onnx.read_measurements("meas.npy")              # doctest: +SKIP
->>> A = gs_onnx.operator_for(sidecar)                               # doctest: +SKIP
->>> x = np.load("out/recovered.npy")                                 # doctest: +SKIP
->>> residual = A.forward(x.reshape(len(x), -1)) - y                  # doctest: +SKIP
+>>> import numpy as np, gs_onnx
+>>> from importlib.resources import files
+>>> from gs_onnx.images import load_image
+>>> model = gs_onnx.load_model("dcgan")
+>>> x = load_image(files("gs_onnx") / "samples" / "celeba64_182638.jpg", 64)          # (3, 64, 64) in [0, 1]
+>>> A = gs_onnx.Mask(model.image_shape, keep=0.3, seed=0)
+>>> y = gs_onnx.measure(x.reshape(1, -1), A, sigma=0.01, seed=0)[0]
+>>> rec = gs_onnx.recover(gs_onnx.CutGenerator(model, 1, device="cpu"), A, y, restarts=1,
+...                       budget=gs_onnx.Budget(max_iter=60, max_fun=80))
+>>> rec.image.shape, bool(gs_onnx.psnr(rec.image, x) > 22)
+((3, 64, 64), True)
 """
 from ._version import __version__
 from .cut import CutGenerator
@@ -32,17 +42,21 @@ from .measurement import measure, operator_for, paper_sigma, read_measurements, 
 from .metrics import psnr
 from .mganprior import MultiCodeObjective
 from .objective import Objective, make_objective
-from .operator import (GaussianOperator, IdentityOperator, Operator, SubsampledDCTOperator, make_operator,
-                       operator_from_description)
+from .operator import make_operator
+from .physics import (Blur, Box, Compose, Downsample, Fourier, FunctionOperator, GaussianOperator, IdentityOperator,
+                      Mask, Operator, SubsampledDCTOperator, check_operator)
+from .physics import from_description as operator_from_description
+from .physics import make as make_physics
 from .registry import available as available_models
 from .registry import load as load_model
 from .restart import Budget, Recovery, recover, recover_batch, run_restarts
 
 __all__ = [
     "__version__",
-    "Budget", "CutGenerator", "GSError", "GaussianOperator", "IdentityOperator", "Manifest", "MultiCodeObjective",
-    "Objective", "Operator", "Recovery", "SubsampledDCTOperator", "available_models", "lasso_dct", "load_model",
-    "make_objective", "make_operator", "measure",
+    "Blur", "Box", "Budget", "Compose", "CutGenerator", "Downsample", "Fourier", "FunctionOperator", "GSError",
+    "GaussianOperator", "IdentityOperator", "Manifest", "Mask", "MultiCodeObjective",
+    "Objective", "Operator", "Recovery", "SubsampledDCTOperator", "available_models", "check_operator",
+    "lasso_dct", "load_model", "make_objective", "make_operator", "make_physics", "measure",
     "operator_for", "operator_from_description", "paper_sigma", "psnr", "read_measurements", "recover",
     "recover_batch", "run_restarts", "write_measurements",
 ]

@@ -19,7 +19,7 @@ from .errors import GSError
 from .images import labelled, load_image, save_png
 from .measurement import measure, paper_sigma
 from .metrics import psnr, ssim
-from .operator import GaussianOperator
+from .physics import GaussianOperator
 from .progress import Progress
 from .restart import recover
 

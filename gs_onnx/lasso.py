@@ -13,7 +13,8 @@ import dataclasses
 import numpy as np
 from scipy.fft import dctn, idctn
 
-from .operator import Operator
+from .physics import Operator
+from .physics.base import as_operator
 
 
 def dct2(x: np.ndarray) -> np.ndarray:
@@ -60,6 +61,7 @@ def lasso_dct(op: Operator, y: np.ndarray, shape: tuple[int, int, int], lam: flo
     shape : (C, H, W) of the image
     lam : the l1 weight (the paper: 0.01)
     """
+    op = as_operator(op, shape)
     y = np.asarray(y, dtype=np.float64).reshape(1, -1)
     L = 2.0 * (lipschitz if lipschitz is not None else spectral_norm_sq(op, op.n))
 

@@ -9,7 +9,7 @@ the sidecar's ``"operator"`` description.
 Examples
 --------
 >>> import numpy as np
->>> from gs_onnx.operator import GaussianOperator
+>>> from gs_onnx.physics import GaussianOperator
 >>> op = GaussianOperator(m=100, n=12288, seed=0)
 >>> x = np.random.default_rng(1).random((2, 12288), dtype=np.float32)
 >>> y = measure(x, op, sigma=paper_sigma(op.n, op.m), seed=0)
@@ -30,104 +30,11 @@ from typing import Any
 import numpy as np
 
 from .errors import GSError
-from .operator import Operator, operator_from_description
+from .physics import Operator, from_description as operator_from_description
 
 FORMAT = "gs-onnx-measurements"
 FORMAT_VERSION = 2  # 2: the sidecar carries meta_sha256, a checksum of its own canonical content
-#: Second entry of the noise stream's SeedSequence; A's row blocks use 0, 1, 2, ...
-NOISE_STREAM = 2**31 - 1
-#: n at 64 x 64 RGB, where the paper's noise has ||eta|| ~ 0.1.
-PAPER_N = 12288
-
-
-def paper_sigma(n: int, m: int) -> float:
-    """Per-measurement noise std of the paper, ``0.1 * sqrt(n / (m * 12288))``.
-
-    At 64 px (``n = 12288``) this gives ``||eta|| ~ 0.1`` for any ``m``; for larger images the ratio
-    ``E||eta||^2 / E||A x||^2`` stays as at 64 px.
-
-    Parameters
-    ----------
-    n, m : int
-        Signal dimension and number of measurements (both > 0).
-    """
-    if n <= 0 or m <= 0:
-        raise GSError(f"paper_sigma needs positive n and m, got n={n}, m={m}")
-    return 0.1 * math.sqrt(n / (m * PAPER_N))
-
-
-def noise_sigma(spec: str | float, n: int, m: int) -> float:
-    """Per-measurement noise std from a user spec.
-
-    Parameters
-    ----------
-    spec : str or float
-        ``"paper"`` (:func:`paper_sigma`), ``"none"`` (0.0), or a finite non-negative number or
-        number string.
-    n, m : int
-        Signal dimension and number of measurements.
-
-    Raises
-    ------
-    GSError
-        Any other spec.
-    """
-    if isinstance(spec, str):
-        s = spec.strip().lower()
-        if s == "paper":
-            return paper_sigma(n, m)
-        if s == "none":
-            return 0.0
-        try:
-            value = float(s)
-        except ValueError:
-            raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}") from None
-    elif isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(spec, bool):
-        value = float(spec)
-    else:
-        raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}")
-    if not math.isfinite(value) or value < 0:
-        raise GSError(f"noise std must be finite and non-negative, got {spec!r}")
-    if value > 1e6:
-        raise GSError(f"noise std {spec!r} is absurdly large for images in [0, 1] (at most 1e6)")
-    return value
-
-
-def measure(x: np.ndarray, op: Operator, sigma: float, seed: int) -> np.ndarray:
-    """Noisy measurements ``y = A x + sigma * N(0, 1)``.
-
-    Parameters
-    ----------
-    x : ndarray, float32, shape (B, n)
-        Flattened images (C, H, W order), values in [0, 1].
-    op : Operator
-        The measurement operator ``A`` (``op.n == n``).
-    sigma : float
-        Per-measurement noise std (>= 0); see :func:`noise_sigma`.
-    seed : int
-        Non-negative seed; the noise is drawn from
-        ``Generator(PCG64(SeedSequence([seed, 2**31 - 1])))``, a stream separate from ``A``'s.
-
-    Returns
-    -------
-    ndarray, float32, shape (B, m)
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != op.n:
-        raise GSError(f"images must have shape (B, {op.n}) for this operator, got {tuple(x.shape)}")
-    if not np.isfinite(x).all():
-        raise GSError("images contain NaN or Inf")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise GSError(f"noise std must be finite and non-negative, got {sigma!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise GSError(f"seed must be a non-negative integer, got {seed!r}")
-    y = np.asarray(op.forward(x), dtype=np.float32)
-    if sigma > 0:
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), NOISE_STREAM])))
-        noise = rng.standard_normal(y.shape, dtype=np.float32)
-        noise *= np.float32(sigma)
-        y += noise
-    return y
+from .physics.noise import NOISE_STREAM, PAPER_N, measure, noise_sigma, paper_sigma, sigma_for  # noqa: F401,E402
 
 
 def _json_default(o: Any) -> Any:
@@ -146,7 +53,8 @@ def _write_atomic(targets: list[tuple[Path, bytes]]) -> None:
     write_atomic(targets)
 
 
-def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any]) -> None:
+def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any],
+                       extra: list[tuple[Path, bytes]] = ()) -> None:
     """Write ``y`` to ``path`` (``.npy``) and its sidecar ``path.with_suffix(".json")``, atomically.
 
     Both files are written to temporary files in the target folder and moved into place with
@@ -162,6 +70,8 @@ def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any])
     sidecar : dict
         The caller's JSON-able fields (numpy scalars and paths are converted). ``format``,
         ``format_version``, ``shape``, ``dtype`` and ``sha256`` are added (overwriting any given).
+    extra : list of (path, bytes)
+        Other files written in the same atomic step (gs-measure's PNGs of the measurements).
     """
     path = Path(path)
     if path.suffix != ".npy":
@@ -190,7 +100,7 @@ def write_measurements(path: str | Path, y: np.ndarray, sidecar: dict[str, Any])
     meta = json.loads(json.dumps(meta, allow_nan=False, default=_json_default))
     meta["meta_sha256"] = meta_checksum(meta)
     text = json.dumps(meta, indent=2, allow_nan=False, default=_json_default) + "\n"
-    _write_atomic([(path, data), (path.with_suffix(".json"), text.encode("utf-8"))])
+    _write_atomic([(path, data), (path.with_suffix(".json"), text.encode("utf-8")), *extra])
 
 
 def _one_line(e: BaseException) -> str:
@@ -363,6 +273,10 @@ def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Op
     for key in ("m", "n"):
         if key in sidecar and sidecar[key] != getattr(op, key):
             raise GSError(f"sidecar {key}={sidecar[key]!r} does not match its operator ({key}={getattr(op, key)})")
+    shape = sidecar.get("image_shape")
+    if len(op.in_shape) == 3 and shape is not None and list(op.in_shape) != list(shape):
+        raise GSError(f"the sidecar's operator takes images of shape {list(op.in_shape)} but its image_shape is "
+                      f"{shape}")
     want = sidecar.get("operator_fingerprint")
     if want is not None:
         got = op.fingerprint()

@@ -419,7 +419,7 @@ def lasso_warm_start(solver: "_RestartSolver", y: np.ndarray, restart: int, seed
     from .lasso import lasso_dct
     from .latent import init_latent
     from .objective import make_objective
-    from .operator import IdentityOperator
+    from .physics import IdentityOperator
     from .restart import Budget, run_restarts
 
     man = solver.man

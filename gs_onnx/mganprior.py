@@ -20,7 +20,8 @@ from .errors import GSError
 from .latent import LatentLayout
 from .manifest import Manifest
 from .objective import data_term
-from .operator import Operator
+from .physics import Operator
+from .physics.base import as_operator
 from .engine.runtime import Device
 
 #: Number of codes N by architecture, from the paper's code (10 for DCGAN, 20 for BEGAN and the VAE).
@@ -61,6 +62,7 @@ class MultiCodeObjective:
         if codes < 1:
             raise GSError(f"mganprior needs at least one code, got {codes}")
         self.tail = CutGenerator(manifest, cut, device, threads)
+        op = as_operator(op, manifest.image_shape)
         if op.n != manifest.n:
             raise GSError(f"operator has n = {op.n} but model {manifest.name} has n = {manifest.n}")
         self.head = [Block(manifest, manifest.blocks[k], device, threads) for k in range(cut)]

@@ -14,7 +14,8 @@ from .cut import CutGenerator
 from .errors import GSError
 from .latent import LatentLayout
 from .manifest import Manifest
-from .operator import Operator
+from .physics import Operator
+from .physics.base import as_operator
 
 #: The engines that compute the objective; ``auto`` means ``composed`` where the onnx package is present.
 ENGINES = ("composed", "blocks")
@@ -56,7 +57,8 @@ class Objective:
     """
 
     def __init__(self, gen: CutGenerator, op: Operator, y: np.ndarray, w: np.ndarray | None = None):
-        self.gen, self.op = gen, op
+        self.gen, self.op = gen, as_operator(op, gen.image_shape)
+        op = self.op
         self.y = np.asarray(y, dtype=np.float32).reshape(1, -1)
         self.layout = LatentLayout(gen.shapes)
         self.m = self.y.shape[1]
@@ -147,6 +149,7 @@ def make_objective(manifest: Manifest, cut: int, op: Operator, *, device: str = 
     ``cuda_graph``, ``static_batch``); the ``blocks`` engine takes none.
     """
     engine = resolve_engine(engine)
+    op = as_operator(op, manifest.image_shape)
     zeros = np.zeros(op.m, np.float32)
     if engine == "blocks":
         if options:
@@ -161,6 +164,7 @@ def objective_for(gen: CutGenerator, op: Operator, *, engine: str = "auto", **op
     """:func:`make_objective` for an existing cut generator (its model, cut, device and threads), kept on the
     generator so that the next call with the same operator reuses the sessions."""
     engine = resolve_engine(engine)
+    op = as_operator(op, gen.image_shape)
     if engine == "blocks" and not options:
         return Objective(gen, op, np.zeros(op.m, np.float32))
     for o, e, opts, obj in gen._objectives:

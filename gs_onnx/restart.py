@@ -487,6 +487,9 @@ def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budg
     from .objective import objective_for
     from .stopping import rule_from, stopping_plan
 
+    from .physics.base import as_operator
+
+    op = as_operator(op, gen.image_shape)
     plan = stopping_plan(gen.manifest.recommended, (op.describe() or {}).get("type"))
     if restarts is not None:
         _check_budget(budget or Budget(), restarts)

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gs_onnx import cli
-from gs_onnx import operator as opmod
+from gs_onnx.physics import cs as opmod
 from gs_onnx import registry
 
 SAMPLES = Path(cli.__file__).resolve().parent.parent / "samples"

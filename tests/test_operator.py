@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gs_onnx import operator as opmod
+from gs_onnx.physics import cs as opmod
 from gs_onnx.errors import GSError
 from gs_onnx.operator import (
     ROWS_PER_BLOCK,
@@ -239,7 +239,7 @@ def test_streamed_gaussian_equals_dense():
 
 
 def test_streamed_gaussian_skips_the_dense_memory_check(monkeypatch):
-    from gs_onnx import operator as opmod
+    from gs_onnx.physics import cs as opmod
 
     monkeypatch.setattr(opmod, "available_memory_bytes", lambda: 1_000_000)
     with pytest.raises(GSError, match="GB"):

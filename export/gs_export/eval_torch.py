@@ -20,7 +20,7 @@ import torch
 from gs_onnx.images import list_images, load_image
 from gs_onnx.measurement import measure, paper_sigma
 from gs_onnx.metrics import psnr
-from gs_onnx.operator import GaussianOperator
+from gs_onnx.physics import GaussianOperator
 from gs_onnx.restart import Budget, run_restarts
 
 from .architectures import build

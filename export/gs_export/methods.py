@@ -33,7 +33,6 @@ from gs_onnx.errors import GSError
 from gs_onnx.latent import INITS, init_latent
 from gs_onnx.measurement import operator_for
 from gs_onnx.methods import Settings, cut_for, measurement_error, model_for
-from gs_onnx.operator import IdentityOperator
 
 from .from_onnx import torch_generator
 
@@ -43,20 +42,11 @@ def _threads(s: Settings) -> None:
         torch.set_num_threads(s.threads)
 
 
-class TorchMeasurement:
-    """A of the sidecar in torch: ``(B, n) -> (B, m)``, and ``loss(x, y) = ||A x - y||^2 / m``."""
+def TorchMeasurement(sidecar: dict):
+    """A of the sidecar in torch (:class:`gs_export.torch_physics.TorchOperator`)."""
+    from .torch_physics import TorchOperator
 
-    def __init__(self, sidecar: dict):
-        self.op = operator_for(sidecar)
-        self.A = None if isinstance(self.op, IdentityOperator) else torch.tensor(self.op.matrix())
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], -1)
-        return x if self.A is None else x @ self.A.T
-
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        r = self(x) - y
-        return (r * r).sum() / r.shape[1]
+    return TorchOperator(operator_for(sidecar))
 
 
 # ------------------------------------------------------------------------------------ Deep Decoder

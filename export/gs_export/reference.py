@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from gs_onnx.latent import LatentLayout
-from gs_onnx.operator import IdentityOperator, Operator
+from gs_onnx.physics import IdentityOperator, Operator
 
 from .architectures import Generator
 
@@ -38,6 +38,7 @@ class TorchObjective:
             shapes = {k: tuple(v.shape[1:]) for k, v in env.items()}
         self.cut, self.device, self.dtype = cut, torch.device(device), dtype
         self.layout = LatentLayout({n: shapes[n] for n in gen.cut_inputs(cut)})
+        # the dense matrix (any operator's, from its adjoint), so that a float64 reference stays float64
         self.A = None if isinstance(op, IdentityOperator) else torch.tensor(op.matrix(), device=device, dtype=dtype)
         self.y = torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(-1), device=device, dtype=dtype)
         self.m = self.y.numel()

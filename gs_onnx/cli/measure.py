@@ -1,6 +1,12 @@
-"""``gs-measure``: measure images with a seeded operator; writes a ``.npy`` and its ``.json`` sidecar."""
+"""``gs-measure``: measure images with a seeded operator; writes a ``.npy``, its ``.json`` sidecar and, where the
+measurement is itself an image, one PNG of it per image.
+
+The operators and their parameters come from the registry (:mod:`gs_onnx.physics`): every registered type that
+builds from parameters is an ``--operator`` choice and every parameter an option.
+"""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import click
@@ -10,70 +16,138 @@ from .. import registry
 from ..errors import GSError
 from ..images import load_image
 from ..manifest import sha256_file
+from ..physics import base as physics
 from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
                      setup_logging, verbosity_options, version_option)
 
 
-def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="paper", crop="auto",
-                   models_dir=None, operator="gaussian"):
-    """Measure images for ``model``: returns (y (B, m) float32, sidecar dict). See ``gs-measure``."""
-    from ..measurement import measure, noise_sigma
-    from ..operator import make_operator
+def _option_name(param: str) -> str:
+    return "--" + param.replace("_", "-")
+
+
+def _params_table() -> dict[str, list[tuple[str, physics.Param]]]:
+    """{parameter name: [(operator type, Param)]} over every operator gs-measure can build."""
+    out: dict[str, list] = {}
+    for kind in physics.measuring_types():
+        for p in physics.operator_class(kind).params:
+            out.setdefault(p.name, []).append((kind, p))
+    return out
+
+
+def _operator_params(f):
+    """One click option per operator parameter of the registry (default: the operator's own)."""
+    for name, uses in reversed(list(_params_table().items())):
+        kind0, p0 = uses[0]
+        help_ = "; ".join(f"{kind}: {p.help} [default: {p.default}]" for kind, p in uses)
+        if p0.kind is bool:
+            f = click.option(_option_name(name), name, is_flag=True, default=None, help=help_)(f)
+        else:
+            f = click.option(_option_name(name), name, type=p0.kind, default=None, help=help_)(f)
+    return f
+
+
+def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="auto", crop="auto",
+                   models_dir=None, operator="gaussian", **params):
+    """Measure images for ``model``: returns (y (B, m) float32, sidecar dict, previews (B, C, H, W) or None).
+    See ``gs-measure``; ``params`` are the operator's (``keep=0.2``, ``factor=4``, ...)."""
+    from ..physics import sigma_for
+    from ..physics.noise import measure
 
     man = registry.load(model, models_dir)
     c, h, w = man.image_shape
     n = man.n
-    if (ratio is None) == (m is None):
-        raise GSError("give exactly one of --ratio and --m")
-    if ratio is not None:
-        if not 0 < ratio <= 1:
-            raise GSError(f"--ratio must be in (0, 1], got {ratio}")
-        m = max(1, int(round(ratio * n)))
-    if not 1 <= m <= n:
-        raise GSError(f"m = {m} is impossible for n = {n} (need 1 <= m <= n)")
+    cls = physics.operator_class(operator)
+    given = {k: v for k, v in params.items() if v is not None}
+    mine = {p.name for p in cls.params}
+    for k in given:
+        if k not in mine:
+            theirs = ", ".join(_option_name(p) for p in sorted(mine)) or "none"
+            raise GSError(f"{_option_name(k)} is not a parameter of --operator {operator} (its parameters: {theirs})")
+    if cls.counts_measurements:
+        if (ratio is None) == (m is None):
+            raise GSError(f"--operator {operator} needs exactly one of --ratio and --m")
+        if ratio is not None:
+            if not 0 < ratio <= 1:
+                raise GSError(f"--ratio must be in (0, 1], got {ratio}")
+            m = max(1, int(round(ratio * n)))
+        if not 1 <= m <= n:
+            raise GSError(f"m = {m} is impossible for n = {n} (need 1 <= m <= n)")
+    elif ratio is not None or m is not None:
+        free = ", ".join(k for k in physics.measuring_types() if physics.operator_class(k).counts_measurements)
+        raise GSError(f"--ratio/--m set the number of measurements of {free}; --operator {operator} takes "
+                      + (", ".join(_option_name(p) for p in sorted(mine)) or "no parameters"))
     if seed < 0:
         raise GSError("--seed must be >= 0")
+    op = physics.make(operator, (c, h, w), seed, **({"m": m} if cls.counts_measurements else {}), one_shot=True,
+                      **given)
     xs = np.stack([load_image(p, h, crop).reshape(-1) for p in images])
-    sigma = noise_sigma(noise, n, m)
+    sigma = sigma_for(noise, op)
     # one A x per image: a dense A is streamed in row chunks, never held whole (any m fits in memory)
-    op = make_operator(operator, m, n, seed, stream=True)
     y = measure(xs, op, sigma, seed)
     sidecar = {
         "model": man.name, "operator": op.describe(), "operator_fingerprint": op.fingerprint(), "seed": seed,
-        "m": m, "n": n, "ratio": m / n,
+        "m": op.m, "n": n, "ratio": op.m / n,
         "image_shape": [c, h, w], "noise": str(noise), "sigma": sigma,
         "sources": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in images],
         "preprocessing": {"crop": crop, "size": h, "resize": "Lanczos", "range": "[0, 1]",
                           "flatten": "C, H, W"},
         "provenance": provenance(),
     }
-    return y, sidecar
+    return y, sidecar, op.preview(y)
+
+
+def preview_paths(out: Path, count: int) -> list[Path]:
+    """Where gs-measure writes the measurement images: ``<stem>_001.png``, ... beside the ``.npy``."""
+    return [out.with_name(f"{out.stem}_{i + 1:03d}.png") for i in range(count)]
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    from ..images import to_uint8
+
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(img)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 @click.command(cls=OneLineCommand, epilog=examples(
     "gs-measure face.jpg --model dcgan --ratio 0.1628            # writes meas.npy + meas.json",
     "gs-measure a.jpg b.jpg --model began --m 8002 --operator srdct -o faces.npy",
+    "gs-measure face.jpg --model dcgan --operator mask --keep 0.2 -o masked.npy     # + masked_001.png",
+    "gs-measure face.jpg --operator box -o box.npy                                 # a missing centre square",
+    "gs-measure face.jpg --model dcgan --operator downsample --factor 4 -o small.npy",
+    "gs-measure face.jpg --operator fourier --keep 0.25 --density centre -o kspace.npy",
+    "gs-measure face.jpg --operator blur --sigma 2 -o blurred.npy",
+    "gs-measure face.jpg --operator identity --noise 0.1 -o noisy.npy",
     "gs-measure face.jpg --model dcgan --ratio 0.05 --noise none --seed 3 -o clean.npy --overwrite"))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--model", default=registry.default_model, show_default="began, or $GS_ONNX_DEFAULT_MODEL",
               help="Model whose image size is used.")
-@click.option("--ratio", type=float, default=None, help="m/n (e.g. 0.1628); or give --m.")
-@click.option("--m", "m", type=int, default=None, help="Number of measurements; or give --ratio.")
-@click.option("--seed", type=int, default=0, help="Seed of A and of the noise.")
-@click.option("--operator", type=click.Choice(["gaussian", "srdct"]), default="gaussian",
-              help="gaussian: dense N(0, 1/m) matrix; srdct: subsampled randomized DCT (O(n log n), O(n) memory).")
-@click.option("--noise", default="paper", help="paper | none | SIGMA (per-measurement std).")
+@click.option("--operator", type=click.Choice(physics.measuring_types()), default="gaussian", show_default=True,
+              help="gaussian: dense N(0, 1/m) matrix; srdct: subsampled randomized DCT; identity: denoising; "
+                   "mask, box: inpainting; downsample: super-resolution; fourier: subsampled 2-D DFT; blur: "
+                   "Gaussian blur (docs/physics.md).")
+@click.option("--ratio", type=float, default=None, help="gaussian, srdct: m/n (e.g. 0.1628); or give --m.")
+@click.option("--m", "m", type=int, default=None, help="gaussian, srdct: number of measurements; or give --ratio.")
+@_operator_params
+@click.option("--seed", type=int, default=0, help="Seed of the operator and of the noise.")
+@click.option("--noise", default="auto", show_default=True,
+              help="auto (the operator's: the paper's rule for gaussian/srdct, 0.01 per value otherwise) | paper | "
+                   "none | SIGMA (per-measurement std, images in [0, 1]).")
 @click.option("--crop", type=click.Choice(["auto", "aligned", "center", "none"]), default="auto")
-@output_option("The .npy to write (its sidecar .json goes beside it).", default="meas.npy", dir_okay=False)
+@output_option("The .npy to write (its sidecar .json, and for image-like measurements <stem>_001.png..., go "
+               "beside it).", default="meas.npy", dir_okay=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (refused otherwise).")
 @models_dir_option
 @verbosity_options
 @version_option
 @one_line_errors
-def measure_main(images, model, ratio, m, seed, operator, noise, crop, output, overwrite, models_dir, quiet,
-                 verbose):
-    """Measure IMAGE... with a seeded A (dense Gaussian N(0, 1/m), or a subsampled randomized DCT with
-    --operator srdct) and the paper's noise: writes OUTPUT (.npy) and its sidecar (.json)."""
+def measure_main(images, model, operator, ratio, m, seed, noise, crop, output, overwrite, models_dir, quiet,
+                 verbose, **params):
+    """Measure IMAGE... with a seeded operator (--operator) and noise: writes OUTPUT (.npy), its sidecar
+    (.json) and, where the measurement is an image (masked, low-resolution, blurred, noisy, or the zero-filled
+    inverse of Fourier samples), a PNG of it per image."""
     from ..measurement import write_measurements
 
     setup_logging(quiet, verbose)
@@ -82,12 +156,14 @@ def measure_main(images, model, ratio, m, seed, operator, noise, crop, output, o
         raise GSError(f"output must end in .npy: {output}")
     if not out.parent.is_dir():
         raise GSError(f"output folder does not exist: {out.parent}")
-    for p in (out, out.with_suffix(".json")):
+    for p in (out, out.with_suffix(".json"), *preview_paths(out, len(images))):
         if p.exists() and not overwrite:
             raise GSError(f"{p} exists: pass --overwrite to replace it, or -o another file")
-    y, sidecar = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
-                                models_dir=models_dir, operator=operator)
-    write_measurements(out, y, sidecar)
+    y, sidecar, previews = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
+                                          models_dir=models_dir, operator=operator, **params)
+    extra = [] if previews is None else list(zip(preview_paths(out, len(y)), map(_png_bytes, previews)))
+    write_measurements(out, y, sidecar, extra=extra)
     if not quiet:
-        click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, m/n = {sidecar['ratio']:.4f}, "
-                   f"sigma = {sidecar['sigma']:.3g}) and {out.with_suffix('.json')}")
+        pngs = f" and {len(extra)} PNG(s) ({extra[0][0].name}...)" if extra else ""
+        click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, {operator}, m/n = {sidecar['ratio']:.4f}, "
+                   f"sigma = {sidecar['sigma']:.3g}), {out.with_suffix('.json')}{pngs}")

@@ -98,7 +98,8 @@ def default_output(measurements: str | Path) -> Path:
 def recover_main(measurements, method, output, overwrite, reference, progress, quiet, verbose, **options):
     """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery or one
     of the paper's baselines (--method). Every method writes the same report.json and PNGs: recovered_XXX.png,
-    recovered.npy, and with --reference compare_XXX.png (truth | recovery) and contact_sheet.png."""
+    recovered.npy, and with --reference compare_XXX.png (truth | the measurement, where it is an image |
+    recovery) and contact_sheet.png."""
     from ..measurement import read_measurements
     from ..methods import Settings, make_solver, solve_many
     from ..progress import Progress
@@ -112,6 +113,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     if len(shape) != 3:
         raise GSError("the sidecar has no image_shape (C, H, W)")
     refs = _load_refs(reference, y, sidecar, shape[1])
+    op = getattr(solver, "op", None) or getattr(getattr(solver, "meas", None), "op", None)
+    measured = op.preview(y) if refs is not None and op is not None and hasattr(op, "preview") else None
     tmp = staging(out, overwrite)
     rows, images, tiles = [], [], []
     B = y.shape[0]
@@ -134,7 +137,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                 seconds = (time.perf_counter() - t0) / (hi - lo)
                 for i, (image, fields) in zip(range(lo, hi), solved):
                     fracs[i] = 1.0
-                    row, tile = _write_image(tmp, i, image, fields, seconds, refs, method)
+                    row, tile = _write_image(tmp, i, image, fields, seconds, refs, method,
+                                             None if measured is None else measured[i])
                     rows.append(row)
                     images.append(image)
                     if tile is not None:
@@ -163,8 +167,9 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
 
 
-def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str):
-    """recovered_XXX.png (and compare_XXX.png with a reference) of image i; its report row."""
+def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str, measured=None):
+    """recovered_XXX.png (and compare_XXX.png with a reference: truth | the measurement where it is an image |
+    recovery) of image i; its report row."""
     from ..metrics import psnr, ssim
 
     png = f"recovered_{i + 1:03d}.png"
@@ -174,7 +179,8 @@ def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, m
     if refs is not None:
         row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
         row["compare_png"] = f"compare_{i + 1:03d}.png"
-        tile = labelled([(refs[i], "truth"), (image, f"recovery ({method})")],
+        panels = [(refs[i], "truth")] + ([] if measured is None else [(measured, "measured")])
+        tile = labelled(panels + [(image, f"recovery ({method})")],
                         f"image {i + 1}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}")
         save_png(tile, tmp / row["compare_png"])
     return row, tile

@@ -25,37 +25,22 @@ import numpy as np
 from ..errors import GSError
 from ..latent import LatentLayout
 from ..manifest import Manifest
-from ..operator import Operator
+from ..physics import Operator
 from . import graph as G
 from .runtime import CPU, CUDA, Device, create_session, describe_placement, placement, resolve_device
 
 OPERATOR_PLACES = ("auto", "graph", "host")
 
 
-#: On the CPU a dense operator goes into the graph from this many matrix entries on (measured,
-#: docs/benchmarks.md: ONNX Runtime's Gemm beats numpy's BLAS on the 8002 x 49152 A of the 128 px models
-#: and loses on the 2000 x 12288 A of the 64 px DCGAN, most at batch 3).
-CPU_GRAPH_MIN_ENTRIES = 50_000_000
-
-
 def default_operator_place(op: Operator, device_name: str) -> str:
-    """Where ``auto`` applies ``op`` on ``device_name`` (measured: docs/benchmarks.md).
-
-    CUDA: in the graph whenever the operator has an ONNX form (nothing but z, f and the gradient crosses the
-    bus). CPU: the structured DCT on the host (scipy's real DCT is 4-5x faster than ONNX Runtime's complex
-    DFT), a dense Gaussian in the graph when it is large (:data:`CPU_GRAPH_MIN_ENTRIES`), else on the host,
-    the identity in the graph.
-    """
+    """Where ``auto`` applies ``op`` on ``device_name``: on CUDA in the graph whenever the operator has an ONNX
+    form (nothing but z, f and the gradient crosses the bus); on the CPU where the operator says it is faster
+    (:meth:`gs_onnx.physics.Operator.cpu_place`, measured: docs/benchmarks.md)."""
     if op.onnx_form() is None:
         return "host"
     if device_name != "cpu":
         return "graph"
-    kind = type(op).__name__
-    if kind == "SubsampledDCTOperator":
-        return "host"
-    if kind == "GaussianOperator" and op.m * op.n < CPU_GRAPH_MIN_ENTRIES:
-        return "host"
-    return "graph"
+    return op.cpu_place()
 
 
 class _Slot:

@@ -365,3 +365,17 @@ def _clone_info(v, batch):
         d.Clear()
         d.dim_value = int(batch)
     return c
+
+
+def operator_model(form: OnnxForm, n: int, m: int, adjoint: bool = False):
+    """A standalone ModelProto of an operator's ONNX form: input ``x`` (B, n) float32 (``r`` (B, m) for the
+    adjoint) and the form's run-time inputs, output ``y`` (B, m) (``x`` (B, n) for the adjoint). For checking
+    a form against its numpy twin, and for using an operator from another language."""
+    b = Builder()
+    src, dst, cols_in, cols_out = ("r", "x", m, n) if adjoint else ("x", "y", n, m)
+    out = (form.adjoint if adjoint else form.forward)(b, src)
+    b.op("Identity", [out], outputs=[dst])
+    inputs = [_tensor_info(src, _FLOAT, ["batch", cols_in])]
+    inputs += [_tensor_info(k, _FLOAT, shape) for k, (shape, _) in form.inputs.items()]
+    return _finish(b, "gs_operator_adjoint" if adjoint else "gs_operator", inputs,
+                   [_tensor_info(dst, _FLOAT, ["batch", cols_out])])

@@ -69,7 +69,9 @@ OPTIONS = {
                              help="L-BFGS-B iterations per restart  [default: the model's; the paper's for raw]"),
     "cut": click.option("--cut", default=None, type=int, help="Cut for gs/mganprior  [default: the model's]"),
     "seed": click.option("--seed", default=0, type=int, help="Base seed of A, noise and starts."),
-    "operator": click.option("--operator", default="gaussian", type=click.Choice(["gaussian", "srdct"])),
+    "operator": click.option("--operator", default="gaussian", type=click.Choice(["gaussian", "srdct"]),
+                             help="The compressed-sensing operator (other physics: gs-experiment inpaint, superres, "
+                                  "physics)."),
     "steps": click.option("--steps", default=None, type=int, help="Adam steps of Deep Decoder / IAGAN's latent phase."),
     "finetune_steps": click.option("--finetune-steps", default=None, type=int, help="IAGAN's joint phase steps."),
     "lasso_iter": click.option("--lasso-iter", default=None, type=int, help="Lasso-DCT iterations  [default: 2000]"),
@@ -100,6 +102,9 @@ PRESET_OPTIONS = {
     "cuts": _RECOVERY + ("ratios",),
     "samples": ("models",) + _RUN,
     "budget": _RECOVERY + ("ratios",),
+    "inpaint": tuple(o for o in _RECOVERY if o != "operator") + ("ratios", "methods", "lasso_iter", "steps"),
+    "superres": tuple(o for o in _RECOVERY if o != "operator") + ("methods", "lasso_iter", "steps"),
+    "physics": tuple(o for o in _RECOVERY if o != "operator") + ("methods", "lasso_iter", "steps"),
 }
 _DEFAULTS = {"models": None, "datasets": None, "images": 20, "ratios": None, "methods": None, "restarts": 3,
              "max_iter": None, "cut": None, "seed": 0, "operator": "gaussian", "steps": None, "finetune_steps": None,
@@ -213,6 +218,21 @@ _preset_command("budget", "Stopping: PSNR vs iterations and seconds, fixed budge
                               help="Comma-separated held-out fractions of the holdout traces  [default: 0.1]")],
                 lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts"))},
                 example="gs-experiment budget --models dcgan --ratios 0.1628 --images 10 -o runs/budget")
+
+_preset_command("inpaint", "Inpainting: PSNR vs the fraction of pixels kept (random pixels), no GS vs GS vs Lasso-DCT.",
+                example="gs-experiment inpaint --models dcgan --ratios 0.1,0.3 --images 5 --restarts 1 "
+                        "--max-iter 200 -o runs/inpaint")
+_preset_command("superres", "Super-resolution: PSNR vs the downsampling factor, no GS vs GS vs Lasso-DCT.",
+                [click.option("--factors", default=None, help="Comma-separated integer factors  [default: 2,4,8]")],
+                lambda kw: {"factors": _ints(kw.pop("factors"))},
+                example="gs-experiment superres --models dcgan --factors 4 --images 5 --restarts 1 --max-iter 200 "
+                        "-o runs/superres")
+_preset_command("physics", "Every measurement model once: inpainting 10/30 %, a missing box, SR x4, Fourier 25 %, "
+                "blur, denoising; no GS vs GS.",
+                [click.option("--conditions", default=None,
+                              help="Comma-separated: mask10, mask30, box, sr4, fourier25, blur2, denoise  [default: all]")],
+                lambda kw: {"conditions": _names(kw.pop("conditions"))},
+                example="gs-experiment physics --models dcgan --images 20 --restarts 1 --max-iter 200 -o runs/physics")
 
 
 @main.command("plot", cls=OneLineCommand, epilog=examples("gs-experiment plot runs/cs",

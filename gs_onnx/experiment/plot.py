@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
-from .report import best_cuts, cells, label, markdown, series
+from .report import PHYSICS_PRESETS, best_cuts, cells, label, markdown, row_key, series
 
 
 def _plt():
@@ -56,15 +56,22 @@ def _curves(plt, group, preset: str, out: Path) -> Path:
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     for ax, k in zip(axes[0], keys):
         for name, cs in sorted(panels[k].items()):
-            cs = sorted(cs, key=lambda c: c.cond["ratio"])
-            x = np.array([c.cond["ratio"] for c in cs])
+            cs = sorted(cs, key=row_key)
+            x = np.array([row_key(c) for c in cs])
             m = np.array([c.mean for c in cs])
             s = np.array([c.std for c in cs])
             (line,) = ax.plot(x, m, marker="o", ms=3, label=name)
             ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2)
-        ax.set_xlim(0, 0.5)
+        if preset == "superres":
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({row_key(c) for c in group}), [f"x{f}" for f in sorted({row_key(c) for c in group})])
+        elif preset == "inpaint":
+            ax.set_xlim(0, 1)
+        else:
+            ax.set_xlim(0, 0.5)
         n_img = max(len(c.psnr) for cs in panels[k].values() for c in cs)
-        _style(ax, "m / n", f"{k[0]} on {k[1]} ({n_img} images)")
+        xlabel = {"superres": "downsampling factor", "inpaint": "fraction of pixels kept"}.get(preset, "m / n")
+        _style(ax, xlabel, f"{k[0]} on {k[1]} ({n_img} images)")
     return _save(plt, fig, out / f"{preset}.png")
 
 
@@ -83,6 +90,28 @@ def _raw(plt, group, out: Path) -> Path:
         ax.set_xticks(np.arange(len(datasets)) + w * (len(series) - 1) / 2, datasets)
         _style(ax, None, f"{model}: A = I, no noise", "y")
     return _save(plt, fig, out / "raw.png")
+
+
+def _settings(plt, group, out: Path) -> Path:
+    """``physics``: one bar group per measurement setting, a bar per method, a panel per model and dataset."""
+    panels: dict[tuple, list] = defaultdict(list)
+    for c in group:
+        panels[(Path(c.cond["model"]).name, c.cond["dataset"])].append(c)
+    keys = sorted(panels)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 3.6 * len(keys)), squeeze=False)
+    for ax, k in zip(axes[:, 0], keys):
+        cs = panels[k]
+        settings = list(dict.fromkeys(c.cond["variant"] for c in cs))
+        names = sorted({series(c) for c in cs})
+        w = 0.8 / len(names)
+        for j, name in enumerate(names):
+            vals = [next((c for c in cs if c.cond["variant"] == st and series(c) == name), None) for st in settings]
+            ax.bar(np.arange(len(settings)) + j * w, [v.mean if v else 0 for v in vals], w,
+                   yerr=[v.std if v else 0 for v in vals], capsize=3, label=name)
+        ax.set_xticks(np.arange(len(settings)) + w * (len(names) - 1) / 2, settings)
+        n_img = max(len(c.psnr) for c in cs)
+        _style(ax, None, f"{k[0]} on {k[1]} ({n_img} images)", "y")
+    return _save(plt, fig, out / "physics.png")
 
 
 def _cuts(plt, group, out: Path) -> Path:
@@ -159,6 +188,8 @@ def plot(folder: str | Path, rows: list[dict[str, Any]], out: str | Path | None 
             written.append(_raw(plt, group, out))
         elif preset == "cuts":
             written.append(_cuts(plt, group, out))
+        elif preset == "physics":
+            written.append(_settings(plt, group, out))
         else:
             written.append(_curves(plt, group, preset, out))
     samples = [r for r in rows if r.get("method") == "samples"]

@@ -67,6 +67,8 @@ class Config:
     models_dir: str | None = None
     holdouts: tuple[float, ...] | None = None
     rules: tuple[str, ...] | None = None
+    factors: tuple[int, ...] | None = None
+    conditions: tuple[str, ...] | None = None
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -307,6 +309,71 @@ def budget(cfg: Config) -> list[Task]:
     return out
 
 
+# ------------------------------------------------------------------------------------- other physics
+
+#: ``inpaint``: fractions of pixels kept (x axis); ``superres``: downsampling factors.
+INPAINT_KEEPS = (0.05, 0.1, 0.2, 0.3, 0.5)
+SUPERRES_FACTORS = (2, 4, 8)
+#: ``physics``: one condition per measurement model, {name: (operator, parameters, noise sigma or None)}; None:
+#: the operator's default noise (0.01 per value for these image-domain operators).
+PHYSICS_CONDITIONS = {
+    "mask10": ("mask", {"keep": 0.1}, None),
+    "mask30": ("mask", {"keep": 0.3}, None),
+    "box": ("box", {"box": "centre", "box_size": 0.5}, None),
+    "sr4": ("downsample", {"factor": 4}, None),
+    "fourier25": ("fourier", {"keep": 0.25, "density": "centre"}, None),
+    "blur2": ("blur", {"sigma": 2.0}, None),
+    "denoise": ("identity", {}, 0.1),
+}
+PHYSICS_METHODS = ("nogs", "gs", "lasso-dct", "mganprior", "deep-decoder", "iagan")
+
+
+def _physics_tasks(preset: str, cfg: Config, conditions: list[tuple[str, str, dict, float | None]],
+                   default_methods: tuple[str, ...]) -> list[Task]:
+    """Tasks for (label, operator, parameters, sigma) conditions: every model, dataset, method and image."""
+    from ..physics import make
+
+    methods = _check_methods(cfg.methods or default_methods, PHYSICS_METHODS)
+    out = []
+    for model in cfg.models or ("dcgan", "began"):
+        man = _manifest(model, cfg)
+        cut = _cut(man, cfg.cut)
+        for label_, operator, params, sigma in conditions:
+            op = make(operator, tuple(man.image_shape), cfg.seed, **params)  # checks the parameters now
+            base = _recovery_tasks(preset, cfg, model, man, cut, cfg.datasets or ("celeba-test",),
+                                   (round(op.m / op.n, 6),), methods, operator=operator, max_iter=cfg.max_iter,
+                                   variant=label_)
+            out += [dataclasses.replace(t, operator_params=tuple(sorted(params.items())), sigma=sigma) for t in base]
+    return out
+
+
+def inpaint(cfg: Config) -> list[Task]:
+    """PSNR vs the fraction of pixels kept (random-pixel inpainting, ``mask``): no GS vs GS vs Lasso-DCT."""
+    keeps = _check_ratios(cfg.ratios or INPAINT_KEEPS)
+    return _physics_tasks("inpaint", cfg, [(f"keep {k:g}", "mask", {"keep": k}, None) for k in keeps],
+                          ("nogs", "gs", "lasso-dct"))
+
+
+def superres(cfg: Config) -> list[Task]:
+    """PSNR vs the super-resolution factor (area ``downsample``): no GS vs GS vs Lasso-DCT."""
+    factors = tuple(cfg.factors or SUPERRES_FACTORS)
+    for f in factors:
+        if f < 2:
+            raise GSError(f"factor {f} must be >= 2")
+    return _physics_tasks("superres", cfg, [(f"x{f}", "downsample", {"factor": int(f)}, None) for f in factors],
+                          ("nogs", "gs", "lasso-dct"))
+
+
+def physics(cfg: Config) -> list[Task]:
+    """One condition per measurement model (inpainting 10 % / 30 %, a missing half-width box, super-resolution
+    x4, Fourier 25 % with a fully sampled centre, blur sigma 2 with noise, denoising at sigma 0.1): no GS vs GS."""
+    names = tuple(cfg.conditions or PHYSICS_CONDITIONS)
+    for n in names:
+        if n not in PHYSICS_CONDITIONS:
+            raise GSError(f"unknown condition {n!r}: choose from {', '.join(PHYSICS_CONDITIONS)}")
+    return _physics_tasks("physics", cfg, [(n, *PHYSICS_CONDITIONS[n]) for n in names], ("nogs", "gs"))
+
+
 def samples(cfg: Config) -> list[Task]:
     """Fig. 8: a grid of samples from the cut generator at every cut (inputs i.i.d. N(0, 1))."""
     if cfg.count < 1:
@@ -324,5 +391,5 @@ def samples(cfg: Config) -> list[Task]:
 
 PRESETS: dict[str, Callable[[Config], list[Task]]] = {
     "cs": cs, "baselines": baselines, "raw": raw, "untrained": untrained, "init": init, "cuts": cuts,
-    "samples": samples, "budget": budget,
+    "samples": samples, "budget": budget, "inpaint": inpaint, "superres": superres, "physics": physics,
 }

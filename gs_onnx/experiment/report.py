@@ -121,34 +121,53 @@ def series(c: Cell) -> str:
     parts = [label(d)]
     if d["preset"] == "init":
         parts.append(d["init"])
-    if d["variant"] and d["preset"] != "cuts":
+    if d["variant"] and d["preset"] not in ("cuts",) + PHYSICS_PRESETS:
         parts.append(d["variant"])
     return ", ".join(parts)
 
 
+#: Presets whose conditions are measurement settings named by the variant (``keep 0.1``, ``x4``, ``mask10``).
+PHYSICS_PRESETS = ("inpaint", "superres", "physics")
+
+
+def row_key(c: Cell):
+    """The table row / x value of a cell: m/n, or the setting for superres (its factor) and physics (its name)."""
+    d = c.cond
+    if d["preset"] == "superres":
+        return int(str(d["variant"]).lstrip("x"))
+    if d["preset"] == "physics":
+        return d["variant"]
+    return d["ratio"]
+
+
 def _pivot(group: list[Cell]) -> list[str]:
     """Compact tables, one per (model, dataset): a row per m/n, a column per curve, mean +- std."""
-    by_dataset = group[0].cond["preset"] == "raw"  # A = I: one table per model, a row per dataset
+    preset = group[0].cond["preset"]
+    by_dataset = preset == "raw"  # A = I: one table per model, a row per dataset
     panels: dict[tuple, dict[tuple[Any, str], Cell]] = defaultdict(dict)
     for c in group:
         model = c.cond["model"] if c.cond["preset"] != "untrained" else "trained vs untrained"
         panel = (model, "") if by_dataset else (model, c.cond["dataset"])
-        row = c.cond["dataset"] if by_dataset else c.cond["ratio"]
+        row = c.cond["dataset"] if by_dataset else row_key(c)
         panels[panel][(row, series(c))] = c
     out = []
     for (model, ds), cellmap in sorted(panels.items()):
         cols = sorted({k[1] for k in cellmap})
-        rows = list(dict.fromkeys(k[0] for k in cellmap)) if by_dataset else sorted({k[0] for k in cellmap})
+        rows = list(dict.fromkeys(k[0] for k in cellmap)) if by_dataset or preset == "physics" \
+            else sorted({k[0] for k in cellmap})
         n_img = max(len(c.psnr) for c in cellmap.values())
         where = f"{Path(model).name}, A = I, no noise" if by_dataset else f"{Path(model).name} on {ds}"
         out += [f"**{where}** (PSNR dB, mean +- std over {n_img} images)", "",
-                ("| images | " if by_dataset else "| m/n | ") + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+                f"| {_ROW_HEAD.get(preset, 'm/n')} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for r in rows:
             vals = [cellmap.get((r, col)) for col in cols]
-            head = r if by_dataset else _fmt_ratio(r)
+            head = r if isinstance(r, str) else f"x{r}" if preset == "superres" else _fmt_ratio(r)
             out.append(f"| {head} | " + " | ".join(f"{v.mean:.2f} +- {v.std:.2f}" if v else "" for v in vals) + " |")
         out.append("")
     return out + ["All conditions:", ""]
+
+
+_ROW_HEAD = {"raw": "images", "inpaint": "pixels kept", "superres": "factor", "physics": "measurement"}
 
 
 def best_cuts(group: list[Cell]) -> dict[tuple, tuple[int, float]]:

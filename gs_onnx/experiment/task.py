@@ -6,7 +6,8 @@ their :meth:`Task.key` identifies a finished row in a results file.
 
 Seeds (all derived from the task's base ``seed``; ``i`` is the image index within its dataset):
 
-* A: ``make_operator(operator, m, n, seed)`` -- one matrix per ratio, shared by every image, as ``gs-measure``;
+* A: ``gs_onnx.physics.make(operator, image_shape, seed, m=m, **operator_params)`` -- one operator per ratio
+  (or setting), shared by every image, as ``gs-measure``;
 * noise: :func:`gs_onnx.measurement.measure` with seed ``seed + i``;
 * restart r of gs / no-GS / mGANprior starts from ``init_latent(init, size, default_rng([seed + i, r]))``,
   the very start of restart r of ``gs-recover --seed seed`` for image i; single-run methods (Lasso-DCT,
@@ -46,9 +47,12 @@ class Task:
     dataset : a label (``celeba-test``, ``coco``, ``generated``, ...)
     image : image file path, or ``generated`` for an image the generator makes
     index : the image's index within its dataset (seeds noise and restarts)
-    ratio : m / n (m = round(ratio n)); 1.0 with the identity operator
-    operator : ``gaussian``, ``srdct`` or ``identity``
-    noise : add the paper's measurement noise (sigma = 0.1 at 64 px, scaled for other sizes)
+    ratio : m / n (m = round(ratio n) for gaussian and srdct; for other operators m / n of their parameters)
+    operator : an operator type of :mod:`gs_onnx.physics` (``gaussian``, ``srdct``, ``identity``, ``mask``, ...)
+    noise : add noise: the operator's default (the paper's rule for gaussian/srdct, 0.01 per value
+        otherwise) unless ``sigma`` is given
+    operator_params : the operator's parameters as sorted (name, value) pairs (``keep``, ``factor``, ...)
+    sigma : per-value noise std overriding the operator's default (``None``: the default)
     restart : restart index (0 for single-run methods)
     seed : base seed (see the module docstring)
     init : latent init (``cn01``, ``zero``, ``normal5``, ``normal10``, ... or ``lasso``)
@@ -75,6 +79,8 @@ class Task:
     max_fun: int | None = None
     options: tuple[tuple[str, Any], ...] = ()
     variant: str = ""
+    operator_params: tuple[tuple[str, Any], ...] = ()
+    sigma: float | None = None
 
     def key(self) -> str:
         """A canonical JSON string of every field: equal keys mean the same work."""
@@ -83,12 +89,27 @@ class Task:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["options"] = [list(kv) for kv in self.options]
+        # fields added after results files existed are left out at their defaults, so that old keys still match
+        if not self.operator_params:
+            d.pop("operator_params")
+        else:
+            d["operator_params"] = [list(kv) for kv in self.operator_params]
+        if self.sigma is None:
+            d.pop("sigma")
         return d
+
+    def setting(self) -> str:
+        """The measurement condition in words: ``gaussian``, ``mask keep=0.1``, ``identity sigma=0.1``."""
+        parts = [self.operator] + [f"{k}={v}" for k, v in self.operator_params]
+        if self.sigma is not None:
+            parts.append(f"sigma={self.sigma:g}")
+        return " ".join(parts)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Task":
         d = dict(d)
         d["options"] = tuple((str(k), v) for k, v in d.get("options", ()))
+        d["operator_params"] = tuple((str(k), v) for k, v in d.get("operator_params", ()))
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
@@ -119,15 +140,19 @@ def _manifest(model: str, models_dir: str | None):
     return _cached("manifest", (model, models_dir), lambda: registry.load(model, models_dir))
 
 
-def _operator(task: Task, n: int):
-    from ..operator import IdentityOperator, make_operator
+def _operator(task: Task, image_shape: tuple[int, int, int]):
+    from ..physics import make, operator_class
 
-    if task.operator == "identity":
-        return IdentityOperator(n), n
-    m = int(round(task.ratio * n))
-    if not 1 <= m <= n:
-        raise GSError(f"ratio {task.ratio} gives m = {m} measurements for n = {n}")
-    return _cached("operator", (task.operator, m, n, task.seed), lambda: make_operator(task.operator, m, n, task.seed)), m
+    n = int(np.prod(image_shape))
+    params = dict(task.operator_params)
+    if operator_class(task.operator).counts_measurements:
+        m = int(round(task.ratio * n))
+        if not 1 <= m <= n:
+            raise GSError(f"ratio {task.ratio} gives m = {m} measurements for n = {n}")
+        params["m"] = m
+    key = (task.operator, tuple(sorted(params.items())), tuple(image_shape), task.seed)
+    op = _cached("operator", key, lambda: make(task.operator, image_shape, task.seed, **params))
+    return op, op.m
 
 
 def _generator(man, cut: int, device: str, threads: int):
@@ -197,7 +222,8 @@ def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: in
     sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": m, "n": man.n}
     if method not in ("gs", "mganprior"):
         return make_solver(method, y.reshape(1, -1), sidecar, s, op=op)
-    key = (method, str(man.root), s.cut, task.operator, m, man.n, task.seed, device, threads, s.init, s.max_iter,
+    key = (method, str(man.root), s.cut, task.operator, task.operator_params, m, man.n, task.seed, device, threads,
+           s.init, s.max_iter,
            s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, id(op))
     return _cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
 
@@ -235,8 +261,8 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     ``sigma``, ``cut`` (resolved), ``free_parameters`` (what the method optimises), ``budget``,
     ``provider`` (the execution provider that really ran), ``host``.
     """
-    from ..measurement import measure, paper_sigma
     from ..metrics import psnr
+    from ..physics import measure, sigma_for
 
     if task.method not in TASK_METHODS:
         raise GSError(f"unknown experiment method {task.method!r}: choose one of {', '.join(TASK_METHODS)}")
@@ -247,11 +273,13 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     t0 = time.perf_counter()
     man = _manifest(task.model, models_dir)
     x = task_image(task, man, device, threads)
-    op, m = _operator(task, man.n)
-    sigma = paper_sigma(man.n, m) if task.noise else 0.0
+    op, m = _operator(task, tuple(man.image_shape))
+    sigma = (task.sigma if task.sigma is not None else sigma_for("auto", op)) if task.noise else 0.0
     y = measure(x.reshape(1, -1), op, sigma, task.seed + task.index)[0]
     row = task.as_dict()
     row.update({"m": m, "n": man.n, "sigma": sigma, "host": platform.node(), "pid": os.getpid()})
+    if task.operator_params or task.sigma is not None:
+        row["setting"] = task.setting()
     if task.method not in RESTART_METHODS and task.restart != 0:
         raise GSError(f"{task.method} runs once per image: restart must be 0")
     solver = _solver(task, man, op, m, y, device, threads)

@@ -1,0 +1,428 @@
+"""Compressed-sensing operators: the dense Gaussian matrix of the paper and the subsampled randomized DCT.
+
+Both map an image (flattened in C, H, W order) to ``m`` measurements, ``m`` free (``--m`` / ``--ratio``), and
+take the paper's noise rule (:func:`gs_onnx.physics.noise.paper_sigma`).
+
+Examples
+--------
+>>> import numpy as np
+>>> A = GaussianOperator(m=100, n=12288, seed=0)
+>>> x = np.random.default_rng(1).random((2, 12288), dtype=np.float32)
+>>> A.forward(x).shape, A.adjoint(A.forward(x)).shape
+((2, 100), (2, 12288))
+>>> B = from_description(A.describe())
+>>> bool(np.array_equal(A.matrix(), B.matrix()))
+True
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GSError
+from .base import Operator, _field, _probe, check_int, from_description, in_shape_of, register
+
+#: On the CPU a dense operator goes into the graph from this many matrix entries on (measured,
+#: docs/benchmarks.md).
+CPU_GRAPH_MIN_ENTRIES = 50_000_000
+#: Rows of the Gaussian matrix drawn from one seeded stream; part of the format, never change it.
+ROWS_PER_BLOCK = 256
+#: Refuse a dense matrix that would take more than this fraction of the available memory.
+MEMORY_SAFETY_FRACTION = 0.8
+_GB = 1e9
+
+
+def dense_bytes(m: int, n: int) -> int:
+    """Bytes of a dense float32 ``m`` x ``n`` matrix (``4 m n``)."""
+    return 4 * int(m) * int(n)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes this process's memory cgroup still allows (limit minus usage), or None without a limit."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2 ("max" -> None)
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        limit = _read_int(limit_file)
+        if limit is None or limit >= 1 << 60:  # v1 reports "no limit" as a huge number
+            continue
+        usage = _read_int(usage_file) or 0
+        return max(limit - usage, 0)
+    return None
+
+
+def available_memory_bytes() -> int:
+    """Memory available to this process, in bytes; 0 when it cannot be determined.
+
+    Reads ``MemAvailable`` from ``/proc/meminfo`` when present, else ``os.sysconf`` (available physical
+    pages times page size); a container's cgroup memory limit (minus current usage) caps the result.
+    """
+    available: int | None = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024  # reported in kB
+                    break
+    except (OSError, ValueError, IndexError):
+        available = None
+    if available is None:
+        try:
+            available = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            available = None
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        available = headroom if available is None else min(available, headroom)
+    return max(int(available or 0), 0)
+
+
+def _gb(nbytes: float) -> str:
+    gb = nbytes / _GB
+    return f"{gb:.2f} GB" if gb >= 0.01 else f"{gb:.3g} GB"
+
+
+
+
+@register
+class GaussianOperator(Operator):
+    """Dense Gaussian matrix with i.i.d. N(0, 1/m) float32 entries, reproducible from a seed.
+
+    Rows ``[256 j, 256 (j + 1))`` of ``A`` are
+    ``Generator(PCG64(SeedSequence([seed, j]))).standard_normal((rows, n), dtype=float32) / float32(sqrt(m))``
+    (the last block may be shorter). The matrix is built lazily on the first :meth:`matrix`,
+    :meth:`forward` or :meth:`adjoint` call and cached.
+
+    Parameters
+    ----------
+    m, n : int
+        Shape of ``A`` (both > 0).
+    seed : int
+        Non-negative seed; the same ``(m, n, seed)`` always gives the same matrix, bit for bit.
+    chunk_rows : int, optional
+        Rows generated per step while filling the matrix (a memory/speed knob for generation only; it
+        does not change ``A``).
+    max_bytes : int, optional
+        Largest dense matrix allowed, in bytes. By default 80% of :func:`available_memory_bytes`.
+    image_shape : (C, H, W), optional
+        The shape of the images measured (``prod == n``); recorded so that ``A(x)`` takes shaped batches.
+    stream : bool
+        Never hold the whole matrix: :meth:`forward` and :meth:`adjoint` generate it ``chunk_rows`` rows at
+        a time and apply each chunk (memory ``chunk_rows x n`` floats, time dominated by drawing the
+        numbers). For one-shot use such as measuring images (``gs-measure``); an optimiser applying A
+        hundreds of times wants the cached dense matrix.
+
+    Raises
+    ------
+    GSError
+        Bad parameters, or the dense matrix would not fit in memory (checked here, before any
+        allocation, and again before materialising).
+    """
+
+    type = "gaussian"
+    noise_default = "paper"
+    counts_measurements = True
+
+    def __init__(self, m: int, n: int, seed: int, *, image_shape=None, chunk_rows: int = 1024,
+                 max_bytes: int | None = None, stream: bool = False):
+        for name, v, lo in (("m", m, 1), ("n", n, 1), ("seed", seed, 0), ("chunk_rows", chunk_rows, 1)):
+            check_int(v, f"gaussian operator: {name}", lo)
+        _set_cs_shapes(self, int(m), int(n), image_shape)
+        self.seed = int(seed)
+        self.chunk_rows = int(chunk_rows)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        self._matrix: np.ndarray | None = None
+        self.stream = bool(stream)
+        if not self.stream:
+            self._check_memory()
+
+    @property
+    def nbytes(self) -> int:
+        return dense_bytes(self.m, self.n)
+
+    def _check_memory(self) -> None:
+        need = self.nbytes
+        if self.max_bytes is not None:
+            if need > self.max_bytes:
+                raise GSError(
+                    f"gaussian operator {self.m}x{self.n} needs {_gb(need)} as a dense float32 matrix, "
+                    f"above the limit of {_gb(self.max_bytes)} (max_bytes)"
+                )
+            return
+        avail = available_memory_bytes()
+        if avail > 0 and need > MEMORY_SAFETY_FRACTION * avail:
+            raise GSError(
+                f"gaussian operator {self.m}x{self.n} needs {_gb(need)} as a dense float32 matrix, "
+                f"but only {_gb(avail)} of memory is available (limit {MEMORY_SAFETY_FRACTION:.0%}); "
+                f"use fewer measurements"
+            )
+
+    def _block(self, j: int) -> np.ndarray:
+        """Rows ``[256 j, min(256 (j + 1), m))`` of ``A``, float32."""
+        start = j * ROWS_PER_BLOCK
+        rows = min(ROWS_PER_BLOCK, self.m - start)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, j])))
+        block = rng.standard_normal((rows, self.n), dtype=np.float32)
+        block /= np.float32(math.sqrt(self.m))
+        return block
+
+    def rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of ``A`` (float32, shape ``(stop - start, n)``), generated without the cache.
+
+        Any split of ``[0, m)`` into row ranges reproduces :meth:`matrix` exactly. ``out``, if given,
+        receives the rows.
+        """
+        if not 0 <= start <= stop <= self.m:
+            raise GSError(f"row range [{start}, {stop}) outside [0, {self.m})")
+        if out is None:
+            out = np.empty((stop - start, self.n), dtype=np.float32)
+        for j in range(start // ROWS_PER_BLOCK, -(-stop // ROWS_PER_BLOCK)):
+            b0 = j * ROWS_PER_BLOCK
+            lo, hi = max(start, b0), min(stop, b0 + ROWS_PER_BLOCK)
+            out[lo - start : hi - start] = self._block(j)[lo - b0 : hi - b0]
+        return out
+
+    def _probe_rows(self, k: int) -> np.ndarray:
+        """The first k rows only (generated without building the whole matrix)."""
+        rows = self._matrix[:k] if self._matrix is not None else self.rows(0, k)
+        return rows @ _probe(self.n)[0]
+
+    def matrix(self) -> np.ndarray:
+        """The dense matrix ``A``, float32, shape ``(m, n)``, entries N(0, 1/m); cached, do not modify."""
+        if self._matrix is None:
+            self._check_memory()
+            a = np.empty((self.m, self.n), dtype=np.float32)
+            # Chunks are whole blocks, so no block is drawn twice.
+            step = max(1, self.chunk_rows // ROWS_PER_BLOCK) * ROWS_PER_BLOCK
+            for start in range(0, self.m, step):
+                stop = min(start + step, self.m)
+                self.rows(start, stop, out=a[start:stop])
+            a.flags.writeable = False
+            self._matrix = a
+        return self._matrix
+
+    def _chunks(self):
+        step = max(1, self.chunk_rows // ROWS_PER_BLOCK) * ROWS_PER_BLOCK
+        for start in range(0, self.m, step):
+            stop = min(start + step, self.m)
+            yield start, stop, self.rows(start, stop)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        if self.stream and self._matrix is None:
+            out = np.empty((x.shape[0], self.m), dtype=np.float32)
+            for start, stop, a in self._chunks():
+                out[:, start:stop] = (a @ x.T).T
+            return out
+        # (A x^T)^T, not x A^T: OpenBLAS multiplies a few rows by a transposed matrix several times slower
+        # (measured 25 vs 235 ms for 3 x 12288 by 12288 x 2000)
+        return np.ascontiguousarray((self.matrix() @ x.T).T)
+
+    def _adjoint(self, y: np.ndarray) -> np.ndarray:
+        if self.stream and self._matrix is None:
+            out = np.zeros((y.shape[0], self.n), dtype=np.float32)
+            for start, stop, a in self._chunks():
+                out += y[:, start:stop] @ a
+            return out
+        return y @ self.matrix()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "gaussian",
+            "m": self.m,
+            "n": self.n,
+            "seed": self.seed,
+            "dtype": "float32",
+            "entries": "N(0,1/m)",
+            "rows_per_block": ROWS_PER_BLOCK,
+            "rng": f"numpy PCG64, SeedSequence([seed, block]), {ROWS_PER_BLOCK} rows per block",
+            **_shape_field(self),
+        }
+
+    @classmethod
+    def from_description(cls, d, *, max_bytes: int | None = None, **_):
+        if d.get("rows_per_block", ROWS_PER_BLOCK) != ROWS_PER_BLOCK:
+            raise GSError(f"unsupported gaussian rows_per_block {d.get('rows_per_block')!r} (only {ROWS_PER_BLOCK})")
+        if d.get("entries", "N(0,1/m)") != "N(0,1/m)":
+            raise GSError(f"unsupported gaussian entries {d.get('entries')!r} (only 'N(0,1/m)')")
+        m, n, seed = _field(d, "m", int), _field(d, "n", int), _field(d, "seed", int)
+        return cls(m, n, seed, image_shape=_image_shape(d, n), max_bytes=max_bytes)
+
+    @classmethod
+    def build(cls, image_shape, seed, *, m, one_shot=False, **_):
+        return cls(m, int(np.prod(image_shape)), seed, image_shape=image_shape, stream=one_shot)
+
+    def cpu_place(self) -> str:
+        # docs/benchmarks.md: ONNX Runtime's Gemm beats numpy's BLAS on the 8002 x 49152 A of the 128 px models
+        # and loses on the 2000 x 12288 A of the 64 px DCGAN, most at batch 3
+        return "graph" if self.m * self.n >= CPU_GRAPH_MIN_ENTRIES else "host"
+
+    def onnx_form(self):
+        """``A`` is a run-time input of the graph (m, n) float32, bound once per session (device-resident
+        on a GPU); ``A x`` is ``Gemm(x, A, transB=1)`` and ``A^T r`` is ``Gemm(r, A)``: both read A in place
+        (the fastest of the MatMul/Gemm/transpose arrangements measured with ONNX Runtime's CPU kernels)."""
+        from ..engine.graph import OnnxForm
+
+        return OnnxForm({"A": ((self.m, self.n), self.matrix)},
+                        lambda b, x: b.op("Gemm", [x, "A"], "Ax", transB=1),
+                        lambda b, r: b.op("Gemm", [r, "A"], "ATr"))
+
+
+
+
+@register
+class SubsampledDCTOperator(Operator):
+    """Subsampled randomized DCT: ``A x = sqrt(n/m) * S C D x``, O(n log n) time and O(n) memory.
+
+    ``D`` flips the sign of each of the n entries at random, ``C`` is the orthonormal DCT-II of the
+    flattened vector (scipy.fft), ``S`` keeps m of its n outputs chosen at random (in increasing order).
+    The scale ``sqrt(n/m)`` matches the Gaussian operator's: every row has squared norm n/m (a Gaussian
+    row's expectation) and ``E ||A x||^2 = ||x||^2``; the rows are orthogonal, ``A A^T = (n/m) I``. The
+    adjoint is ``A^T y = sqrt(n/m) * D C^T S^T y``.
+
+    Signs and rows come from ``Generator(PCG64(SeedSequence([seed, 2**31 - 2])))``: first
+    ``integers(0, 2, n)`` (0 -> +1, 1 -> -1), then ``permutation(n)[:m]`` sorted. The same
+    ``(m, n, seed)`` gives the same operator everywhere.
+
+    Parameters
+    ----------
+    m, n : int
+        Shape of ``A`` (1 <= m <= n).
+    seed : int
+        Non-negative seed.
+    """
+
+    type = "srdct"
+    noise_default = "paper"
+    counts_measurements = True
+    #: Second entry of the SeedSequence of signs and rows (A's Gaussian blocks use 0, 1, ...; noise 2**31-1).
+    STREAM = 2**31 - 2
+
+    def __init__(self, m: int, n: int, seed: int, *, image_shape=None):
+        for name, v, lo in (("m", m, 1), ("n", n, 1), ("seed", seed, 0)):
+            check_int(v, f"srdct operator: {name}", lo)
+        if m > n:
+            raise GSError(f"srdct operator needs m <= n, got m={m}, n={n}")
+        _set_cs_shapes(self, int(m), int(n), image_shape)
+        self.seed = int(seed)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.STREAM])))
+        self.signs = (1 - 2 * rng.integers(0, 2, size=self.n)).astype(np.float32)
+        self.rows = np.sort(rng.permutation(self.n)[: self.m])
+        self.scale = np.float32(math.sqrt(self.n / self.m))
+
+    @property
+    def nbytes(self) -> int:
+        return self.signs.nbytes + self.rows.nbytes
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        from scipy import fft
+
+        c = fft.dct(x * self.signs, type=2, norm="ortho", axis=1, workers=-1)
+        return np.ascontiguousarray(c[:, self.rows] * self.scale, dtype=np.float32)
+
+    def _adjoint(self, y: np.ndarray) -> np.ndarray:
+        from scipy import fft
+
+        z = np.zeros((y.shape[0], self.n), dtype=np.float32)
+        z[:, self.rows] = y * self.scale
+        return (fft.idct(z, type=2, norm="ortho", axis=1, workers=-1) * self.signs).astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "srdct", "m": self.m, "n": self.n, "seed": self.seed, "dtype": "float32",
+                "transform": "orthonormal DCT-II of the flattened C,H,W vector", "scale": "sqrt(n/m)",
+                "rng": f"numpy PCG64, SeedSequence([seed, {self.STREAM}]): integers(0, 2, n) signs, "
+                       "then sorted permutation(n)[:m] rows", **_shape_field(self)}
+
+    @classmethod
+    def from_description(cls, d, **_):
+        m, n, seed = _field(d, "m", int), _field(d, "n", int), _field(d, "seed", int)
+        return cls(m, n, seed, image_shape=_image_shape(d, n))
+
+    @classmethod
+    def build(cls, image_shape, seed, *, m, **_):
+        return cls(m, int(np.prod(image_shape)), seed, image_shape=image_shape)
+
+    def cpu_place(self) -> str:
+        return "host"  # scipy's real DCT is 4-5x faster than ONNX Runtime's complex DFT (docs/benchmarks.md)
+
+    def _dct_tables(self):
+        """Constants of the DCT-II through one complex DFT of length n (Makhoul 1980): the even/odd reordering
+        ``perm`` and its inverse, and per kept row k the weights (c_k, s_k) with
+        ``(A x)_j = c_k Re V_k + s_k Im V_k``, V = DFT(P D x), k = rows[j] (orthonormal scale and sqrt(n/m)
+        folded in)."""
+        n = self.n
+        perm = np.concatenate([np.arange(0, n, 2), np.arange(n - 1 - n % 2, 0, -2)]).astype(np.int64)
+        inv = np.empty(n, np.int64)
+        inv[perm] = np.arange(n)
+        k = self.rows.astype(np.float64)
+        theta = np.pi * k / (2 * n)
+        norm = np.where(k == 0, math.sqrt(1 / (4 * n)), math.sqrt(1 / (2 * n))) * 2 * math.sqrt(n / self.m)
+        return perm, inv, (norm * np.cos(theta)), (norm * np.sin(theta))
+
+    def onnx_form(self):
+        """Signs, reordering, one complex DFT (ONNX ``DFT``) and the kept rows; the adjoint scatters the rows
+        by a Gather from a zero-padded copy (no Scatter op) and applies the same DFT."""
+        from ..engine.graph import OnnxForm
+
+        perm, inv, c, s_ = self._dct_tables()
+        full = np.zeros(self.n, np.int64)
+        full[self.rows] = np.arange(1, self.m + 1)
+
+        def fwd(b, x):
+            v = b.op("Gather", [b.op("Mul", [x, b.const(self.signs, "signs")], "xs"), b.const(perm, "perm")],
+                     "v", axis=1)
+            v3 = b.op("Cast", [b.op("Unsqueeze", [v, b.const(np.asarray([2], np.int64), "axes")], "v3")], "v3d",
+                      to=11)
+            V = b.op("DFT", [v3], "V", axis=1, onesided=0)     # float64: ONNX Runtime's float32 DFT loses 1e-4
+            Vk = b.op("Gather", [V, b.const(self.rows.astype(np.int64), "rows")], "Vk", axis=1)   # (B, m, 2)
+            cs = b.const(np.stack([c, s_], axis=1), "cs", dtype=np.float64)
+            y = b.op("ReduceSum", [b.op("Mul", [Vk, cs], "Vcs"), b.const(np.asarray([2], np.int64), "axes")],
+                     "Axd", keepdims=0)
+            return b.op("Cast", [y], "Ax", to=1)
+
+        def adj(b, r):
+            cs = b.const(np.stack([c, -s_], axis=1), "csadj", dtype=np.float64)
+            r3 = b.op("Cast", [b.op("Unsqueeze", [r, b.const(np.asarray([2], np.int64), "axes")], "r3")], "r3d", to=11)
+            u = b.op("Mul", [r3, cs], "u")
+            padded = b.op("Pad", [u, b.const(np.asarray([0, 1, 0, 0, 0, 0], np.int64), "pads")], "upad")
+            U = b.op("Gather", [padded, b.const(full, "full")], "U", axis=1)                       # (B, n, 2)
+            Wc = b.op("DFT", [U], "W", axis=1, onesided=0)
+            re = b.op("Gather", [Wc, b.const(np.asarray(0, np.int64), "zero")], "re", axis=2)   # (B, n)
+            x = b.op("Cast", [b.op("Gather", [re, b.const(inv, "inv")], "xpd", axis=1)], "xp", to=1)
+            return b.op("Mul", [x, b.const(self.signs, "signs")], "ATr")
+
+        return OnnxForm({}, fwd, adj)
+
+
+
+
+def _set_cs_shapes(op: Operator, m: int, n: int, image_shape) -> None:
+    if image_shape is not None:
+        shape = tuple(int(v) for v in image_shape)
+        if int(np.prod(shape)) != n:
+            raise GSError(f"{op.type} operator: image shape {shape} has {int(np.prod(shape))} values, not n = {n}")
+    else:
+        shape = (n,)
+    op._set_shapes(shape, (m,))
+
+
+def _shape_field(op: Operator) -> dict:
+    return {"in_shape": list(op.in_shape)} if len(op.in_shape) > 1 else {}
+
+
+def _image_shape(d: dict, n: int):
+    shape = in_shape_of(d)
+    if int(np.prod(shape)) != n:
+        raise GSError(f"operator description: in_shape {list(shape)} does not have n = {n} values")
+    return shape if len(shape) > 1 else None
