@@ -239,3 +239,13 @@ def test_readme_using_it_block_runs_as_written(tmp_path):
     assert rep["model"] == "began" and rep["cut"] == 2
     rep = json.loads((tmp_path / "faces-recovered" / "report.json").read_text())
     assert rep["model"] == "dcgan" and all(r["psnr"] > 20 for r in rep["images"])
+
+
+def test_pyproject_lists_every_runtime_subpackage():
+    """A subpackage missing from pyproject's explicit list works in an editable install and breaks every wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "gs_onnx").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
