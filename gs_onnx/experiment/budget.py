@@ -149,8 +149,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             for k in sorted(budgets):
                 p1, s1 = fixed_budget(paper, k, 1)
                 p3, s3 = fixed_budget(paper, k, 3)
-                L.append(f"| {k} | {_ms(p1)} | {np.mean(s1) if s1 else float('nan'):.1f} | {_ms(p3)} | "
-                         f"{np.mean(s3) if s3 else float('nan'):.1f} |")
+                L.append(f"| {k} | {_ms(p1)} | {f'{np.mean(s1):.1f}' if s1 else '-'} | {_ms(p3)} | "
+                         f"{f'{np.mean(s3):.1f}' if s3 else '-'} |")
             L.append(f"\n{len(paper)} images.\n")
         for variant, imgs in sorted(traced[cond].items()):
             if not variant.startswith("holdout"):
