@@ -201,11 +201,12 @@ def optimizer_child(model: str, cut: int, device: str, rows_list: list[int], its
     and the batched torch-semantics L-BFGS (one step of ``its`` iterations, tolerances 0: no early stop; its
     line-search-free steps make one evaluation per iteration, scipy's about 1.05)."""
     from gs_onnx.lbfgs import LBFGSSettings
+    from gs_onnx.methods import PAPER_LR
     from gs_onnx.restart import Budget, recover_batch
 
     man, op, y, obj = setup(model, cut, RATIO, device)
     out = {"model": model, "cut": cut, "free_values": obj.layout.size, "iterations": its, "rows": []}
-    lr = 0.1 if model.startswith("dcgan") else 1.0  # the paper's learning rates (gs-recover --lr)
+    lr = PAPER_LR.get(man.architecture, 1.0)  # the paper's learning rates, as gs-recover uses them
     for optimizer in ("scipy", "lbfgs"):
         for K in rows_list:
             b = Budget(max_iter=its, max_fun=its, ftol=0.0, gtol=0.0)
