@@ -44,7 +44,7 @@ def _optimizers() -> list[str]:
 def _problem(model: str, ratio: float, faces: np.ndarray, seed: int = 0):
     from gs_onnx import registry
     from gs_onnx.measurement import measure, paper_sigma
-    from gs_onnx.operator import GaussianOperator
+    from gs_onnx.physics import GaussianOperator
 
     man = registry.load(model)
     m = int(round(ratio * man.n))

@@ -125,12 +125,12 @@ def setup(model: str, cut: int, ratio: float, device: str, operator: str = "gaus
           **options):
     from gs_onnx import registry
     from gs_onnx.objective import make_objective
-    from gs_onnx.operator import make_operator
+    from gs_onnx.physics import make_operator
 
     man = registry.load(model)
     m = int(round(ratio * man.n))
     if operator == "identity":
-        from gs_onnx.operator import IdentityOperator
+        from gs_onnx.physics import IdentityOperator
 
         op = IdentityOperator(man.n)
     else:
@@ -376,7 +376,7 @@ def restarts_child(model: str, cut: int, device: str) -> dict:
 # --------------------------------------------------------------------------------------- operators
 
 def ops_section() -> list[dict]:
-    from gs_onnx.operator import GaussianOperator, SubsampledDCTOperator
+    from gs_onnx.physics import GaussianOperator, SubsampledDCTOperator
 
     rows = []
     for n, ratio in ((12288, 0.1628), (49152, 0.1628), (49152, 0.49)):
@@ -403,7 +403,7 @@ def psnr_child(model: str, cut: int, n_images: int, its: int, device: str) -> di
     from gs_onnx.images import list_images, load_image
     from gs_onnx.measurement import measure, paper_sigma
     from gs_onnx.metrics import psnr
-    from gs_onnx.operator import make_operator
+    from gs_onnx.physics import make_operator
     from gs_onnx.restart import Budget, recover
     from gs_onnx.stopping import PAPER
 

@@ -42,7 +42,7 @@ from .measurement import measure, operator_for, paper_sigma, read_measurements, 
 from .metrics import psnr
 from .mganprior import MultiCodeObjective
 from .objective import Objective, make_objective
-from .operator import make_operator
+from .physics import make_operator
 from .physics import (Blur, Box, Compose, Downsample, Fourier, FunctionOperator, GaussianOperator, IdentityOperator,
                       Mask, Operator, SubsampledDCTOperator, check_operator)
 from .physics import from_description as operator_from_description

@@ -17,7 +17,7 @@ from gs_onnx.errors import GSError
 from gs_onnx.latent import init_latent
 from gs_onnx.manifest import load_manifest
 from gs_onnx.objective import Objective, make_objective
-from gs_onnx.operator import GaussianOperator, IdentityOperator, SubsampledDCTOperator
+from gs_onnx.physics import GaussianOperator, IdentityOperator, SubsampledDCTOperator
 from gs_onnx.restart import Budget, recover_batch
 
 from conftest import TINY

@@ -101,7 +101,7 @@ def test_restart_tasks_are_the_restarts_of_recover():
     from gs_onnx.cut import CutGenerator
     from gs_onnx.images import load_image
     from gs_onnx.measurement import measure, paper_sigma
-    from gs_onnx.operator import make_operator
+    from gs_onnx.physics import make_operator
     from gs_onnx.restart import Budget, recover
     from gs_onnx.stopping import PAPER
 

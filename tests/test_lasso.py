@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from gs_onnx.lasso import dct2, idct2, kkt_residual, lasso_dct
-from gs_onnx.operator import GaussianOperator, IdentityOperator
+from gs_onnx.physics import GaussianOperator, IdentityOperator
 
 
 def test_dct_is_orthonormal():

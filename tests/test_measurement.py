@@ -21,7 +21,7 @@ from gs_onnx.measurement import (
     read_measurements,
     write_measurements,
 )
-from gs_onnx.operator import GaussianOperator, IdentityOperator
+from gs_onnx.physics import GaussianOperator, IdentityOperator
 
 N = 300
 M = 120

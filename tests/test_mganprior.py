@@ -10,7 +10,7 @@ from gs_onnx.errors import GSError
 from gs_onnx.latent import init_latent
 from gs_onnx.manifest import load_manifest
 from gs_onnx.mganprior import MultiCodeObjective, default_codes
-from gs_onnx.operator import GaussianOperator, IdentityOperator
+from gs_onnx.physics import GaussianOperator, IdentityOperator
 from gs_onnx.restart import Budget, run_restarts
 
 

@@ -15,7 +15,7 @@ from gs_onnx import registry
 from gs_onnx.cut import CutGenerator
 from gs_onnx.latent import LatentLayout, init_latent
 from gs_onnx.objective import Objective
-from gs_onnx.operator import Operator
+from gs_onnx.physics import Operator
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "examples" / "node"

@@ -9,14 +9,14 @@ import pytest
 
 from gs_onnx.physics import cs as opmod
 from gs_onnx.errors import GSError
-from gs_onnx.operator import (
+from gs_onnx.physics import (
     ROWS_PER_BLOCK,
     GaussianOperator,
     IdentityOperator,
     Operator,
     available_memory_bytes,
     dense_bytes,
-    operator_from_description,
+    from_description as operator_from_description,
 )
 
 RNG = np.random.default_rng(12345)
@@ -226,7 +226,7 @@ def test_bad_descriptions(d):
 
 def test_streamed_gaussian_equals_dense():
     """Chunked application (never holding A) gives the dense matrix's products."""
-    from gs_onnx.operator import GaussianOperator
+    from gs_onnx.physics import GaussianOperator
 
     dense = GaussianOperator(700, 500, seed=3)
     streamed = GaussianOperator(700, 500, seed=3, chunk_rows=256, stream=True)

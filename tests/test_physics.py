@@ -286,6 +286,19 @@ def test_your_own_operator_works_in_recover(dcgan):
         gs_onnx.recover(gs_onnx.CutGenerator(dcgan, 1, device="cpu"), object(), y)
 
 
+def test_an_own_operator_with_a_wrong_in_shape_is_refused(dcgan):
+    from gs_onnx.physics.base import as_operator
+
+    own = Flip(dcgan.image_shape)
+    wrapped = as_operator(own, dcgan.image_shape)
+    assert wrapped.in_shape == dcgan.image_shape  # no in_shape of its own: the generator's image shape
+    own.in_shape = (3, 32, 64)  # half the values its n says
+    with pytest.raises(GSError, match=r"in_shape \(3, 32, 64\) holds 6144 values but n = 12288"):
+        as_operator(own, dcgan.image_shape)
+    own.in_shape = (3, 64, 64)
+    assert as_operator(own).in_shape == (3, 64, 64)
+
+
 def test_the_docs_example_runs(tmp_path, monkeypatch):
     """docs/physics.md's "Your own operator" example, executed as written."""
     text = (ROOT / "docs" / "physics.md").read_text()

@@ -12,7 +12,7 @@ from gs_onnx.latent import init_latent  # noqa: E402
 from gs_onnx.manifest import load_manifest  # noqa: E402
 from gs_onnx.metrics import psnr  # noqa: E402
 from gs_onnx.objective import Objective  # noqa: E402
-from gs_onnx.operator import GaussianOperator  # noqa: E402
+from gs_onnx.physics import GaussianOperator  # noqa: E402
 from gs_onnx.restart import Budget, run_restarts  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from gs_onnx.latent import LatentLayout, init_latent
 from gs_onnx.manifest import load_manifest
 from gs_onnx.metrics import psnr
 from gs_onnx.objective import Objective
-from gs_onnx.operator import GaussianOperator, IdentityOperator
+from gs_onnx.physics import GaussianOperator, IdentityOperator
 from gs_onnx.restart import Budget, recover
 from gs_onnx.stopping import PAPER
 

@@ -12,7 +12,7 @@ from gs_onnx.cut import CutGenerator
 from gs_onnx.errors import GSError
 from gs_onnx.latent import LatentLayout
 from gs_onnx.objective import Objective, data_term
-from gs_onnx.operator import GaussianOperator
+from gs_onnx.physics import GaussianOperator
 from gs_onnx.restart import Budget, recover_batch
 from gs_onnx.stopping import PAPER, StopRule, holdout_mask
 

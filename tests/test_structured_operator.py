@@ -10,7 +10,8 @@ from scipy.fft import dct
 
 from gs_onnx import cli
 from gs_onnx.errors import GSError
-from gs_onnx.operator import SubsampledDCTOperator, make_operator, operator_from_description
+from gs_onnx.physics import SubsampledDCTOperator, make_operator
+from gs_onnx.physics import from_description as operator_from_description
 
 from test_cli import IMG_A, assert_one_line_error, invoke
 

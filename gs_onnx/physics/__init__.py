@@ -35,7 +35,7 @@ True
 """
 from .base import (Adjoint, Compose, FunctionOperator, Operator, Param, from_description, make, measuring_types,
                    operator_class, register, registry)
-from .cs import (GaussianOperator, SubsampledDCTOperator, available_memory_bytes, dense_bytes,
+from .cs import (GaussianOperator, SubsampledDCTOperator, available_memory_bytes, dense_bytes, make_operator,
                  MEMORY_SAFETY_FRACTION, ROWS_PER_BLOCK)
 from .image import Blur, Box, Downsample, IdentityOperator, Mask
 from .fourier import Fourier
@@ -45,7 +45,7 @@ from .noise import measure, noise_sigma, paper_sigma, sigma_for
 __all__ = [
     "Adjoint", "Blur", "Box", "Compose", "Downsample", "Fourier", "FunctionOperator", "GaussianOperator",
     "IdentityOperator", "Mask", "Operator", "Param", "SubsampledDCTOperator", "available_memory_bytes",
-    "check_operator", "dense_bytes", "from_description", "make", "measure", "measuring_types", "noise_sigma",
+    "check_operator", "dense_bytes", "from_description", "make", "make_operator", "measure", "measuring_types", "noise_sigma",
     "operator_class", "paper_sigma", "register", "registry", "sigma_for", "MEMORY_SAFETY_FRACTION",
     "ROWS_PER_BLOCK",
 ]

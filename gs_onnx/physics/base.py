@@ -437,9 +437,14 @@ def as_operator(op: Any, image_shape=None) -> Operator:
         raise GSError(f"{type(op).__name__} is not an operator: it lacks {', '.join(missing)} "
                       "(the protocol: m, n, forward(x (B, n)) -> (B, m), adjoint(y (B, m)) -> (B, n))")
     m, n = check_int(op.m, "operator m", 1), check_int(op.n, "operator n", 1)
-    shape = tuple(getattr(op, "in_shape", None) or image_shape or (n,))
-    if int(np.prod(shape)) != n:
-        shape = (n,)
+    own = getattr(op, "in_shape", None)
+    if own:
+        shape = tuple(int(d) for d in own)
+        if int(np.prod(shape)) != n:
+            raise GSError(f"{type(op).__name__}: in_shape {shape} holds {int(np.prod(shape))} values but n = {n}")
+    else:
+        # The caller's image shape where it fits; where it does not, the caller's own size check names it.
+        shape = tuple(image_shape) if image_shape and int(np.prod(image_shape)) == n else (n,)
     wrapped = FunctionOperator(op.forward, op.adjoint, shape, tuple(getattr(op, "out_shape", None) or (m,)),
                                name=type(op).__name__, noise_default=getattr(op, "noise_default", 0.01))
     if callable(getattr(op, "describe", None)):

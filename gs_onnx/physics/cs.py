@@ -426,3 +426,24 @@ def _image_shape(d: dict, n: int):
     if int(np.prod(shape)) != n:
         raise GSError(f"operator description: in_shape {list(shape)} does not have n = {n} values")
     return shape if len(shape) > 1 else None
+
+
+def make_operator(kind: str, m: int, n: int, seed: int, *, stream: bool = False,
+                  image_shape=None) -> Operator:
+    """A compressed-sensing operator ``gaussian`` (dense, N(0, 1/m)) or ``srdct`` (subsampled DCT) from
+    ``(m, n, seed)``; for every operator type use :func:`gs_onnx.physics.make` with an image shape.
+    ``stream`` makes a Gaussian A apply itself chunk by chunk without holding the matrix.
+
+    Examples
+    --------
+    >>> from gs_onnx.physics import make_operator
+    >>> A = make_operator("srdct", 100, 12288, seed=0, image_shape=(3, 64, 64))
+    >>> A.type, A.m, A.in_shape
+    ('srdct', 100, (3, 64, 64))
+    """
+    if kind == "gaussian":
+        return GaussianOperator(m, n, seed, stream=stream, image_shape=image_shape)
+    if kind == "srdct":
+        return SubsampledDCTOperator(m, n, seed, image_shape=image_shape)
+    raise GSError(f"make_operator builds gaussian or srdct from (m, n, seed), not {kind!r}: "
+                  "use gs_onnx.physics.make(kind, image_shape, seed, **params)")
