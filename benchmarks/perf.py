@@ -15,6 +15,7 @@ Every ratio compares the same computation measured side by side in one run on on
 * ``optimizer``: scipy L-BFGS-B's own time per iteration inside a recovery (wall time minus evaluations).
 * ``cpu``: the CPU path: the default vs one thread vs spinning threads vs a dynamic batch axis.
 * ``restarts``: two images x 3 restarts at a fixed budget under each batch mode (none, restarts, images).
+* ``dataterm``: the data term and its gradient with the dense Gaussian, one pass over A or two, per batch size.
 * ``ops``: applying A and A^T, dense Gaussian vs subsampled randomized DCT, 64 and 128 px, with memory.
 * ``psnr``: GS recovery PSNR with dense vs structured A on the same images (VAE c=1, 128 px).
 * ``big``: BEGAN 128 px at m/n = 0.49 with dense A (4.7 GB): three evaluations and the peak memory.
@@ -397,6 +398,41 @@ def ops_section() -> list[dict]:
     return rows
 
 
+def dataterm_section(batches=(1, 2, 3, 8)) -> list[dict]:
+    """The L2 data term and its image-space gradient with the dense Gaussian (f, dL/dx = A^T 2 (A x - y) / m),
+    two passes over A (A x, then A^T r: two matrix products) against one pass (row blocks of A, each read
+    twice while in the cache: :func:`gs_onnx.objective.data_fit`), interleaved, per batch size. The rows of
+    this table set ``FUSED_MAX_ROWS``."""
+    from gs_onnx import objective
+    from gs_onnx.physics import GaussianOperator
+
+    rows = []
+    for n in (12288, 49152):
+        m = int(round(RATIO * n))
+        op = GaussianOperator(m, n, 0)
+        op.matrix()
+        for k in batches:
+            rng = np.random.default_rng(k)
+            x = rng.random((k, n), dtype=np.float32)
+            y = rng.standard_normal((1, m)).astype(np.float32)
+            saved = objective.FUSED_MAX_ROWS
+
+            def run(limit):
+                objective.FUSED_MAX_ROWS = limit
+                try:
+                    return objective.data_fit(op, x, y)
+                finally:
+                    objective.FUSED_MAX_ROWS = saved
+
+            (f1, _, g1), (f2, _, g2) = run(k), run(0)
+            med, ratio = timed_group({"two": lambda: run(0), "one": lambda: run(k)}, "two", min_seconds=2.0)
+            rows.append({"n": n, "m": m, "batch": k, "two_ms": 1e3 * med["two"], "one_ms": 1e3 * med["one"],
+                         "ratio": ratio["one"], "default": "one" if k <= saved else "two",
+                         "max_rel_diff": float(np.abs(g1 - g2).max() / np.abs(g2).max())})
+        del op
+    return rows
+
+
 def psnr_child(model: str, cut: int, n_images: int, its: int, device: str) -> dict:
     from gs_onnx import registry
     from gs_onnx.cut import CutGenerator
@@ -586,6 +622,18 @@ def write_doc(res: dict, out: Path) -> None:
                      f"{r['dense_bytes'] / 1e9:.2f} GB | {r['dense_setup_s']:.1f} | {r['srdct_ms']:.2f} | "
                      f"{r['srdct_bytes'] / 1e3:.0f} kB | {r['speedup']:.0f}x |")
         L.append("")
+    if "dataterm" in res:
+        L += ["## The data term with the dense Gaussian: one pass over A or two", "",
+              "f = ||A x - y||^2 / m and its gradient A^T 2 (A x - y) / m for K images: two matrix products "
+              "(two passes over A) against row blocks of 3 MiB (each block gives its part of A x - y and of "
+              "A^T r while it is still in the cache: one pass), interleaved. `default` is what "
+              "`gs_onnx.objective.data_fit` does at that K (`FUSED_MAX_ROWS`).", "",
+              "| n | m | K | two passes ms | one pass ms | one / two | default | gradient max rel diff |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in res["dataterm"]:
+            L.append(f"| {r['n']} | {r['m']} | {r['batch']} | {r['two_ms']:.2f} | {r['one_ms']:.2f} | "
+                     f"**{r['ratio']:.2f}** | {r['default']} | {r['max_rel_diff']:.1e} |")
+        L.append("")
     if "psnr" in res:
         p = res["psnr"]
         L += ["## Recovery quality: dense vs structured A", "",
@@ -629,7 +677,7 @@ def write_doc(res: dict, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--only", default="eval,optimizer,cpu,restarts,ops,psnr,big,flops")
+    ap.add_argument("--only", default="eval,optimizer,cpu,restarts,dataterm,ops,psnr,big,flops")
     ap.add_argument("--batches", default=None,
                     help="Batch sizes K of the eval section (default: 1,3,8,32 for DCGAN, 1,3,8 for the 128 px "
                          "models on the CPU; 1,3,32,96 on CUDA).")
@@ -682,6 +730,9 @@ def main() -> None:
     if "ops" in only:
         print("ops", flush=True)
         res["ops"] = ops_section()
+    if "dataterm" in only:
+        print("dataterm", flush=True)
+        res["dataterm"] = dataterm_section()
     if "psnr" in only:
         print("psnr", flush=True)
         res["psnr"] = child(["psnr", "vae", "1", str(a.psnr_images), str(a.psnr_iters), a.device])

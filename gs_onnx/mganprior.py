@@ -19,7 +19,7 @@ from .cut import CutGenerator
 from .errors import GSError
 from .latent import LatentLayout
 from .manifest import Manifest
-from .objective import data_term
+from .objective import data_fit, data_term
 from .physics import Operator
 from .physics.base import as_operator
 from .engine.runtime import Device
@@ -133,9 +133,9 @@ class MultiCodeObjective:
         v = self.layout.unpack(z)
         henv, alpha, tail_in = self._compose(v)
         x01, tenv = self.tail.forward(tail_in, keep=True)
-        f, self.held_out, dr = data_term(self.residual(x01), self.w)
+        f, self.held_out, gx = data_fit(self.op, x01.reshape(1, -1), self.y, self.w)
         f = float(f[0])
-        gx = self.op.adjoint(np.ascontiguousarray(dr, dtype=np.float32)).astype(np.float32).reshape(x01.shape)
+        gx = gx.reshape(x01.shape)
         tg = self.tail.vjp(tenv, gx)
         gfeat = tg[self.composed]                                        # (1, C, H, W)
         feats = henv[self.composed]                                      # (N, C, H, W)

@@ -246,3 +246,37 @@ def test_streamed_gaussian_skips_the_dense_memory_check(monkeypatch):
         opmod.GaussianOperator(2000, 12288, seed=0)
     op = opmod.GaussianOperator(2000, 12288, seed=0, stream=True)
     assert op.forward(np.ones((1, 12288), np.float32)).shape == (1, 2000)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_data_fit_in_one_pass_equals_the_float64_data_term(stream, batch, weighted):
+    """The one-pass data term (a block of A's rows gives its part of A x - y and of A^T dr) against the
+    formulas in float64 with the dense matrix; batches above FUSED_MAX_ROWS take two passes, streamed
+    matrices always one."""
+    from gs_onnx import objective
+
+    op = GaussianOperator(700, 300, seed=4, stream=stream, chunk_rows=256)  # streamed: 3 generated chunks
+    if not stream:  # 700 rows in blocks of 128: five full blocks and a rest
+        blocks = op.row_blocks
+        op.row_blocks = lambda: blocks(128)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 300)).astype(np.float32)
+    y = rng.standard_normal((1, 700)).astype(np.float32)     # one measurement vector for every row
+    w = (rng.random((batch, 700)) < 0.8).astype(np.float32) if weighted else None
+    one_pass = stream or batch <= objective.FUSED_MAX_ROWS
+    if one_pass:  # the one-pass path never applies A or A^T as a whole
+        op._forward = op._adjoint = None
+    f, held, g = objective.data_fit(op, x, y, w)
+    A = GaussianOperator(700, 300, seed=4).matrix().astype(np.float64)
+    r = x.astype(np.float64) @ A.T - y
+    wd = np.ones_like(r) if w is None else w.astype(np.float64)
+    sw = wd.sum(axis=1)
+    np.testing.assert_allclose(f, (wd * r * r).sum(axis=1) / sw, rtol=1e-5)
+    if weighted:
+        np.testing.assert_allclose(held, ((1 - wd) * r * r).sum(axis=1) / (1 - wd).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(g, (2 * wd / sw[:, None] * r) @ A, rtol=1e-4, atol=1e-6 * np.abs(g).max())
+    assert g.dtype == np.float32 and g.shape == (batch, 300)
+    if stream:
+        assert op._matrix is None

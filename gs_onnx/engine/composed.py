@@ -223,12 +223,9 @@ class Engine:
 
     def _host_losses(self, x01: np.ndarray, Y, Wt):
         """f, f_held and dL/dx01 from the image on the host (the data term of gs_onnx.objective)."""
-        from ..objective import data_term
+        from ..objective import data_fit
 
-        B = x01.shape[0]
-        r = self.op.forward(x01.reshape(B, -1)) - Y
-        f, f_held, dr = data_term(r, Wt)
-        gx = self.op.adjoint(np.ascontiguousarray(dr, dtype=np.float32))
+        f, f_held, gx = data_fit(self.op, x01.reshape(x01.shape[0], -1), Y, Wt)
         return f, f_held, gx.reshape(x01.shape)
 
     def _evaluate_host(self, Z, Y, Wt, B):

@@ -117,7 +117,7 @@ class Operator(ABC):
 
     @property
     def n(self) -> int:
-        return int(np.prod(self.in_shape))
+        return int(math.prod(self.in_shape))
 
     @n.setter
     def n(self, value: int) -> None:  # an operator written against the flat interface sets m and n
@@ -125,7 +125,7 @@ class Operator(ABC):
 
     @property
     def m(self) -> int:
-        return int(np.prod(self.out_shape))
+        return int(math.prod(self.out_shape))
 
     @m.setter
     def m(self, value: int) -> None:

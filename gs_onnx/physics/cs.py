@@ -36,6 +36,12 @@ MEMORY_SAFETY_FRACTION = 0.8
 _GB = 1e9
 
 
+#: Bytes per block of :meth:`GaussianOperator.row_blocks` (64 rows of a 64 px image's A, 16 of a 128 px one),
+#: read twice from the cache; measured best or within 7 % of the best block size for one image at both sizes
+#: (docs/benchmarks.md, "one pass over A or two").
+FUSED_BLOCK_BYTES = 3 << 20
+
+
 def dense_bytes(m: int, n: int) -> int:
     """Bytes of a dense float32 ``m`` x ``n`` matrix (``4 m n``)."""
     return 4 * int(m) * int(n)
@@ -218,6 +224,25 @@ class GaussianOperator(Operator):
         for start in range(0, self.m, step):
             stop = min(start + step, self.m)
             yield start, stop, self.rows(start, stop)
+
+    def row_blocks(self, rows: int | None = None):
+        """``(start, stop, A[start:stop])`` for consecutive row ranges covering ``[0, m)``: slices of the cached
+        matrix (``rows`` each; default: :data:`FUSED_BLOCK_BYTES` worth, a multiple of 8 rows), or, for a
+        streamed operator, rows generated on the fly (whole generator blocks, each once).
+
+        A solver that needs both ``A x`` and ``A^T r`` with ``r`` known row by row (the L2 data term,
+        :func:`gs_onnx.objective.data_fit`) reads each block twice while it is still in the cache: one pass over
+        ``A`` instead of two.
+        """
+        if self.stream and self._matrix is None:
+            yield from self._chunks()
+            return
+        a = self.matrix()
+        if rows is None:
+            rows = max(8, FUSED_BLOCK_BYTES // (4 * self.n) // 8 * 8)
+        m = self.m
+        for start in range(0, m, rows):
+            yield start, min(start + rows, m), a[start:start + rows]
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self.stream and self._matrix is None:
