@@ -207,6 +207,9 @@ def _check_recommended(rec: dict, depth: int) -> None:
         raise GSError(f"invalid manifest: recommended.stopping.holdout must be in (0, 1), got {stop['holdout']!r}")
     if stop.get("rule", "fixed") not in ("fixed", "holdout", "refit"):
         raise GSError(f"invalid manifest: unknown recommended.stopping.rule {stop.get('rule')!r}")
+    ops = stop.get("operators")
+    if ops is not None and not (isinstance(ops, list) and ops and all(isinstance(o, str) and o for o in ops)):
+        raise GSError("invalid manifest: recommended.stopping.operators must be a non-empty list of operator types")
 
 
 def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:

@@ -62,8 +62,9 @@ PAPER = StopRule("fixed")  # a fixed budget on every measurement, as the paper r
 
 #: The keys of a stopping plan (a manifest's ``recommended.stopping``).
 PLAN_KEYS = ("rule", "holdout", "patience", "restarts", "max_iter")
-#: Operators the plans were validated on (the dense Gaussian; the structured DCT scales like it); other
-#: operators get the paper's fixed budget unless asked.
+#: Operators a plan applies to unless the manifest's ``recommended.stopping.operators`` lists the operator
+#: types it was validated on (the dense Gaussian; the structured DCT scales like it); other operators get the
+#: paper's fixed budget unless asked.
 VALIDATED_OPERATORS = ("gaussian", "srdct")
 
 
@@ -80,13 +81,20 @@ def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
     opt = rec.get("optimizer", {})
     paper = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
     stop = rec.get("stopping")
-    if not stop or (operator is not None and operator not in VALIDATED_OPERATORS):
+    if not stop or (operator is not None and operator not in validated_operators(rec)):
         return paper
     plan = {**paper, **{k: v for k, v in stop.items() if k in PLAN_KEYS}}
     if plan["rule"] != "fixed":
         plan.setdefault("holdout", 0.1)
         plan.setdefault("patience", 30)
     return plan
+
+
+def validated_operators(recommended: dict) -> tuple[str, ...]:
+    """The operator types a model's stopping plan was validated on (``recommended.stopping.operators``, else
+    :data:`VALIDATED_OPERATORS`)."""
+    ops = ((recommended or {}).get("stopping") or {}).get("operators")
+    return tuple(ops) if ops else VALIDATED_OPERATORS
 
 
 def rule_from(plan: dict) -> StopRule:

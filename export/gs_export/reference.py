@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from gs_onnx.latent import LatentLayout
-from gs_onnx.physics import IdentityOperator, Operator
+from gs_onnx.physics import GaussianOperator, IdentityOperator, Operator
 
 from .architectures import Generator
+from .torch_physics import TorchOperator
 
 
 class TorchObjective:
@@ -21,7 +22,9 @@ class TorchObjective:
     Parameters
     ----------
     gen : torch generator (eval mode) of the model; ``cut`` : blocks removed
-    op : a gs_onnx operator (its dense matrix is moved to ``device``; the identity stays implicit)
+    op : a gs_onnx operator (a Gaussian's dense matrix is moved to ``device``; another operator runs its numpy
+        form through :class:`gs_export.torch_physics.TorchOperator`, or its dense matrix for a float64
+        reference; the identity stays implicit)
     y : (m,) float32 measurements
     to_unit : (scale, shift) mapping the generator's output range to [0, 1] (``Manifest.to_unit()``)
     """
@@ -38,8 +41,14 @@ class TorchObjective:
             shapes = {k: tuple(v.shape[1:]) for k, v in env.items()}
         self.cut, self.device, self.dtype = cut, torch.device(device), dtype
         self.layout = LatentLayout({n: shapes[n] for n in gen.cut_inputs(cut)})
-        # the dense matrix (any operator's, from its adjoint), so that a float64 reference stays float64
-        self.A = None if isinstance(op, IdentityOperator) else torch.tensor(op.matrix(), device=device, dtype=dtype)
+        # A dense Gaussian as a torch matrix; another operator in float32 as its own numpy form through the torch
+        # adapter (the runtime's computation: a structured operator is never densified, a 128 px subsampled DCT
+        # would be 1.6 GB); a float64 reference of another operator takes its dense matrix so it stays float64.
+        self.A, self.op = None, None
+        if isinstance(op, GaussianOperator) or (dtype == torch.float64 and not isinstance(op, IdentityOperator)):
+            self.A = torch.tensor(op.matrix(), device=device, dtype=dtype)
+        elif not isinstance(op, IdentityOperator):
+            self.op = TorchOperator(op, device=device, dtype=dtype)
         self.y = torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(-1), device=device, dtype=dtype)
         self.m = self.y.numel()
         self.scale, self.shift = to_unit
@@ -58,6 +67,8 @@ class TorchObjective:
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], -1)
+        if self.op is not None:
+            return self.op(x)
         return x if self.A is None else x @ self.A.T
 
     def _tensors(self, z: np.ndarray, grad: bool) -> dict[str, torch.Tensor]:

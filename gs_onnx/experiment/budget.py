@@ -31,7 +31,20 @@ PRUNES = (None, 20, 40)
 
 
 def _key(r: dict) -> tuple:
-    return (r["model"], r.get("cut"), r["ratio"], r["dataset"])
+    """A condition: model, cut, the measurement setting (``gaussian``, ``mask keep=0.1``, ...), m/n, dataset."""
+    return (r["model"], r.get("cut"), r.get("setting") or r.get("operator") or "gaussian", r["ratio"], r["dataset"])
+
+
+def _title(cond: tuple) -> str:
+    model, cut, setting, ratio, ds = cond
+    what = f"m/n = {ratio}" if setting == "gaussian" else f"{setting}, m/n = {ratio}"
+    return f"{model} c={cut}, {what}, {ds}"
+
+
+def _slug(cond: tuple) -> str:
+    model, _, setting, ratio, ds = cond
+    tag = "" if setting == "gaussian" else "_" + "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in setting)
+    return f"budget_{model}{tag}_{ratio}_{ds}"
 
 
 def collect(rows: list[dict[str, Any]]):
@@ -136,8 +149,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     traced, auto = collect(rows)
     L = []
     for cond in sorted(set(traced) | set(auto), key=str):
-        model, cut, ratio, ds = cond
-        L += [f"## {model} c={cut}, m/n = {ratio}, {ds}", ""]
+        L += [f"## {_title(cond)}", ""]
         paper = traced[cond].get("paper", {})
         if paper:
             top = max(k for runs in paper.values() for t in runs.values() for k in t["iteration"])
@@ -190,7 +202,6 @@ def figure(plt, rows: list[dict[str, Any]], out: Path) -> list[Path]:
         paper = variants.get("paper")
         if not paper:
             continue
-        model, cut, ratio, ds = cond
         ks = sorted({k for runs in paper.values() for t in runs.values() for k in t["iteration"]})
         ks = [k for k in ks if k >= 1]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -221,9 +232,9 @@ def figure(plt, rows: list[dict[str, Any]], out: Path) -> list[Path]:
             ax.set_ylabel("PSNR (dB)")
             ax.grid(alpha=0.3)
         a1.legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"{model} c={cut}, m/n = {ratio}, {ds}")
+        fig.suptitle(_title(cond))
         fig.tight_layout()
-        p = out / f"budget_{model}_{ratio}_{ds}.png"
+        p = out / f"{_slug(cond)}.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         written.append(p)

@@ -215,8 +215,12 @@ _preset_command("budget", "Stopping: PSNR vs iterations and seconds, fixed budge
                               help="Comma-separated: paper (traced), holdout (traced), auto (the default rule as "
                                    "gs-recover runs it)  [default: all three]"),
                  click.option("--holdouts", default=None,
-                              help="Comma-separated held-out fractions of the holdout traces  [default: 0.1]")],
-                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts"))},
+                              help="Comma-separated held-out fractions of the holdout traces  [default: 0.1]"),
+                 click.option("--conditions", default=None,
+                              help="Other measurement models instead of --ratios (the physics preset's: mask10, "
+                                   "mask30, box, sr4, fourier25, blur2, denoise)")],
+                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts")),
+                            "conditions": _names(kw.pop("conditions"))},
                 example="gs-experiment budget --models dcgan --ratios 0.1628 --images 10 -o runs/budget")
 
 _preset_command("inpaint", "Inpainting: PSNR vs the fraction of pixels kept (random pixels), no GS vs GS vs Lasso-DCT.",

@@ -17,6 +17,7 @@ from .. import registry
 from ..errors import GSError
 from ..images import list_images
 from ..latent import INITS
+from ..physics import make
 from .task import RESTART_METHODS, WARM_INIT, Task
 
 #: The paper's measurement grid (m/n; 64 px: m = 100..6000, 128 px: m = 400..24000).
@@ -276,7 +277,8 @@ def budget(cfg: Config) -> list[Task]:
       PSNR and time.
 
     Default datasets: CelebA train (validation images, never test); ``--datasets celeba-test,coco`` for the
-    final measurement.
+    final measurement. ``--conditions`` (the ``physics`` preset's: mask10, fourier25, ...) traces those
+    measurement models instead of Gaussian compressed sensing at ``--ratios``.
     """
     rules = tuple(cfg.rules or BUDGET_RULES)
     for r in rules:
@@ -288,10 +290,13 @@ def budget(cfg: Config) -> list[Task]:
             raise GSError(f"held-out fraction {h} is outside (0, 1)")
     models = [(m, tuple(cfg.ratios) if cfg.ratios else None) for m in cfg.models] if cfg.models else \
         [(m, r) for m, r in BUDGET_MODELS]
+    conditions = _check_conditions(cfg.conditions) if cfg.conditions else None
+    if conditions and cfg.ratios:
+        raise GSError("--ratios sets Gaussian compressed sensing; --conditions name other measurement models: "
+                      "give one of them")
     out = []
     for model, ratios in models:
         man = _manifest(model, cfg)
-        ratios = _check_ratios(ratios or (0.1628,))
         cut = _cut(man, cfg.cut)
         for rule in rules:
             for h in (holdouts if rule == "holdout" else (None,)):
@@ -301,8 +306,21 @@ def budget(cfg: Config) -> list[Task]:
                 if h is not None:
                     opts["holdout"] = h
                 variant = rule if h is None else f"holdout {h:g}"
-                tasks = _recovery_tasks("budget", cfg, model, man, cut, cfg.datasets or ("celeba-train",), ratios,
-                                        ("gs",), variant=variant, max_iter=cfg.max_iter if rule != "auto" else None)
+                max_iter = cfg.max_iter if rule != "auto" else None
+                datasets = cfg.datasets or ("celeba-train",)
+                if conditions:
+                    tasks = []
+                    for name in conditions:
+                        operator, params, sigma = PHYSICS_CONDITIONS[name]
+                        op = make(operator, tuple(man.image_shape), cfg.seed, **params)
+                        tasks += [dataclasses.replace(t, operator_params=tuple(sorted(params.items())), sigma=sigma)
+                                  for t in _recovery_tasks("budget", cfg, model, man, cut, datasets,
+                                                           (round(op.m / op.n, 6),), ("gs",), operator=operator,
+                                                           variant=variant, max_iter=max_iter)]
+                else:
+                    tasks = _recovery_tasks("budget", cfg, model, man, cut, datasets,
+                                            _check_ratios(ratios or (0.1628,)), ("gs",), variant=variant,
+                                            max_iter=max_iter)
                 if rule == "auto":  # the rule's own restarts and budget: one task runs every restart
                     tasks = [t for t in tasks if t.restart == 0]
                 out += [dataclasses.replace(t, options=tuple(sorted(opts.items()))) for t in tasks]
@@ -331,8 +349,6 @@ PHYSICS_METHODS = ("nogs", "gs", "lasso-dct", "mganprior", "deep-decoder", "iaga
 def _physics_tasks(preset: str, cfg: Config, conditions: list[tuple[str, str, dict, float | None]],
                    default_methods: tuple[str, ...]) -> list[Task]:
     """Tasks for (label, operator, parameters, sigma) conditions: every model, dataset, method and image."""
-    from ..physics import make
-
     methods = _check_methods(cfg.methods or default_methods, PHYSICS_METHODS)
     out = []
     for model in cfg.models or ("dcgan", "began"):
@@ -364,13 +380,18 @@ def superres(cfg: Config) -> list[Task]:
                           ("nogs", "gs", "lasso-dct"))
 
 
-def physics(cfg: Config) -> list[Task]:
-    """One condition per measurement model (inpainting 10 % / 30 %, a missing half-width box, super-resolution
-    x4, Fourier 25 % with a fully sampled centre, blur sigma 2 with noise, denoising at sigma 0.1): no GS vs GS."""
-    names = tuple(cfg.conditions or PHYSICS_CONDITIONS)
+def _check_conditions(names) -> tuple[str, ...]:
+    names = tuple(names)
     for n in names:
         if n not in PHYSICS_CONDITIONS:
             raise GSError(f"unknown condition {n!r}: choose from {', '.join(PHYSICS_CONDITIONS)}")
+    return names
+
+
+def physics(cfg: Config) -> list[Task]:
+    """One condition per measurement model (inpainting 10 % / 30 %, a missing half-width box, super-resolution
+    x4, Fourier 25 % with a fully sampled centre, blur sigma 2 with noise, denoising at sigma 0.1): no GS vs GS."""
+    names = _check_conditions(cfg.conditions or PHYSICS_CONDITIONS)
     return _physics_tasks("physics", cfg, [(n, *PHYSICS_CONDITIONS[n]) for n in names], ("nogs", "gs"))
 
 
