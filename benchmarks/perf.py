@@ -517,8 +517,14 @@ def run_child(argv: list[str]) -> None:
 
 
 def write_doc(res: dict, out: Path) -> None:
+    dates = res.get("section_dates") or {}
+    by_date: dict = {}
+    for sec, d in sorted(dates.items()):
+        by_date.setdefault(d, []).append(sec)
+    when = "; ".join(f"{', '.join(secs)} on {d}" for d, secs in sorted(by_date.items())) if len(by_date) > 1 \
+        else res["date"]
     L = ["# Benchmarks", "",
-         f"Measured {res['date']} with `python benchmarks/perf.py` on **{res['hardware']}** "
+         f"Measured {when} with `python benchmarks/perf.py` on **{res['hardware']}** "
          f"({res['device']}; onnxruntime {res['onnxruntime']}, torch {res['torch']}, numpy {res['numpy']}). "
          "Every ratio compares the same computation measured side by side in one run. Re-run the script to "
          "regenerate this page on your machine.", ""]
@@ -744,6 +750,9 @@ def main() -> None:
         res["matmul_gflops"] = matmul_gflops(a.device)
         fb = (1, 32) if a.device == "cuda" else (1,)
         res["flops"] = [child(["flops", model, str(cut), str(b), a.device]) for model, cut in CONFIGS for b in fb]
+    for sec in ("eval", "optimizer", "cpu", "restarts", "optspeed", "dataterm", "ops", "psnr", "big", "flops"):
+        if sec in only and (sec != "cpu" or a.device == "cpu"):
+            res.setdefault("section_dates", {})[sec] = res["date"]
     if a.notes:
         res["notes"] = Path(a.notes).read_text().strip()
     if a.json:

@@ -199,17 +199,26 @@ def _check_recommended(rec: dict, depth: int) -> None:
     stop = rec.get("stopping", {})
     if not isinstance(stop, dict):
         raise GSError("invalid manifest: recommended.stopping must be an object")
-    for k in ("restarts", "max_iter", "patience"):
-        if k in stop:
-            _int(stop[k], f"recommended.stopping.{k}", 1)
-    if "holdout" in stop and not (isinstance(stop["holdout"], (int, float)) and not isinstance(stop["holdout"], bool)
-                                  and 0 < stop["holdout"] < 1):
-        raise GSError(f"invalid manifest: recommended.stopping.holdout must be in (0, 1), got {stop['holdout']!r}")
-    if stop.get("rule", "fixed") not in ("fixed", "holdout", "refit"):
-        raise GSError(f"invalid manifest: unknown recommended.stopping.rule {stop.get('rule')!r}")
+    _check_plan(stop, "recommended.stopping")
     ops = stop.get("operators")
     if ops is not None and not (isinstance(ops, list) and ops and all(isinstance(o, str) and o for o in ops)):
         raise GSError("invalid manifest: recommended.stopping.operators must be a non-empty list of operator types")
+    per = stop.get("per_operator", {})
+    if not isinstance(per, dict) or not all(isinstance(k, str) and k and isinstance(v, dict) for k, v in per.items()):
+        raise GSError("invalid manifest: recommended.stopping.per_operator must map operator types to plans")
+    for k, v in per.items():
+        _check_plan(v, f"recommended.stopping.per_operator.{k}")
+
+
+def _check_plan(stop: dict, where: str) -> None:
+    for k in ("restarts", "max_iter", "patience"):
+        if k in stop:
+            _int(stop[k], f"{where}.{k}", 1)
+    if "holdout" in stop and not (isinstance(stop["holdout"], (int, float)) and not isinstance(stop["holdout"], bool)
+                                  and 0 < stop["holdout"] < 1):
+        raise GSError(f"invalid manifest: {where}.holdout must be in (0, 1), got {stop['holdout']!r}")
+    if stop.get("rule", "fixed") not in ("fixed", "holdout", "refit"):
+        raise GSError(f"invalid manifest: unknown {where}.rule {stop.get('rule')!r}")
 
 
 def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:

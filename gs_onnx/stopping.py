@@ -74,14 +74,29 @@ def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
 
     A plan is chosen per model on validation images with ``gs-experiment budget`` and recorded in the manifest
     as ``recommended.stopping`` (the shipped dcgan: 1 restart x 100 iterations; began: stop on 10 % held-out
-    measurements with patience 20, 1 restart, at most 200 iterations; docs/results.md). A model without a
-    plan, and an operator no plan was validated on, get the paper's fixed budget (3 restarts x the
-    manifest's 500 iterations, every measurement fitted)."""
+    measurements with patience 20, 1 restart, at most 200 iterations; docs/results.md). It applies to the
+    operator types in ``stopping.operators`` (default :data:`VALIDATED_OPERATORS`); an operator validated
+    with a plan of its own has it in ``stopping.per_operator`` (the shipped dcgan: Fourier sampling and blur
+    1 x 200, denoising 1 x 50). A model without a plan, and an operator no plan was validated on, get the paper's fixed budget
+    (3 restarts x the manifest's 500 iterations, every measurement fitted).
+
+    Examples
+    --------
+    >>> rec = {"stopping": {"rule": "fixed", "restarts": 1, "max_iter": 100, "operators": ["gaussian", "mask"],
+    ...                     "per_operator": {"blur": {"rule": "fixed", "restarts": 1, "max_iter": 200}}}}
+    >>> stopping_plan(rec, "mask"), stopping_plan(rec, "blur")["max_iter"], stopping_plan(rec, "fourier")
+    ({'rule': 'fixed', 'restarts': 1, 'max_iter': 100}, 200, {'rule': 'fixed', 'restarts': 3, 'max_iter': 500})
+    """
     rec = recommended or {}
     opt = rec.get("optimizer", {})
     paper = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
     stop = rec.get("stopping")
-    if not stop or (operator is not None and operator not in validated_operators(rec)):
+    if not stop:
+        return paper
+    own = (stop.get("per_operator") or {}).get(operator) if operator is not None else None
+    if own is not None:
+        stop = own
+    elif operator is not None and operator not in validated_operators(rec):
         return paper
     plan = {**paper, **{k: v for k, v in stop.items() if k in PLAN_KEYS}}
     if plan["rule"] != "fixed":
@@ -91,8 +106,8 @@ def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
 
 
 def validated_operators(recommended: dict) -> tuple[str, ...]:
-    """The operator types a model's stopping plan was validated on (``recommended.stopping.operators``, else
-    :data:`VALIDATED_OPERATORS`)."""
+    """The operator types a model's main stopping plan was validated on (``recommended.stopping.operators``,
+    else :data:`VALIDATED_OPERATORS`); types with a plan of their own are in ``stopping.per_operator``."""
     ops = ((recommended or {}).get("stopping") or {}).get("operators")
     return tuple(ops) if ops else VALIDATED_OPERATORS
 

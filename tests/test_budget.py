@@ -131,10 +131,37 @@ def test_stopping_plans_apply_to_the_operators_they_were_validated_on():
     rec2["stopping"]["operators"] = ["gaussian", "mask"]
     assert stopping_plan(rec2, "mask") == plan and stopping_plan(rec2, "srdct") == paper
     assert stopping_plan({"optimizer": rec["optimizer"]}, "gaussian") == paper  # no plan: the paper's budget
+    rec2["stopping"]["per_operator"] = {"blur": {"rule": "holdout", "patience": 7, "max_iter": 50}}
+    assert stopping_plan(rec2, "blur") == {"rule": "holdout", "restarts": 3, "max_iter": 50, "holdout": 0.1,
+                                           "patience": 7}
+    assert stopping_plan(rec2, "mask") == plan and stopping_plan(rec2, "fourier") == paper
 
 
-@pytest.mark.parametrize("bad", [[], "mask", [1], [""]])
-def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, bad):
+def test_the_shipped_dcgan_plans_per_operator():
+    """What docs/physics.md promises: every registered operator has a validated plan for the shipped dcgan,
+    none beyond Gaussian compressed sensing for began."""
+    from gs_onnx import registry
+    from gs_onnx.physics import measuring_types
+
+    dcgan, began = registry.load("dcgan").recommended, registry.load("began").recommended
+    for kind in measuring_types():
+        expected = {"fourier": 200, "blur": 200, "identity": 50}.get(kind, 100)
+        assert stopping_plan(dcgan, kind) == {"rule": "fixed", "restarts": 1, "max_iter": expected}, kind
+        if kind not in ("gaussian", "srdct"):
+            assert stopping_plan(began, kind) == {"rule": "fixed", "restarts": 3, "max_iter": 500}, kind
+
+
+@pytest.mark.parametrize("key, bad, needle", [
+    ("operators", [], "operators must be a non-empty list"),
+    ("operators", "mask", "operators must be a non-empty list"),
+    ("operators", [1], "operators must be a non-empty list"),
+    ("operators", [""], "operators must be a non-empty list"),
+    ("per_operator", ["blur"], "per_operator must map operator types to plans"),
+    ("per_operator", {"blur": 200}, "per_operator must map operator types to plans"),
+    ("per_operator", {"blur": {"max_iter": 0}}, "per_operator.blur.max_iter"),
+    ("per_operator", {"blur": {"rule": "sometimes"}}, "per_operator.blur.rule"),
+])
+def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, key, bad, needle):
     import shutil
 
     from gs_onnx import registry
@@ -144,7 +171,7 @@ def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, bad):
     dst = tmp_path / "m"
     shutil.copytree(src, dst)
     d = json.loads((dst / "manifest.json").read_text())
-    d["recommended"]["stopping"]["operators"] = bad
+    d["recommended"]["stopping"][key] = bad
     (dst / "manifest.json").write_text(json.dumps(d))
-    with pytest.raises(GSError, match="recommended.stopping.operators must be a non-empty list"):
+    with pytest.raises(GSError, match=needle):
         load_manifest(dst)
