@@ -236,6 +236,24 @@ def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str 
                                     s.max_fun), rule
 
 
+def _unvalidated_note(man: Manifest, s: Settings, operator: str | None, method: str) -> str | None:
+    """A one-line note where ``--budget auto`` falls back to the paper's budget because the model's stopping
+    plan was not validated on this operator (and no budget flag was given): it can take many times longer."""
+    from .stopping import stopping_plan, validated_operators
+
+    stop = man.recommended.get("stopping")
+    if (s.budget or "auto") != "auto" or method != "gs" or not stop or operator is None:
+        return None
+    if any(v is not None for v in (s.restarts, s.max_iter, s.stop)):
+        return None
+    if operator in validated_operators(man.recommended) or operator in (stop.get("per_operator") or {}):
+        return None
+    plan = stopping_plan(man.recommended, operator)
+    return (f"{man.name}'s stopping plan was not validated on {operator} measurements: running the paper's budget "
+            f"({plan['restarts']} restarts x {plan['max_iter']} iterations); --restarts 1 --max-iter 200 is "
+            "several times faster (docs/physics.md, Budgets)")
+
+
 class _RestartSolver:
     """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.restart.recover_batch`).
 
@@ -253,6 +271,7 @@ class _RestartSolver:
         self.cut = cut_for(man, s)
         kind = (sidecar.get("operator") or {}).get("type") if op is None else (op.describe() or {}).get("type")
         self.restarts, self.budget, self.stop = recovery_plan(man, s, kind, method)
+        self.note = _unvalidated_note(man, s, kind, method)
         self.init = s.init or "cn01"
         if self.init not in INITS + (WARM_INIT,) or (self.init == WARM_INIT and method != "gs"):
             allowed = INITS + ((WARM_INIT,) if method == "gs" else ())
@@ -277,6 +296,7 @@ class _RestartSolver:
                        "plan": self.s.budget or "auto",
                        **({} if self.lbfgs is None else {"lbfgs": dataclasses.asdict(self.lbfgs)})},
             "stopping": self.stop.describe(),
+            **({"note": self.note} if self.note else {}),
         }
 
     def _optimizer(self):

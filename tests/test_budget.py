@@ -175,3 +175,37 @@ def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, key, bad, needl
     (dst / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(GSError, match=needle):
         load_manifest(dst)
+
+
+def test_an_operator_without_a_validated_plan_gets_a_note():
+    """began's plan covers compressed sensing only: with a mask, --budget auto falls back to the paper's budget
+    and says so; any budget flag, --budget paper, or a validated operator (dcgan) silences the note."""
+    from gs_onnx.methods import Settings, make_solver
+    from gs_onnx.physics import make
+
+    def solver(model, kind, shape, **kw):
+        op = make(kind, shape, 0, **({"keep": 0.3} if kind == "mask" else {"m": 100}))
+        sidecar = {"operator": op.describe(), "image_shape": list(shape), "m": op.m, "n": op.n, "model": model}
+        return make_solver("gs", np.zeros((1, op.m), np.float32), sidecar, Settings(model=model, **kw), op=op)
+
+    s = solver("began", "mask", (3, 128, 128))
+    assert s.note.startswith("began's stopping plan was not validated on mask measurements")
+    assert "(3 restarts x 500 iterations)" in s.note and s.header["note"] == s.note
+    assert (s.restarts, s.budget.max_iter) == (3, 500)
+    for kw in ({"max_iter": 200}, {"restarts": 1}, {"stop": "holdout"}, {"budget": "paper"}):
+        assert solver("began", "mask", (3, 128, 128), **kw).note is None, kw
+    assert solver("began", "srdct", (3, 128, 128)).note is None
+    assert solver("dcgan", "mask", (3, 64, 64)).note is None
+
+
+def test_gs_recover_prints_the_note_unless_quiet(tmp_path, dcgan_meas_010, monkeypatch):
+    from gs_onnx import cli, methods
+
+    from test_cli import invoke
+
+    monkeypatch.setattr(methods, "_unvalidated_note", lambda *a: "a budget note")
+    r = invoke(cli.recover_main, [dcgan_meas_010, "--max-iter", "2", "-o", tmp_path / "a"])
+    assert r.exit_code == 0 and "note: a budget note" in r.stderr
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["note"] == "a budget note"
+    r = invoke(cli.recover_main, [dcgan_meas_010, "--max-iter", "2", "-q", "-o", tmp_path / "b"])
+    assert r.exit_code == 0 and "note:" not in r.stderr

@@ -113,6 +113,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     if len(shape) != 3:
         raise GSError("the sidecar has no image_shape (C, H, W)")
     refs = _load_refs(reference, y, sidecar, shape[1])
+    if getattr(solver, "note", None) and not quiet:
+        click.echo(f"note: {solver.note}", err=True)
     op = getattr(solver, "op", None) or getattr(getattr(solver, "meas", None), "op", None)
     measured = op.preview(y) if refs is not None and op is not None and hasattr(op, "preview") else None
     tmp = staging(out, overwrite)
