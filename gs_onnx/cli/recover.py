@@ -40,8 +40,9 @@ def default_output(measurements: str | Path) -> Path:
 @output_option("Output folder  [default: MEASUREMENTS' name + -recovered, beside it]", file_okay=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty output folder (whole).")
 @click.option("--budget", type=click.Choice(["auto", "paper"]), default=None,
-              help="gs: auto = the model's validated stopping rule (docs/results.md); paper = 3 restarts x 500 "
-                   "iterations on every measurement, as the paper ran it  [default: auto]")
+              help="gs: auto = the model's stopping plan validated for this operator (docs/physics.md, Budgets; "
+                   "the paper's budget where none was); paper = 3 restarts x 500 iterations on every "
+                   "measurement, as the paper ran it  [default: auto]")
 @click.option("--restarts", type=int, default=None, help="Restarts (gs, mganprior)  [default: the budget's]")
 @click.option("--max-iter", type=int, default=None,
               help="Iterations per restart at most  [default: the budget's]; Lasso-DCT: FISTA iterations [2000].")
