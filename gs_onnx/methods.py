@@ -236,21 +236,19 @@ def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str 
                                     s.max_fun), rule
 
 
-def _unvalidated_note(man: Manifest, s: Settings, operator: str | None, method: str) -> str | None:
-    """A one-line note where ``--budget auto`` falls back to the paper's budget because the model's stopping
-    plan was not validated on this operator (and no budget flag was given): it can take many times longer."""
-    from .stopping import stopping_plan, validated_operators
+def _unvalidated_note(man: Manifest, s: Settings, operator: str | None, method: str, restarts: int,
+                      max_iter: int) -> str | None:
+    """A one-line note where ``--budget auto`` falls back to the paper's budget (``restarts`` x ``max_iter``, as
+    :func:`recovery_plan` resolved it) because the model's stopping plan was not validated on this operator and
+    no budget flag was given: it can take many times longer."""
+    from .stopping import has_plan
 
-    stop = man.recommended.get("stopping")
-    if (s.budget or "auto") != "auto" or method != "gs" or not stop or operator is None:
+    if (s.budget or "auto") != "auto" or method != "gs" or operator is None or not has_plan(man.recommended):
         return None
-    if any(v is not None for v in (s.restarts, s.max_iter, s.stop)):
+    if any(v is not None for v in (s.restarts, s.max_iter, s.stop)) or has_plan(man.recommended, operator):
         return None
-    if operator in validated_operators(man.recommended) or operator in (stop.get("per_operator") or {}):
-        return None
-    plan = stopping_plan(man.recommended, operator)
     return (f"{man.name}'s stopping plan was not validated on {operator} measurements: running the paper's budget "
-            f"({plan['restarts']} restarts x {plan['max_iter']} iterations); --restarts 1 --max-iter 200 is "
+            f"({restarts} restarts x {max_iter} iterations); --restarts 1 --max-iter 200 is "
             "several times faster (docs/physics.md, Budgets)")
 
 
@@ -271,7 +269,7 @@ class _RestartSolver:
         self.cut = cut_for(man, s)
         kind = (sidecar.get("operator") or {}).get("type") if op is None else (op.describe() or {}).get("type")
         self.restarts, self.budget, self.stop = recovery_plan(man, s, kind, method)
-        self.note = _unvalidated_note(man, s, kind, method)
+        self.note = _unvalidated_note(man, s, kind, method, self.restarts, self.budget.max_iter)
         self.init = s.init or "cn01"
         if self.init not in INITS + (WARM_INIT,) or (self.init == WARM_INIT and method != "gs"):
             allowed = INITS + ((WARM_INIT,) if method == "gs" else ())

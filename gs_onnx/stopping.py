@@ -90,19 +90,25 @@ def stopping_plan(recommended: dict, operator: str | None = None) -> dict:
     rec = recommended or {}
     opt = rec.get("optimizer", {})
     paper = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
-    stop = rec.get("stopping")
-    if not stop:
+    if not has_plan(rec, operator):
         return paper
-    own = (stop.get("per_operator") or {}).get(operator) if operator is not None else None
-    if own is not None:
-        stop = own
-    elif operator is not None and operator not in validated_operators(rec):
-        return paper
+    own = (rec["stopping"].get("per_operator") or {}).get(operator)
+    stop = rec["stopping"] if own is None else own
     plan = {**paper, **{k: v for k, v in stop.items() if k in PLAN_KEYS}}
     if plan["rule"] != "fixed":
         plan.setdefault("holdout", 0.1)
         plan.setdefault("patience", 30)
     return plan
+
+
+def has_plan(recommended: dict, operator: str | None = None) -> bool:
+    """Whether the model has a stopping plan validated for this operator type (any operator: ``None``), in
+    ``recommended.stopping.operators`` or ``per_operator``; otherwise ``--budget auto`` runs the paper's budget."""
+    stop = (recommended or {}).get("stopping")
+    if not stop:
+        return False
+    return operator is None or operator in validated_operators(recommended) or \
+        operator in (stop.get("per_operator") or {})
 
 
 def validated_operators(recommended: dict) -> tuple[str, ...]:

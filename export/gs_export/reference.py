@@ -41,14 +41,13 @@ class TorchObjective:
             shapes = {k: tuple(v.shape[1:]) for k, v in env.items()}
         self.cut, self.device, self.dtype = cut, torch.device(device), dtype
         self.layout = LatentLayout({n: shapes[n] for n in gen.cut_inputs(cut)})
-        # A dense Gaussian as a torch matrix; another operator in float32 as its own numpy form through the torch
-        # adapter (the runtime's computation: a structured operator is never densified, a 128 px subsampled DCT
-        # would be 1.6 GB); a float64 reference of another operator takes its dense matrix so it stays float64.
-        self.A, self.op = None, None
-        if isinstance(op, GaussianOperator) or (dtype == torch.float64 and not isinstance(op, IdentityOperator)):
+        # The torch adapter (a Gaussian as a torch matrix, the identity implicit, another operator as its own numpy
+        # form: a structured operator is never densified, a 128 px subsampled DCT would be 1.6 GB); a float64
+        # reference of another operator takes its dense matrix, so that it stays float64.
+        self.A = None
+        if dtype == torch.float64 and not isinstance(op, (GaussianOperator, IdentityOperator)):
             self.A = torch.tensor(op.matrix(), device=device, dtype=dtype)
-        elif not isinstance(op, IdentityOperator):
-            self.op = TorchOperator(op, device=device, dtype=dtype)
+        self.op = TorchOperator(op, device=device, dtype=dtype)
         self.y = torch.as_tensor(np.asarray(y, dtype=np.float32).reshape(-1), device=device, dtype=dtype)
         self.m = self.y.numel()
         self.scale, self.shift = to_unit
@@ -67,9 +66,7 @@ class TorchObjective:
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], -1)
-        if self.op is not None:
-            return self.op(x)
-        return x if self.A is None else x @ self.A.T
+        return self.op(x) if self.A is None else x @ self.A.T
 
     def _tensors(self, z: np.ndarray, grad: bool) -> dict[str, torch.Tensor]:
         return {n: torch.as_tensor(v, device=self.device, dtype=self.dtype).requires_grad_(grad)

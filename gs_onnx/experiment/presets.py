@@ -309,14 +309,9 @@ def budget(cfg: Config) -> list[Task]:
                 max_iter = cfg.max_iter if rule != "auto" else None
                 datasets = cfg.datasets or ("celeba-train",)
                 if conditions:
-                    tasks = []
-                    for name in conditions:
-                        operator, params, sigma = PHYSICS_CONDITIONS[name]
-                        op = make(operator, tuple(man.image_shape), cfg.seed, **params)
-                        tasks += [dataclasses.replace(t, operator_params=tuple(sorted(params.items())), sigma=sigma)
-                                  for t in _recovery_tasks("budget", cfg, model, man, cut, datasets,
-                                                           (round(op.m / op.n, 6),), ("gs",), operator=operator,
-                                                           variant=variant, max_iter=max_iter)]
+                    tasks = [t for name in conditions
+                             for t in _condition_tasks("budget", cfg, model, man, cut, datasets,
+                                                       *PHYSICS_CONDITIONS[name], ("gs",), variant, max_iter)]
                 else:
                     tasks = _recovery_tasks("budget", cfg, model, man, cut, datasets,
                                             _check_ratios(ratios or (0.1628,)), ("gs",), variant=variant,
@@ -355,12 +350,19 @@ def _physics_tasks(preset: str, cfg: Config, conditions: list[tuple[str, str, di
         man = _manifest(model, cfg)
         cut = _cut(man, cfg.cut)
         for label_, operator, params, sigma in conditions:
-            op = make(operator, tuple(man.image_shape), cfg.seed, **params)  # checks the parameters now
-            base = _recovery_tasks(preset, cfg, model, man, cut, cfg.datasets or ("celeba-test",),
-                                   (round(op.m / op.n, 6),), methods, operator=operator, max_iter=cfg.max_iter,
-                                   variant=label_)
-            out += [dataclasses.replace(t, operator_params=tuple(sorted(params.items())), sigma=sigma) for t in base]
+            out += _condition_tasks(preset, cfg, model, man, cut, cfg.datasets or ("celeba-test",), operator, params,
+                                    sigma, methods, label_, cfg.max_iter)
     return out
+
+
+def _condition_tasks(preset: str, cfg: Config, model: str, man, cut: int, datasets, operator: str, params: dict,
+                     sigma: float | None, methods, variant: str, max_iter: int | None) -> list[Task]:
+    """The tasks of one measurement condition (an operator type, its parameters, the noise): its m/n from the
+    operator, which is built here so that bad parameters fail before anything runs."""
+    op = make(operator, tuple(man.image_shape), cfg.seed, **params)
+    base = _recovery_tasks(preset, cfg, model, man, cut, datasets, (round(op.m / op.n, 6),), methods,
+                           operator=operator, max_iter=max_iter, variant=variant)
+    return [dataclasses.replace(t, operator_params=tuple(sorted(params.items())), sigma=sigma) for t in base]
 
 
 def inpaint(cfg: Config) -> list[Task]:
