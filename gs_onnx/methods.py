@@ -83,7 +83,7 @@ APPLIES: dict[str, set[str]] = {
            "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes",
                   "budget", "stop", "holdout", "patience", "optimizer", "lr", "line_search"},
-    "lasso-dct": {"lam", "max_iter"},
+    "lasso-dct": {"lam", "max_iter", "batch_size"},
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
@@ -458,37 +458,52 @@ def lasso_warm_start(solver: "_RestartSolver", y: np.ndarray, restart: int, seed
 # ------------------------------------------------------------------------------------------- lasso
 
 class LassoSolver:
-    """Lasso-DCT: FISTA with adaptive restart on min ||y - A Phi z||^2 + lam ||z||_1 (no model)."""
+    """Lasso-DCT: FISTA with adaptive restart and continuation on min ||y - A Phi z||^2 + lam ||z||_1 (no
+    model); the images of a chunk are solved together, sharing every read of A (:func:`gs_onnx.lasso.lasso_dct_batch`)."""
 
     unit = "iterations"
     how = "by Lasso-DCT"
+    batch = "images"
 
     def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
-        from .lasso import spectral_norm_sq
+        from .lasso import MAX_ITER, TOL, spectral_norm_sq
         from .measurement import operator_for
 
         self.shape = tuple(int(v) for v in sidecar.get("image_shape", []))
         if len(self.shape) != 3:
             raise GSError("the sidecar has no image_shape (C, H, W)")
         self.lam = 0.01 if s.lam is None else s.lam
-        self.max_iter = 2000 if s.max_iter is None else s.max_iter
+        self.max_iter = MAX_ITER if s.max_iter is None else s.max_iter
+        self.batch_size = 8 if s.batch_size is None else s.batch_size
         self.op = operator_for(sidecar) if op is None else op
         if self.op.n != int(np.prod(self.shape)):
             raise GSError(f"measurements are for n = {self.op.n} but the sidecar's image shape has "
                           f"{int(np.prod(self.shape))}")
         self.L = spectral_norm_sq(self.op, self.op.n)
         self.header = {"model": None, "cut": None, "lam": self.lam, "device": "cpu", "provider": "numpy/scipy",
-                       "solver": {"algorithm": "FISTA with adaptive restart", "max_iter": self.max_iter,
-                                  "tol": 1e-6}}
+                       "solver": {"algorithm": "FISTA with adaptive restart and continuation",
+                                  "max_iter": self.max_iter, "tol": TOL}}
 
     def solve(self, i, y, progress):
-        from .lasso import lasso_dct
+        ((image, fields),) = self.solve_many(i, np.asarray(y).reshape(1, -1), lambda _i, f, w: progress(f, w))
+        return image, fields
 
-        res = lasso_dct(self.op, y, self.shape, self.lam, max_iter=self.max_iter, lipschitz=self.L)
-        image = np.clip(res.image, 0.0, 1.0).astype(np.float32)
-        progress(1.0, "done")
-        return image, {"measurement_error": measurement_error(self.op, image, y), "objective": res.objective,
-                       "evaluations": res.iterations, "kkt_residual": res.kkt, "converged": res.converged}
+    def solve_many(self, first: int, Y: np.ndarray, progress):
+        from .lasso import lasso_dct_batch
+
+        Y = np.asarray(Y, np.float32).reshape(-1, self.op.m)
+
+        def cb(it, obj):
+            for j in range(len(Y)):
+                progress(first + j, it / self.max_iter, f"iteration {it}, objective {obj[j]:.4g}")
+
+        out = []
+        for res, y in zip(lasso_dct_batch(self.op, Y, self.shape, self.lam, max_iter=self.max_iter,
+                                          lipschitz=self.L, callback=cb), Y):
+            image = np.clip(res.image, 0.0, 1.0).astype(np.float32)
+            out.append((image, {"measurement_error": measurement_error(self.op, image, y), "objective": res.objective,
+                                "evaluations": res.iterations, "kkt_residual": res.kkt, "converged": res.converged}))
+        return out
 
 
 # ------------------------------------------------------------------------------------------ lookup
