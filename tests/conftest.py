@@ -1,8 +1,11 @@
 """Shared fixtures: tiny exported models of every architecture (needs the export extra: torch, onnx)."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +20,36 @@ os.environ["GS_ONNX_DEFAULT_MODEL"] = "dcgan-digiface"
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models"
 SAMPLES = ROOT / "gs_onnx" / "samples"
+
+# A user's clone has no ../shared: every test runs as if there were none. The default data root of
+# gs-experiment points at an empty folder for the whole session (so that a test reading a named data set
+# without saying so fails here as it would on a clone), and the few tests that need CelebA itself take the
+# `celeba_data` fixture, which skips with one line where ../shared/data is absent (CI has it).
+SHARED_DATA = ROOT.parent / "shared" / "data"
+_NO_DATA = Path(tempfile.mkdtemp(prefix="gs-onnx-no-data-"))
+atexit.register(shutil.rmtree, _NO_DATA, True)
+os.environ["GS_ONNX_DATA"] = str(_NO_DATA)
+os.environ["XDG_DATA_HOME"] = str(_NO_DATA / "xdg")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (minutes of fresh venvs, training, the README's block) run where
+    GS_ONNX_SLOW_TESTS=1, as CI sets it; elsewhere they are skipped with that reason, so that the README's test
+    command stays short on a 2-core machine."""
+    if os.environ.get("GS_ONNX_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test: GS_ONNX_SLOW_TESTS=1 runs it (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def celeba_data() -> Path:
+    """../shared/data (CelebA crops and aligned faces, COCO), or a skip where the clone has none beside it."""
+    if not (SHARED_DATA / "celeba_crops64" / "test").is_dir():
+        pytest.skip("needs CelebA in ../shared/data (absent in this clone; CI has it)")
+    return SHARED_DATA
 
 # Small widths keep every export and check to a few seconds while keeping each architecture's structure:
 # DCGAN's ConvTranspose+BN+ReLU chain, BEGAN's skip connections, the VAE's upsample+conv+BN+LeakyReLU.
@@ -42,25 +75,59 @@ def _randomise_bn(gen):
     return gen
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """{key: (torch generator in eval mode, exported model folder)} for every entry of TINY."""
-    torch = pytest.importorskip("torch")
+#: The tiny models exported once and committed (exporting them takes over a minute on 2 cores); used only while
+#: their fingerprint (the export stage's sources, the tiny settings and the torch/onnx versions) is the current
+#: one: any change to gs_export exports them afresh. ``python tests/conftest.py`` refreshes the folder.
+TINY_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tiny_models"
+
+
+def tiny_fingerprint() -> str:
+    import hashlib
+    import inspect
+
+    import onnx
+    import torch
+
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "export" / "gs_export").glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    h.update(json.dumps(TINY, sort_keys=True).encode())
+    h.update(inspect.getsource(_randomise_bn).encode())
+    h.update(f"torch {torch.__version__} onnx {onnx.__version__}".encode())
+    return h.hexdigest()
+
+
+def _tiny_generator(key: str):
+    import torch
     from gs_export.architectures import build
+
+    torch.manual_seed(0)
+    return _randomise_bn(build(key.split("_")[0], **TINY[key])).eval()
+
+
+def export_tiny_models(root: Path) -> None:
     from gs_export.exporter import export_generator
 
-    root = tmp_path_factory.mktemp("tiny_models")
-    out = {}
-    for key, cfg in TINY.items():
-        arch = key.split("_")[0]
-        torch.manual_seed(0)
-        gen = _randomise_bn(build(arch, **cfg)).eval()
+    for key in TINY:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            export_generator(gen, root / key, f"tiny-{key}", provenance={"weights": "random, tests"},
+            export_generator(_tiny_generator(key), root / key, f"tiny-{key}", provenance={"weights": "random, tests"},
                              untrained=True, check_repeats=2)
-        out[key] = (gen, root / key)
-    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """{key: (torch generator in eval mode, exported model folder)} for every entry of TINY (a copy per session:
+    tests may edit them)."""
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("tiny_models")
+    stamp = TINY_FIXTURES / "FINGERPRINT"
+    if stamp.is_file() and stamp.read_text().strip() == tiny_fingerprint():
+        for key in TINY:
+            shutil.copytree(TINY_FIXTURES / key, root / key)
+    else:
+        export_tiny_models(root)
+    return {key: (_tiny_generator(key), root / key) for key in TINY}
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +150,12 @@ def dcgan_meas_010(tmp_path_factory):
                                           str(d / "meas.npy")])
     assert r.exit_code == 0, r.output
     return d / "meas.npy"
+
+
+if __name__ == "__main__":  # refresh the committed tiny models: python tests/conftest.py
+    if TINY_FIXTURES.exists():
+        shutil.rmtree(TINY_FIXTURES)
+    TINY_FIXTURES.mkdir(parents=True)
+    export_tiny_models(TINY_FIXTURES)
+    (TINY_FIXTURES / "FINGERPRINT").write_text(tiny_fingerprint() + "\n")
+    print(f"wrote {TINY_FIXTURES}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from gs_onnx.errors import GSError
 from gs_onnx.experiment import budget as B
 from gs_onnx.stopping import VALIDATED_OPERATORS, stopping_plan, validated_operators
+
+from conftest import SAMPLES
 
 
 def _trace(psnr, err, held, seconds=None):
@@ -83,14 +86,19 @@ def test_conditions_stay_apart_in_tables_and_figures(tmp_path):
 
 
 def test_budget_preset_traces_other_measurement_models(tmp_path):
-    """End to end on two CelebA train faces: inpainting traced under both rules, the rows carry the setting,
+    """End to end on two bundled faces: inpainting traced under both rules, the rows carry the setting,
     every trace ends where the run ended and its last PSNR is the row's."""
     from click.testing import CliRunner
 
     from gs_onnx.experiment.cli import main
 
     out = tmp_path / "b"
+    faces = tmp_path / "faces"  # two bundled CelebA faces: no data set outside the clone
+    faces.mkdir()
+    for name in ("celeba64_182638.jpg", "celeba64_182639.jpg"):
+        shutil.copy(SAMPLES / name, faces / name)
     r = CliRunner().invoke(main, ["budget", "--models", "dcgan", "--conditions", "mask30", "--images", "2",
+                                  "--datasets", str(faces),
                                   "--restarts", "2", "--max-iter", "6", "--rules", "paper,holdout", "-o", str(out),
                                   "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -103,8 +111,8 @@ def test_budget_preset_traces_other_measurement_models(tmp_path):
         assert t["iteration"][0] == 0 and t["iteration"][-1] <= 6
         assert t["psnr"][-1] == pytest.approx(row["psnr"], abs=1e-3) or row["variant"] != "paper"
     text = (out / "summary.md").read_text()
-    assert "## dcgan c=1, mask keep=0.3, m/n = 0.300049, celeba-train" in text
-    assert (out / "budget_dcgan_mask-keep-0.3_0.300049_celeba-train.png").is_file()
+    assert "## dcgan c=1, mask keep=0.3, m/n = 0.300049, faces" in text
+    assert (out / "budget_dcgan_mask-keep-0.3_0.300049_faces.png").is_file()
 
 
 @pytest.mark.parametrize("args, needle", [

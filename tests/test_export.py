@@ -156,6 +156,7 @@ def test_shipped_manifest_records_checks(shipped):
     assert "MIT" in shipped.provenance["licence"]
 
 
+@pytest.mark.slow
 def test_upgrade_keeps_weights_and_gradients(tiny_models, tmp_path):
     """gs-export upgrade re-exports a model from its own graphs: same images, same gradients, provenance kept."""
     from click.testing import CliRunner
@@ -181,6 +182,7 @@ def test_upgrade_keeps_weights_and_gradients(tiny_models, tmp_path):
         np.testing.assert_allclose(b.vjp(eb, g)[n], ga, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_into_a_folder_whose_parent_does_not_exist(tmp_path):
     """The exporter builds the model beside its destination (one filesystem) and creates missing parents."""
     import torch

@@ -18,6 +18,8 @@ from gs_onnx import physics as P
 from gs_onnx.errors import GSError
 from gs_onnx.physics.checks import onnx_apply
 
+from conftest import SAMPLES
+
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = (3, 32, 32)
 
@@ -393,16 +395,17 @@ def test_sidecar_with_another_image_shape_is_refused(tmp_path):
 def test_experiment_presets_build_their_tasks():
     from gs_onnx.experiment.presets import Config, inpaint, physics, superres
 
-    t = physics(Config(models=("dcgan",), images=2, restarts=1))
+    faces = (str(SAMPLES),)  # the bundled images: no data set outside the clone
+    t = physics(Config(models=("dcgan",), images=2, restarts=1, datasets=faces, budget="paper"))
     assert {x.variant for x in t} == {"mask10", "mask30", "box", "sr4", "fourier25", "blur2", "denoise"}
     assert {x.method for x in t} == {"nogs", "gs"} and len(t) == 7 * 2 * 2
     den = next(x for x in t if x.variant == "denoise")
     assert den.operator == "identity" and den.sigma == 0.1
-    inp = inpaint(Config(models=("dcgan",), images=1, restarts=1, ratios=(0.1, 0.3)))
+    inp = inpaint(Config(models=("dcgan",), images=1, restarts=1, ratios=(0.1, 0.3), datasets=faces))
     # the keep fraction is the parameter; the ratio the tasks carry is the kept pixels' m/n, rounded to whole pixels
     assert {dict(x.operator_params)["keep"] for x in inp} == {0.1, 0.3}
     assert {round(x.ratio, 2) for x in inp} == {0.1, 0.3}
-    sr = superres(Config(models=("dcgan",), images=1, restarts=1, factors=(2, 4), methods=("gs",)))
+    sr = superres(Config(models=("dcgan",), images=1, restarts=1, factors=(2, 4), methods=("gs",), datasets=faces))
     assert sorted(dict(x.operator_params)["factor"] for x in sr) == [2, 4]
     with pytest.raises(GSError, match="unknown condition"):
         physics(Config(models=("dcgan",), conditions=("warp",)))

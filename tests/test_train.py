@@ -28,6 +28,7 @@ def faces(tmp_path_factory):
 SMOKE = {"dcgan": {"ngf": 8}, "began": {"ch": 8}, "vae": {"widths": [16, 8, 8, 8, 8, 8]}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["dcgan", "began", "vae"])
 def test_smoke_training_resumes_and_exports(arch, faces, tmp_path):
     from gs_export.train import train
@@ -64,6 +65,7 @@ def test_smoke_training_resumes_and_exports(arch, faces, tmp_path):
     assert x.shape == (1, *man.image_shape) and np.isfinite(x).all()
 
 
+@pytest.mark.slow
 def test_untrained_twin_is_marked(tmp_path):
     from click.testing import CliRunner
     from gs_export.cli import main as export_main
