@@ -6,7 +6,10 @@ set -euo pipefail
 OUT=${1:-runs/exp}
 BIN=${BIN:-.venv/bin}
 W="--workers 2 --no-progress"
-RED="--restarts 1 --max-iter 100"
+# the fixed reduced budgets of docs/results.md (not the models' stopping plans, gs-experiment's default)
+RED="--budget paper --restarts 1 --max-iter 100"
+# the datasets: ../shared/data where the project's data sits, else `gs-experiment data`'s folder
+export GS_ONNX_DATA=${GS_ONNX_DATA:-$(cd "$(dirname "$0")/.." && pwd)/../shared/data}
 $BIN/gs-experiment samples --models dcgan,began,vae --count 8 -o "$OUT/samples" --no-progress
 $BIN/gs-experiment raw --models dcgan,vae --images 5 --restarts 1 --max-iter 300 $W -o "$OUT/raw"
 $BIN/gs-experiment raw --models dcgan --images 20 --restarts 1 --max-iter 300 $W -o "$OUT/raw"  # DCGAN: 20 images

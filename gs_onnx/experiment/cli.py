@@ -19,37 +19,47 @@ import click
 
 from ..cli.common import OneLineCommand, OneLineGroup, examples, one_line_errors, provenance, version_option
 from ..errors import GSError
+from ..lasso import MAX_ITER as LASSO_MAX_ITER
 from ..progress import Progress
 from . import presets as P
 from .pool import execute
 from .results import ResultsFile
 
 
-def _floats(s: str | None) -> tuple[float, ...] | None:
+def _floats(s: str | None, option: str = "--ratios") -> tuple[float, ...] | None:
     if s is None:
         return None
-    if s == "paper":
+    if s == "paper" and option == "--ratios":
         return P.PAPER_RATIOS
     try:
         vals = tuple(float(v) for v in s.split(",") if v.strip())
     except ValueError:
-        raise GSError(f"not a comma-separated list of numbers: {s!r}") from None
+        raise GSError(f"{option} {s!r} is not a comma-separated list of numbers"
+                      + (" (or 'paper', the paper's 10 ratios)" if option == "--ratios" else "")) from None
     if not vals:
-        raise GSError("empty list of ratios")
+        raise GSError(f"{option} is an empty list")
     return vals
 
 
-def _ints(s: str | None) -> tuple[int, ...] | None:
+def _ints(s: str | None, option: str) -> tuple[int, ...] | None:
     if s is None:
         return None
     try:
-        return tuple(int(v) for v in s.split(",") if v.strip())
+        vals = tuple(int(v) for v in s.split(",") if v.strip())
     except ValueError:
-        raise GSError(f"not a comma-separated list of integers: {s!r}") from None
+        raise GSError(f"{option} {s!r} is not a comma-separated list of integers") from None
+    if not vals:
+        raise GSError(f"{option} is an empty list")
+    return vals
 
 
 def _names(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(v.strip() for v in s.split(",") if v.strip()) or None
+
+
+def _user_data_hint() -> str:
+    """The default data root in words (the same on every machine, so that --help and the docs agree)."""
+    return "the user data folder, ~/.local/share/gs-onnx/data on Linux (docs/experiments.md, Data)"
 
 
 #: Every option a preset may read, by name; each preset lists the ones it reads (PRESET_OPTIONS), so its
@@ -64,9 +74,14 @@ OPTIONS = {
                                                           "[default: the preset's]"),
     "methods": click.option("--methods", default=None, help="Comma-separated: gs, nogs, lasso-dct, mganprior, "
                                                             "deep-decoder, iagan (what the preset allows)"),
-    "restarts": click.option("--restarts", default=3, type=int, help="Restarts of gs/nogs/mganprior."),
+    "restarts": click.option("--restarts", default=None, type=int,
+                             help="Restarts of gs/nogs/mganprior  [default: the budget's: the plan's, or the paper's 3]"),
     "max_iter": click.option("--max-iter", default=None, type=int,
-                             help="L-BFGS-B iterations per restart  [default: the model's; the paper's for raw]"),
+                             help="L-BFGS-B iterations per restart  [default: the budget's; the paper's for raw]"),
+    "budget": click.option("--budget", default="auto", type=click.Choice(["auto", "paper"]),
+                           help="gs, nogs: auto = the model's stopping plan for the operator, as gs-recover runs it "
+                                "(one task per image); paper = 3 restarts x 500 iterations, every measurement fitted, "
+                                "one task per restart (mganprior always runs the paper's, as in gs-recover)"),
     "cut": click.option("--cut", default=None, type=int, help="Cut for gs/mganprior  [default: the model's]"),
     "seed": click.option("--seed", default=0, type=int, help="Base seed of A, noise and starts."),
     "operator": click.option("--operator", default="gaussian", type=click.Choice(["gaussian", "srdct"]),
@@ -74,17 +89,20 @@ OPTIONS = {
                                   "physics)."),
     "steps": click.option("--steps", default=None, type=int, help="Adam steps of Deep Decoder / IAGAN's latent phase."),
     "finetune_steps": click.option("--finetune-steps", default=None, type=int, help="IAGAN's joint phase steps."),
-    "lasso_iter": click.option("--lasso-iter", default=None, type=int, help="Lasso-DCT iterations  [default: 2000]"),
+    "lasso_iter": click.option("--lasso-iter", default=None, type=int,
+                               help=f"Lasso-DCT iterations at most  [default: {LASSO_MAX_ITER}]"),
     "data_root": click.option("--data-root", default=None, type=click.Path(file_okay=False),
-                              help="Folder with celeba_crops64/, celeba_aligned/, coco/  [default: $GS_ONNX_DATA or "
-                                   "../shared/data]"),
-    "models_dir": click.option("--models-dir", default=None, type=click.Path(file_okay=False)),
+                              help="Folder with celeba_crops64/, celeba_aligned/, coco/ (gs-experiment data lays them "
+                                   "out)  [default: $GS_ONNX_DATA, else " + _user_data_hint() + "]"),
+    "models_dir": click.option("--models-dir", default=None, type=click.Path(file_okay=False),
+                               help="Folder of models searched first (then $GS_ONNX_MODELS, then the shipped ones)."),
     "out": click.option("-o", "--output", "--out", "out", default=None, type=click.Path(file_okay=False),
                         help="Results folder  [default: runs/experiments/PRESET]"),
     "workers": click.option("--workers", default=1, type=int, help="Local worker processes."),
     "threads": click.option("--threads", default=0, type=int,
                             help="Threads per task (0: all cores in-process, 1 per worker)."),
-    "device": click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"])),
+    "device": click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"]),
+                           help="Where each task's ONNX Runtime sessions run."),
     "ray": click.option("--ray", "ray_address", default=None, metavar="local|auto|HOST:PORT",
                         help="Run the tasks on Ray: 'local' starts one here, 'auto'/HOST:PORT joins a cluster."),
     "dry_run": click.option("--dry-run", is_flag=True, help="Only count the tasks to run."),
@@ -93,23 +111,25 @@ OPTIONS = {
 }
 _RUN = ("models_dir", "out", "workers", "threads", "device", "ray", "dry_run", "no_plot", "progress", "seed")
 _RECOVERY = ("models", "datasets", "images", "restarts", "max_iter", "cut", "operator", "data_root") + _RUN
+_PLANNED = _RECOVERY + ("budget",)
+_IMAGE_PHYSICS = tuple(o for o in _PLANNED if o != "operator")
 PRESET_OPTIONS = {
-    "cs": _RECOVERY + ("ratios", "methods", "lasso_iter"),
-    "baselines": _RECOVERY + ("ratios", "methods", "steps", "finetune_steps", "lasso_iter"),
+    "cs": _PLANNED + ("ratios", "methods", "lasso_iter"),
+    "baselines": _PLANNED + ("ratios", "methods", "steps", "finetune_steps", "lasso_iter"),
     "raw": tuple(o for o in _RECOVERY if o != "operator") + ("methods",),
-    "untrained": _RECOVERY + ("ratios", "methods"),
-    "init": _RECOVERY + ("ratios", "methods"),
-    "cuts": _RECOVERY + ("ratios",),
+    "untrained": _PLANNED + ("ratios", "methods"),
+    "init": _PLANNED + ("ratios", "methods"),
+    "cuts": _PLANNED + ("ratios",),
     "samples": ("models",) + _RUN,
     "budget": _RECOVERY + ("ratios",),
-    "inpaint": tuple(o for o in _RECOVERY if o != "operator") + ("ratios", "methods", "lasso_iter", "steps"),
-    "superres": tuple(o for o in _RECOVERY if o != "operator") + ("methods", "lasso_iter", "steps"),
-    "physics": tuple(o for o in _RECOVERY if o != "operator") + ("methods", "lasso_iter", "steps"),
+    "inpaint": _IMAGE_PHYSICS + ("ratios", "methods", "lasso_iter", "steps"),
+    "superres": _IMAGE_PHYSICS + ("methods", "lasso_iter", "steps"),
+    "physics": _IMAGE_PHYSICS + ("methods", "lasso_iter", "steps"),
 }
-_DEFAULTS = {"models": None, "datasets": None, "images": 20, "ratios": None, "methods": None, "restarts": 3,
+_DEFAULTS = {"models": None, "datasets": None, "images": 20, "ratios": None, "methods": None, "restarts": None,
              "max_iter": None, "cut": None, "seed": 0, "operator": "gaussian", "steps": None, "finetune_steps": None,
              "lasso_iter": None, "data_root": None, "models_dir": None, "out": None, "workers": 1, "threads": 0,
-             "device": "cpu", "ray_address": None, "dry_run": False, "no_plot": False, "progress": None}
+             "device": "cpu", "ray_address": None, "dry_run": False, "no_plot": False, "progress": None, "budget": "auto"}
 
 
 def _run(preset: str, kw: dict, extra: dict) -> None:
@@ -118,7 +138,8 @@ def _run(preset: str, kw: dict, extra: dict) -> None:
                    ratios=_floats(kw["ratios"]), methods=_names(kw["methods"]), restarts=kw["restarts"],
                    seed=kw["seed"], max_iter=kw["max_iter"], cut=kw["cut"], operator=kw["operator"],
                    steps=kw["steps"], finetune_steps=kw["finetune_steps"], lasso_iter=kw["lasso_iter"],
-                   data_root=kw["data_root"], models_dir=kw["models_dir"], **extra)
+                   data_root=kw["data_root"], models_dir=kw["models_dir"], budget=kw["budget"],
+                   dry_run=kw["dry_run"], **extra)
     for name in ("restarts", "max_iter", "steps", "lasso_iter", "workers", "images"):
         v = kw[name]
         if v is not None and v < 1:
@@ -127,9 +148,12 @@ def _run(preset: str, kw: dict, extra: dict) -> None:
         raise GSError("--seed and --threads must be >= 0")
     tasks = P.PRESETS[preset](cfg)
     out = Path(kw["out"] or Path("runs") / "experiments" / preset)
-    results = ResultsFile(out)
+    results = ResultsFile(out, create=not kw["dry_run"])
     if kw["dry_run"]:
-        click.echo(f"{preset}: {len(tasks)} task(s), {len(results.pending(tasks))} not yet in {results.path}")
+        pending = len(tasks) if cfg.missing else len(results.pending(tasks))
+        click.echo(f"{preset}: {len(tasks)} task(s), {pending} not yet in {results.path}")
+        for why in cfg.missing:
+            click.echo(f"warning: {why}", err=True)
         return
     (out / "experiment.json").write_text(json.dumps({"preset": preset, "argv": sys.argv[1:],
                                                      "provenance": provenance()}, indent=1) + "\n")
@@ -152,15 +176,11 @@ def _plot(folder: Path, out: Path | None) -> None:
     rows = ResultsFile(folder).rows() if (Path(folder) / "results.jsonl").is_file() else []
     if not rows:
         raise GSError(f"no results in {folder} (expected {Path(folder) / 'results.jsonl'})")
-    try:
-        written = plot(folder, rows, out)
-    except GSError as e:
-        if "matplotlib" not in str(e):
-            raise
-        click.echo(f"error: {e} (results and summary.md are written)", err=True)
-        sys.exit(2)
+    written, note = plot(folder, rows, out)
     for p in written:
         click.echo(f"wrote {p}")
+    if note:
+        click.echo(f"warning: {note}", err=True)
 
 
 @click.group(cls=OneLineGroup, epilog=examples(
@@ -204,11 +224,11 @@ _preset_command("init", "Fig. 6: latent inits zero, cn01, normal5, normal10 and 
                 lambda kw: {"inits": _names(kw.pop("inits"))})
 _preset_command("cuts", "Fig. 7: PSNR vs the cut index on a validation split; the best cut is selected.",
                 [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts  [default: all]")],
-                lambda kw: {"cuts": _ints(kw.pop("cut_list"))})
+                lambda kw: {"cuts": _ints(kw.pop("cut_list"), "--cuts")})
 _preset_command("samples", "Fig. 8: sample grids of the cut generator at every cut.",
                 [click.option("--cuts", "cut_list", default=None, help="Comma-separated cuts  [default: all]"),
                  click.option("--count", default=8, type=int, help="Samples per cut.")],
-                lambda kw: {"cuts": _ints(kw.pop("cut_list")), "count": kw.pop("count")},
+                lambda kw: {"cuts": _ints(kw.pop("cut_list"), "--cuts"), "count": kw.pop("count")},
                 example="gs-experiment samples --models dcgan --count 4 -o runs/samples")
 _preset_command("budget", "Stopping: PSNR vs iterations and seconds, fixed budgets vs held-out stopping rules.",
                 [click.option("--rules", default=None,
@@ -219,7 +239,7 @@ _preset_command("budget", "Stopping: PSNR vs iterations and seconds, fixed budge
                  click.option("--conditions", default=None,
                               help="Other measurement models instead of --ratios (the physics preset's: mask10, "
                                    "mask30, box, sr4, fourier25, blur2, denoise)")],
-                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts")),
+                lambda kw: {"rules": _names(kw.pop("rules")), "holdouts": _floats(kw.pop("holdouts"), "--holdouts"),
                             "conditions": _names(kw.pop("conditions"))},
                 example="gs-experiment budget --models dcgan --ratios 0.1628 --images 10 -o runs/budget")
 
@@ -228,7 +248,7 @@ _preset_command("inpaint", "Inpainting: PSNR vs the fraction of pixels kept (ran
                         "--max-iter 200 -o runs/inpaint")
 _preset_command("superres", "Super-resolution: PSNR vs the downsampling factor, no GS vs GS vs Lasso-DCT.",
                 [click.option("--factors", default=None, help="Comma-separated integer factors  [default: 2,4,8]")],
-                lambda kw: {"factors": _ints(kw.pop("factors"))},
+                lambda kw: {"factors": _ints(kw.pop("factors"), "--factors")},
                 example="gs-experiment superres --models dcgan --factors 4 --images 5 --restarts 1 --max-iter 200 "
                         "-o runs/superres")
 _preset_command("physics", "Every measurement model once: inpainting 10/30 %, a missing box, SR x4, Fourier 25 %, "
@@ -248,3 +268,34 @@ _preset_command("physics", "Every measurement model once: inpainting 10/30 %, a 
 def plot_cmd(folder: str, out: str | None) -> None:
     """Figures (PNG) and summary.md from FOLDER/results.jsonl."""
     _plot(Path(folder), Path(out) if out else None)
+
+
+@main.command("data", cls=OneLineCommand, epilog=examples(
+    "gs-experiment data --celeba ~/Downloads/img_align_celeba.zip --coco ~/Downloads/train2017",
+    "gs-experiment data --celeba ~/Downloads/img_align_celeba --train 20000 --data-root /data/gs"))
+@click.option("--celeba", type=click.Path(), default=None,
+              help="CelebA img_align_celeba/ (000001.jpg ...) or img_align_celeba.zip, as downloaded.")
+@click.option("--coco", type=click.Path(file_okay=False), default=None,
+              help="A folder of COCO images (e.g. train2017/): the first --coco-images by name.")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False),
+              help="Where to lay them out  [default: $GS_ONNX_DATA, else " + _user_data_hint() + "]")
+@click.option("--train", default=5000, type=int, help="Faces of CelebA's train partition (the first ids).")
+@click.option("--test", default=500, type=int, help="Faces of CelebA's test partition (the first ids).")
+@click.option("--coco-images", default=128, type=int, help="COCO photos.")
+@click.option("--overwrite", is_flag=True, help="Replace target folders that exist and are not empty.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on a terminal]")
+@one_line_errors
+def data_cmd(celeba, coco, data_root, train, test, coco_images, overwrite, progress) -> None:
+    """Lay out a downloaded CelebA (aligned faces and their 64 px crops, official train/test partition) and
+    COCO where the presets' named data sets (celeba-test, celeba-train, coco) are read from."""
+    from .data import layout
+
+    root = Path(data_root) if data_root else P.default_data_root()
+    bar = Progress("gs-experiment data", progress, total=1.0)
+    try:
+        rec = layout(root, celeba, coco, train=train, test=test, coco_images=coco_images, overwrite=overwrite,
+                     progress=lambda d, t: bar.update(d / t, f"{d}/{t} files"))
+    finally:
+        bar.close()
+    for folder, k in sorted(rec["written"].items()):
+        click.echo(f"wrote {root / folder}/ ({k} images)")

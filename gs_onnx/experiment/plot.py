@@ -155,9 +155,12 @@ def _samples(plt, rows: list[dict[str, Any]], folder: Path, out: Path) -> list[P
     return paths
 
 
-def plot(folder: str | Path, rows: list[dict[str, Any]], out: str | Path | None = None) -> list[Path]:
-    """Write every figure the rows allow, plus ``summary.md``, to ``out`` (default: ``folder``).
-    Returns the paths written."""
+def plot(folder: str | Path, rows: list[dict[str, Any]], out: str | Path | None = None
+         ) -> tuple[list[Path], str | None]:
+    """Write ``summary.md`` and every figure the rows allow to ``out`` (default: ``folder``).
+
+    Returns the paths written and a note (or None): without matplotlib (an optional extra) the summary is
+    written, no figure is, and the note says how to get them."""
     folder = Path(folder)
     out = Path(out) if out else folder
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +179,10 @@ def plot(folder: str | Path, rows: list[dict[str, Any]], out: str | Path | None 
         text += "# Stopping: fixed budgets and held-out rules\n\n" + budget.markdown(rows)
     md.write_text(text, encoding="utf-8")
     written.append(md)
-    plt = _plt()
+    try:
+        plt = _plt()
+    except GSError as e:
+        return written, f"{e}; summary.md is written, the figures are not (gs-experiment plot redoes them)"
     if len(rest) < len(rows):
         written += budget.figure(plt, rows, out)
     rows = rest
@@ -195,4 +201,4 @@ def plot(folder: str | Path, rows: list[dict[str, Any]], out: str | Path | None 
     samples = [r for r in rows if r.get("method") == "samples"]
     if samples:
         written += _samples(plt, samples, folder, out)
-    return written
+    return written, None

@@ -37,10 +37,26 @@ DATASETS = {
 }
 
 
+def user_data_dir() -> Path:
+    """The per-user data folder: ``$XDG_DATA_HOME/gs-onnx/data`` (default ``~/.local/share/gs-onnx/data``) on
+    Linux, ``~/Library/Application Support/gs-onnx/data`` on macOS, ``%LOCALAPPDATA%\\gs-onnx\\data`` on
+    Windows."""
+    import sys
+
+    if sys.platform.startswith("win"):
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "gs-onnx" / "data"
+
+
 def default_data_root() -> Path:
-    """``$GS_ONNX_DATA``, else ``shared/data`` beside the repository (where this project keeps CelebA/COCO)."""
+    """Where the named data sets live unless ``--data-root`` says: ``$GS_ONNX_DATA``, else :func:`user_data_dir`
+    (``gs-experiment data`` lays a downloaded CelebA and COCO out there; docs/experiments.md, Data)."""
     env = os.environ.get("GS_ONNX_DATA")
-    return Path(env) if env else registry.SHIPPED.parent.parent / "shared" / "data"
+    return Path(env) if env else user_data_dir()
 
 
 @dataclasses.dataclass
@@ -52,7 +68,7 @@ class Config:
     images: int = 20
     ratios: tuple[float, ...] | None = None
     methods: tuple[str, ...] | None = None
-    restarts: int = 3
+    restarts: int | None = None
     seed: int = 0
     max_iter: int | None = None
     cut: int | None = None
@@ -70,6 +86,17 @@ class Config:
     rules: tuple[str, ...] | None = None
     factors: tuple[int, ...] | None = None
     conditions: tuple[str, ...] | None = None
+    #: ``auto``: the model's stopping plan as ``gs-recover --budget auto`` runs it (one task per image runs every
+    #: restart); ``paper``: the paper's 3 restarts x 500 iterations, one task per restart
+    budget: str = "auto"
+    #: only count the tasks: data sets that are missing are listed in ``missing`` instead of refused
+    dry_run: bool = False
+    missing: list = dataclasses.field(default_factory=list)
+
+
+#: Restarts of the paper's budget (``--budget paper``) unless ``--restarts`` says.
+PAPER_RESTARTS = 3
+BUDGETS = ("auto", "paper")
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -89,7 +116,13 @@ def dataset_images(name: str, image_size: int, n: int, cfg: Config) -> list[str]
         root = Path(cfg.data_root) if cfg.data_root else default_data_root()
         folder = root / DATASETS[name][0 if image_size <= 64 else 1]
         if not folder.is_dir():
-            raise GSError(f"dataset {name}: {folder} not found (set --data-root or $GS_ONNX_DATA)")
+            why = (f"dataset {name}: {folder} not found: lay out CelebA and COCO there with 'gs-experiment data' "
+                   "(docs/experiments.md, Data), or give --data-root DIR, $GS_ONNX_DATA or --datasets FOLDER")
+            if cfg.dry_run:
+                if why not in cfg.missing:
+                    cfg.missing.append(why)
+                return [f"{name}:{i}" for i in range(n)]
+            raise GSError(why)
     else:
         folder = Path(name)
         if not folder.is_dir():
@@ -124,8 +157,12 @@ def _cut(man, cut: int | None) -> int:
     return resolve_cut(man, cut)  # GSError for a cut the model does not have
 
 
-def _options(cfg: Config, method: str) -> tuple:
+def _options(cfg: Config, method: str, plan: bool = False) -> tuple:
     o = {}
+    if plan:  # the model's stopping plan, its restarts unless --restarts says
+        o["budget"] = "auto"
+        if cfg.restarts is not None:
+            o["restarts"] = cfg.restarts
     if method in ("deep-decoder", "iagan") and cfg.steps is not None:
         o["steps"] = cfg.steps
     if method == "iagan" and cfg.finetune_steps is not None:
@@ -135,14 +172,21 @@ def _options(cfg: Config, method: str) -> tuple:
 
 def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, datasets, ratios, methods, *,
                     operator: str | None = None, noise: bool = True, inits=("cn01",), variant: str = "",
-                    max_iter: int | None = None) -> list[Task]:
+                    max_iter: int | None = None, budget: str | None = None) -> list[Task]:
+    """The tasks of one model and cut over data sets, ratios, methods and inits. ``budget`` (default the
+    config's): ``auto`` gives gs, nogs and mganprior one task per image running the model's plan (every restart,
+    as ``gs-recover``); ``paper`` one task per restart."""
+    budget = budget or cfg.budget
+    if budget not in BUDGETS:
+        raise GSError(f"unknown --budget {budget!r}: choose one of {', '.join(BUDGETS)}")
     out = []
     for ds in datasets:
         images = dataset_images(ds, man.image_shape[1], cfg.images, cfg)
         for ratio in ratios:
             for method in methods:
                 for init in inits:
-                    restarts = cfg.restarts if method in RESTART_METHODS else 1
+                    plan = method in RESTART_METHODS and budget == "auto"
+                    restarts = 1 if plan or method not in RESTART_METHODS else cfg.restarts or PAPER_RESTARTS
                     for i, path in enumerate(images):
                         for r in range(restarts):
                             out.append(Task(
@@ -152,7 +196,7 @@ def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, dataset
                                 restart=r, seed=cfg.seed, init=init if method in RESTART_METHODS else "-",
                                 max_iter=(cfg.lasso_iter if method == "lasso-dct" else
                                           max_iter if method in RESTART_METHODS else None),
-                                options=_options(cfg, method), variant=variant))
+                                options=_options(cfg, method, plan), variant=variant))
     return out
 
 
@@ -198,7 +242,7 @@ def raw(cfg: Config) -> list[Task]:
         its = cfg.max_iter or RAW_STEPS.get(name, 100) * INNER_ITERS
         out += _recovery_tasks("raw", cfg, model, man, _cut(man, cfg.cut),
                                cfg.datasets or ("generated", "celeba-train", "celeba-test", "coco"), (1.0,), methods,
-                               operator="identity", noise=False, max_iter=its)
+                               operator="identity", noise=False, max_iter=its, budget="paper")
     return out
 
 
@@ -311,11 +355,12 @@ def budget(cfg: Config) -> list[Task]:
                 if conditions:
                     tasks = [t for name in conditions
                              for t in _condition_tasks("budget", cfg, model, man, cut, datasets,
-                                                       *PHYSICS_CONDITIONS[name], ("gs",), variant, max_iter)]
+                                                       *PHYSICS_CONDITIONS[name], ("gs",), variant, max_iter,
+                                                       budget="paper")]
                 else:
                     tasks = _recovery_tasks("budget", cfg, model, man, cut, datasets,
                                             _check_ratios(ratios or (0.1628,)), ("gs",), variant=variant,
-                                            max_iter=max_iter)
+                                            max_iter=max_iter, budget="paper")
                 if rule == "auto":  # the rule's own restarts and budget: one task runs every restart
                     tasks = [t for t in tasks if t.restart == 0]
                 out += [dataclasses.replace(t, options=tuple(sorted(opts.items()))) for t in tasks]
@@ -356,12 +401,13 @@ def _physics_tasks(preset: str, cfg: Config, conditions: list[tuple[str, str, di
 
 
 def _condition_tasks(preset: str, cfg: Config, model: str, man, cut: int, datasets, operator: str, params: dict,
-                     sigma: float | None, methods, variant: str, max_iter: int | None) -> list[Task]:
+                     sigma: float | None, methods, variant: str, max_iter: int | None,
+                     budget: str | None = None) -> list[Task]:
     """The tasks of one measurement condition (an operator type, its parameters, the noise): its m/n from the
     operator, which is built here so that bad parameters fail before anything runs."""
     op = make(operator, tuple(man.image_shape), cfg.seed, **params)
     base = _recovery_tasks(preset, cfg, model, man, cut, datasets, (round(op.m / op.n, 6),), methods,
-                           operator=operator, max_iter=max_iter, variant=variant)
+                           operator=operator, max_iter=max_iter, variant=variant, budget=budget)
     return [dataclasses.replace(t, operator_params=tuple(sorted(params.items())), sigma=sigma) for t in base]
 
 

@@ -16,7 +16,51 @@ import numpy as np
 
 from .presets import LABELS
 
-CONDITION = ("preset", "model", "variant", "method", "cut", "init", "dataset", "operator", "ratio")
+CONDITION = ("preset", "model", "variant", "method", "cut", "init", "dataset", "operator", "ratio", "plan",
+             "settings")
+
+
+def plan_label(row: dict[str, Any]) -> str:
+    """The budget a row ran, in words: ``auto: 1 x 100``, ``auto: holdout 0.1, patience 20, 1 x <= 200``,
+    ``paper: <= 500 it per restart`` (one row per restart), ``<= 2000 it`` (Lasso-DCT), ``-``."""
+    b = row.get("budget") if isinstance(row.get("budget"), dict) else {}
+    if row.get("method") in ("gs", "nogs", "mganprior"):
+        opts = dict(tuple(kv) for kv in row.get("options") or [] if isinstance(kv, (list, tuple)) and len(kv) == 2)
+        if b.get("plan") == "auto" and (opts.get("budget") == "auto" or opts.get("stop") == "auto"):
+            st = row.get("stopping") if isinstance(row.get("stopping"), dict) else {}
+            k = len(row.get("restarts_run") or []) or 1
+            rule = "" if st.get("rule", "fixed") == "fixed" else \
+                f"{st.get('rule')} {st.get('holdout')}, patience {st.get('patience')}, "
+            return f"auto: {rule}{k} x {'<= ' if rule else ''}{b.get('max_iter')}"
+        return f"{b.get('plan', 'paper')}: <= {b.get('max_iter')} it per restart"
+    solver = b.get("solver") if isinstance(b.get("solver"), dict) else {}
+    return f"<= {solver['max_iter']} it" if "max_iter" in solver else "-"
+
+
+#: Task fields that change a result beside the condition's named ones; rows that differ in any of them are
+#: reported apart (a rerun with another --max-iter into the same folder is its own condition).
+SETTING_FIELDS = ("seed", "noise", "sigma", "operator_params", "max_iter", "max_fun", "options")
+
+
+def settings_label(row: dict[str, Any]) -> str:
+    """The other settings of a row's task in a canonical short form (options that only trace are left out)."""
+    parts = []
+    for k in SETTING_FIELDS:
+        v = row.get(k)
+        if k == "options":
+            v = [kv for kv in (v or []) if not (isinstance(kv, (list, tuple)) and kv and kv[0] in ("trace",))]
+        if v in (None, [], ()) or (k == "seed" and v == 0) or (k == "noise" and v is True):
+            continue
+        if isinstance(v, (list, tuple)):
+            v = ",".join("=".join(map(str, kv)) if isinstance(kv, (list, tuple)) else str(kv) for kv in v)
+        parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def condition(row: dict[str, Any]) -> tuple:
+    """The condition of a row (everything but the image and the restart), as a tuple in :data:`CONDITION` order."""
+    derived = {"plan": plan_label(row), "settings": settings_label(row)}
+    return tuple(derived[c] if c in derived else row.get(c) for c in CONDITION)
 
 
 def label(cond: dict[str, Any]) -> str:
@@ -34,7 +78,7 @@ def winners(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if r.get("method") == "samples":
             continue
-        k = tuple(r.get(c) for c in CONDITION) + (r.get("dataset"), r.get("index"))
+        k = condition(r) + (r.get("dataset"), r.get("index"))
         err = r.get("measurement_error")
         err = float("inf") if err is None else err
         prev = best.get(k)
@@ -69,7 +113,7 @@ def cells(rows: list[dict[str, Any]]) -> list[Cell]:
     """Conditions with their per-image winning PSNRs, sorted by condition."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in winners(rows):
-        groups[tuple(r.get(c) for c in CONDITION)].append(r)
+        groups[condition(r)].append(r)
     out = []
     for k in sorted(groups, key=lambda t: tuple("" if v is None else str(v) if not isinstance(v, float) else f"{v:012.6f}"
                                                 for v in t)):
@@ -95,14 +139,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if preset == "cuts":
             out += _cuts_table(group)
         out += _pivot(group)
-        out += ["| model | variant | dataset | method | init | m/n | PSNR dB (mean +- std) | images | "
-                "free / n | s per image |", "|---|---|---|---|---|---|---|---|---|---|"]
+        extra = any(c.cond["settings"] for c in group)
+        out += ["| model | variant | dataset | method | init | m/n | budget | " + ("settings | " if extra else "")
+                + "PSNR dB (mean +- std) | images | free / n | s per image |",
+                "|---" * (10 + extra) + "|"]
         for c in group:
             d = c.cond
             over = f"{c.free_parameters / c.n:.3f}" if c.free_parameters else "-"
             out.append(f"| {d['model']} | {d['variant'] or '-'} | {d['dataset']} | {label(d)} | {d['init']} | "
-                       f"{_fmt_ratio(d['ratio'])} | {c.mean:.2f} +- {c.std:.2f} | {len(c.psnr)} | {over} | "
-                       f"{np.mean(c.seconds):.1f} |")
+                       f"{_fmt_ratio(d['ratio'])} | {d['plan']} | " + (f"{d['settings'] or '-'} | " if extra else "")
+                       + f"{c.mean:.2f} +- {c.std:.2f} | {len(c.psnr)} | {over} | {np.mean(c.seconds):.1f} |")
         out.append("")
     samples = [r for r in rows if r.get("method") == "samples"]
     if samples:
@@ -123,6 +169,10 @@ def series(c: Cell) -> str:
         parts.append(d["init"])
     if d["variant"] and d["preset"] not in ("cuts",) + PHYSICS_PRESETS:
         parts.append(d["variant"])
+    if str(d.get("plan", "")).startswith("paper:"):  # the default budget is the plan; say when it was not
+        parts.append("paper budget")
+    if d.get("settings"):
+        parts.append(d["settings"])
     return ", ".join(parts)
 
 

@@ -36,15 +36,17 @@ class ResultsFile:
 
     Parameters
     ----------
-    folder : the experiment's output folder (created if missing); rows go to ``folder/results.jsonl``
+    folder : the experiment's output folder (created if missing, unless ``create`` is false: a dry run);
+        rows go to ``folder/results.jsonl``
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, create: bool = True):
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise GSError(f"results folder {self.folder} is a file")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise GSError(f"cannot create results folder {self.folder}: {e.strerror}") from None
         self.path = self.folder / RESULTS

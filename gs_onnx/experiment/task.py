@@ -113,6 +113,13 @@ class Task:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
 
 
+def runs_plan(task: Task) -> bool:
+    """Whether the task runs the model's stopping plan as ``gs-recover --budget auto`` does (every restart in
+    one task): the presets' default budget (option ``budget=auto``) and the budget preset's ``auto`` rule."""
+    opts = dict(task.options)
+    return opts.get("budget") == "auto" or opts.get("stop") == "auto"
+
+
 # ------------------------------------------------------------------------------------------ caches
 # A worker runs many tasks of one model and ratio in a row: keep the last model, operator and cut
 # generator instead of re-reading graphs and re-drawing a dense A (18 s at 128 px, m/n = 0.16).
@@ -194,8 +201,8 @@ def _settings(task: Task, man, device: str, threads: int):
             s.codes = opts.get("codes")
         s.budget, s.stop = "paper", None
         stop = opts.get("stop")
-        if stop == "auto":  # the validated rule as gs-recover runs it: its own restarts and budget, all in one task
-            s.budget, s.restarts = "auto", None
+        if runs_plan(task):  # the validated plan as gs-recover runs it: its own restarts and budget, all in one task
+            s.budget, s.restarts = "auto", opts.get("restarts")
         elif stop == "holdout":  # traced to max_iter: the stop is replayed on the trace
             s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), 10**9
     elif task.method == "lasso-dct":
@@ -287,7 +294,7 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     if task.method in RESTART_METHODS:
         opts = dict(task.options)
         trace = _Trace(solver, op, x, y, time.perf_counter()) if opts.get("trace") else None
-        if opts.get("stop") == "auto":
+        if runs_plan(task):
             image, fields = solver.solve(task.index, y, lambda f, msg: None)
         else:
             image, fields = solver.solve(task.index, y, lambda f, msg: None, restart=task.restart,
