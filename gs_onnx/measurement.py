@@ -215,6 +215,11 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     side_path = path.with_suffix(".json")
     if not path.is_file():
         raise GSError(f"measurements not found: {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES or _looks_like_image(path):
+        raise GSError(f"{path} is an image, not a measurement file: measure it first (gs-measure {path.name} "
+                      f"--model MODEL -o meas.npy), then recover meas.npy")
+    if path.suffix.lower() != ".npy":
+        raise GSError(f"{path} is not a measurement file (gs-measure writes a .npy with a .json sidecar)")
     if not side_path.is_file():
         raise GSError(f"measurement sidecar not found: {side_path}")
     try:
@@ -256,6 +261,29 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise GSError(f"no measurements in {path} (shape {tuple(y.shape)})")
     check_sidecar(meta, y, side_path)
     return y, meta
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def _looks_like_image(path: Path) -> bool:
+    """Whether the file starts like an image (JPEG, PNG, GIF, BMP, TIFF, WebP), whatever its name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in _IMAGE_MAGIC) and not head.startswith(b"\x93NUMPY")
+
+
+def expected_residual(sidecar: dict[str, Any], m: int) -> float | None:
+    """The norm of the noise the sidecar declares, sqrt(m) sigma: what ||A x - y|| of the true image is expected
+    to be (``None`` where the sidecar declares no noise level, 0 for noise-free measurements)."""
+    sigma = sidecar.get("sigma")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        return None
+    return float(sigma) * math.sqrt(m)
 
 
 def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Operator:

@@ -149,9 +149,23 @@ def model_for(sidecar: dict, s: Settings) -> Manifest:
     """The model named by ``--model`` or the sidecar (or the default), checked against the measurements."""
     man = registry.load(s.model or sidecar.get("model") or registry.default_model(), s.models_dir)
     if list(sidecar.get("image_shape", [])) != list(man.image_shape):
-        raise GSError(f"measurements are of {tuple(sidecar.get('image_shape', []))} images but model "
-                      f"{man.name} makes {man.image_shape}")
+        shape = tuple(sidecar.get("image_shape", []))
+        fits = [name for name, folder in registry.available(s.models_dir).items()
+                if _image_shape(folder) == list(shape)]
+        hint = f": use --model {' or '.join(fits)}" if fits else " (no installed model makes such images)"
+        raise GSError(f"measurements are of {shape} images but model {man.name} makes {man.image_shape}{hint}")
     return man
+
+
+def _image_shape(folder) -> list | None:
+    """The image shape a model folder's manifest declares (read without verifying the files), or None."""
+    import json
+
+    try:
+        im = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["image"]
+        return [int(im["channels"]), int(im["height"]), int(im["width"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def resolve_cut(man: Manifest, cut: int | None) -> int:

@@ -135,7 +135,9 @@ def _png_bytes(img: np.ndarray) -> bytes:
 @click.option("--noise", default="auto", show_default=True,
               help="auto (the operator's: the paper's rule for gaussian/srdct, 0.01 per value otherwise) | paper | "
                    "none | SIGMA (per-measurement std, images in [0, 1]).")
-@click.option("--crop", type=click.Choice(["auto", "aligned", "center", "none"]), default="auto")
+@click.option("--crop", type=click.Choice(["auto", "aligned", "center", "none"]), default="auto",
+              help="auto: the CelebA aligned crop (top 51, left 26, 128 px) for 178 x 218 images, else the centre "
+                   "square; aligned; center; none (resize only).")
 @output_option("The .npy to write (its sidecar .json, and for image-like measurements <stem>_001.png..., go "
                "beside it).", default="meas.npy", dir_okay=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (refused otherwise).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 from ..engine.runtime import DEVICE_CHOICES
 from ..errors import GSError
 from ..images import grid, labelled, load_image, save_png
+from ..metrics import fit, fit_words
+from ..lasso import MAX_ITER as LASSO_MAX_ITER
 from ..methods import METHODS
 from ..objective import ENGINE_CHOICES
 from ..publish import publish, staging
@@ -21,10 +24,11 @@ from .common import (OneLineCommand, examples, models_dir_option, one_line_error
                      setup_logging, verbosity_options, version_option)
 
 
-def default_output(measurements: str | Path) -> Path:
-    """The output folder when ``-o`` is not given: ``<measurement file stem>-recovered`` beside it."""
+def default_output(measurements: str | Path, method: str = "gs") -> Path:
+    """The output folder when ``-o`` is not given: ``<measurement file stem>-recovered`` beside it, and
+    ``-recovered-<method>`` for any method but gs (so that methods on the same measurements do not collide)."""
     p = Path(measurements)
-    return p.with_name(f"{p.stem}-recovered")
+    return p.with_name(f"{p.stem}-recovered" + ("" if method == "gs" else f"-{method}"))
 
 
 @click.command(cls=OneLineCommand, epilog=examples(
@@ -37,7 +41,8 @@ def default_output(measurements: str | Path) -> Path:
                    "lasso-dct: sparsity baseline (no model); deep-decoder, iagan: need torch (export extra).")
 @click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
 @click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
-@output_option("Output folder  [default: MEASUREMENTS' name + -recovered, beside it]", file_okay=False)
+@output_option("Output folder  [default: MEASUREMENTS' name + -recovered (+ -METHOD but for gs), beside it]",
+               file_okay=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty output folder (whole).")
 @click.option("--budget", type=click.Choice(["auto", "paper"]), default=None,
               help="gs: auto = the model's stopping plan validated for this operator (docs/physics.md, Budgets; "
@@ -45,7 +50,8 @@ def default_output(measurements: str | Path) -> Path:
                    "measurement, as the paper ran it  [default: auto]")
 @click.option("--restarts", type=int, default=None, help="Restarts (gs, mganprior)  [default: the budget's]")
 @click.option("--max-iter", type=int, default=None,
-              help="Iterations per restart at most  [default: the budget's]; Lasso-DCT: FISTA iterations [2000].")
+              help="Iterations per restart at most  [default: the budget's]; Lasso-DCT: FISTA iterations "
+                   f"[{LASSO_MAX_ITER}].")
 @click.option("--max-fun", type=int, default=None, help="Evaluations per restart  [default: 1.25 x max-iter]")
 @click.option("--stop", type=click.Choice(["fixed", "holdout", "refit"]), default=None,
               help="gs, mganprior: the stopping rule, overriding the budget's: fixed (every restart runs --max-iter "
@@ -66,7 +72,8 @@ def default_output(measurements: str | Path) -> Path:
 @click.option("--lr", type=float, default=None,
               help="--optimizer lbfgs: the step [the paper's: 0.1 DCGAN, 1 BEGAN/VAE]; Adam rate of Deep Decoder "
                    "[1e-2] and IAGAN's latent phase [0.1].")
-@click.option("--device", type=click.Choice(list(DEVICE_CHOICES)), default="auto")
+@click.option("--device", type=click.Choice(list(DEVICE_CHOICES)), default="auto",
+              help="Where ONNX Runtime runs: auto reports what ran; cuda fails in one line unless CUDA really loads.")
 @click.option("--threads", type=int, default=0, help="Intra-op threads (0: all cores).")
 @click.option("--batch", type=click.Choice(["auto", *BATCH_MODES]), default=None,
               help="gs: none = restarts one after another; restarts = each image's restarts side by side in one "
@@ -106,7 +113,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     from ..progress import Progress
 
     setup_logging(quiet, verbose)
-    out = Path(output) if output else default_output(measurements)
+    out = Path(output) if output else default_output(measurements, method)
     y, sidecar = read_measurements(measurements)
     settings = Settings(**options)
     solver = make_solver(method, y, sidecar, settings)
@@ -118,6 +125,12 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         click.echo(f"note: {solver.note}", err=True)
     op = getattr(solver, "op", None) or getattr(getattr(solver, "meas", None), "op", None)
     measured = op.preview(y) if refs is not None and op is not None and hasattr(op, "preview") else None
+    sigma = sidecar.get("sigma") if isinstance(sidecar.get("sigma"), (int, float)) else None
+    norms = np.linalg.norm(y.astype(np.float64), axis=1)
+
+    def fit_of(i: int, err: float) -> dict:
+        return fit(err, sigma, y.shape[1], norms[i])
+
     tmp = staging(out, overwrite)
     rows, images, tiles = [], [], []
     B = y.shape[0]
@@ -141,7 +154,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                 for i, (image, fields) in zip(range(lo, hi), solved):
                     fracs[i] = 1.0
                     row, tile = _write_image(tmp, i, image, fields, seconds, refs, method,
-                                             None if measured is None else measured[i])
+                                             None if measured is None else measured[i], fit_of)
                     rows.append(row)
                     images.append(image)
                     if tile is not None:
@@ -164,13 +177,13 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     if not quiet:
         for r in rows:
             q = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
-            click.echo(f"image {r['image']}/{B}: measurement error {r['measurement_error']:.4f}{q}  "
+            click.echo(f"image {r['image']}/{B}: {fit_words(r['fit'])}{q}  "
                        f"{r['seconds']:.1f} s, {r['evaluations']} {solver.unit}")
         extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
 
-
-def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str, measured=None):
+def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str, measured=None,
+                 fit_of=None):
     """recovered_XXX.png (and compare_XXX.png with a reference: truth | the measurement where it is an image |
     recovery) of image i; its report row."""
     from ..metrics import psnr, ssim
@@ -178,6 +191,8 @@ def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, m
     png = f"recovered_{i + 1:03d}.png"
     save_png(image, tmp / png)
     row = {"image": i + 1, "index": i, "psnr": None, "ssim": None, "seconds": round(seconds, 3), "png": png, **fields}
+    if fit_of is not None:
+        row["fit"] = fit_of(i, fields["measurement_error"])
     tile = None
     if refs is not None:
         row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)

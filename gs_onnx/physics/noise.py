@@ -76,13 +76,13 @@ def noise_sigma(spec: str | float, n: int, m: int) -> float:
         try:
             value = float(s)
         except ValueError:
-            raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}") from None
+            raise GSError(f"--noise must be 'auto' (the operator's default), 'paper', 'none' or a non-negative number, got {spec!r}") from None
     elif isinstance(spec, (int, float, np.integer, np.floating)) and not isinstance(spec, bool):
         value = float(spec)
     else:
-        raise GSError(f"noise must be 'paper', 'none' or a non-negative number, got {spec!r}")
+        raise GSError(f"--noise must be 'auto' (the operator's default), 'paper', 'none' or a non-negative number, got {spec!r}")
     if not math.isfinite(value) or value < 0:
-        raise GSError(f"noise std must be finite and non-negative, got {spec!r}")
+        raise GSError(f"--noise must be finite and non-negative, got {spec!r}")
     if value > 1e6:
         raise GSError(f"noise std {spec!r} is absurdly large for images in [0, 1] (at most 1e6)")
     return value
