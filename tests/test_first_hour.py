@@ -54,6 +54,7 @@ def test_every_experiment_subcommand_has_help_and_only_its_options(tmp_path):
             assert not {"steps", "finetune_steps", "count", "untrained"} & opts
 
 
+@pytest.mark.slow
 def test_python_m_gs_onnx_is_the_same_tool(tmp_path):
     p = run([sys.executable, "-m", "gs_onnx", "--help"], tmp_path)
     assert p.returncode == 0 and "recover" in p.stdout and "measure" in p.stdout and "Examples:" in p.stdout
@@ -71,6 +72,7 @@ def test_python_m_gs_onnx_is_the_same_tool(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("error:") and len(p.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_headline_command_without_output_folder(tmp_path):
     """gs-recover --model M --cut C meas.npy: the output goes beside the measurements, is printed, and is not
     overwritten by a second run unless --overwrite."""
@@ -171,10 +173,13 @@ def test_plots_without_matplotlib_keep_results_and_summary(tmp_path):
             f"sys.argv = ['gs-experiment', 'samples', '--models', 'dcgan', '--count', '2', '--cuts', '1', '-o', "
             f"{str(tmp_path / 'exp')!r}]\nmain()")
     p = run([sys.executable, "-c", code], tmp_path)
-    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
-    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "pip install 'gs-onnx[plot]'" in errors[0]
+    # the work is done and kept: a warning line, exit 0 (plots are an optional extra)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    warnings_ = [ln for ln in p.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings_) == 1 and "pip install 'gs-onnx[plot]'" in warnings_[0]
+    assert not [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert (tmp_path / "exp" / "results.jsonl").is_file() and (tmp_path / "exp" / "summary.md").is_file()
+    assert not list((tmp_path / "exp").glob("*.png"))
 
 
 def test_library_code_never_prints():
@@ -189,6 +194,7 @@ def test_library_code_never_prints():
         assert "click.echo" not in text, f
 
 
+@pytest.mark.slow
 def test_built_wheel_in_a_fresh_venv_carries_the_models(tmp_path):
     """Build the wheel, install it in a fresh virtual environment outside the repository, and run the
     first commands from an empty folder: the four shipped models are there, and the headline recovery
@@ -220,8 +226,16 @@ def test_built_wheel_in_a_fresh_venv_carries_the_models(tmp_path):
     assert p.returncode == 0 and "gs-onnx" in p.stdout
     p = run([vbin / "python", "-m", "gs_onnx", "--help"], work)
     assert p.returncode == 0 and "recover" in p.stdout
+    # the experiments from a wheel with no data anywhere: a dry run counts the tasks and says how to get the data
+    env = {k: v for k, v in os.environ.items() if k != "GS_ONNX_DATA"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    p = subprocess.run([str(vbin / "gs-experiment"), "cs", "--models", "dcgan", "--dry-run"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "cs: 1200 task(s)" in p.stdout, p.stderr
+    assert str(tmp_path / "xdg" / "gs-onnx" / "data") in p.stderr and "gs-experiment data" in p.stderr
 
 
+@pytest.mark.slow
 def test_readme_using_it_block_runs_as_written(tmp_path):
     """The README's "Using it" block, run line by line with bash -e in a folder that looks like the repository
     root after command 1 (the .venv and the bundled samples where the block expects them)."""
