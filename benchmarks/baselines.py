@@ -46,11 +46,12 @@ def torch_gs(meas: Path, model: str, cut: int, restarts: int, seed: int, refs: l
 
     from gs_export.from_onnx import torch_generator
     from gs_export.reference import TorchObjective
-    from gs_onnx import registry
-    from gs_onnx.images import load_image
-    from gs_onnx.measurement import operator_for, read_measurements
+    from gs_onnx.generator import registry
+    from gs_onnx.io.images import load_image
+    from gs_onnx.io.measurement import read_measurements
+from gs_onnx.physics import operator_for
     from gs_onnx.metrics import psnr
-    from gs_onnx.restart import Budget, run_restarts
+    from gs_onnx.solve.restart import Budget, run_restarts
 
     if out.exists():
         return json.loads(out.read_text())
@@ -87,8 +88,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/baselines")
     ap.add_argument("--only", default=None, help="Comma-separated subset of run names (debugging).")
     a = ap.parse_args()
-    from gs_onnx import registry
-    from gs_onnx.images import grid, list_images, load_image, save_png
+    from gs_onnx.generator import registry
+    from gs_onnx.io.images import grid, list_images, load_image, save_png
 
     man = registry.load(a.model)
     cut = man.recommended_cut

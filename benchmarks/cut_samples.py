@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gs_onnx import registry
-from gs_onnx.cut import CutGenerator
-from gs_onnx.images import grid, save_png
-from gs_onnx.latent import LatentLayout, init_latent
+from gs_onnx.generator import registry
+from gs_onnx.engine.cut import CutGenerator
+from gs_onnx.io.images import grid, save_png
+from gs_onnx.generator.latent import LatentLayout, init_latent
 
 
 def main() -> None:

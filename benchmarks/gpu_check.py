@@ -36,14 +36,14 @@ PARITY = {"model": "dcgan", "cut": 1, "ratio": 0.1628, "restarts": 3, "max_iter"
 
 
 def _optimizers() -> list[str]:
-    from gs_onnx import restart
+    from gs_onnx.solve import restart
 
     return list(getattr(restart, "OPTIMIZERS", ("scipy",)))
 
 
 def _problem(model: str, ratio: float, faces: np.ndarray, seed: int = 0):
-    from gs_onnx import registry
-    from gs_onnx.measurement import measure, paper_sigma
+    from gs_onnx.generator import registry
+    from gs_onnx.physics import measure, paper_sigma
     from gs_onnx.physics import GaussianOperator
 
     man = registry.load(model)
@@ -56,8 +56,8 @@ def _problem(model: str, ratio: float, faces: np.ndarray, seed: int = 0):
 
 def parity(faces: np.ndarray, device: str) -> dict:
     from gs_onnx.metrics import psnr
-    from gs_onnx.objective import make_objective
-    from gs_onnx.restart import Budget, recover_batch
+    from gs_onnx.solve.objective import make_objective
+    from gs_onnx.solve.restart import Budget, recover_batch
 
     p = PARITY
     man, op, Y = _problem(p["model"], p["ratio"], faces[:p["images"]], p["seed"])
@@ -74,11 +74,11 @@ def parity(faces: np.ndarray, device: str) -> dict:
 def paper_budget(model: str, cut: int, face: np.ndarray, device: str) -> list[dict]:
     """One image at the paper's budget (3 restarts x 500 iterations, every measurement fitted), restarts
     batched, with each optimiser: wall time and the share outside the objective (the optimiser's own work)."""
-    from gs_onnx.methods import PAPER_LR
+    from gs_onnx.solve.methods import PAPER_LR
     from gs_onnx.metrics import psnr
-    from gs_onnx.objective import make_objective
-    from gs_onnx.restart import Budget, lbfgs_settings, recover_batch
-    from gs_onnx.stopping import PAPER
+    from gs_onnx.solve.objective import make_objective
+    from gs_onnx.solve.restart import Budget, lbfgs_settings, recover_batch
+    from gs_onnx.solve.stopping import PAPER
 
     man, op, Y = _problem(model, 0.1628, face[None])
     obj = make_objective(man, cut, op, device=device)
@@ -100,15 +100,15 @@ def paper_budget(model: str, cut: int, face: np.ndarray, device: str) -> list[di
 
 
 def throughput(faces: np.ndarray, device: str, n_images: int, max_iter: int) -> list[dict]:
-    from gs_onnx.objective import make_objective
-    from gs_onnx.restart import Budget, recover_batch
+    from gs_onnx.solve.objective import make_objective
+    from gs_onnx.solve.restart import Budget, recover_batch
 
     out = []
     k = min(n_images, len(faces))
     man, op, Y = _problem("dcgan", 0.1628, np.concatenate([faces] * (-(-n_images // len(faces))))[:n_images])
     obj = make_objective(man, 1, op, device=device)
-    from gs_onnx.restart import lbfgs_settings
-    from gs_onnx.stopping import PAPER
+    from gs_onnx.solve.restart import lbfgs_settings
+    from gs_onnx.solve.stopping import PAPER
 
     for opt in _optimizers():
         b = Budget(max_iter=max_iter, max_fun=int(max_iter * 1.25))
@@ -138,7 +138,7 @@ def main() -> None:
     pr.add_argument("--throughput-iters", type=int, default=500)
     a = ap.parse_args()
     if a.cmd == "prepare":
-        from gs_onnx.images import list_images, load_image
+        from gs_onnx.io.images import list_images, load_image
 
         files = list_images(ROOT.parent / "shared" / "data" / "celeba_crops64" / "test")[:PARITY["images"]]
         faces = np.stack([load_image(f, 64) for f in files]).astype(np.float32)

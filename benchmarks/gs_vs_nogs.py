@@ -31,8 +31,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/gs_vs_nogs")
     a = ap.parse_args()
-    from gs_onnx import registry
-    from gs_onnx.images import list_images
+    from gs_onnx.generator import registry
+    from gs_onnx.io.images import list_images
 
     man = registry.load(a.model)
     cuts = [int(c) for c in a.cuts.split(",")] if a.cuts else [0, man.recommended_cut]

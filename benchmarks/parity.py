@@ -14,12 +14,13 @@ import numpy as np
 
 from gs_export.from_onnx import torch_generator
 from gs_export.reference import TorchObjective
-from gs_onnx import registry
-from gs_onnx.cut import CutGenerator
-from gs_onnx.measurement import read_measurements, operator_for
-from gs_onnx.restart import Budget, recover, run_restarts
-from gs_onnx.stopping import PAPER
-from gs_onnx.images import load_image
+from gs_onnx.generator import registry
+from gs_onnx.engine.cut import CutGenerator
+from gs_onnx.io.measurement import read_measurements
+from gs_onnx.physics import operator_for
+from gs_onnx.solve.restart import Budget, recover, run_restarts
+from gs_onnx.solve.stopping import PAPER
+from gs_onnx.io.images import load_image
 from gs_onnx.metrics import psnr
 
 out = {}

@@ -111,7 +111,7 @@ def timed_group(fns: dict, reference: str, min_rounds: int = 5, min_seconds: flo
             {k: float(np.median(np.array(v) / ref)) for k, v in ts.items()})
 
 
-#: Engine variants timed by the eval section: name -> (engine, options) for gs_onnx.objective.make_objective.
+#: Engine variants timed by the eval section: name -> (engine, options) for gs_onnx.solve.objective.make_objective.
 def variants(device: str, operator: str = "gaussian") -> dict[str, tuple[str, dict]]:
     v = {"composed": ("composed", {}), "blocks": ("blocks", {})}
     v["composed-graph"] = ("composed", {"operator_on": "graph"})
@@ -124,8 +124,8 @@ def variants(device: str, operator: str = "gaussian") -> dict[str, tuple[str, di
 
 def setup(model: str, cut: int, ratio: float, device: str, operator: str = "gaussian", engine: str = "composed",
           **options):
-    from gs_onnx import registry
-    from gs_onnx.objective import make_objective
+    from gs_onnx.generator import registry
+    from gs_onnx.solve.objective import make_objective
     from gs_onnx.physics import make_operator
 
     man = registry.load(model)
@@ -149,8 +149,8 @@ def eval_child(model: str, cut: int, device: str, batches: list[int], operator: 
 
     from gs_export.from_onnx import torch_generator
     from gs_export.reference import TorchObjective
-    from gs_onnx.latent import init_latent
-    from gs_onnx.objective import make_objective
+    from gs_onnx.generator.latent import init_latent
+    from gs_onnx.solve.objective import make_objective
 
     man, op, y, obj = setup(model, cut, RATIO, device, operator)
     objs, failed = {}, {}
@@ -201,9 +201,9 @@ def optimizer_child(model: str, cut: int, device: str, rows_list: list[int], its
     budget minus the time the objective took, for 1 image x K restarts in one lockstep batch. scipy L-BFGS-B
     and the batched torch-semantics L-BFGS (one step of ``its`` iterations, tolerances 0: no early stop; its
     line-search-free steps make one evaluation per iteration, scipy's about 1.05)."""
-    from gs_onnx.lbfgs import LBFGSSettings
-    from gs_onnx.methods import PAPER_LR
-    from gs_onnx.restart import Budget, recover_batch
+    from gs_onnx.solve.lbfgs import LBFGSSettings
+    from gs_onnx.solve.methods import PAPER_LR
+    from gs_onnx.solve.restart import Budget, recover_batch
 
     man, op, y, obj = setup(model, cut, RATIO, device)
     out = {"model": model, "cut": cut, "free_values": obj.layout.size, "iterations": its, "rows": []}
@@ -231,8 +231,8 @@ def optspeed_child(n: int, batches: list[int], scipy_max_batch: int, warm: int =
     is a few vector operations: an ill-conditioned quadratic (eigenvalues 1e-6..1), so that L-BFGS keeps
     moving and fills its history. Both run ``warm`` iterations first; the next ``timed_its`` are timed
     (iteration timestamps), the objective's own time subtracted."""
-    from gs_onnx.lbfgs import LBFGSSettings, minimize_batch
-    from gs_onnx.restart import Budget, minimize_lockstep
+    from gs_onnx.solve.lbfgs import LBFGSSettings, minimize_batch
+    from gs_onnx.solve.restart import Budget, minimize_lockstep
 
     lam = np.logspace(-6, 0, n)
     spent = [0.0]
@@ -281,7 +281,7 @@ def flops_child(model: str, cut: int, device: str, batch: int = 1) -> dict:
 
     from gs_export.from_onnx import torch_generator
     from gs_export.reference import TorchObjective
-    from gs_onnx.latent import init_latent
+    from gs_onnx.generator.latent import init_latent
 
     man, op, y, obj = setup(model, cut, RATIO, "cpu" if device == "cpu" else device, "identity")
     tobj = TorchObjective(torch_generator(man), cut, op, y, man.to_unit())
@@ -328,8 +328,8 @@ def cpu_child(model: str, cut: int, device: str) -> dict:
     """One evaluation (batch 1) of the default composed objective against its CPU variants: one intra-op
     thread, spinning threads, one session with a dynamic batch axis instead of one per batch size."""
     from gs_onnx.engine import runtime as rt
-    from gs_onnx.latent import init_latent
-    from gs_onnx.objective import make_objective
+    from gs_onnx.generator.latent import init_latent
+    from gs_onnx.solve.objective import make_objective
 
     man, op, y, obj = setup(model, cut, RATIO, device)
     z = init_latent("cn01", obj.layout.size, np.random.default_rng(0))
@@ -358,8 +358,8 @@ def cpu_child(model: str, cut: int, device: str) -> dict:
 # ---------------------------------------------------------------------------------------- restarts
 
 def restarts_child(model: str, cut: int, device: str) -> dict:
-    """Two images x 3 restarts at a fixed budget under each batch mode (gs_onnx.restart.BATCH_MODES)."""
-    from gs_onnx.restart import BATCH_MODES, Budget, recover_batch
+    """Two images x 3 restarts at a fixed budget under each batch mode (gs_onnx.solve.restart.BATCH_MODES)."""
+    from gs_onnx.solve.restart import BATCH_MODES, Budget, recover_batch
 
     man, op, y, obj = setup(model, cut, RATIO, device)
     Y = np.stack([y, op.forward(np.random.default_rng(5).random((1, man.n), dtype=np.float32))[0]])
@@ -401,9 +401,9 @@ def ops_section() -> list[dict]:
 def dataterm_section(batches=(1, 2, 3, 8)) -> list[dict]:
     """The L2 data term and its image-space gradient with the dense Gaussian (f, dL/dx = A^T 2 (A x - y) / m),
     two passes over A (A x, then A^T r: two matrix products) against one pass (row blocks of A, each read
-    twice while in the cache: :func:`gs_onnx.objective.data_fit`), interleaved, per batch size. The rows of
+    twice while in the cache: :func:`gs_onnx.physics.datafit.data_fit`), interleaved, per batch size. The rows of
     this table set ``FUSED_MAX_ROWS``."""
-    from gs_onnx import objective
+    from gs_onnx.physics import datafit
     from gs_onnx.physics import GaussianOperator
 
     rows = []
@@ -415,14 +415,14 @@ def dataterm_section(batches=(1, 2, 3, 8)) -> list[dict]:
             rng = np.random.default_rng(k)
             x = rng.random((k, n), dtype=np.float32)
             y = rng.standard_normal((1, m)).astype(np.float32)
-            saved = objective.FUSED_MAX_ROWS
+            saved = datafit.FUSED_MAX_ROWS
 
             def run(limit):
-                objective.FUSED_MAX_ROWS = limit
+                datafit.FUSED_MAX_ROWS = limit
                 try:
-                    return objective.data_fit(op, x, y)
+                    return datafit.data_fit(op, x, y)
                 finally:
-                    objective.FUSED_MAX_ROWS = saved
+                    datafit.FUSED_MAX_ROWS = saved
 
             (f1, _, g1), (f2, _, g2) = run(k), run(0)
             med, ratio = timed_group({"two": lambda: run(0), "one": lambda: run(k)}, "two", min_seconds=2.0)
@@ -434,14 +434,14 @@ def dataterm_section(batches=(1, 2, 3, 8)) -> list[dict]:
 
 
 def psnr_child(model: str, cut: int, n_images: int, its: int, device: str) -> dict:
-    from gs_onnx import registry
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.images import list_images, load_image
-    from gs_onnx.measurement import measure, paper_sigma
+    from gs_onnx.generator import registry
+    from gs_onnx.engine.cut import CutGenerator
+    from gs_onnx.io.images import list_images, load_image
+    from gs_onnx.physics import measure, paper_sigma
     from gs_onnx.metrics import psnr
     from gs_onnx.physics import make_operator
-    from gs_onnx.restart import Budget, recover
-    from gs_onnx.stopping import PAPER
+    from gs_onnx.solve.restart import Budget, recover
+    from gs_onnx.solve.stopping import PAPER
 
     man = registry.load(model)
     gen = CutGenerator(man, cut, device)
@@ -466,7 +466,7 @@ def psnr_child(model: str, cut: int, n_images: int, its: int, device: str) -> di
 
 
 def big_child(device: str) -> dict:
-    from gs_onnx.latent import init_latent
+    from gs_onnx.generator.latent import init_latent
 
     t = time.perf_counter()
     man, op, y, obj = setup("began", 2, 0.49, device)
@@ -633,7 +633,7 @@ def write_doc(res: dict, out: Path) -> None:
               "f = ||A x - y||^2 / m and its gradient A^T 2 (A x - y) / m for K images: two matrix products "
               "(two passes over A) against row blocks of 3 MiB (each block gives its part of A x - y and of "
               "A^T r while it is still in the cache: one pass), interleaved. `default` is what "
-              "`gs_onnx.objective.data_fit` does at that K (`FUSED_MAX_ROWS`).", "",
+              "`gs_onnx.physics.datafit.data_fit` does at that K (`FUSED_MAX_ROWS`).", "",
               "| n | m | K | two passes ms | one pass ms | one / two | default | gradient max rel diff |",
               "|---|---|---|---|---|---|---|---|"]
         for r in res["dataterm"]:

@@ -1,6 +1,8 @@
 """gs-onnx: Generator Surgery recovery on ONNX Runtime, without torch.
 
-The flat public API (numpydoc docstrings on each object):
+The flat public API (numpydoc docstrings on each object). The packages are layers, each importing only the
+ones below it (docs/architecture.md): ``cli``/``experiment`` -> ``solve`` -> ``engine`` -> ``physics`` and
+``generator`` -> ``io`` -> the basics (``errors``, ``metrics``).
 
 Models and the cut generator
     :func:`load_model` (a model by name or folder, checksums verified), :class:`CutGenerator`,
@@ -23,7 +25,7 @@ Example: inpaint a bundled face (30 % of the pixels kept) with the shipped DCGAN
 
 >>> import numpy as np, gs_onnx
 >>> from importlib.resources import files
->>> from gs_onnx.images import load_image
+>>> from gs_onnx.io.images import load_image
 >>> model = gs_onnx.load_model("dcgan")
 >>> x = load_image(files("gs_onnx") / "samples" / "celeba64_182638.jpg", 64)          # (3, 64, 64) in [0, 1]
 >>> A = gs_onnx.Mask(model.image_shape, keep=0.3, seed=0)
@@ -34,22 +36,22 @@ Example: inpaint a bundled face (30 % of the pixels kept) with the shipped DCGAN
 ((3, 64, 64), True)
 """
 from ._version import __version__
-from .cut import CutGenerator
+from .engine.cut import CutGenerator
 from .errors import GSError
-from .lasso import lasso_dct
-from .manifest import Manifest
-from .measurement import measure, operator_for, paper_sigma, read_measurements, write_measurements
+from .generator.manifest import Manifest
+from .generator.registry import available as available_models
+from .generator.registry import load as load_model
+from .io.measurement import read_measurements, write_measurements
 from .metrics import psnr
-from .mganprior import MultiCodeObjective
-from .objective import Objective, make_objective
-from .physics import make_operator
 from .physics import (Blur, Box, Compose, Downsample, Fourier, FunctionOperator, GaussianOperator, IdentityOperator,
-                      Mask, Operator, SubsampledDCTOperator, check_operator)
+                      Mask, Operator, SubsampledDCTOperator, check_operator, make_operator, measure, operator_for,
+                      paper_sigma)
 from .physics import from_description as operator_from_description
 from .physics import make as make_physics
-from .registry import available as available_models
-from .registry import load as load_model
-from .restart import Budget, Recovery, recover, recover_batch, run_restarts
+from .solve.lasso import lasso_dct
+from .solve.mganprior import MultiCodeObjective
+from .solve.objective import Objective, make_objective
+from .solve.restart import Budget, Recovery, recover, recover_batch, run_restarts
 
 __all__ = [
     "__version__",
@@ -60,3 +62,86 @@ __all__ = [
     "operator_for", "operator_from_description", "paper_sigma", "psnr", "read_measurements", "recover",
     "recover_batch", "run_restarts", "write_measurements",
 ]
+
+
+# ------------------------------------------------------------------------------------ moved modules
+# The modules that sat loose in gs_onnx/ before the layer packages (0.x): ``import gs_onnx.cut`` and
+# ``from gs_onnx.measurement import operator_for`` keep working for one release, with a DeprecationWarning
+# naming the new home. The old name gives the moved module itself (or, for a module split between homes, a
+# thin module that forwards every attribute to them); nothing inside gs_onnx imports an old name.
+
+#: old module -> its new home(s), searched in order for each name.
+MOVED_MODULES = {
+    "block": ("engine.block",), "cut": ("engine.cut",), "demo": ("cli.demo",),
+    "images": ("io.images",), "measurement": ("io.measurement", "physics.sidecar", "physics.noise"),
+    "progress": ("io.progress",), "publish": ("io.publish",),
+    "latent": ("generator.latent",), "manifest": ("generator.manifest",), "registry": ("generator.registry",),
+    "lasso": ("solve.lasso",), "lbfgs": ("solve.lbfgs",), "methods": ("solve.methods",),
+    "mganprior": ("solve.mganprior",), "objective": ("solve.objective",), "restart": ("solve.restart",),
+    "stopping": ("solve.stopping",),
+}
+
+
+def _install_moved_finder() -> None:
+    import importlib
+    import importlib.abc
+    import importlib.util
+    import sys
+    import types
+    import warnings
+
+    class Moved(types.ModuleType):
+        """An old module path: attributes are read from, and written to, the new home(s)."""
+
+        def __init__(self, name, homes):
+            super().__init__(name, f"Moved to {', '.join(homes)}.")
+            object.__setattr__(self, "_homes", [importlib.import_module(h) for h in homes])
+
+        def _home(self, name):
+            for home in object.__getattribute__(self, "_homes"):
+                if hasattr(home, name):
+                    return home
+            return None
+
+        def __getattr__(self, name):
+            home = self._home(name)
+            if home is None:
+                raise AttributeError(f"module {self.__name__!r} (moved) has no attribute {name!r}")
+            return getattr(home, name)
+
+        def __setattr__(self, name, value):
+            if name.startswith("__"):
+                return object.__setattr__(self, name, value)
+            setattr(self._home(name) or object.__getattribute__(self, "_homes")[0], name, value)
+
+        def __dir__(self):
+            return sorted({n for h in object.__getattribute__(self, "_homes") for n in dir(h)})
+
+    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, fullname, path=None, target=None):
+            head, _, tail = fullname.partition(".")
+            if head == __name__ and tail in MOVED_MODULES:
+                return importlib.util.spec_from_loader(fullname, self)
+            return None
+
+        def create_module(self, spec):
+            homes = [f"{__name__}.{h}" for h in MOVED_MODULES[spec.name.partition(".")[2]]]
+            warnings.warn(f"{spec.name} has moved to {' / '.join(homes)}; the old path works until the next "
+                          f"release (docs/architecture.md)", DeprecationWarning, stacklevel=2)  # warnings skips importlib's frames: 2 is the import
+            if len(homes) == 1:  # the module itself: monkeypatching the old path patches the real one
+                module = importlib.import_module(homes[0])
+                spec.loader_state = module.__spec__  # importlib stamps the old spec on it; exec_module restores
+                return module
+            return Moved(spec.name, homes)
+
+        def exec_module(self, module):
+            if module.__spec__.loader_state is not None:
+                module.__spec__ = module.__spec__.loader_state
+
+    if not any(type(f).__name__ == "Finder" and getattr(f, "_gs_onnx", False) for f in sys.meta_path):
+        finder = Finder()
+        finder._gs_onnx = True
+        sys.meta_path.append(finder)
+
+
+_install_moved_finder()

@@ -132,7 +132,7 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shipped():
-    from gs_onnx.registry import load
+    from gs_onnx.generator.registry import load
 
     return load(str(SHIPPED / "dcgan-digiface"))
 

@@ -23,7 +23,7 @@ def test_operator_rebuilt_from_sidecar_reproduces_measurements(tmp_path):
     y, sidecar = gs_onnx.read_measurements(meas)
     A = gs_onnx.operator_for(sidecar)
     assert (A.m, A.n) == (2000, 12288)
-    from gs_onnx.images import load_image
+    from gs_onnx.io.images import load_image
 
     x = np.stack([load_image(p, 64).reshape(-1) for p in (IMG_A, IMG_B)])
     noise = y - A.forward(x)

@@ -275,7 +275,7 @@ def test_swapped_references_are_refused(work):
 # -------------------------------------------------------------------------------------------------- images
 
 def test_16_bit_grayscale_png_keeps_its_range(tmp_path):
-    from gs_onnx.images import load_image
+    from gs_onnx.io.images import load_image
 
     a = np.full((64, 64), int(0.431 * 65535), np.uint16)
     Image.fromarray(a).save(tmp_path / "g16.png")
@@ -284,7 +284,7 @@ def test_16_bit_grayscale_png_keeps_its_range(tmp_path):
 
 
 def test_float_tiff_in_range_is_exact_and_out_of_range_refused(tmp_path):
-    from gs_onnx.images import load_image
+    from gs_onnx.io.images import load_image
 
     f = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     Image.fromarray(f, mode="F").save(tmp_path / "f.tif")
@@ -323,7 +323,7 @@ def test_unknown_image_mode_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------- output folders
 
 def test_output_folder_on_another_filesystem_is_published_by_copy(work, monkeypatch):
-    import gs_onnx.publish as pub
+    import gs_onnx.io.publish as pub
 
     tmp, m = work
     out = tmp / "mnt"
@@ -339,7 +339,7 @@ def test_output_folder_on_another_filesystem_is_published_by_copy(work, monkeypa
 
 
 def test_unwritable_output_is_one_line(work, monkeypatch):
-    import gs_onnx.publish as pub
+    import gs_onnx.io.publish as pub
 
     tmp, m = work
 
@@ -375,7 +375,7 @@ def test_ctrl_c_keeps_the_finished_images(work, monkeypatch):
     import gs_onnx.cli.recover as rec
 
     tmp, m = work
-    from gs_onnx import methods
+    from gs_onnx.solve import methods
 
     real = methods.solve_many
 

@@ -12,7 +12,7 @@ import pytest
 
 from gs_onnx.errors import GSError
 from gs_onnx.experiment import budget as B
-from gs_onnx.stopping import VALIDATED_OPERATORS, stopping_plan, validated_operators
+from gs_onnx.solve.stopping import VALIDATED_OPERATORS, stopping_plan, validated_operators
 
 from conftest import SAMPLES
 
@@ -148,7 +148,7 @@ def test_stopping_plans_apply_to_the_operators_they_were_validated_on():
 def test_the_shipped_dcgan_plans_per_operator():
     """What docs/physics.md promises: every registered operator has a validated plan for the shipped dcgan,
     none beyond Gaussian compressed sensing for began."""
-    from gs_onnx import registry
+    from gs_onnx.generator import registry
     from gs_onnx.physics import measuring_types
 
     dcgan, began = registry.load("dcgan").recommended, registry.load("began").recommended
@@ -172,8 +172,8 @@ def test_the_shipped_dcgan_plans_per_operator():
 def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, key, bad, needle):
     import shutil
 
-    from gs_onnx import registry
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.generator import registry
+    from gs_onnx.generator.manifest import load_manifest
 
     src = registry.load("dcgan").root
     dst = tmp_path / "m"
@@ -188,7 +188,7 @@ def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, key, bad, needl
 def test_an_operator_without_a_validated_plan_gets_a_note():
     """began's plan covers compressed sensing only: with a mask, --budget auto falls back to the paper's budget
     and says so; any budget flag, --budget paper, or a validated operator (dcgan) silences the note."""
-    from gs_onnx.methods import Settings, make_solver
+    from gs_onnx.solve.methods import Settings, make_solver
     from gs_onnx.physics import make
 
     def solver(model, kind, shape, **kw):
@@ -207,7 +207,8 @@ def test_an_operator_without_a_validated_plan_gets_a_note():
 
 
 def test_gs_recover_prints_the_note_unless_quiet(tmp_path, dcgan_meas_010, monkeypatch):
-    from gs_onnx import cli, methods
+    from gs_onnx import cli
+    from gs_onnx.solve import methods
 
     from test_cli import invoke
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from gs_onnx import cli
 from gs_onnx.physics import cs as opmod
-from gs_onnx import registry
+from gs_onnx.generator import registry
 
 SAMPLES = Path(cli.__file__).resolve().parent.parent / "samples"
 IMG_A = SAMPLES / "celeba64_182638.jpg"
@@ -98,7 +98,7 @@ def copy_pair(src: Path, folder: Path, name: str = "meas") -> Path:
 def write_sidecar(path: Path, meta: dict, resum: bool = True) -> None:
     """Write an edited sidecar; ``resum`` recomputes its meta_sha256 as a careful forger would, so that the
     deeper consistency checks are what refuses it."""
-    from gs_onnx.measurement import meta_checksum
+    from gs_onnx.io.measurement import meta_checksum
 
     if resum:
         meta["meta_sha256"] = meta_checksum(meta)

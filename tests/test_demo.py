@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 from PIL import Image
 
-from gs_onnx.demo import main
+from gs_onnx.cli.demo import main
 
 
 def test_demo_runs_and_writes_side_by_side(tmp_path):

@@ -9,16 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gs_onnx import registry
-from gs_onnx.cut import CutGenerator
+from gs_onnx.generator import registry
+from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.engine import runtime
 from gs_onnx.engine.composed import ComposedObjective, Engine
 from gs_onnx.errors import GSError
-from gs_onnx.latent import init_latent
-from gs_onnx.manifest import load_manifest
-from gs_onnx.objective import Objective, make_objective
+from gs_onnx.generator.latent import init_latent
+from gs_onnx.generator.manifest import load_manifest
+from gs_onnx.solve.objective import Objective, make_objective
 from gs_onnx.physics import GaussianOperator, IdentityOperator, SubsampledDCTOperator
-from gs_onnx.restart import Budget, recover_batch
+from gs_onnx.solve.restart import Budget, recover_batch
 
 from conftest import TINY
 

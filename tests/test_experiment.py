@@ -1,7 +1,7 @@
 """gs-experiment: tasks, the resumable results file, every preset end to end in a tiny configuration (rows,
 summary.md, figures), restart selection, the local pool and Ray, and bad input.
 
-Truths used: a task's restart r is restart r of :func:`gs_onnx.restart.recover` on the same measurements
+Truths used: a task's restart r is restart r of :func:`gs_onnx.solve.restart.recover` on the same measurements
 (same init, same objective); the summary's numbers are recomputed here from the rows; a rerun runs nothing;
 a lost row is recomputed and only it.
 """
@@ -15,14 +15,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from gs_onnx import registry
+from gs_onnx.generator import registry
 from gs_onnx.errors import GSError
 from gs_onnx.experiment import cli as ecli
 from gs_onnx.experiment.report import cells, markdown, winners
 from gs_onnx.experiment.results import ResultsFile
-from gs_onnx.experiment.task import Task, clear_caches, run_task
+from gs_onnx.experiment.cache import clear_caches
+from gs_onnx.experiment.task import Task, run_task
 
-SAMPLES = Path(registry.__file__).resolve().parent / "samples"
+SAMPLES = Path(registry.__file__).resolve().parents[1] / "samples"
 # the paper's budget: one task per restart (the mechanics of tasks, rows and winners); the default budget, the
 # model's plan as gs-recover runs it, is tested on its own below
 TINY = ["--models", "dcgan", "--datasets", str(SAMPLES), "--images", "2", "--ratios", "0.05", "--max-iter", "3",
@@ -100,12 +101,12 @@ def test_torn_tail_longer_than_the_read_window_and_alone(tmp_path):
 
 def test_restart_tasks_are_the_restarts_of_recover():
     """Task restart r == restart r of recover(restarts=2) on the same measurements (seed + index)."""
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.images import load_image
-    from gs_onnx.measurement import measure, paper_sigma
+    from gs_onnx.engine.cut import CutGenerator
+    from gs_onnx.io.images import load_image
+    from gs_onnx.physics import measure, paper_sigma
     from gs_onnx.physics import make_operator
-    from gs_onnx.restart import Budget, recover
-    from gs_onnx.stopping import PAPER
+    from gs_onnx.solve.restart import Budget, recover
+    from gs_onnx.solve.stopping import PAPER
 
     clear_caches()
     rows = [run_task(task(restart=r, index=1, seed=5)) for r in range(2)]

@@ -162,8 +162,8 @@ def test_upgrade_keeps_weights_and_gradients(tiny_models, tmp_path):
     from click.testing import CliRunner
 
     from gs_export.cli import main as export_main
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.engine.cut import CutGenerator
+    from gs_onnx.generator.manifest import load_manifest
 
     src = tiny_models["began"][1]
     r = CliRunner().invoke(export_main, ["upgrade", str(src), "--out", str(tmp_path / "up")])
@@ -189,7 +189,7 @@ def test_export_into_a_folder_whose_parent_does_not_exist(tmp_path):
 
     from gs_export.architectures import build
     from gs_export.exporter import export_generator
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.generator.manifest import load_manifest
 
     torch.manual_seed(0)
     out = tmp_path / "a" / "b" / "tiny"

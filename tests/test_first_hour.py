@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from gs_onnx import cli, registry
+from gs_onnx import cli
+from gs_onnx.generator import registry
 from gs_onnx.metrics import ssim
 
 ROOT = Path(__file__).resolve().parent.parent

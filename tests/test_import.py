@@ -111,8 +111,8 @@ def test_export_is_quiet_and_records_the_source(imported, foreign):
 
 
 def test_imported_model_reproduces_the_foreign_module(imported):
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.engine.cut import CutGenerator
+    from gs_onnx.generator.manifest import load_manifest
 
     g, model, _ = imported
     z = np.random.default_rng(0).uniform(-1, 1, (4, NZ)).astype(np.float32)
@@ -129,10 +129,10 @@ def test_samples_and_a_surgery_recovery_run(imported, tmp_path):
     at the recommended cut on an image the imported generator made (a known solution)."""
     from PIL import Image
 
-    from gs_onnx.cut import CutGenerator
+    from gs_onnx.engine.cut import CutGenerator
     from gs_onnx.experiment.cli import main as exp_main
     from gs_onnx.cli import measure_main, recover_main
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.generator.manifest import load_manifest
     from gs_onnx.metrics import psnr
 
     _, model, _ = imported

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gs_onnx.lasso import dct2, idct2, kkt_residual, lasso_dct
+from gs_onnx.solve.lasso import dct2, idct2, kkt_residual, lasso_dct
 from gs_onnx.physics import GaussianOperator, IdentityOperator
 
 from conftest import SAMPLES
@@ -79,7 +79,7 @@ def test_gs_recover_method_lasso_dct(tmp_path):
 
 def test_images_solved_together_equal_each_solved_alone():
     """lasso_dct_batch: each row keeps its own state and stopping; rows share the reads of A only."""
-    from gs_onnx.lasso import lasso_dct_batch
+    from gs_onnx.solve.lasso import lasso_dct_batch
 
     rng = np.random.default_rng(6)
     shape = (3, 8, 8)
@@ -97,7 +97,7 @@ def test_default_stopping_is_near_the_optimum_on_an_ill_conditioned_problem():
     """A face at m/n 0.049 (the Gaussian A is ill-conditioned): right after the last continuation stage the step
     stalls (relative change < tol at iteration 126, objective 8 % above the optimum); the rule waits
     MIN_FINAL iterations and ends within 0.5 % of a 3000-iteration run with a tight tolerance."""
-    from gs_onnx.images import load_image
+    from gs_onnx.io.images import load_image
     from gs_onnx.physics import measure, paper_sigma
 
     shape = (3, 64, 64)

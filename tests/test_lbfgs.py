@@ -1,4 +1,4 @@
-"""The batched torch-semantics L-BFGS (gs_onnx.lbfgs) against torch.optim.LBFGS itself, row by row, and
+"""The batched torch-semantics L-BFGS (gs_onnx.solve.lbfgs) against torch.optim.LBFGS itself, row by row, and
 against its own single-row runs."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from gs_onnx import cli
 from gs_onnx.errors import GSError
-from gs_onnx.lbfgs import LBFGSSettings, NumpyAlgebra, OrtAlgebra, minimize_batch
-from gs_onnx.restart import Budget, recover_batch
-from gs_onnx.stopping import PAPER, StopRule
+from gs_onnx.solve.lbfgs import LBFGSSettings, NumpyAlgebra, OrtAlgebra, minimize_batch
+from gs_onnx.solve.restart import Budget, recover_batch
+from gs_onnx.solve.stopping import PAPER, StopRule
 
 from test_cli import IMG_A, IMG_B, assert_one_line_error, invoke
 from test_stopping import LinearObjective, _problem

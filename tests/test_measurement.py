@@ -11,17 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gs_onnx import measurement as msmod
 from gs_onnx.errors import GSError
-from gs_onnx.measurement import (
-    measure,
-    noise_sigma,
-    operator_for,
-    paper_sigma,
-    read_measurements,
-    write_measurements,
-)
-from gs_onnx.physics import GaussianOperator, IdentityOperator
+from gs_onnx.io.measurement import read_measurements, write_measurements
+from gs_onnx.physics import GaussianOperator, IdentityOperator, measure, noise_sigma, operator_for, paper_sigma
 
 N = 300
 M = 120
@@ -185,7 +177,7 @@ def test_failed_write_leaves_previous_files_and_no_temps(tmp_path, op, x, monkey
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    import gs_onnx.publish as pubmod
+    import gs_onnx.io.publish as pubmod
 
     monkeypatch.setattr(pubmod.os, "replace", failing_replace)
     with pytest.raises(GSError, match="cannot write"):  # one line naming the path, not a traceback
@@ -204,7 +196,7 @@ def test_crash_between_replaces_is_detected(tmp_path, op, x, monkeypatch):
             raise OSError("crash")
         real_replace(src, dst)
 
-    import gs_onnx.publish as pubmod
+    import gs_onnx.io.publish as pubmod
 
     monkeypatch.setattr(pubmod.os, "replace", replace_once)
     with pytest.raises(GSError):

@@ -9,12 +9,14 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from gs_onnx import cli, methods
-from gs_onnx.cut import CutGenerator
+from gs_onnx import cli
+from gs_onnx.solve import methods
+from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.errors import GSError
-from gs_onnx.manifest import load_manifest
-from gs_onnx.measurement import operator_for, read_measurements
-from gs_onnx.methods import Settings, make_solver
+from gs_onnx.generator.manifest import load_manifest
+from gs_onnx.io.measurement import read_measurements
+from gs_onnx.physics import operator_for
+from gs_onnx.solve.methods import Settings, make_solver
 from gs_onnx.metrics import psnr
 
 from test_cli import IMG_A, IMG_B, assert_one_line_error, invoke, measure_pair
@@ -54,7 +56,7 @@ def test_every_method_writes_the_same_report(tmp_path, meas, method):
         # the row's numbers are those of the published image (independent recomputation)
         err = np.linalg.norm((op.forward(x[i].reshape(1, -1)) - y[i]).astype(np.float64))
         assert row["measurement_error"] == pytest.approx(err, rel=1e-5)
-        from gs_onnx.images import load_image
+        from gs_onnx.io.images import load_image
         assert row["psnr"] == pytest.approx(psnr(x[i], load_image([IMG_A, IMG_B][i], 64)), abs=1e-3)
 
 
@@ -121,7 +123,7 @@ def test_deep_decoder_matches_gs_latent_and_fits_an_image(meas):
     assert solver.header["matched_to"] == {"model": "dcgan-digiface", "cut": 1, "free_values": 8192}
     assert abs(solver.header["parameters"] - 8192) < 0.02 * 8192
 
-    from gs_onnx.images import load_image
+    from gs_onnx.io.images import load_image
     x = load_image(IMG_A, 64)
     ident = {**sidecar, "operator": {"type": "identity", "n": 12288}, "m": 12288, "operator_fingerprint": None}
     dd = make_solver("deep-decoder", x.reshape(1, -1), ident, Settings(steps=300, channels=24))

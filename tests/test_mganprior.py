@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gs_onnx.cut import CutGenerator
+from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.errors import GSError
-from gs_onnx.latent import init_latent
-from gs_onnx.manifest import load_manifest
-from gs_onnx.mganprior import MultiCodeObjective, default_codes
+from gs_onnx.generator.latent import init_latent
+from gs_onnx.generator.manifest import load_manifest
+from gs_onnx.solve.mganprior import MultiCodeObjective, default_codes
 from gs_onnx.physics import GaussianOperator, IdentityOperator
-from gs_onnx.restart import Budget, run_restarts
+from gs_onnx.solve.restart import Budget, run_restarts
 
 
 def _fd_check(obj, rng, parts=None, eps=1e-3, rel=1e-2):

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gs_onnx import registry
-from gs_onnx.cut import CutGenerator
-from gs_onnx.latent import LatentLayout, init_latent
-from gs_onnx.objective import Objective
+from gs_onnx.generator import registry
+from gs_onnx.engine.cut import CutGenerator
+from gs_onnx.generator.latent import LatentLayout, init_latent
+from gs_onnx.solve.objective import Objective
 from gs_onnx.physics import Operator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def test_node_reader_refuses_tampered_files(node_reader, tmp_path):
 
 
 def test_node_recovery_example_runs(node_reader, tmp_path):
-    from gs_onnx.images import load_image
+    from gs_onnx.io.images import load_image
 
     np.save(tmp_path / "face.npy", load_image(ROOT / "gs_onnx" / "samples" / "celeba64_182638.jpg", 64))
     p = _node(["recover.js", registry.load("dcgan").root, 1, tmp_path / "face.npy", 60], node_reader)

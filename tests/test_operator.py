@@ -255,7 +255,7 @@ def test_data_fit_in_one_pass_equals_the_float64_data_term(stream, batch, weight
     """The one-pass data term (a block of A's rows gives its part of A x - y and of A^T dr) against the
     formulas in float64 with the dense matrix; batches above FUSED_MAX_ROWS take two passes, streamed
     matrices always one."""
-    from gs_onnx import objective
+    from gs_onnx.physics import datafit
 
     op = GaussianOperator(700, 300, seed=4, stream=stream, chunk_rows=256)  # streamed: 3 generated chunks
     if not stream:  # 700 rows in blocks of 128: five full blocks and a rest
@@ -265,10 +265,10 @@ def test_data_fit_in_one_pass_equals_the_float64_data_term(stream, batch, weight
     x = rng.standard_normal((batch, 300)).astype(np.float32)
     y = rng.standard_normal((1, 700)).astype(np.float32)     # one measurement vector for every row
     w = (rng.random((batch, 700)) < 0.8).astype(np.float32) if weighted else None
-    one_pass = stream or batch <= objective.FUSED_MAX_ROWS
+    one_pass = stream or batch <= datafit.FUSED_MAX_ROWS
     if one_pass:  # the one-pass path never applies A or A^T as a whole
         op._forward = op._adjoint = None
-    f, held, g = objective.data_fit(op, x, y, w)
+    f, held, g = datafit.data_fit(op, x, y, w)
     A = GaussianOperator(700, 300, seed=4).matrix().astype(np.float64)
     r = x.astype(np.float64) @ A.T - y
     wd = np.ones_like(r) if w is None else w.astype(np.float64)

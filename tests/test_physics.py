@@ -223,7 +223,7 @@ def dcgan():
 def test_composed_engine_graph_and_host_agree(dcgan, kind, params):
     """The operator inside the objective graph (its ONNX form) and on the host (numpy) give the same f and
     gradient, and both match a finite difference."""
-    from gs_onnx.objective import make_objective
+    from gs_onnx.solve.objective import make_objective
 
     op = P.make(kind, dcgan.image_shape, 0, **params)
     rng = np.random.default_rng(0)
@@ -330,7 +330,8 @@ def test_gs_measure_writes_the_operator_and_a_png(tmp_path, args, kind):
     from PIL import Image
 
     from gs_onnx.cli import measure_main
-    from gs_onnx.measurement import operator_for, read_measurements
+    from gs_onnx.io.measurement import read_measurements
+    from gs_onnx.physics import operator_for
 
     img = ROOT / "gs_onnx" / "samples" / "celeba64_182638.jpg"
     out = tmp_path / "meas.npy"
@@ -385,7 +386,7 @@ def test_gs_recover_rebuilds_the_operator_and_shows_the_measurement(tmp_path):
 
 
 def test_sidecar_with_another_image_shape_is_refused(tmp_path):
-    from gs_onnx.measurement import operator_for
+    from gs_onnx.physics import operator_for
 
     side = {"operator": P.Mask((3, 32, 32), 0.2).describe(), "image_shape": [3, 64, 64]}
     with pytest.raises(GSError, match="image_shape"):

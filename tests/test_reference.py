@@ -7,13 +7,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gs_export.reference import TorchObjective  # noqa: E402
-from gs_onnx.cut import CutGenerator  # noqa: E402
-from gs_onnx.latent import init_latent  # noqa: E402
-from gs_onnx.manifest import load_manifest  # noqa: E402
+from gs_onnx.engine.cut import CutGenerator  # noqa: E402
+from gs_onnx.generator.latent import init_latent  # noqa: E402
+from gs_onnx.generator.manifest import load_manifest  # noqa: E402
 from gs_onnx.metrics import psnr  # noqa: E402
-from gs_onnx.objective import Objective  # noqa: E402
+from gs_onnx.solve.objective import Objective  # noqa: E402
 from gs_onnx.physics import GaussianOperator  # noqa: E402
-from gs_onnx.restart import Budget, run_restarts  # noqa: E402
+from gs_onnx.solve.restart import Budget, run_restarts  # noqa: E402
 
 
 @pytest.mark.parametrize("key,cut", [("dcgan", 1), ("began", 2), ("vae", 1)])

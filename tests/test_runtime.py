@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gs_onnx.cut import CutGenerator
+from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.errors import GSError
-from gs_onnx.latent import LatentLayout, init_latent
-from gs_onnx.manifest import load_manifest
+from gs_onnx.generator.latent import LatentLayout, init_latent
+from gs_onnx.generator.manifest import load_manifest
 from gs_onnx.metrics import psnr
-from gs_onnx.objective import Objective
+from gs_onnx.solve.objective import Objective
 from gs_onnx.physics import GaussianOperator, IdentityOperator
-from gs_onnx.restart import Budget, recover
-from gs_onnx.stopping import PAPER
+from gs_onnx.solve.restart import Budget, recover
+from gs_onnx.solve.stopping import PAPER
 
 from conftest import TINY
 
@@ -59,7 +59,7 @@ def test_objective_and_gradient_match_torch_at_every_cut(tiny_models, key, merge
 def test_merged_tail_equals_per_block_sessions(model, cut):
     """The merged tail computes the chained blocks' image and gradients; BEGAN's skip source gets the sum
     of several blocks' contributions in one Sum node (float32 rounding of the order only)."""
-    from gs_onnx import registry
+    from gs_onnx.generator import registry
 
     man = registry.load(model)
     a, b = CutGenerator(man, cut, "cpu", merged=False), CutGenerator(man, cut, "cpu", merged=True)
@@ -174,7 +174,7 @@ def test_lockstep_equals_sequential_bit_for_bit():
     exactly: each restart keeps its own L-BFGS-B state and stopping (here they stop at different steps)."""
     from scipy.optimize import minimize
 
-    from gs_onnx.restart import _options, minimize_lockstep
+    from gs_onnx.solve.restart import _options, minimize_lockstep
 
     scales = np.array([1.0, 3.0, 10.0, 30.0])
 
@@ -204,7 +204,7 @@ def test_lockstep_equals_sequential_bit_for_bit():
 
 
 def test_lockstep_passes_errors_to_every_run():
-    from gs_onnx.restart import minimize_lockstep
+    from gs_onnx.solve.restart import minimize_lockstep
 
     def evaluate(keys, Z):
         raise GSError("boom")

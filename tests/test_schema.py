@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gs_onnx.errors import GSError
-from gs_onnx.manifest import LATENT_PRIORS, load_manifest
+from gs_onnx.generator.manifest import LATENT_PRIORS, load_manifest
 
 jsonschema = pytest.importorskip("jsonschema")
 

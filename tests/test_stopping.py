@@ -1,4 +1,4 @@
-"""Held-out stopping (gs_onnx.stopping) against known truths: a synthetic least-squares problem whose best
+"""Held-out stopping (gs_onnx.solve.stopping) against known truths: a synthetic least-squares problem whose best
 iterate is known, exact batch/single equality with a row-independent objective, seeds, and the CLI."""
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from gs_onnx import cli
-from gs_onnx.cut import CutGenerator
+from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.errors import GSError
-from gs_onnx.latent import LatentLayout
-from gs_onnx.objective import Objective, data_term
+from gs_onnx.generator.latent import LatentLayout
+from gs_onnx.physics.datafit import data_term
+from gs_onnx.solve.objective import Objective
 from gs_onnx.physics import GaussianOperator
-from gs_onnx.restart import Budget, recover_batch
-from gs_onnx.stopping import PAPER, StopRule, holdout_mask
+from gs_onnx.solve.restart import Budget, recover_batch
+from gs_onnx.solve.stopping import PAPER, StopRule, holdout_mask
 
 from test_cli import IMG_A, IMG_B, assert_one_line_error, invoke
 

@@ -32,8 +32,8 @@ SMOKE = {"dcgan": {"ngf": 8}, "began": {"ch": 8}, "vae": {"widths": [16, 8, 8, 8
 @pytest.mark.parametrize("arch", ["dcgan", "began", "vae"])
 def test_smoke_training_resumes_and_exports(arch, faces, tmp_path):
     from gs_export.train import train
-    from gs_onnx.cut import CutGenerator
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.engine.cut import CutGenerator
+    from gs_onnx.generator.manifest import load_manifest
 
     run = tmp_path / "run"
     kw = dict(device="cpu", batch=4, config=SMOKE[arch], d_ch=8, bn_batches=2, limit=8)
@@ -59,7 +59,7 @@ def test_smoke_training_resumes_and_exports(arch, faces, tmp_path):
     assert man.provenance["training"]["steps"] == 4
     gen = CutGenerator(man, man.recommended_cut, "cpu")
     z = np.zeros((1, gen.size))
-    from gs_onnx.latent import LatentLayout
+    from gs_onnx.generator.latent import LatentLayout
 
     x = gen.forward(LatentLayout(gen.shapes).unpack(z))
     assert x.shape == (1, *man.image_shape) and np.isfinite(x).all()
@@ -69,7 +69,7 @@ def test_smoke_training_resumes_and_exports(arch, faces, tmp_path):
 def test_untrained_twin_is_marked(tmp_path):
     from click.testing import CliRunner
     from gs_export.cli import main as export_main
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.generator.manifest import load_manifest
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

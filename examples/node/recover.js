@@ -1,6 +1,6 @@
 'use strict';
 // node recover.js MODEL_DIR CUT IMAGE.npy [STEPS]
-// Recover an image (a (3, H, W) float32 .npy in [0, 1], e.g. written by gs_onnx.images.load_image) with the
+// Recover an image (a (3, H, W) float32 .npy in [0, 1], e.g. written by gs_onnx.io.images.load_image) with the
 // cut generator: minimise ||G_c(z) - x||^2 / n over z by Adam (a simple optimiser; A = I), from z = 0.
 // Writes recovered.npy beside IMAGE.npy and prints the PSNR as it goes.
 const path = require('path');

@@ -106,7 +106,7 @@ def main():
 @one_line
 def checkpoint(arch, checkpoint, key, key_map, config_json, name, out, prov_json, prior, out_range, cut):
     """Export a state_dict checkpoint of ARCH (loaded with weights_only=True)."""
-    from gs_onnx.manifest import sha256_file
+    from gs_onnx.generator.manifest import sha256_file
 
     out_range = _range(out_range) if out_range is not None else None
     provenance = _json("--provenance", prov_json)
@@ -235,7 +235,7 @@ def upgrade(model_dir, out):
     For a model folder written by an older gs-export (e.g. VJP graphs that recompute the forward pass):
     the architecture, weights, provenance and recommended settings are kept, the graphs are rewritten
     and checked against torch again."""
-    from gs_onnx.manifest import load_manifest
+    from gs_onnx.generator.manifest import load_manifest
 
     from .from_onnx import torch_generator
 

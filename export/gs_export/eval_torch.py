@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gs_onnx.images import list_images, load_image
-from gs_onnx.measurement import measure, paper_sigma
+from gs_onnx.io.images import list_images, load_image
+from gs_onnx.physics import measure, paper_sigma
 from gs_onnx.metrics import psnr
 from gs_onnx.physics import GaussianOperator
-from gs_onnx.restart import Budget, run_restarts
+from gs_onnx.solve.restart import Budget, run_restarts
 
 from .architectures import build
 from .exporter import default_recommended

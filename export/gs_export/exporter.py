@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 import torch
 from torch.export import Dim
 
-from gs_onnx.manifest import FORMAT, FORMAT_VERSION, load_manifest, sha256_file
+from gs_onnx.generator.manifest import FORMAT, FORMAT_VERSION, load_manifest, sha256_file
 
 from .architectures import Generator, fuse_batchnorm
 from .vjp import partition, trace_joint
@@ -323,7 +323,7 @@ def export_generator(gen: Generator, out_dir: str | Path, name: str, *, provenan
     return out_dir
 
 
-#: The human-readable note of each latent prior a manifest may declare (gs_onnx.manifest.LATENT_PRIORS).
+#: The human-readable note of each latent prior a manifest may declare (gs_onnx.generator.manifest.LATENT_PRIORS).
 PRIOR_NOTES = {"normal": "N(0, 1)", "uniform": "U(-1, 1)", "clipped_normal": "N(0, 1) clipped to [-1, 1]"}
 
 

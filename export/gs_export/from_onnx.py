@@ -13,9 +13,9 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from gs_onnx.cut import CutGenerator
+from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.errors import GSError
-from gs_onnx.manifest import Manifest
+from gs_onnx.generator.manifest import Manifest
 
 from .architectures import ARCHITECTURES, Generator, build, fuse_batchnorm
 

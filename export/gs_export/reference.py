@@ -1,7 +1,7 @@
 """The torch reference of GS recovery: the same objective, operator, noise, init and restart rule as the
 runtime, with the cut generator and A evaluated in torch (CPU or CUDA) and autograd for the gradient.
 
-It plugs into :func:`gs_onnx.restart.recover` through its ``objective`` argument, so the optimiser code is
+It plugs into :func:`gs_onnx.solve.restart.recover` through its ``objective`` argument, so the optimiser code is
 literally the same; tests use it for parity (objective, gradient, PSNR) and benchmarks for speed.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gs_onnx.latent import LatentLayout
+from gs_onnx.generator.latent import LatentLayout
 from gs_onnx.physics import GaussianOperator, IdentityOperator, Operator
 
 from .architectures import Generator
@@ -77,7 +77,7 @@ class TorchObjective:
         return float(f[0]), g[0]
 
     def value_and_grad_batch(self, Z: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """f (K,) and df/dz (K, size) for K latents in one batch (as ``gs_onnx.objective.Objective``)."""
+        """f (K,) and df/dz (K, size) for K latents in one batch (as ``gs_onnx.solve.objective.Objective``)."""
         Z = np.atleast_2d(Z)
         self.evaluations += Z.shape[0]
         zs = self._tensors(Z, True)

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from gs_onnx.images import grid, list_images, load_uint8, save_png
-from gs_onnx.progress import Progress
+from gs_onnx.io.images import grid, list_images, load_uint8, save_png
+from gs_onnx.io.progress import Progress
 
 from .architectures import BEGAN, DCGAN, VAEDecoder, VAEEncoder
 

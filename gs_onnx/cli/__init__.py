@@ -1,5 +1,6 @@
-"""The command-line tools: ``gs-measure``, ``gs-recover``, ``gs-models`` (one module each), the shared pieces
-in :mod:`gs_onnx.cli.common`, and ``python -m gs_onnx``, a group with every command as a subcommand.
+"""The command-line tools, the top layer with :mod:`gs_onnx.experiment`: ``gs-measure``, ``gs-recover``,
+``gs-models``, ``gs-demo`` (one module each), the shared pieces in :mod:`gs_onnx.cli.common`, and ``python -m
+gs_onnx``, a group with every command as a subcommand. They parse, call :mod:`gs_onnx.solve` and report.
 
 Bad input ends in one line ``error: <what is wrong>`` on stderr and exit status 2, with nothing written.
 """

@@ -57,9 +57,9 @@ def options_table(cmd: click.Command) -> str:
 
 def plans_table() -> str:
     """The budget ``--budget auto`` runs per shipped model (rows) and operator type (columns)."""
-    from .. import registry
+    from ..generator import registry
     from ..physics import measuring_types
-    from ..stopping import stopping_plan
+    from ..solve.stopping import stopping_plan
 
     types = list(measuring_types())
     rows = ["| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]

@@ -17,7 +17,7 @@ class _Lazy(OneLineGroup):
         "measure": ("gs_onnx.cli.measure", "measure_main", "Measure images with a seeded operator."),
         "recover": ("gs_onnx.cli.recover", "recover_main", "Recover images from a measurement file."),
         "models": ("gs_onnx.cli.models", "models_main", "List the installed models and their cuts."),
-        "demo": ("gs_onnx.demo", "main", "Measure a bundled face and recover it without and with surgery."),
+        "demo": ("gs_onnx.cli.demo", "main", "Measure a bundled face and recover it without and with surgery."),
         "experiment": ("gs_onnx.experiment.cli", "main", "The paper's experiments, one subcommand per figure."),
         "export": ("gs_export.cli", "main", "Export generators to model folders (needs the export extra)."),
         "train": ("gs_export.train", "main", "Train the paper's generators (needs the export extra)."),

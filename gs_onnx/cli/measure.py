@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .. import registry
+from ..generator import registry
 from ..errors import GSError
-from ..images import load_image
-from ..manifest import sha256_file
+from ..io.images import load_image
+from ..generator.manifest import sha256_file
 from ..physics import base as physics
 from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
                      setup_logging, verbosity_options, version_option)
@@ -104,7 +104,7 @@ def preview_paths(out: Path, count: int) -> list[Path]:
 def _png_bytes(img: np.ndarray) -> bytes:
     from PIL import Image
 
-    from ..images import to_uint8
+    from ..io.images import to_uint8
 
     buf = io.BytesIO()
     Image.fromarray(to_uint8(img)).save(buf, format="PNG")
@@ -150,7 +150,7 @@ def measure_main(images, model, operator, ratio, m, seed, noise, crop, output, o
     """Measure IMAGE... with a seeded operator (--operator) and noise: writes OUTPUT (.npy), its sidecar
     (.json) and, where the measurement is an image (masked, low-resolution, blurred, noisy, or the zero-filled
     inverse of Fourier samples), a PNG of it per image."""
-    from ..measurement import write_measurements
+    from ..io.measurement import write_measurements
 
     setup_logging(quiet, verbose)
     out = Path(output)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .. import registry
+from ..generator import registry
 from ..errors import GSError
 from .common import OneLineCommand, examples, models_dir_option, one_line_errors, version_option
 

@@ -13,13 +13,13 @@ import numpy as np
 
 from ..engine.runtime import DEVICE_CHOICES
 from ..errors import GSError
-from ..images import grid, labelled, load_image, save_png
+from ..io.images import grid, labelled, load_image, save_png
 from ..metrics import fit, fit_words
-from ..lasso import MAX_ITER as LASSO_MAX_ITER
-from ..methods import METHODS
-from ..objective import ENGINE_CHOICES
-from ..publish import publish, staging
-from ..restart import BATCH_MODES
+from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
+from ..solve.methods import METHODS
+from ..solve.objective import ENGINE_CHOICES
+from ..io.publish import publish, staging
+from ..solve.restart import BATCH_MODES
 from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
                      setup_logging, verbosity_options, version_option)
 
@@ -108,9 +108,9 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     of the paper's baselines (--method). Every method writes the same report.json and PNGs: recovered_XXX.png,
     recovered.npy, and with --reference compare_XXX.png (truth | the measurement, where it is an image |
     recovery) and contact_sheet.png."""
-    from ..measurement import read_measurements
-    from ..methods import Settings, make_solver, solve_many
-    from ..progress import Progress
+    from ..io.measurement import read_measurements
+    from ..solve.methods import Settings, make_solver, solve_many
+    from ..io.progress import Progress
 
     setup_logging(quiet, verbose)
     out = Path(output) if output else default_output(measurements, method)
@@ -240,7 +240,7 @@ def _load_refs(reference, y, sidecar, size):
         return None
     if len(reference) != y.shape[0]:
         raise GSError(f"{len(reference)} reference image(s) for {y.shape[0]} measured image(s)")
-    from ..manifest import sha256_file
+    from ..generator.manifest import sha256_file
 
     sources = sidecar.get("sources") or []
     for i, p in enumerate(reference):

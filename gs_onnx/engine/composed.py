@@ -2,7 +2,7 @@
 
 :class:`Engine` holds the sessions of one (model, cut, operator, device); :class:`ComposedObjective` is an
 engine plus the measurements of one image (or one per row), with the interface of
-:class:`gs_onnx.objective.Objective` (the per-block reference path), so :func:`gs_onnx.restart.recover` and the
+:class:`gs_onnx.solve.objective.Objective` (the per-block reference path), so :func:`gs_onnx.solve.restart.recover` and the
 lockstep batches drive either.
 
 Per evaluation only the latents go in and f, the gradient and the held-out loss come out: ``A`` is bound
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
-from ..latent import LatentLayout
-from ..manifest import Manifest
+from ..generator.latent import LatentLayout
+from ..generator.manifest import Manifest
 from ..physics import Operator
 from . import graph as G
 from .runtime import CPU, CUDA, Device, create_session, describe_placement, placement, resolve_device
@@ -222,8 +222,8 @@ class Engine:
         return slot.get(G.F), slot.get(G.GRAD), slot.get(G.F_HELD)
 
     def _host_losses(self, x01: np.ndarray, Y, Wt):
-        """f, f_held and dL/dx01 from the image on the host (the data term of gs_onnx.objective)."""
-        from ..objective import data_fit
+        """f, f_held and dL/dx01 from the image on the host (the data term of gs_onnx.solve.objective)."""
+        from ..physics.datafit import data_fit
 
         f, f_held, gx = data_fit(self.op, x01.reshape(x01.shape[0], -1), Y, Wt)
         return f, f_held, gx.reshape(x01.shape)
@@ -291,8 +291,8 @@ class Engine:
 class ComposedObjective:
     """The GS objective f(z) = ||A G_c(z) - y||^2 / m on an :class:`Engine`, for one image's measurements.
 
-    Same interface as :class:`gs_onnx.objective.Objective` (``layout``, ``evaluations``, ``value_and_grad``,
-    ``value_and_grad_batch``, ``value``, ``image``, ``measurement_error``), so :func:`gs_onnx.restart.recover`
+    Same interface as :class:`gs_onnx.solve.objective.Objective` (``layout``, ``evaluations``, ``value_and_grad``,
+    ``value_and_grad_batch``, ``value``, ``image``, ``measurement_error``), so :func:`gs_onnx.solve.restart.recover`
     runs it; :meth:`with_measurements` gives the same sessions for another image.
 
     Parameters

@@ -21,117 +21,26 @@ maps ``packed_z`` to ``x01`` and every value the VJP reads; ``vjp`` maps those p
 ``grad`` (B, size). The host applies the operator in between.
 
 ``packed_z`` holds the cut's inputs in the manifest's order, each flattened in C order (as
-:class:`gs_onnx.latent.LatentLayout`). Every graph has a dynamic batch axis unless built for a fixed batch
+:class:`gs_onnx.generator.latent.LatentLayout`). Every graph has a dynamic batch axis unless built for a fixed batch
 (``batch=B``: static shapes, which CUDA graphs need).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import GSError
-from ..manifest import Manifest
+from ..physics.onnxform import (DOUBLE, FLOAT, INT64, IR_VERSION, Builder, OnnxForm, dedupe_initializers,  # noqa: F401
+                                finish_model, onnx_modules, prune, tensor_info)
+from ..generator.manifest import Manifest
 from . import merge
 
 #: Names of the composed graphs' inputs and outputs (part of the format; docs/manifest.md).
 Z, Y, W, F, GRAD, F_HELD, X01, ERR, ERR_HELD, GRAD_X01 = (
     "packed_z", "y", "w", "f", "grad", "f_held", "x01", "err", "err_held", "grad_x01")
 RESERVED = (Z, Y, W, F, GRAD, F_HELD, X01, ERR, ERR_HELD, GRAD_X01)
-#: IR version of the composed models: that of the exported block graphs, which every supported ONNX Runtime reads.
-IR_VERSION = 10
-
-_FLOAT, _DOUBLE, _INT64 = 1, 11, 7
-
-
-def _onnx():
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError:
-        raise GSError("the composed engine needs the onnx package: pip install onnx") from None
-    return onnx, helper, numpy_helper
-
-
-class Builder:
-    """Appends nodes and constants to a graph under construction; every name it makes starts with ``gs/``.
-
-    Operators' ONNX forms (:class:`OnnxForm`) add their nodes through it.
-    """
-
-    def __init__(self):
-        _, self.helper, self.numpy_helper = _onnx()
-        self.nodes: list = []
-        self.inits: list = []
-        self._n = 0
-        self._consts: dict[tuple, str] = {}
-
-    def fresh(self, hint: str) -> str:
-        self._n += 1
-        return f"gs/{hint}_{self._n}"
-
-    def const(self, value, hint: str = "c", dtype=None) -> str:
-        """An initializer holding ``value`` (numpy array or scalar); identical constants are shared."""
-        a = np.asarray(value, dtype=dtype)
-        key = (a.dtype.str, a.shape, hashlib.sha256(a.tobytes()).hexdigest())
-        if key not in self._consts:
-            name = self.fresh(hint)
-            self.inits.append(self.numpy_helper.from_array(np.require(a, requirements="C"), name))
-            self._consts[key] = name
-        return self._consts[key]
-
-    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int | Sequence[str] = 1,
-           **attrs):
-        """Add one node. ``outputs``: a count of fresh names or the names themselves. Returns the output name
-        for one fresh output, else the list of names."""
-        outs = [self.fresh(hint or op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) \
-            else list(outputs)
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), outs, name=self.fresh(f"n_{op_type}"),
-                                                **attrs))
-        return outs[0] if outputs == 1 else outs
-
-
-@dataclasses.dataclass
-class OnnxForm:
-    """How a linear operator appears in a composed graph.
-
-    Attributes
-    ----------
-    inputs : {graph input name: ((shape), make)}: large tensors given at run time rather than stored in the
-        graph (the dense Gaussian ``A``); ``make()`` returns the float32 array, bound once per session.
-    forward : ``forward(builder, x) -> name``: adds the nodes of ``A x`` for x (B, n) float32, giving (B, m).
-    adjoint : ``adjoint(builder, r) -> name``: adds the nodes of ``A^T r`` for r (B, m), giving (B, n).
-    """
-
-    inputs: dict[str, tuple[tuple[int, ...], Callable[[], np.ndarray]]]
-    forward: Callable[[Builder, str], str]
-    adjoint: Callable[[Builder, str], str]
-
-
-def _tensor_info(name: str, elem: int, dims: Sequence):
-    _, helper, _ = _onnx()
-    return helper.make_tensor_value_info(name, elem, list(dims))
-
-
-def _dedupe_initializers(inits: list, nodes: list) -> list:
-    """Keep one copy of initializers with equal contents (a block's forward and VJP graphs read the same
-    weights); node inputs are renamed to the copy kept."""
-    seen: dict[tuple, str] = {}
-    rename: dict[str, str] = {}
-    kept = []
-    for t in inits:
-        key = (t.data_type, tuple(t.dims), hashlib.sha256(t.raw_data).hexdigest() if t.raw_data else t.SerializeToString())
-        if key in seen:
-            rename[t.name] = seen[key]
-            continue
-        seen[key] = t.name
-        kept.append(t)
-    if rename:
-        for node in nodes:
-            node.input[:] = [rename.get(x, x) for x in node.input]
-    return kept
 
 
 @dataclasses.dataclass
@@ -153,7 +62,7 @@ class Tail:
 
 def load_tail(manifest: Manifest, cut: int) -> Tail:
     """The merged forward and VJP graphs of blocks ``cut..depth-1`` (weights loaded, checksums already verified
-    by :func:`gs_onnx.manifest.load_manifest`)."""
+    by :func:`gs_onnx.generator.manifest.load_manifest`)."""
     spec = manifest.cut(cut)
     blocks = [manifest.blocks[k] for k in range(cut, manifest.depth)]
     fwd, vjp, reads = merge.merged_models(manifest, blocks, spec.inputs)
@@ -166,7 +75,7 @@ def load_tail(manifest: Manifest, cut: int) -> Tail:
 
 
 def _copy_nodes(model) -> tuple[list, list]:
-    onnx, _, _ = _onnx()
+    onnx, _, _ = onnx_modules()
     nodes = []
     for n in model.graph.node:
         c = onnx.NodeProto()
@@ -231,8 +140,8 @@ def _weighted_losses(b: Builder, r: str) -> tuple[str, str]:
     2 w / sum(w) (B, m) for the gradient."""
     one = b.const(np.float64(1.0), "one")
     axes = b.const(np.asarray([1], np.int64), "axes")
-    rd = b.op("Cast", [r], "rd", to=_DOUBLE)
-    wd = b.op("Cast", [W], "wd", to=_DOUBLE)
+    rd = b.op("Cast", [r], "rd", to=DOUBLE)
+    wd = b.op("Cast", [W], "wd", to=DOUBLE)
     r2 = b.op("Mul", [rd, rd], "r2")
     sw = b.op("ReduceSum", [wd, axes], "sw", keepdims=1)                                  # (B, 1)
     sw_safe = b.op("Max", [sw, one], "sw_safe")
@@ -243,29 +152,7 @@ def _weighted_losses(b: Builder, r: str) -> tuple[str, str]:
     held = b.op("ReduceSum", [b.op("Mul", [r2, hold], "hr2"), axes], "held", keepdims=0)
     b.op("Div", [held, sh], outputs=[F_HELD])
     factor = b.op("Div", [b.op("Mul", [wd, b.const(np.float64(2.0), "two")], "w2"), sw_safe], "factor")
-    return b.op("Cast", [factor], "factor32", to=_FLOAT)
-
-
-def _prune(nodes: list, outputs: Sequence[str]) -> list:
-    """The nodes that some output depends on, in their order (the image graph needs no saved values)."""
-    need = set(outputs)
-    keep = []
-    for node in reversed(nodes):
-        if any(o in need for o in node.output):
-            keep.append(node)
-            need.update(x for x in node.input if x)
-    return keep[::-1]
-
-
-def _finish(b: Builder, name: str, inputs: list, outputs: list, extra_inits: list = ()):
-    onnx, helper, _ = _onnx()
-    b.nodes = _prune(b.nodes, [o.name for o in outputs])
-    used = {x for node in b.nodes for x in node.input}
-    inits = _dedupe_initializers([t for t in list(extra_inits) + b.inits if t.name in used], b.nodes)
-    graph = helper.make_graph(b.nodes, name, inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = IR_VERSION
-    return model
+    return b.op("Cast", [factor], "factor32", to=FLOAT)
 
 
 def _dims(batch) -> str | int:
@@ -278,9 +165,9 @@ def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = 
     man = tail.manifest
     n = man.n
     B = _dims(batch)
-    op_inputs = [_tensor_info(k, _FLOAT, shape) for k, (shape, _) in form.inputs.items()]
-    common_in = [_tensor_info(Z, _FLOAT, [B, tail.size]), _tensor_info(Y, _FLOAT, [B, m]),
-                 _tensor_info(W, _FLOAT, [B, m])] + op_inputs
+    op_inputs = [tensor_info(k, FLOAT, shape) for k, (shape, _) in form.inputs.items()]
+    common_in = [tensor_info(Z, FLOAT, [B, tail.size]), tensor_info(Y, FLOAT, [B, m]),
+                 tensor_info(W, FLOAT, [B, m])] + op_inputs
 
     # ---- objective: f, grad, f_held
     b = Builder()
@@ -299,9 +186,9 @@ def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = 
     vnodes, vinits = _copy_nodes(tail.vjp)
     b.nodes += vnodes
     _pack(b, tail, [f"grad_{n_}" for n_ in tail.inputs], batch)
-    obj = _finish(b, "gs_objective", common_in,
-                  [_tensor_info(F, _DOUBLE, [B]), _tensor_info(GRAD, _FLOAT, [B, tail.size]),
-                   _tensor_info(F_HELD, _DOUBLE, [B])], finits + vinits)
+    obj = finish_model(b, "gs_objective", common_in,
+                  [tensor_info(F, DOUBLE, [B]), tensor_info(GRAD, FLOAT, [B, tail.size]),
+                   tensor_info(F_HELD, DOUBLE, [B])], finits + vinits)
 
     # ---- image: x01, err, err_held (no saved values needed: ORT drops the nodes that feed nothing)
     b = Builder()
@@ -313,14 +200,14 @@ def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = 
     xf = b.op("Reshape", [clamped, b.const(np.asarray([-1, n], np.int64), "shape")], "xflat")
     r = b.op("Sub", [form.forward(b, xf), Y], "r")
     axes = b.const(np.asarray([1], np.int64), "axes")
-    rd = b.op("Cast", [r], "rd", to=_DOUBLE)
+    rd = b.op("Cast", [r], "rd", to=DOUBLE)
     r2 = b.op("Mul", [rd, rd], "r2")
     b.op("Sqrt", [b.op("ReduceSum", [r2, axes], "ss", keepdims=0)], outputs=[ERR])
-    hold = b.op("Sub", [b.const(np.float64(1.0), "one"), b.op("Cast", [W], "wd", to=_DOUBLE)], "hold")
+    hold = b.op("Sub", [b.const(np.float64(1.0), "one"), b.op("Cast", [W], "wd", to=DOUBLE)], "hold")
     b.op("Sqrt", [b.op("ReduceSum", [b.op("Mul", [r2, hold], "hr2"), axes], "hs", keepdims=0)], outputs=[ERR_HELD])
-    img = _finish(b, "gs_image", common_in,
-                  [_tensor_info(X01, _FLOAT, [B, c, h, w]), _tensor_info(ERR, _DOUBLE, [B]),
-                   _tensor_info(ERR_HELD, _DOUBLE, [B])], finits)
+    img = finish_model(b, "gs_image", common_in,
+                  [tensor_info(X01, FLOAT, [B, c, h, w]), tensor_info(ERR, DOUBLE, [B]),
+                   tensor_info(ERR_HELD, DOUBLE, [B])], finits)
     return obj, img
 
 
@@ -340,24 +227,24 @@ def split_models(tail: Tail, *, batch: int | None = None):
     _to_unit(b, tail, X01)
     infos = {v.name: v for v in list(tail.fwd.graph.output) + list(tail.fwd.graph.input)}
     keep = [n for n in tail.reads]
-    outs = [_tensor_info(X01, _FLOAT, [B, c, h, w])]
+    outs = [tensor_info(X01, FLOAT, [B, c, h, w])]
     for n in keep:
         v = _clone_info(infos[n], batch)
         outs.append(v)
-    fwd = _finish(b, "gs_forward", [_tensor_info(Z, _FLOAT, [B, tail.size])], outs, finits)
+    fwd = finish_model(b, "gs_forward", [tensor_info(Z, FLOAT, [B, tail.size])], outs, finits)
 
     b = Builder()
     _grad_image(b, tail, GRAD_X01)
     vnodes, vinits = _copy_nodes(tail.vjp)
     b.nodes += vnodes
     _pack(b, tail, [f"grad_{n_}" for n_ in tail.inputs], batch)
-    ins = [_clone_info(infos[n], batch) for n in keep] + [_tensor_info(GRAD_X01, _FLOAT, [B, c, h, w])]
-    vjp = _finish(b, "gs_vjp", ins, [_tensor_info(GRAD, _FLOAT, [B, tail.size])], vinits)
+    ins = [_clone_info(infos[n], batch) for n in keep] + [tensor_info(GRAD_X01, FLOAT, [B, c, h, w])]
+    vjp = finish_model(b, "gs_vjp", ins, [tensor_info(GRAD, FLOAT, [B, tail.size])], vinits)
     return fwd, vjp, keep
 
 
 def _clone_info(v, batch):
-    onnx, _, _ = _onnx()
+    onnx, _, _ = onnx_modules()
     c = onnx.ValueInfoProto()
     c.CopyFrom(v)
     if batch is not None and c.type.tensor_type.shape.dim:
@@ -365,17 +252,3 @@ def _clone_info(v, batch):
         d.Clear()
         d.dim_value = int(batch)
     return c
-
-
-def operator_model(form: OnnxForm, n: int, m: int, adjoint: bool = False):
-    """A standalone ModelProto of an operator's ONNX form: input ``x`` (B, n) float32 (``r`` (B, m) for the
-    adjoint) and the form's run-time inputs, output ``y`` (B, m) (``x`` (B, n) for the adjoint). For checking
-    a form against its numpy twin, and for using an operator from another language."""
-    b = Builder()
-    src, dst, cols_in, cols_out = ("r", "x", m, n) if adjoint else ("x", "y", n, m)
-    out = (form.adjoint if adjoint else form.forward)(b, src)
-    b.op("Identity", [out], outputs=[dst])
-    inputs = [_tensor_info(src, _FLOAT, ["batch", cols_in])]
-    inputs += [_tensor_info(k, _FLOAT, shape) for k, (shape, _) in form.inputs.items()]
-    return _finish(b, "gs_operator_adjoint" if adjoint else "gs_operator", inputs,
-                   [_tensor_info(dst, _FLOAT, ["batch", cols_out])])

@@ -3,7 +3,7 @@
 
 One session per direction instead of one per block: fewer runs, no layout reorders between blocks, no
 copies of intermediate tensors to numpy. The composed objective (:mod:`gs_onnx.engine.graph`)
-is built from these two graphs; :class:`gs_onnx.cut.CutGenerator` can run them as two sessions
+is built from these two graphs; :class:`gs_onnx.engine.cut.CutGenerator` can run them as two sessions
 (``merged=True``).
 
 Names: every tensor local to one block graph is prefixed ``f<k>/`` (forward) or ``v<k>/`` (VJP); the
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import GSError
-from ..manifest import BlockSpec, Manifest, load_graph
+from ..generator.manifest import BlockSpec, Manifest, load_graph
 
 
 def _onnx():
@@ -31,7 +31,7 @@ def available() -> bool:
 
 
 def _load(manifest: Manifest, graph):
-    """A block graph with its weights embedded from verified bytes (:func:`gs_onnx.manifest.load_graph`)."""
+    """A block graph with its weights embedded from verified bytes (:func:`gs_onnx.generator.manifest.load_graph`)."""
     return load_graph(manifest, graph.file, graph.inputs, graph.outputs)
 
 

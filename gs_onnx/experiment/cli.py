@@ -19,8 +19,8 @@ import click
 
 from ..cli.common import OneLineCommand, OneLineGroup, examples, one_line_errors, provenance, version_option
 from ..errors import GSError
-from ..lasso import MAX_ITER as LASSO_MAX_ITER
-from ..progress import Progress
+from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
+from ..io.progress import Progress
 from . import presets as P
 from .pool import execute
 from .results import ResultsFile

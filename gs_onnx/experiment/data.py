@@ -12,7 +12,7 @@ CelebA's official partition is by image id: train 000001-162770, validation 1627
 test partitions. The 64 px crop (left 35, top 55, 108 x 108, bilinear) is the one of this project's copy of
 the crops the DCGAN was trained on: it reproduces that copy to within JPEG re-encoding (mean absolute
 difference below 2/255 on 8 images checked, tests/test_data_layout.py). The 128 px models crop the aligned
-faces themselves at load time (top 51, left 26, 128 x 128; :mod:`gs_onnx.images`).
+faces themselves at load time (top 51, left 26, 128 x 128; :mod:`gs_onnx.io.images`).
 
 CelebA is for non-commercial research only (its own terms); COCO images carry each their own Flickr
 Creative Commons licence (the COCO terms of use). Neither is redistributed by gs-onnx.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import GSError
-from ..progress import Progress
+from ..io.progress import Progress
 from .results import ResultsFile
 from .task import Task, run_task
 

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .. import registry
+from ..generator import registry
 from ..errors import GSError
-from ..images import list_images
-from ..latent import INITS
+from ..io.images import list_images
+from ..generator.latent import INITS
 from ..physics import make
 from .task import RESTART_METHODS, WARM_INIT, Task
 
@@ -152,7 +152,7 @@ def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[
 
 
 def _cut(man, cut: int | None) -> int:
-    from ..methods import resolve_cut
+    from ..solve.methods import resolve_cut
 
     return resolve_cut(man, cut)  # GSError for a cut the model does not have
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..images import grid, save_png
+from ..io.images import grid, save_png
 
 
 def png_bytes(x: np.ndarray) -> bytes:
@@ -32,13 +32,13 @@ def run_samples(task, *, models_dir: str | None = None, device: str = "cpu", thr
     samples differ), ``saturated`` (fraction of values outside [0, 1] before clamping), ``seconds``, and
     the grid under ``_files``.
     """
-    from ..methods import resolve_cut
-    from .task import _generator, _manifest
+    from ..solve.methods import resolve_cut
+    from .cache import generator_for, manifest_for
 
     t0 = time.perf_counter()
-    man = _manifest(task.model, models_dir)
+    man = manifest_for(task.model, models_dir)
     cut = resolve_cut(man, task.cut)
-    gen = _generator(man, cut, device, threads)
+    gen = generator_for(man, cut, device, threads)
     count = int(dict(task.options).get("count", 8))
     rng = np.random.default_rng([task.seed, cut, 8])
     lat = {n: rng.standard_normal((count, *gen.shapes[n])).astype(np.float32) for n in gen.inputs}

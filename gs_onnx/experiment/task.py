@@ -8,7 +8,7 @@ Seeds (all derived from the task's base ``seed``; ``i`` is the image index withi
 
 * A: ``gs_onnx.physics.make(operator, image_shape, seed, m=m, **operator_params)`` -- one operator per ratio
   (or setting), shared by every image, as ``gs-measure``;
-* noise: :func:`gs_onnx.measurement.measure` with seed ``seed + i``;
+* noise: :func:`gs_onnx.io.measurement.measure` with seed ``seed + i``;
 * restart r of gs / no-GS / mGANprior starts from ``init_latent(init, size, default_rng([seed + i, r]))``,
   the very start of restart r of ``gs-recover --seed seed`` for image i; single-run methods (Lasso-DCT,
   Deep Decoder, IAGAN) have restart 0 only and use seed ``seed + i``;
@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
+from .cache import cached, generator_for, manifest_for
 
 #: Methods a task can run. ``nogs`` is gs at cut 0 (plain CSGM); ``gs`` uses the task's cut.
 RESTART_METHODS = ("gs", "nogs", "mganprior")
 SINGLE_METHODS = ("lasso-dct", "deep-decoder", "iagan")
 TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
-from ..methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.latent.INITS
+from ..solve.methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.generator.latent.INITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,32 +121,8 @@ def runs_plan(task: Task) -> bool:
     return opts.get("budget") == "auto" or opts.get("stop") == "auto"
 
 
-# ------------------------------------------------------------------------------------------ caches
-# A worker runs many tasks of one model and ratio in a row: keep the last model, operator and cut
-# generator instead of re-reading graphs and re-drawing a dense A (18 s at 128 px, m/n = 0.16).
-
-_CACHE: dict[str, list[tuple[Any, Any]]] = {}
-_CAPACITY = {"operator": 1, "generator": 2, "manifest": 4, "solver": 4}
-
-
-def _cached(kind: str, key: Any, make):
-    entries = _CACHE.setdefault(kind, [])
-    for i, (k, v) in enumerate(entries):
-        if k == key:
-            entries.append(entries.pop(i))  # most recently used last
-            return v
-    while len(entries) >= _CAPACITY[kind]:
-        entries.pop(0)  # free the old value before building the new one (a dense A can be GBs)
-    value = make()
-    entries.append((key, value))
-    return value
-
-
-def _manifest(model: str, models_dir: str | None):
-    from .. import registry
-
-    return _cached("manifest", (model, models_dir), lambda: registry.load(model, models_dir))
-
+# --------------------------------------------------------------------------------------- operators
+# kept between tasks by .cache (a dense A takes 18 s to draw at 128 px, m/n = 0.16)
 
 def _operator(task: Task, image_shape: tuple[int, int, int]):
     from ..physics import make, operator_class
@@ -158,28 +135,18 @@ def _operator(task: Task, image_shape: tuple[int, int, int]):
             raise GSError(f"ratio {task.ratio} gives m = {m} measurements for n = {n}")
         params["m"] = m
     key = (task.operator, tuple(sorted(params.items())), tuple(image_shape), task.seed)
-    op = _cached("operator", key, lambda: make(task.operator, image_shape, task.seed, **params))
+    op = cached("operator", key, lambda: make(task.operator, image_shape, task.seed, **params))
     return op, op.m
-
-
-def _generator(man, cut: int, device: str, threads: int):
-    from ..cut import CutGenerator
-
-    return _cached("generator", (str(man.root), cut, device, threads), lambda: CutGenerator(man, cut, device, threads))
-
-
-def clear_caches() -> None:
-    _CACHE.clear()
 
 
 # ------------------------------------------------------------------------------------------ images
 
 def task_image(task: Task, man, device: str = "cpu", threads: int = 0) -> np.ndarray:
     """The ground-truth image of a task, float32 (C, H, W) in [0, 1]."""
-    from ..images import load_image
+    from ..io.images import load_image
 
     if task.image == "generated":
-        gen = _generator(man, 0, device, threads)
+        gen = generator_for(man, 0, device, threads)
         (name,) = gen.inputs
         z = np.random.default_rng([task.seed, task.index, 7]).standard_normal((1, *gen.shapes[name]))
         return np.clip(gen.forward({name: z.astype(np.float32)})[0], 0.0, 1.0).astype(np.float32)
@@ -190,7 +157,7 @@ def task_image(task: Task, man, device: str = "cpu", threads: int = 0) -> np.nda
 
 def _settings(task: Task, man, device: str, threads: int):
     """The task's method settings (one seed for every image: the solver adds the image index)."""
-    from ..methods import Settings
+    from ..solve.methods import Settings
 
     opts = dict(task.options)
     s = Settings(model=str(man.root), seed=task.seed, device=device, threads=threads)
@@ -218,9 +185,9 @@ def _settings(task: Task, man, device: str, threads: int):
 
 
 def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: int):
-    """The method's solver (gs_onnx.methods, the same code as gs-recover), cached for the next task of the
+    """The method's solver (gs_onnx.solve.methods, the same code as gs-recover), cached for the next task of the
     same model, cut, operator and settings."""
-    from ..methods import make_solver, resolve_cut
+    from ..solve.methods import make_solver, resolve_cut
 
     s = _settings(task, man, device, threads)
     method = "gs" if task.method == "nogs" else task.method
@@ -232,7 +199,7 @@ def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: in
     key = (method, str(man.root), s.cut, task.operator, task.operator_params, m, man.n, task.seed, device, threads,
            s.init, s.max_iter,
            s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, id(op))
-    return _cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
+    return cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
 
 
 class _Trace:
@@ -278,7 +245,7 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
 
         return run_samples(task, models_dir=models_dir, device=device, threads=threads)
     t0 = time.perf_counter()
-    man = _manifest(task.model, models_dir)
+    man = manifest_for(task.model, models_dir)
     x = task_image(task, man, device, threads)
     op, m = _operator(task, tuple(man.image_shape))
     sigma = (task.sigma if task.sigma is not None else sigma_for("auto", op)) if task.noise else 0.0

@@ -1,5 +1,6 @@
-"""The physics: measurement operators ``A`` and noise, kept apart from the priors (models, cut generators,
-engines) and the solvers.
+"""The physics: measurement operators ``A``, noise, the data-fidelity term and operators as ONNX nodes, kept
+apart from the priors (models, cut generators, engines) and the solvers: imports only :mod:`gs_onnx.io` and the
+basics; the engine and the solvers import it.
 
 Operators (:class:`Operator`) are linear maps from images (C, H, W) to measurements, with shapes, adjoints
 (``A.H``), composition (``A @ B``), a description that rebuilds them bit for bit, a memory estimate, an ONNX
@@ -41,11 +42,12 @@ from .image import Blur, Box, Downsample, IdentityOperator, Mask
 from .fourier import Fourier
 from .checks import check_operator
 from .noise import measure, noise_sigma, paper_sigma, sigma_for
+from .sidecar import operator_for
 
 __all__ = [
     "Adjoint", "Blur", "Box", "Compose", "Downsample", "Fourier", "FunctionOperator", "GaussianOperator",
     "IdentityOperator", "Mask", "Operator", "Param", "SubsampledDCTOperator", "available_memory_bytes",
     "check_operator", "dense_bytes", "from_description", "make", "make_operator", "measure", "measuring_types", "noise_sigma",
-    "operator_class", "paper_sigma", "register", "registry", "sigma_for", "MEMORY_SAFETY_FRACTION",
+    "operator_class", "operator_for", "paper_sigma", "register", "registry", "sigma_for", "MEMORY_SAFETY_FRACTION",
     "ROWS_PER_BLOCK",
 ]

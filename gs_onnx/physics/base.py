@@ -169,7 +169,7 @@ class Operator(ABC):
         return 0
 
     def onnx_form(self):
-        """The operator as ONNX nodes for the composed objective graph (:class:`gs_onnx.engine.graph.OnnxForm`)
+        """The operator as ONNX nodes for the composed objective graph (:class:`gs_onnx.physics.onnxform.OnnxForm`)
         acting on flat rows (B, n) -> (B, m), or None (the engine then applies it on the host)."""
         return None
 
@@ -248,7 +248,7 @@ class Operator(ABC):
     def fingerprint(self) -> list[float]:
         """Eight numbers that tell this operator from any other with a different description: sums over eight
         row groups of ``(A p)[:k]`` for a fixed pseudo-random probe ``p`` (k = min(m, 256)). ``gs-measure``
-        records them; :func:`gs_onnx.measurement.operator_for` checks that the operator rebuilt from the
+        records them; :func:`gs_onnx.io.measurement.operator_for` checks that the operator rebuilt from the
         sidecar reproduces them."""
         k = min(self.m, self.FINGERPRINT_ROWS)
         v = np.asarray(self._probe_rows(k), dtype=np.float64)
@@ -294,7 +294,7 @@ class Adjoint(Operator):
         form = self.op.onnx_form()
         if form is None:
             return None
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         return OnnxForm(form.inputs, form.adjoint, form.forward)
 
@@ -357,7 +357,7 @@ class Compose(Operator):
         forms = [op.onnx_form() for op in self.ops]
         if any(f is None for f in forms):
             return None
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         inputs: dict = {}
         for f in forms:

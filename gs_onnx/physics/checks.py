@@ -69,7 +69,7 @@ def onnx_apply(op: Operator, a: np.ndarray, adjoint: bool = False) -> np.ndarray
     """``A a`` (or ``A^T a``) computed by the operator's ONNX form in ONNX Runtime on the CPU."""
     import onnxruntime as ort
 
-    from ..engine.graph import operator_model
+    from .onnxform import operator_model
 
     form = op.onnx_form()
     if form is None:

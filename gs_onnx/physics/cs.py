@@ -231,7 +231,7 @@ class GaussianOperator(Operator):
         streamed operator, rows generated on the fly (whole generator blocks, each once).
 
         A solver that needs both ``A x`` and ``A^T r`` with ``r`` known row by row (the L2 data term,
-        :func:`gs_onnx.objective.data_fit`) reads each block twice while it is still in the cache: one pass over
+        :func:`gs_onnx.physics.datafit.data_fit`) reads each block twice while it is still in the cache: one pass over
         ``A`` instead of two.
         """
         if self.stream and self._matrix is None:
@@ -297,7 +297,7 @@ class GaussianOperator(Operator):
         """``A`` is a run-time input of the graph (m, n) float32, bound once per session (device-resident
         on a GPU); ``A x`` is ``Gemm(x, A, transB=1)`` and ``A^T r`` is ``Gemm(r, A)``: both read A in place
         (the fastest of the MatMul/Gemm/transpose arrangements measured with ONNX Runtime's CPU kernels)."""
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         return OnnxForm({"A": ((self.m, self.n), self.matrix)},
                         lambda b, x: b.op("Gemm", [x, "A"], "Ax", transB=1),
@@ -398,7 +398,7 @@ class SubsampledDCTOperator(Operator):
     def onnx_form(self):
         """Signs, reordering, one complex DFT (ONNX ``DFT``) and the kept rows; the adjoint scatters the rows
         by a Gather from a zero-padded copy (no Scatter op) and applies the same DFT."""
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         perm, inv, c, s_ = self._dct_tables()
         full = np.zeros(self.n, np.int64)

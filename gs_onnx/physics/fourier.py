@@ -146,7 +146,7 @@ class Fourier(Operator):
         """Two 1-D DFTs (ONNX ``DFT``, float64: ORT's float32 DFT loses ~1e-4) and a Gather of the kept
         frequencies; the adjoint gathers them back from a zero-padded copy (no Scatter) and runs two inverse
         DFTs (ONNX scales each by 1/N, so the result is multiplied by sqrt(H W))."""
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         c, h, w = self.in_shape
         k = self.freqs.size

@@ -93,7 +93,7 @@ class IdentityOperator(Operator):
         return cls(image_shape)
 
     def onnx_form(self):
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         return OnnxForm({}, lambda b, x: b.op("Identity", [x], "Ax"), lambda b, r: b.op("Identity", [r], "ATr"))
 
@@ -129,7 +129,7 @@ class PixelSubset(Operator):
 
     def onnx_form(self):
         """A Gather; the adjoint gathers from a copy of ``r`` with one zero in front (no Scatter op)."""
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         full = np.zeros(self.n, np.int64)
         full[self.idx] = np.arange(1, self.m + 1)
@@ -337,7 +337,7 @@ class Blur(Operator):
 
     def onnx_form(self):
         """Two depthwise Convs (along H, then W) with zero padding; the adjoint is the same graph."""
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         c, h, w = self.in_shape
         k = self.kernel.astype(np.float32)
@@ -423,7 +423,7 @@ class Downsample(Operator):
 
     def onnx_form(self):
         """ReduceMean over the blocks; the adjoint expands each value over its block (Expand, no Resize)."""
-        from ..engine.graph import OnnxForm
+        from .onnxform import OnnxForm
 
         c, h, w = self.in_shape
         f = self.factor

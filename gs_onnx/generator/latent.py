@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GSError
+from ..errors import GSError
 
 INITS = ("cn01", "zero", "normal", "normal5", "normal10")
 

@@ -1,20 +1,23 @@
-"""Noisy measurements ``y = A x + eta`` and their files (a ``.npy`` plus a ``.json`` sidecar).
+"""Measurement files: a ``.npy`` of measurements ``y = A x + eta`` plus a ``.json`` sidecar that describes them.
 
 A measurement file pair is ``name.npy`` (float32, shape ``(B, m)``, written by ``np.save``) and
 ``name.json``: the caller's fields (operator description, seed, m, n, image shape, noise, sigma,
 sources, preprocessing, model) plus ``format``, ``format_version``, ``shape``, ``dtype`` and the
-``sha256`` of the ``.npy`` bytes. ``A`` itself is never stored: :func:`operator_for` rebuilds it from
-the sidecar's ``"operator"`` description.
+``sha256`` of the ``.npy`` bytes. ``A`` itself is never stored: :func:`gs_onnx.physics.operator_for`
+rebuilds it from the sidecar's ``"operator"`` description. This module knows files, not physics: it imports
+nothing from the operators.
 
 Examples
 --------
->>> import numpy as np
+>>> import numpy as np, tempfile, os
 >>> from gs_onnx.physics import GaussianOperator
 >>> op = GaussianOperator(m=100, n=12288, seed=0)
->>> x = np.random.default_rng(1).random((2, 12288), dtype=np.float32)
->>> y = measure(x, op, sigma=paper_sigma(op.n, op.m), seed=0)
->>> y.shape, y.dtype
-((2, 100), dtype('float32'))
+>>> y = np.zeros((2, 100), np.float32)
+>>> path = os.path.join(tempfile.mkdtemp(), "meas.npy")
+>>> write_measurements(path, y, {"operator": op.describe(), "m": 100, "n": 12288, "image_shape": [3, 64, 64]})
+>>> y2, sidecar = read_measurements(path)
+>>> y2.shape, sidecar["m"]
+((2, 100), 100)
 """
 from __future__ import annotations
 
@@ -29,12 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GSError
-from .physics import Operator, from_description as operator_from_description
+from ..errors import GSError
 
 FORMAT = "gs-onnx-measurements"
 FORMAT_VERSION = 2  # 2: the sidecar carries meta_sha256, a checksum of its own canonical content
-from .physics.noise import NOISE_STREAM, PAPER_N, measure, noise_sigma, paper_sigma, sigma_for  # noqa: F401,E402
 
 
 def _json_default(o: Any) -> Any:
@@ -284,32 +285,3 @@ def expected_residual(sidecar: dict[str, Any], m: int) -> float | None:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
         return None
     return float(sigma) * math.sqrt(m)
-
-
-def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Operator:
-    """Rebuild the operator ``A`` from a sidecar's ``"operator"`` description.
-
-    Raises
-    ------
-    GSError
-        No or invalid description, or an operator whose ``m``/``n`` disagree with the sidecar's.
-    """
-    d = sidecar.get("operator")
-    if not isinstance(d, dict):
-        raise GSError("sidecar has no operator description")
-    op = operator_from_description(d, max_bytes=max_bytes)
-    for key in ("m", "n"):
-        if key in sidecar and sidecar[key] != getattr(op, key):
-            raise GSError(f"sidecar {key}={sidecar[key]!r} does not match its operator ({key}={getattr(op, key)})")
-    shape = sidecar.get("image_shape")
-    if len(op.in_shape) == 3 and shape is not None and list(op.in_shape) != list(shape):
-        raise GSError(f"the sidecar's operator takes images of shape {list(op.in_shape)} but its image_shape is "
-                      f"{shape}")
-    want = sidecar.get("operator_fingerprint")
-    if want is not None:
-        got = op.fingerprint()
-        if (not isinstance(want, list) or len(want) != len(got)
-                or not np.allclose(got, want, rtol=2e-6, atol=2e-6 * (1 + max(abs(v) for v in got)))):
-            raise GSError("the operator the sidecar describes does not reproduce the one that made the "
-                          "measurements (operator_fingerprint differs): was its type, seed or m edited?")
-    return op

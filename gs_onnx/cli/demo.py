@@ -11,19 +11,19 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import registry
-from .cli.common import (OneLineCommand, examples, one_line_errors, provenance, setup_logging, verbosity_options,
+from ..generator import registry
+from .common import (OneLineCommand, examples, one_line_errors, provenance, setup_logging, verbosity_options,
                          version_option)
-from .cut import CutGenerator
-from .errors import GSError
-from .images import labelled, load_image, save_png
-from .measurement import measure, paper_sigma
-from .metrics import psnr, ssim
-from .physics import GaussianOperator
-from .progress import Progress
-from .restart import recover
+from ..engine.cut import CutGenerator
+from ..errors import GSError
+from ..io.images import labelled, load_image, save_png
+from ..physics import measure, paper_sigma
+from ..metrics import psnr, ssim
+from ..physics import GaussianOperator
+from ..io.progress import Progress
+from ..solve.restart import recover
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def default_image(size: int) -> Path:
@@ -53,8 +53,8 @@ def default_image(size: int) -> Path:
 def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, models_dir, quiet, verbose):
     """Recover a face from compressed measurements with c = 0 and with Generator Surgery; writes
     OUTPUT/side_by_side.png (truth | c = 0 | surgery, labelled with the PSNRs) and OUTPUT/demo.json."""
-    from .methods import Settings, recovery_plan
-    from .stopping import rule_from  # noqa: F401 - the plan carries the rule
+    from ..solve.methods import Settings, recovery_plan
+    from ..solve.stopping import rule_from  # noqa: F401 - the plan carries the rule
 
     setup_logging(quiet, verbose)
     man = registry.load(model, models_dir)

@@ -11,7 +11,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
-from .errors import GSError
+from ..errors import GSError
 
 Crop = Literal["auto", "aligned", "center", "none"]
 

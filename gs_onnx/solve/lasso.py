@@ -12,7 +12,7 @@ iterations, and reports the KKT residual. Images solved together (:func:`lasso_d
 of the operator, each with its own state and stopping.
 
 Every iteration reads the operator once: ``A x - y`` and ``A^T (A x - y)`` come from the one data term of
-the solvers (:func:`gs_onnx.objective.data_fit`: a dense Gaussian is read block by block, each block giving
+the solvers (:func:`gs_onnx.physics.datafit.data_fit`: a dense Gaussian is read block by block, each block giving
 its part of both while in the cache; a structured operator is applied as an operator).
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Callable
 import numpy as np
 from scipy.fft import dctn, idctn
 
-from .physics import Operator
-from .physics.base import as_operator
+from ..physics import Operator
+from ..physics.base import as_operator
 
 #: Iterations per continuation stage (``lam`` halves after each until it reaches the weight asked for).
 CONTINUATION_ITERS = 10
@@ -149,7 +149,7 @@ def lasso_dct_batch(op: Operator, Y: np.ndarray, shape: tuple[int, int, int], la
     continuation and stopping, and the images still running share every read of ``A`` (a dense Gaussian is
     read once per iteration for all of them). The result of each row is that of solving it alone.
     ``callback(iteration, objectives (B,))``."""
-    from .objective import data_fit
+    from ..physics.datafit import data_fit
 
     op = as_operator(op, shape)
     Y32 = np.asarray(Y, dtype=np.float32).reshape(-1, op.m)

@@ -4,7 +4,7 @@ writes the same report rows.
 Built in (numpy/scipy/ONNX Runtime, no torch): ``gs`` (Generator Surgery; ``--cut 0`` is plain CSGM),
 ``mganprior`` (N codes composed at the cut) and ``lasso-dct``. Methods that train network weights
 (``deep-decoder``, ``iagan``) live in the torch export package and register themselves under the entry-point
-group ``gs_onnx.methods``; this module finds them by name and never imports torch itself.
+group ``gs_onnx.solve.methods``; this module finds them by name and never imports torch itself.
 
 A method is a factory ``make(y, sidecar, settings) -> Solver``; ``Solver.solve(i, y_i, progress)`` returns
 the recovered image (C, H, W) float32 clamped to [0, 1] and the method's fields of that image's report row
@@ -18,12 +18,11 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from . import registry
-from .errors import GSError
-from .manifest import Manifest
+from ..generator import registry
+from ..errors import GSError
+from ..generator.manifest import Manifest
 
 ENTRY_POINT_GROUP = "gs_onnx.methods"
-BUILTIN = ("gs", "mganprior", "lasso-dct")
 #: Methods this project ships (the last two need the ``export`` extra: torch).
 METHODS = ("gs", "mganprior", "lasso-dct", "deep-decoder", "iagan")
 
@@ -38,12 +37,12 @@ class Settings:
     ``seed``: image i uses ``seed + i``; ``lam``: Lasso-DCT's l1 weight; ``codes``: mGANprior's N;
     ``steps``/``lr``: Adam steps and rate (Deep Decoder; IAGAN's latent phase); ``finetune_steps``/
     ``finetune_lr``: IAGAN's joint phase; ``channels``: Deep Decoder width; ``batch``: how gs shares
-    evaluations between restarts and images (:data:`gs_onnx.restart.BATCH_MODES`, or ``auto``: the device's
-    default, :func:`default_batch`); ``engine``: the objective's engine (:data:`gs_onnx.objective.ENGINES`);
+    evaluations between restarts and images (:data:`gs_onnx.solve.restart.BATCH_MODES`, or ``auto``: the device's
+    default, :func:`default_batch`); ``engine``: the objective's engine (:data:`gs_onnx.solve.objective.ENGINES`);
     ``operator_on``, ``cuda_graph``: options of the composed engine; ``budget``: ``auto`` (the model's
-    validated stopping plan, :func:`gs_onnx.stopping.stopping_plan`) or ``paper`` (3 restarts x 500
+    validated stopping plan, :func:`gs_onnx.solve.stopping.stopping_plan`) or ``paper`` (3 restarts x 500
     iterations, every measurement fitted); ``stop``, ``holdout``, ``patience``: the stopping rule and its
-    settings (:mod:`gs_onnx.stopping`), overriding the plan's.
+    settings (:mod:`gs_onnx.solve.stopping`), overriding the plan's.
     """
 
     model: str | None = None
@@ -191,7 +190,7 @@ def default_batch(device: str) -> str:
 def default_batch_size(device: str) -> int:
     """Images per lockstep batch (``--batch-size``) by default: 32 on CUDA (96 rows with 3 restarts), 8 on
     the CPU (activation memory grows with the rows; results are written chunk by chunk)."""
-    from .engine.runtime import resolve_device
+    from ..engine.runtime import resolve_device
 
     return 32 if resolve_device(device).name == "cuda" else 8
 
@@ -220,7 +219,7 @@ BUDGETS = ("auto", "paper")
 def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str = "gs"):
     """(restarts, Budget, StopRule) for ``s``: the one place budgets and stopping rules are resolved.
 
-    ``--budget auto`` (gs): the model's validated plan for this operator (:func:`gs_onnx.stopping.stopping_plan`);
+    ``--budget auto`` (gs): the model's validated plan for this operator (:func:`gs_onnx.solve.stopping.stopping_plan`);
     ``--budget paper``, and any method the plan was not validated for: the paper's 3 restarts x the manifest's
     iterations (500) with every measurement fitted. ``--restarts``, ``--max-iter``, ``--max-fun``, ``--stop``,
     ``--holdout`` and ``--patience`` override the plan.
@@ -267,7 +266,7 @@ def _unvalidated_note(man: Manifest, s: Settings, operator: str | None, method: 
 
 
 class _RestartSolver:
-    """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.restart.recover_batch`).
+    """gs and mganprior: scipy L-BFGS-B with restarts (:func:`gs_onnx.solve.restart.recover_batch`).
 
     ``solve(i, y, progress, restart=None, z0=None)`` recovers image i; with ``restart`` only that restart
     (started from ``z0`` or from its own seeded init), as ``gs-experiment`` runs one restart per task.
@@ -276,8 +275,8 @@ class _RestartSolver:
     unit = "evaluations"
 
     def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
-        from .latent import INITS
-        from .measurement import operator_for
+        from ..generator.latent import INITS
+        from ..physics import operator_for
 
         man = model_for(sidecar, s)
         self.cut = cut_for(man, s)
@@ -303,7 +302,7 @@ class _RestartSolver:
             "device": s.device, "provider": self.provider, "restarts": self.restarts, "init": self.init,
             "seed": s.seed, "batch": self.batch, "batch_size": self.batch_size,
             "budget": {"optimizer": "scipy L-BFGS-B" if self.optimizer == "scipy" else
-                       "torch L-BFGS semantics, batched (gs_onnx.lbfgs)", "max_iter": self.budget.max_iter,
+                       "torch L-BFGS semantics, batched (gs_onnx.solve.lbfgs)", "max_iter": self.budget.max_iter,
                        "max_fun": self.budget.max_fun, "history": self.budget.history,
                        "plan": self.s.budget or "auto",
                        **({} if self.lbfgs is None else {"lbfgs": dataclasses.asdict(self.lbfgs)})},
@@ -449,9 +448,9 @@ WARM_ITERS = 100
 def lasso_warm_start(solver: "_RestartSolver", y: np.ndarray, restart: int, seed: int) -> np.ndarray:
     """The start of ``restart`` for ``--init lasso``: the latent whose image best fits the Lasso-DCT estimate."""
     from .lasso import lasso_dct
-    from .latent import init_latent
+    from ..generator.latent import init_latent
     from .objective import make_objective
-    from .physics import IdentityOperator
+    from ..physics import IdentityOperator
     from .restart import Budget, run_restarts
 
     man = solver.man
@@ -473,7 +472,7 @@ def lasso_warm_start(solver: "_RestartSolver", y: np.ndarray, restart: int, seed
 
 class LassoSolver:
     """Lasso-DCT: FISTA with adaptive restart and continuation on min ||y - A Phi z||^2 + lam ||z||_1 (no
-    model); the images of a chunk are solved together, sharing every read of A (:func:`gs_onnx.lasso.lasso_dct_batch`)."""
+    model); the images of a chunk are solved together, sharing every read of A (:func:`gs_onnx.solve.lasso.lasso_dct_batch`)."""
 
     unit = "iterations"
     how = "by Lasso-DCT"
@@ -481,7 +480,7 @@ class LassoSolver:
 
     def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
         from .lasso import MAX_ITER, TOL, spectral_norm_sq
-        from .measurement import operator_for
+        from ..physics import operator_for
 
         self.shape = tuple(int(v) for v in sidecar.get("image_shape", []))
         if len(self.shape) != 3:
@@ -522,10 +521,22 @@ class LassoSolver:
 
 # ------------------------------------------------------------------------------------------ lookup
 
-def _builtin(method: str) -> Callable[..., Solver]:
-    return {"gs": lambda y, sc, s, op=None: GSSolver("gs", y, sc, s, op),
-            "mganprior": lambda y, sc, s, op=None: MultiCodeSolver("mganprior", y, sc, s, op),
-            "lasso-dct": LassoSolver}[method]
+#: The methods' registry: name -> factory ``(y, sidecar, settings, op=None) -> Solver``. A method of this package
+#: is one class and one entry here (:func:`register_method`); a method from another package registers under the
+#: entry-point group :data:`ENTRY_POINT_GROUP` instead (Deep Decoder and IAGAN, which need torch).
+SOLVERS: dict[str, Callable[..., Solver]] = {}
+
+
+def register_method(name: str, factory: Callable[..., Solver]) -> None:
+    """Make ``name`` a ``--method`` of gs-recover, the Python API and gs-experiment alike."""
+    if name in SOLVERS:
+        raise GSError(f"method {name!r} is already registered")
+    SOLVERS[name] = factory
+
+
+register_method("gs", lambda y, sc, s, op=None: GSSolver("gs", y, sc, s, op))
+register_method("mganprior", lambda y, sc, s, op=None: MultiCodeSolver("mganprior", y, sc, s, op))
+register_method("lasso-dct", LassoSolver)
 
 
 def plugins() -> dict[str, metadata.EntryPoint]:
@@ -534,7 +545,7 @@ def plugins() -> dict[str, metadata.EntryPoint]:
 
 
 def available() -> list[str]:
-    return list(BUILTIN) + [n for n in plugins() if n not in BUILTIN]
+    return list(SOLVERS) + [n for n in plugins() if n not in SOLVERS]
 
 
 def make_solver(method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None) -> Solver:
@@ -543,10 +554,8 @@ def make_solver(method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None)
     ``op`` passes an operator already built from the sidecar (``gs-experiment`` keeps a dense A across
     tasks); by default it is rebuilt from the sidecar."""
     check_settings(method, s)
-    if method in BUILTIN:
-        if method == "lasso-dct":
-            return LassoSolver(y, sidecar, s, op)
-        return _builtin(method)(y, sidecar, s, op)
+    if method in SOLVERS:
+        return SOLVERS[method](y, sidecar, s, op)
     ep = plugins().get(method)
     if ep is None:
         raise GSError(f"unknown method {method!r}: choose one of {', '.join(available())}")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import merge
+from . import merge
 from .block import Block, run_chain, vjp_chain
-from .errors import GSError
-from .manifest import Manifest
-from .engine.runtime import Device, active_provider, create_session
+from ..errors import GSError
+from ..generator.manifest import Manifest
+from .runtime import Device, active_provider, create_session
 
 #: Run the tail as one merged forward and one merged VJP session (:mod:`gs_onnx.merge`) unless asked not to.
 MERGED_DEFAULT = False
@@ -41,7 +41,7 @@ class CutGenerator:
                  merged: bool | None = None):
         spec = manifest.cut(cut)
         self.manifest, self.cut_index, self.device, self.threads = manifest, cut, device, threads
-        self._objectives: list = []  # (operator, engine, template objective) built by gs_onnx.objective
+        self._objectives: list = []  # (operator, engine, template objective) built by gs_onnx.solve.objective
         self.inputs: tuple[str, ...] = spec.inputs
         self.shapes = {n: manifest.tensors[n] for n in self.inputs}
         self.size = spec.size(manifest.tensors)

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize
 
-from .errors import GSError
-from .latent import init_latent
+from ..errors import GSError
+from ..generator.latent import init_latent
 from .stopping import PAPER, EarlyStop, StopRule, Tracker, holdout_mask
 
 #: How restarts and images share evaluations: ``none`` (one restart after another), ``restarts`` (each
@@ -150,7 +150,7 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
     iterates equal those of running it alone whenever ``evaluate`` computes every row independently.
     ``callback(k, evaluations, f)`` after each evaluation of run k; ``iteration(k)`` after each iteration of
     run k; raising
-    :class:`gs_onnx.stopping.EarlyStop` there ends that run (its result is then None).
+    :class:`gs_onnx.solve.stopping.EarlyStop` there ends that run (its result is then None).
     Returns [(scipy OptimizeResult or None, evaluations)] in the order of ``x0s``.
     """
     lock = _Lockstep(evaluate, len(x0s))
@@ -233,10 +233,10 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     z0s : optional starts per image, each (restarts, size)
     batch : one of :data:`BATCH_MODES`; the iterates are those of ``none`` up to float32 rounding (the
         batched graphs may sum in another order)
-    stop : the stopping rule (:mod:`gs_onnx.stopping`; default the paper's fixed budget)
+    stop : the stopping rule (:mod:`gs_onnx.solve.stopping`; default the paper's fixed budget)
     callback : ``callback(image, restart, evaluations, f)`` after every evaluation
     trace : ``trace(image, restart, iteration, z, f, f_held)`` at every iterate (iteration 0: the start)
-    optimizer : one of :data:`OPTIMIZERS`; ``lbfgs``: its :class:`gs_onnx.lbfgs.LBFGSSettings` (default:
+    optimizer : one of :data:`OPTIMIZERS`; ``lbfgs``: its :class:`gs_onnx.solve.lbfgs.LBFGSSettings` (default:
         :func:`lbfgs_settings` of ``budget``)
 
     Returns
@@ -330,7 +330,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
 
 
 #: Optimisers behind ``gs-recover --optimizer``: scipy's L-BFGS-B (the reference) and the paper's torch L-BFGS
-#: semantics, batched (:mod:`gs_onnx.lbfgs`).
+#: semantics, batched (:mod:`gs_onnx.solve.lbfgs`).
 OPTIMIZERS = ("scipy", "lbfgs")
 
 
@@ -447,7 +447,7 @@ def run_restarts(objective, *, restarts: int = 3, budget: Budget = Budget(), see
     With ``batch`` (and an objective that has ``value_and_grad_batch``) the restarts run side by side
     (:func:`minimize_lockstep`): one batch through the graphs per step, each restart with its own L-BFGS-B
     state and stopping; the iterates are those of the sequential runs up to float32 rounding. ``stop``: the
-    stopping rule (:mod:`gs_onnx.stopping`).
+    stopping rule (:mod:`gs_onnx.solve.stopping`).
     """
     cb = None if callback is None else (lambda i, r, e, f: callback(r, e))
     # one image: Y only gives m (only the "images" mode reads it, and one image batches its restarts)
@@ -476,18 +476,18 @@ def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budg
             init: str = "cn01", z0: np.ndarray | None = None, callback: Callable[[int, int], None] | None = None,
             batch: bool = False, engine: str = "auto", stop: StopRule | str = "auto") -> Recovery:
     """Recover one image from its measurements ``y`` ((m,) float32) with the cut generator ``gen`` and the
-    operator ``op``: :func:`run_restarts` on the objective that ``engine`` builds (:data:`gs_onnx.objective.ENGINES`;
+    operator ``op``: :func:`run_restarts` on the objective that ``engine`` builds (:data:`gs_onnx.solve.objective.ENGINES`;
     ``auto``: the composed engine where available). The objective's sessions are kept on ``gen`` for the
     next call with the same operator.
 
     ``stop="auto"`` (and ``restarts``/``budget`` None) take the model's validated stopping plan for this
-    operator (:func:`gs_onnx.stopping.stopping_plan`, what ``gs-recover --budget auto`` runs);
-    ``stop=gs_onnx.stopping.PAPER`` with the default budget is the paper's fixed 500 iterations.
+    operator (:func:`gs_onnx.solve.stopping.stopping_plan`, what ``gs-recover --budget auto`` runs);
+    ``stop=gs_onnx.solve.stopping.PAPER`` with the default budget is the paper's fixed 500 iterations.
     """
     from .objective import objective_for
     from .stopping import rule_from, stopping_plan
 
-    from .physics.base import as_operator
+    from ..physics.base import as_operator
 
     op = as_operator(op, gen.image_shape)
     plan = stopping_plan(gen.manifest.recommended, (op.describe() or {}).get("type"))

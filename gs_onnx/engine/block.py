@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .manifest import BlockSpec, Manifest, load_graph
-from .engine.runtime import Device, active_provider, create_session
+from ..generator.manifest import BlockSpec, Manifest, load_graph
+from .runtime import Device, active_provider, create_session
 
 
 class Block:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import GSError
+from ..errors import GSError
 from .manifest import Manifest, load_manifest
 
 def _shipped() -> Path:
@@ -15,7 +15,7 @@ def _shipped() -> Path:
 
         return Path(gs_onnx_models.__file__).resolve().parent
     except ImportError:  # a source tree on sys.path, never installed
-        return Path(__file__).resolve().parent.parent / "models"
+        return Path(__file__).resolve().parents[2] / "models"
 
 
 SHIPPED = _shipped()

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from .errors import GSError
+from ..errors import GSError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,7 @@ class OrtAlgebra:
     def __init__(self, rows: int, n: int, history: int, device: str = "cpu", threads: int = 0):
         from onnx import TensorProto, helper
 
-        from .engine.runtime import _ort, create_session, resolve_device
+        from ..engine.runtime import _ort, create_session, resolve_device
 
         self.ort = _ort()
         self.spec = resolve_device(device)
@@ -201,7 +201,7 @@ def minimize_batch(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarray,
 
     ``evaluate(rows, X)`` returns (f (k,), G (k, n)) for the points X (k, n) of the rows asked for.
     ``iteration(row, x, f)`` is called after each completed iteration with the row's new point (raising
-    :class:`gs_onnx.stopping.EarlyStop` ends that row). ``algebra``: ``"numpy"`` (default), ``"ort"``
+    :class:`gs_onnx.solve.stopping.EarlyStop` ends that row). ``algebra``: ``"numpy"`` (default), ``"ort"``
     (:class:`OrtAlgebra` on ``device``) or an object with the same methods. Returns per row ``{"x", "fun",
     "nit", "nfev", "message"}`` (``x`` float64).
     """

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import GSError
+from ..errors import GSError
 
 _PREFIX = ".gs-staging."
 

@@ -3,7 +3,7 @@
 The head (blocks ``0..c-1``) maps N codes ``z_1..z_N`` to N feature maps ``F_i`` at the cut; they are
 weighted per channel and summed, ``F = sum_i alpha_i[:, None, None] * F_i``, and the tail (blocks
 ``c..d-1``) maps ``F`` to the image. Codes and weights are optimised together, by the same scipy
-L-BFGS-B, restarts and winner rule as Generator Surgery (:func:`gs_onnx.restart.recover`).
+L-BFGS-B, restarts and winner rule as Generator Surgery (:func:`gs_onnx.solve.restart.recover`).
 
 A cut whose inputs include more than the head's last output (BEGAN at c >= 2 also takes the skip
 source ``h1``) leaves those extra inputs free, one tensor per image, as the paper's code does.
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .block import Block, run_chain, vjp_chain
-from .cut import CutGenerator
-from .errors import GSError
-from .latent import LatentLayout
-from .manifest import Manifest
-from .objective import data_fit, data_term
-from .physics import Operator
-from .physics.base import as_operator
-from .engine.runtime import Device
+from ..engine.block import Block, run_chain, vjp_chain
+from ..engine.cut import CutGenerator
+from ..errors import GSError
+from ..generator.latent import LatentLayout
+from ..generator.manifest import Manifest
+from ..physics.datafit import data_fit, data_term
+from ..physics import Operator
+from ..physics.base import as_operator
+from ..engine.runtime import Device
 
 #: Number of codes N by architecture, from the paper's code (10 for DCGAN, 20 for BEGAN and the VAE).
 DEFAULT_CODES = {"dcgan": 10, "began": 20, "vae": 20}
@@ -43,14 +43,14 @@ class MultiCodeObjective:
     op : measurement operator, ``op.n`` = the model's C*H*W
     y : (m,) float32 measurements of one image
     codes : N >= 1
-    device, threads : as for :class:`gs_onnx.cut.CutGenerator`
+    device, threads : as for :class:`gs_onnx.engine.cut.CutGenerator`
 
     Attributes
     ----------
     layout : packs ``codes`` (N, *latent), ``alpha`` (N, channels of the composed tensor) and any free
         cut inputs into one float64 vector for scipy; ``composed`` names the composed tensor.
 
-    Has the methods :func:`gs_onnx.restart.recover` needs (``value_and_grad``, ``value``, ``image``,
+    Has the methods :func:`gs_onnx.solve.restart.recover` needs (``value_and_grad``, ``value``, ``image``,
     ``measurement_error``, ``evaluations``), so it runs with ``recover(None, None, y, objective=...)``.
     """
 

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .errors import GSError
+from ..errors import GSError
 
 #: Second entry of the held-out rows' SeedSequence (A's blocks use 0, 1, ...; noise 2**31-1; srdct 2**31-2).
 HOLDOUT_STREAM = 2**31 - 3

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import GSError
+from ..errors import GSError
 
 FORMAT = "gs-onnx-manifest"
 FORMAT_VERSION = 1
