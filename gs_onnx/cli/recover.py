@@ -127,6 +127,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     measured = op.preview(y) if refs is not None and op is not None and hasattr(op, "preview") else None
     sigma = sidecar.get("sigma") if isinstance(sidecar.get("sigma"), (int, float)) else None
     norms = np.linalg.norm(y.astype(np.float64), axis=1)
+    cell = getattr(getattr(solver, "man", None), "lattice_cell", None)  # a model with a skip source: its seams
 
     def fit_of(i: int, err: float) -> dict:
         return fit(err, sigma, y.shape[1], norms[i])
@@ -154,7 +155,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                 for i, (image, fields) in zip(range(lo, hi), solved):
                     fracs[i] = 1.0
                     row, tile = _write_image(tmp, i, image, fields, seconds, refs, method,
-                                             None if measured is None else measured[i], fit_of)
+                                             None if measured is None else measured[i], fit_of, cell)
                     rows.append(row)
                     images.append(image)
                     if tile is not None:
@@ -177,16 +178,19 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     if not quiet:
         for r in rows:
             q = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
+            if r.get("seam"):
+                sm = r["seam"]
+                q += f"  seam {sm['recovered']:.2f}" + ("" if sm["truth"] is None else f" (truth {sm['truth']:.2f})")
             click.echo(f"image {r['image']}/{B}: {fit_words(r['fit'])}{q}  "
                        f"{r['seconds']:.1f} s, {r['evaluations']} {solver.unit}")
         extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
 
 def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str, measured=None,
-                 fit_of=None):
+                 fit_of=None, cell: int | None = None):
     """recovered_XXX.png (and compare_XXX.png with a reference: truth | the measurement where it is an image |
-    recovery) of image i; its report row."""
-    from ..metrics import psnr, ssim
+    recovery) of image i; its report row. ``cell``: the model's lattice period (a skip source), for the seam."""
+    from ..metrics import psnr, seam, ssim
 
     png = f"recovered_{i + 1:03d}.png"
     save_png(image, tmp / png)
@@ -194,6 +198,9 @@ def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, m
     if fit_of is not None:
         row["fit"] = fit_of(i, fields["measurement_error"])
     tile = None
+    if cell is not None:
+        row["seam"] = {"period": cell, "recovered": round(seam(image, cell), 4),
+                       "truth": None if refs is None else round(seam(refs[i], cell), 4)}
     if refs is not None:
         row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
         row["compare_png"] = f"compare_{i + 1:03d}.png"

@@ -99,6 +99,8 @@ class Cell:
     seconds: list[float]
     free_parameters: int | None
     n: int
+    seam: list[float] = dataclasses.field(default_factory=list)
+    seam_truth: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -119,8 +121,17 @@ def cells(rows: list[dict[str, Any]]) -> list[Cell]:
                                                 for v in t)):
         rs = sorted(groups[k], key=lambda r: r["index"])
         out.append(Cell(dict(zip(CONDITION, k)), [r["psnr"] for r in rs],
-                        [r["seconds_all_restarts"] for r in rs], rs[0].get("free_parameters"), rs[0]["n"]))
+                        [r["seconds_all_restarts"] for r in rs], rs[0].get("free_parameters"), rs[0]["n"],
+                        [r["seam"] for r in rs if r.get("seam") is not None],
+                        [r["seam_truth"] for r in rs if r.get("seam_truth") is not None]))
     return out
+
+
+def _seam(c: Cell) -> str:
+    """Mean seam of the recoveries and of the truths (:func:`gs_onnx.metrics.seam`), or '-'."""
+    if not c.seam:
+        return "-"
+    return f"{np.mean(c.seam):.2f}" + (f" ({np.mean(c.seam_truth):.2f})" if c.seam_truth else "")
 
 
 def _fmt_ratio(r: float) -> str:
@@ -140,15 +151,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             out += _cuts_table(group)
         out += _pivot(group)
         extra = any(c.cond["settings"] for c in group)
+        seams = any(c.seam for c in group)
         out += ["| model | variant | dataset | method | init | m/n | budget | " + ("settings | " if extra else "")
-                + "PSNR dB (mean +- std) | images | free / n | s per image |",
-                "|---" * (10 + extra) + "|"]
+                + "PSNR dB (mean +- std) | images | free / n | s per image |" + (" seam (truth) |" if seams else ""),
+                "|---" * (10 + extra + seams) + "|"]
         for c in group:
             d = c.cond
             over = f"{c.free_parameters / c.n:.3f}" if c.free_parameters else "-"
             out.append(f"| {d['model']} | {d['variant'] or '-'} | {d['dataset']} | {label(d)} | {d['init']} | "
                        f"{_fmt_ratio(d['ratio'])} | {d['plan']} | " + (f"{d['settings'] or '-'} | " if extra else "")
-                       + f"{c.mean:.2f} +- {c.std:.2f} | {len(c.psnr)} | {over} | {np.mean(c.seconds):.1f} |")
+                       + f"{c.mean:.2f} +- {c.std:.2f} | {len(c.psnr)} | {over} | {np.mean(c.seconds):.1f} |"
+                       + (f" {_seam(c)} |" if seams else ""))
         out.append("")
     samples = [r for r in rows if r.get("method") == "samples"]
     if samples:

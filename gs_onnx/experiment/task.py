@@ -287,5 +287,10 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
                     "free_parameters": int(free) if free is not None else None, "provider": h.get("provider", ""),
                     "budget": {k: h[k] for k in ("solver", "optimizer", "lam", "channels") if k in h}})
     row["psnr"] = psnr(image, x)
+    if man.lattice_cell:  # a model with a skip source: how much its lattice shows, beside the truth's
+        from ..metrics import seam
+
+        row["seam"] = round(seam(image, man.lattice_cell), 4)
+        row["seam_truth"] = round(seam(x, man.lattice_cell), 4)
     row["seconds"] = time.perf_counter() - t0
     return row

@@ -125,6 +125,22 @@ class Manifest:
     def path(self, rel: str) -> Path:
         return safe_path(self.root, rel)
 
+    @property
+    def lattice_cell(self) -> int | None:
+        """The period in output pixels of the lattice a skip source can draw, or None.
+
+        A skip source is a tensor read by more than one block (BEGAN's ``h1``, 8 x 8, nearest-upsampled into
+        every later block): where it leaves the values the generator was trained on, its cells show as lines
+        every ``image height / source height`` pixels (16 for the 128 px BEGAN). :func:`gs_onnx.metrics.seam`
+        measures them at this period."""
+        readers: dict[str, int] = {}
+        for b in self.blocks:
+            for name in b.inputs:
+                readers[name] = readers.get(name, 0) + 1
+        cells = [self.image_shape[1] // self.tensors[name][1] for name, k in readers.items()
+                 if k > 1 and len(self.tensors.get(name, ())) == 3 and self.tensors[name][1] < self.image_shape[1]]
+        return max(cells) if cells else None
+
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
