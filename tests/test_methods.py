@@ -27,6 +27,7 @@ FAST = {
     "gs": ["--restarts", "1", "--max-iter", "4"],
     "mganprior": ["--restarts", "1", "--max-iter", "4", "--codes", "3"],
     "lasso-dct": ["--max-iter", "30"],
+    "tv": ["--max-iter", "30"],
     "deep-decoder": ["--steps", "15"],
     "iagan": ["--steps", "6", "--finetune-steps", "4"],
 }

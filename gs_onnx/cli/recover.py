@@ -34,11 +34,13 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
 @click.command(cls=OneLineCommand, epilog=examples(
     "gs-recover --model began --cut 2 meas.npy                  # writes meas-recovered/",
     "gs-recover meas.npy --model dcgan --cut 1 --reference face.jpg -o out/ --overwrite",
-    "gs-recover meas.npy --method lasso-dct -o lasso/             # the sparsity baseline, no model"))
+    "gs-recover meas.npy --method lasso-dct -o lasso/             # the sparsity baseline, no model",
+    "gs-recover meas.npy --method tv                               # total variation, no model"))
 @click.argument("measurements", type=click.Path(dir_okay=False))
 @click.option("--method", type=click.Choice(list(METHODS)), default="gs",
               help="gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
-                   "lasso-dct: sparsity baseline (no model); deep-decoder, iagan: need torch (export extra).")
+                   "lasso-dct: sparsity baseline (no model); tv: total variation (no model); deep-decoder, iagan: "
+                   "need torch (export extra).")
 @click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
 @click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
 @output_option("Output folder  [default: MEASUREMENTS' name + -recovered (+ -METHOD but for gs), beside it]",
@@ -89,8 +91,14 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
                    "and operator]")
 @click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
               help="gs, composed engine on CUDA: capture and replay CUDA graphs  [default: off]")
-@click.option("--lam", type=float, default=None, help="Lasso-DCT l1 weight  [default: 0.01]")
+@click.option("--lam", type=float, default=None,
+              help="Lasso-DCT's l1 weight [default: 0.01]; TV's weight [default: per operator, chosen on CelebA "
+                   "train faces]")
 @click.option("--codes", type=int, default=None, help="mGANprior codes N  [default: 10 DCGAN, 20 otherwise]")
+@click.option("--skip-prior", type=float, default=None, metavar="W",
+              help="gs: weight of a Gaussian prior on the skip source the cut frees (BEGAN's h1 at c >= 2), fitted "
+                   "to the generator's own activations; it keeps recovery from drawing the model's 16-px lattice; "
+                   "0 turns it off  [default: the model's recommended weight (began: see gs-models), else 0]")
 @click.option("--steps", type=int, default=None, help="Adam steps: Deep Decoder [5000], IAGAN latent phase [1600].")
 @click.option("--finetune-steps", type=int, default=None, help="IAGAN joint phase steps  [default: 600]")
 @click.option("--finetune-lr", type=float, default=None, help="IAGAN joint phase rate  [default: 1e-4]")

@@ -89,6 +89,9 @@ OPTIONS = {
                                   "physics)."),
     "steps": click.option("--steps", default=None, type=int, help="Adam steps of Deep Decoder / IAGAN's latent phase."),
     "finetune_steps": click.option("--finetune-steps", default=None, type=int, help="IAGAN's joint phase steps."),
+    "skip_prior": click.option("--skip-prior", default=None, type=float, metavar="W",
+                               help="gs: weight of the prior on the skip source the cut frees (as gs-recover)  "
+                                    "[default: the model's recommended weight]"),
     "lasso_iter": click.option("--lasso-iter", default=None, type=int,
                                help=f"Lasso-DCT iterations at most  [default: {LASSO_MAX_ITER}]"),
     "data_root": click.option("--data-root", default=None, type=click.Path(file_okay=False),
@@ -111,7 +114,7 @@ OPTIONS = {
 }
 _RUN = ("models_dir", "out", "workers", "threads", "device", "ray", "dry_run", "no_plot", "progress", "seed")
 _RECOVERY = ("models", "datasets", "images", "restarts", "max_iter", "cut", "operator", "data_root") + _RUN
-_PLANNED = _RECOVERY + ("budget",)
+_PLANNED = _RECOVERY + ("budget", "skip_prior")
 _IMAGE_PHYSICS = tuple(o for o in _PLANNED if o != "operator")
 PRESET_OPTIONS = {
     "cs": _PLANNED + ("ratios", "methods", "lasso_iter"),
@@ -129,7 +132,8 @@ PRESET_OPTIONS = {
 _DEFAULTS = {"models": None, "datasets": None, "images": 20, "ratios": None, "methods": None, "restarts": None,
              "max_iter": None, "cut": None, "seed": 0, "operator": "gaussian", "steps": None, "finetune_steps": None,
              "lasso_iter": None, "data_root": None, "models_dir": None, "out": None, "workers": 1, "threads": 0,
-             "device": "cpu", "ray_address": None, "dry_run": False, "no_plot": False, "progress": None, "budget": "auto"}
+             "device": "cpu", "ray_address": None, "dry_run": False, "no_plot": False, "progress": None, "budget": "auto",
+             "skip_prior": None}
 
 
 def _run(preset: str, kw: dict, extra: dict) -> None:
@@ -139,7 +143,7 @@ def _run(preset: str, kw: dict, extra: dict) -> None:
                    seed=kw["seed"], max_iter=kw["max_iter"], cut=kw["cut"], operator=kw["operator"],
                    steps=kw["steps"], finetune_steps=kw["finetune_steps"], lasso_iter=kw["lasso_iter"],
                    data_root=kw["data_root"], models_dir=kw["models_dir"], budget=kw["budget"],
-                   dry_run=kw["dry_run"], **extra)
+                   skip_prior=kw["skip_prior"], dry_run=kw["dry_run"], **extra)
     for name in ("restarts", "max_iter", "steps", "lasso_iter", "workers", "images"):
         v = kw[name]
         if v is not None and v < 1:

@@ -184,7 +184,7 @@ def series(c: Cell) -> str:
         parts.append(d["variant"])
     if str(d.get("plan", "")).startswith("paper:"):  # the default budget is the plan; say when it was not
         parts.append("paper budget")
-    if d.get("settings"):
+    if d.get("settings") and d["preset"] not in PHYSICS_PRESETS:  # there the row (the variant) names the setting
         parts.append(d["settings"])
     return ", ".join(parts)
 

@@ -30,7 +30,7 @@ from .cache import cached, generator_for, manifest_for
 
 #: Methods a task can run. ``nogs`` is gs at cut 0 (plain CSGM); ``gs`` uses the task's cut.
 RESTART_METHODS = ("gs", "nogs", "mganprior")
-SINGLE_METHODS = ("lasso-dct", "deep-decoder", "iagan")
+SINGLE_METHODS = ("lasso-dct", "tv", "deep-decoder", "iagan")
 TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
 from ..solve.methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.generator.latent.INITS
 
@@ -166,12 +166,17 @@ def _settings(task: Task, man, device: str, threads: int):
         s.init, s.max_iter, s.max_fun, s.restarts = task.init, task.max_iter, task.max_fun, 1
         if task.method == "mganprior":
             s.codes = opts.get("codes")
+        if task.method == "gs":
+            s.skip_prior = opts.get("skip_prior")
         s.budget, s.stop = "paper", None
         stop = opts.get("stop")
         if runs_plan(task):  # the validated plan as gs-recover runs it: its own restarts and budget, all in one task
             s.budget, s.restarts = "auto", opts.get("restarts")
         elif stop == "holdout":  # traced to max_iter: the stop is replayed on the trace
             s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), 10**9
+    elif task.method == "tv":
+        s.model = None
+        s.lam = opts.get("lam")
     elif task.method == "lasso-dct":
         s.model = None
         s.max_iter = task.max_iter
@@ -198,7 +203,7 @@ def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: in
         return make_solver(method, y.reshape(1, -1), sidecar, s, op=op)
     key = (method, str(man.root), s.cut, task.operator, task.operator_params, m, man.n, task.seed, device, threads,
            s.init, s.max_iter,
-           s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, id(op))
+           s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, s.skip_prior, id(op))
     return cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
 
 
@@ -267,6 +272,8 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
             image, fields = solver.solve(task.index, y, lambda f, msg: None, restart=task.restart,
                                          trace=None if trace is None else trace.observe)
         extra = {"codes": h["codes"]} if "codes" in h else {}
+        if "skip_prior" in h:  # the weight that ran (given, or the model's recommended one)
+            extra["skip_prior"] = h["skip_prior"]["weight"]
         if trace is not None:
             extra["trace"] = trace.data
         extra["stopping"] = h.get("stopping")

@@ -224,6 +224,11 @@ def _check_recommended(rec: dict, depth: int) -> None:
         raise GSError("invalid manifest: recommended.stopping.per_operator must map operator types to plans")
     for k, v in per.items():
         _check_plan(v, f"recommended.stopping.per_operator.{k}")
+    sp = rec.get("skip_prior")
+    if sp is not None:
+        w = sp.get("weight") if isinstance(sp, dict) else None
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise GSError("invalid manifest: recommended.skip_prior must be an object with a weight >= 0")
 
 
 def _check_plan(stop: dict, where: str) -> None:

@@ -21,10 +21,11 @@ import numpy as np
 from ..generator import registry
 from ..errors import GSError
 from ..generator.manifest import Manifest
+from .skipprior import with_skip_prior
 
 ENTRY_POINT_GROUP = "gs_onnx.methods"
 #: Methods this project ships (the last two need the ``export`` extra: torch).
-METHODS = ("gs", "mganprior", "lasso-dct", "deep-decoder", "iagan")
+METHODS = ("gs", "mganprior", "lasso-dct", "tv", "deep-decoder", "iagan")
 
 Progress = Callable[[float, str], None]
 
@@ -72,6 +73,7 @@ class Settings:
     engine: str | None = None
     operator_on: str | None = None
     cuda_graph: bool | None = None
+    skip_prior: float | None = None
     models_dir: str | None = None
 
 
@@ -79,10 +81,11 @@ class Settings:
 APPLIES: dict[str, set[str]] = {
     "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
            "engine", "optimizer", "lr", "line_search",
-           "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience"},
+           "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience", "skip_prior"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes",
                   "budget", "stop", "holdout", "patience", "optimizer", "lr", "line_search"},
     "lasso-dct": {"lam", "max_iter", "batch_size"},
+    "tv": {"lam", "max_iter", "batch_size"},
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
@@ -135,6 +138,8 @@ def check_settings(method: str, s: Settings) -> None:
         raise GSError("--finetune-steps must be >= 0")
     if s.lam is not None and not s.lam >= 0:
         raise GSError("--lam must be >= 0")
+    if s.skip_prior is not None and not (np.isfinite(s.skip_prior) and s.skip_prior >= 0):
+        raise GSError("--skip-prior must be a number >= 0")
     if s.seed < 0:
         raise GSError("--seed must be >= 0")
     import os
@@ -142,6 +147,20 @@ def check_settings(method: str, s: Settings) -> None:
     cores = os.cpu_count() or 1
     if not 0 <= s.threads <= cores:
         raise GSError(f"--threads must be between 0 (all cores) and {cores}, the cores of this machine")
+
+
+def skip_prior_for(man: Manifest, cut: int, s: Settings):
+    """The skip-source prior gs runs (:mod:`gs_onnx.solve.skipprior`): ``--skip-prior W``, else the weight the
+    model's manifest recommends (``recommended.skip_prior.weight``, chosen on validation images), else none.
+    None where the cut frees no skip source or the weight is 0."""
+    from .skipprior import SkipPrior, skip_sources
+
+    weight = s.skip_prior
+    if weight is None:
+        weight = float((man.recommended.get("skip_prior") or {}).get("weight", 0.0))
+    if weight == 0 or not skip_sources(man, cut):
+        return None
+    return SkipPrior(man, cut, weight, device="cpu", threads=s.threads)
 
 
 def model_for(sidecar: dict, s: Settings) -> Manifest:
@@ -415,10 +434,14 @@ class GSSolver(_RestartSolver):
                              engine=self.engine, **opts)
         self.size = obj.layout.size
         self.cut_inputs = list(obj.layout.names)
-        return obj.with_measurements(y)
+        self.skip_prior = skip_prior_for(self.man, self.cut, self.s)
+        self.engine_objective = obj
+        return with_skip_prior(obj, self.skip_prior).with_measurements(y)
 
     def _header(self):
         h = {"cut_inputs": self.cut_inputs, "free_values": self.size, "engine": self.engine}
+        if self.skip_prior is not None and self.skip_prior.active:
+            h["skip_prior"] = self.skip_prior.describe()
         eng = getattr(self.template, "engine", None)
         if eng is not None:
             h["engine_options"] = {"operator_on": eng.operator_on, "iobinding": eng.iobinding,
@@ -470,45 +493,60 @@ def lasso_warm_start(solver: "_RestartSolver", y: np.ndarray, restart: int, seed
 
 # ------------------------------------------------------------------------------------------- lasso
 
-class LassoSolver:
-    """Lasso-DCT: FISTA with adaptive restart and continuation on min ||y - A Phi z||^2 + lam ||z||_1 (no
-    model); the images of a chunk are solved together, sharing every read of A (:func:`gs_onnx.solve.lasso.lasso_dct_batch`)."""
+class _ImageSolver:
+    """A classical prior solved on the image itself (no model): the images of a chunk are solved together,
+    sharing every application of A. Subclasses set ``how``, ``header`` (after :meth:`_setup`) and
+    ``_batch(Y, callback) -> [(image (C, H, W) in [0, 1], fields)]``."""
 
     unit = "iterations"
-    how = "by Lasso-DCT"
     batch = "images"
 
-    def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
-        from .lasso import MAX_ITER, TOL, spectral_norm_sq
+    def _setup(self, sidecar: dict, s: Settings, op, max_iter: int) -> None:
         from ..physics import operator_for
+        from .lasso import spectral_norm_sq
 
         self.shape = tuple(int(v) for v in sidecar.get("image_shape", []))
         if len(self.shape) != 3:
             raise GSError("the sidecar has no image_shape (C, H, W)")
-        self.lam = 0.01 if s.lam is None else s.lam
-        self.max_iter = MAX_ITER if s.max_iter is None else s.max_iter
-        self.batch_size = 8 if s.batch_size is None else s.batch_size
         self.op = operator_for(sidecar) if op is None else op
         if self.op.n != int(np.prod(self.shape)):
             raise GSError(f"measurements are for n = {self.op.n} but the sidecar's image shape has "
                           f"{int(np.prod(self.shape))}")
+        self.max_iter = max_iter if s.max_iter is None else s.max_iter
+        self.batch_size = 8 if s.batch_size is None else s.batch_size
         self.L = spectral_norm_sq(self.op, self.op.n)
-        self.header = {"model": None, "cut": None, "lam": self.lam, "device": "cpu", "provider": "numpy/scipy",
-                       "solver": {"algorithm": "FISTA with adaptive restart and continuation",
-                                  "max_iter": self.max_iter, "tol": TOL}}
 
     def solve(self, i, y, progress):
         ((image, fields),) = self.solve_many(i, np.asarray(y).reshape(1, -1), lambda _i, f, w: progress(f, w))
         return image, fields
 
     def solve_many(self, first: int, Y: np.ndarray, progress):
-        from .lasso import lasso_dct_batch
-
         Y = np.asarray(Y, np.float32).reshape(-1, self.op.m)
 
         def cb(it, obj):
             for j in range(len(Y)):
                 progress(first + j, it / self.max_iter, f"iteration {it}, objective {obj[j]:.4g}")
+
+        return self._batch(Y, cb)
+
+
+class LassoSolver(_ImageSolver):
+    """Lasso-DCT: FISTA with adaptive restart and continuation on min ||y - A Phi z||^2 + lam ||z||_1 (no
+    model); the images of a chunk are solved together, sharing every read of A (:func:`gs_onnx.solve.lasso.lasso_dct_batch`)."""
+
+    how = "by Lasso-DCT"
+
+    def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
+        from .lasso import MAX_ITER, TOL
+
+        self._setup(sidecar, s, op, MAX_ITER)
+        self.lam = 0.01 if s.lam is None else s.lam
+        self.header = {"model": None, "cut": None, "lam": self.lam, "device": "cpu", "provider": "numpy/scipy",
+                       "solver": {"algorithm": "FISTA with adaptive restart and continuation",
+                                  "max_iter": self.max_iter, "tol": TOL}}
+
+    def _batch(self, Y, cb):
+        from .lasso import lasso_dct_batch
 
         out = []
         for res, y in zip(lasso_dct_batch(self.op, Y, self.shape, self.lam, max_iter=self.max_iter,
@@ -517,6 +555,31 @@ class LassoSolver:
             out.append((image, {"measurement_error": measurement_error(self.op, image, y), "objective": res.objective,
                                 "evaluations": res.iterations, "kkt_residual": res.kkt, "converged": res.converged}))
         return out
+
+
+class TVSolver(_ImageSolver):
+    """Total variation: min ||A x - y||^2 + lam TV(x) over x in [0, 1] by FISTA with a TV prox (no model,
+    no training); ``lam`` per operator type as chosen on CelebA train faces (:data:`gs_onnx.solve.tv.LAM`)
+    unless ``--lam`` says; the images of a chunk share every application of A (:func:`gs_onnx.solve.tv.tv_batch`)."""
+
+    how = "by TV (FISTA)"
+
+    def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
+        from .tv import MAX_ITER, TOL, default_lam
+
+        self._setup(sidecar, s, op, MAX_ITER)
+        self.lam = default_lam((self.op.describe() or {}).get("type")) if s.lam is None else s.lam
+        self.header = {"model": None, "cut": None, "lam": self.lam, "device": "cpu", "provider": "numpy/scipy",
+                       "solver": {"algorithm": "FISTA with adaptive restart, isotropic TV prox by dual fast "
+                                               "gradient projection, box [0, 1]", "max_iter": self.max_iter, "tol": TOL}}
+
+    def _batch(self, Y, cb):
+        from .tv import tv_batch
+
+        return [(res.image, {"measurement_error": measurement_error(self.op, res.image, y), "objective": res.objective,
+                             "evaluations": res.iterations, "converged": res.converged})
+                for res, y in zip(tv_batch(self.op, Y, self.shape, self.lam, max_iter=self.max_iter, lipschitz=self.L,
+                                           callback=cb), Y)]
 
 
 # ------------------------------------------------------------------------------------------ lookup
@@ -537,6 +600,7 @@ def register_method(name: str, factory: Callable[..., Solver]) -> None:
 register_method("gs", lambda y, sc, s, op=None: GSSolver("gs", y, sc, s, op))
 register_method("mganprior", lambda y, sc, s, op=None: MultiCodeSolver("mganprior", y, sc, s, op))
 register_method("lasso-dct", LassoSolver)
+register_method("tv", TVSolver)
 
 
 def plugins() -> dict[str, metadata.EntryPoint]:
