@@ -87,3 +87,43 @@ def test_gs_recover_method_tv(tmp_path):
     assert r.exit_code == 0 and json.loads((tmp_path / "b" / "report.json").read_text())["lam"] == 0.5
     assert_one_line_error(invoke(cli.recover_main, [meas, "--method", "tv", "--skip-prior", "0.1", "-o", tmp_path / "c"]),
                           "--skip-prior does not apply to --method tv")
+
+
+def test_anchored_tv_without_weight_is_the_closed_form():
+    """lam = 0, A = I: min ||x - y||^2 + gamma ||x - G||^2 is x = (y + gamma G) / (1 + gamma) (inside the box)."""
+    shape = (3, 16, 16)
+    rng = np.random.default_rng(3)
+    y = rng.uniform(0.1, 0.9, (2, int(np.prod(shape)))).astype(np.float32)
+    G = rng.uniform(0.1, 0.9, (2, *shape)).astype(np.float32)
+    res = tv_batch(IdentityOperator(shape), y, shape, lam=0.0, anchor=G, gamma=0.5, tol=1e-9, max_iter=3000)
+    for r, yy, g in zip(res, y, G):
+        np.testing.assert_allclose(r.image, (yy.reshape(shape) + 0.5 * g) / 1.5, atol=1e-4)
+
+
+def test_deviation_form_keeps_the_base_where_the_measurements_say_nothing():
+    """TV of the deviation from a base image: pixels no measurement sees keep the base's values."""
+    shape = (1, 16, 16)
+    x = np.random.default_rng(4).uniform(0.2, 0.8, (1, *shape)).astype(np.float32)
+    A = Mask(shape, keep=0.5, seed=1)
+    (res,) = tv_batch(A, A.forward(x.reshape(1, -1)), shape, lam=0.05, base=x)
+    np.testing.assert_allclose(res.image, x[0], atol=1e-3)
+
+
+def test_gs_recover_method_gs_tv(tmp_path):
+    """gs-tv: the gs recovery (same plan) refined by TV anchored to it; the report keeps both errors."""
+    from gs_onnx.solve.tv import GAMMA
+    from test_cli import invoke
+
+    img = SAMPLES / "celeba64_182639.jpg"
+    meas = tmp_path / "m.npy"
+    r = invoke(cli.measure_main, [img, "--model", "dcgan", "--operator", "fourier", "--keep", "0.25", "-o", meas])
+    assert r.exit_code == 0, r.output
+    for method in ("gs", "gs-tv"):
+        r = invoke(cli.recover_main, [meas, "--method", method, "--max-iter", "30", "--reference", img])
+        assert r.exit_code == 0, r.output
+    gs = json.loads((tmp_path / "m-recovered" / "report.json").read_text())
+    both = json.loads((tmp_path / "m-recovered-gs-tv" / "report.json").read_text())
+    assert both["tv"] == {"lam": LAM["fourier"], "gamma": GAMMA["fourier"], "max_iter": 1000}
+    row, g = both["images"][0], gs["images"][0]
+    assert row["gs_measurement_error"] == pytest.approx(g["measurement_error"], rel=1e-6)   # the same gs run
+    assert row["tv"]["converged"] and row["measurement_error"] < row["gs_measurement_error"]

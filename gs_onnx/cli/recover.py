@@ -39,8 +39,8 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
 @click.argument("measurements", type=click.Path(dir_okay=False))
 @click.option("--method", type=click.Choice(list(METHODS)), default="gs",
               help="gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
-                   "lasso-dct: sparsity baseline (no model); tv: total variation (no model); deep-decoder, iagan: "
-                   "need torch (export extra).")
+                   "gs-tv: GS, then total variation anchored to its image; lasso-dct: sparsity baseline (no model); "
+                   "tv: total variation (no model); deep-decoder, iagan: need torch (export extra).")
 @click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
 @click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
 @output_option("Output folder  [default: MEASUREMENTS' name + -recovered (+ -METHOD but for gs), beside it]",
@@ -92,8 +92,11 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
 @click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
               help="gs, composed engine on CUDA: capture and replay CUDA graphs  [default: off]")
 @click.option("--lam", type=float, default=None,
-              help="Lasso-DCT's l1 weight [default: 0.01]; TV's weight [default: per operator, chosen on CelebA "
-                   "train faces]")
+              help="Lasso-DCT's l1 weight [default: 0.01]; TV's weight (tv, gs-tv) [default: per operator, chosen "
+                   "on CelebA train faces]")
+@click.option("--gamma", type=float, default=None,
+              help="gs-tv: weight of ||x - G||^2, the pull towards the generator's image  [default: per operator, "
+                   "chosen on CelebA train faces]")
 @click.option("--codes", type=int, default=None, help="mGANprior codes N  [default: 10 DCGAN, 20 otherwise]")
 @click.option("--skip-prior", type=float, default=None, metavar="W",
               help="gs: weight of a Gaussian prior on the skip source the cut frees (BEGAN's h1 at c >= 2), fitted "

@@ -27,7 +27,7 @@ PAPER_MODELS = ("dcgan", "began", "vae")
 RAW_STEPS = {"vae": 40}
 INNER_ITERS = 20
 PAPER_INITS = ("zero", "cn01", "normal5", "normal10", WARM_INIT)
-LABELS = {"nogs": "no GS (c=0)", "gs": "GS", "lasso-dct": "Lasso-DCT", "tv": "TV", "mganprior": "mGANprior",
+LABELS = {"nogs": "no GS (c=0)", "gs": "GS", "gs-tv": "GS + TV", "lasso-dct": "Lasso-DCT", "tv": "TV", "mganprior": "mGANprior",
           "deep-decoder": "Deep Decoder", "iagan": "IAGAN"}
 #: Named datasets: folder under the data root for (64 px, 128 px) models.
 DATASETS = {
@@ -167,7 +167,7 @@ def _options(cfg: Config, method: str, plan: bool = False) -> tuple:
             o["restarts"] = cfg.restarts
     if method in ("deep-decoder", "iagan") and cfg.steps is not None:
         o["steps"] = cfg.steps
-    if method == "gs" and cfg.skip_prior is not None:
+    if method in ("gs", "gs-tv") and cfg.skip_prior is not None:
         o["skip_prior"] = cfg.skip_prior
     if method == "iagan" and cfg.finetune_steps is not None:
         o["finetune_steps"] = cfg.finetune_steps
@@ -196,7 +196,7 @@ def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, dataset
                             out.append(Task(
                                 preset=preset, model=model, method=method, dataset=_dataset_label(ds), image=path,
                                 index=i, ratio=ratio, operator=operator or cfg.operator, noise=noise,
-                                cut=0 if method == "nogs" else (cut if method in ("gs", "mganprior") else None),
+                                cut=0 if method == "nogs" else (cut if method in ("gs", "mganprior", "gs-tv") else None),
                                 restart=r, seed=cfg.seed, init=init if method in RESTART_METHODS else "-",
                                 max_iter=(cfg.lasso_iter if method == "lasso-dct" else
                                           max_iter if method in RESTART_METHODS else None),
@@ -208,7 +208,8 @@ def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, dataset
 
 def cs(cfg: Config) -> list[Task]:
     """Fig. 2: PSNR vs m/n for no-GS, GS and Lasso-DCT, per model, on CelebA test and COCO."""
-    methods = _check_methods(cfg.methods or ("nogs", "gs", "lasso-dct"), ("nogs", "gs", "lasso-dct", "tv", "mganprior"))
+    methods = _check_methods(cfg.methods or ("nogs", "gs", "lasso-dct"),
+                             ("nogs", "gs", "gs-tv", "lasso-dct", "tv", "mganprior"))
     ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
     out = []
     for model in cfg.models or PAPER_MODELS:
@@ -387,7 +388,7 @@ PHYSICS_CONDITIONS = {
     "blur2": ("blur", {"sigma": 2.0}, None),
     "denoise": ("identity", {}, 0.1),
 }
-PHYSICS_METHODS = ("nogs", "gs", "lasso-dct", "tv", "mganprior", "deep-decoder", "iagan")
+PHYSICS_METHODS = ("nogs", "gs", "gs-tv", "lasso-dct", "tv", "mganprior", "deep-decoder", "iagan")
 
 
 def _physics_tasks(preset: str, cfg: Config, conditions: list[tuple[str, str, dict, float | None]],
@@ -419,7 +420,7 @@ def inpaint(cfg: Config) -> list[Task]:
     """PSNR vs the fraction of pixels kept (random-pixel inpainting, ``mask``): no GS vs GS vs Lasso-DCT."""
     keeps = _check_ratios(cfg.ratios or INPAINT_KEEPS)
     return _physics_tasks("inpaint", cfg, [(f"keep {k:g}", "mask", {"keep": k}, None) for k in keeps],
-                          ("nogs", "gs", "lasso-dct", "tv"))
+                          ("nogs", "gs", "gs-tv", "lasso-dct", "tv"))
 
 
 def superres(cfg: Config) -> list[Task]:
@@ -429,7 +430,7 @@ def superres(cfg: Config) -> list[Task]:
         if f < 2:
             raise GSError(f"factor {f} must be >= 2")
     return _physics_tasks("superres", cfg, [(f"x{f}", "downsample", {"factor": int(f)}, None) for f in factors],
-                          ("nogs", "gs", "lasso-dct", "tv"))
+                          ("nogs", "gs", "gs-tv", "lasso-dct", "tv"))
 
 
 def _check_conditions(names) -> tuple[str, ...]:

@@ -66,7 +66,7 @@ def condition(row: dict[str, Any]) -> tuple:
 def label(cond: dict[str, Any]) -> str:
     """A method label for legends: ``GS (c=1)``, ``no GS (c=0)``, ``mGANprior (c=1)``, ``Lasso-DCT``."""
     base = LABELS.get(cond["method"], cond["method"])
-    if cond["method"] in ("gs", "mganprior") and cond.get("cut") is not None:
+    if cond["method"] in ("gs", "mganprior", "gs-tv") and cond.get("cut") is not None:
         base += f" (c={cond['cut']})"
     return base
 

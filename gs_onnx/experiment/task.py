@@ -29,7 +29,7 @@ from ..errors import GSError
 from .cache import cached, generator_for, manifest_for
 
 #: Methods a task can run. ``nogs`` is gs at cut 0 (plain CSGM); ``gs`` uses the task's cut.
-RESTART_METHODS = ("gs", "nogs", "mganprior")
+RESTART_METHODS = ("gs", "nogs", "mganprior", "gs-tv")
 SINGLE_METHODS = ("lasso-dct", "tv", "deep-decoder", "iagan")
 TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
 from ..solve.methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.generator.latent.INITS
@@ -166,8 +166,10 @@ def _settings(task: Task, man, device: str, threads: int):
         s.init, s.max_iter, s.max_fun, s.restarts = task.init, task.max_iter, task.max_fun, 1
         if task.method == "mganprior":
             s.codes = opts.get("codes")
-        if task.method == "gs":
+        if task.method in ("gs", "gs-tv"):
             s.skip_prior = opts.get("skip_prior")
+        if task.method == "gs-tv":
+            s.lam, s.gamma = opts.get("lam"), opts.get("gamma")
         s.budget, s.stop = "paper", None
         stop = opts.get("stop")
         if runs_plan(task):  # the validated plan as gs-recover runs it: its own restarts and budget, all in one task
@@ -199,11 +201,12 @@ def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: in
     if task.method in RESTART_METHODS:
         s.cut = resolve_cut(man, s.cut)
     sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": m, "n": man.n}
-    if method not in ("gs", "mganprior"):
+    if method not in ("gs", "mganprior", "gs-tv"):
         return make_solver(method, y.reshape(1, -1), sidecar, s, op=op)
     key = (method, str(man.root), s.cut, task.operator, task.operator_params, m, man.n, task.seed, device, threads,
            s.init, s.max_iter,
-           s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, s.skip_prior, id(op))
+           s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, s.skip_prior, s.lam, s.gamma,
+           id(op))
     return cached("solver", key, lambda: make_solver(method, y.reshape(1, -1), sidecar, s, op=op))
 
 

@@ -25,7 +25,7 @@ from .skipprior import with_skip_prior
 
 ENTRY_POINT_GROUP = "gs_onnx.methods"
 #: Methods this project ships (the last two need the ``export`` extra: torch).
-METHODS = ("gs", "mganprior", "lasso-dct", "tv", "deep-decoder", "iagan")
+METHODS = ("gs", "gs-tv", "mganprior", "lasso-dct", "tv", "deep-decoder", "iagan")
 
 Progress = Callable[[float, str], None]
 
@@ -74,6 +74,7 @@ class Settings:
     operator_on: str | None = None
     cuda_graph: bool | None = None
     skip_prior: float | None = None
+    gamma: float | None = None
     models_dir: str | None = None
 
 
@@ -82,6 +83,9 @@ APPLIES: dict[str, set[str]] = {
     "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
            "engine", "optimizer", "lr", "line_search",
            "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience", "skip_prior"},
+    "gs-tv": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
+              "engine", "optimizer", "lr", "line_search", "operator_on", "cuda_graph", "budget", "stop", "holdout",
+              "patience", "skip_prior", "lam", "gamma"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes",
                   "budget", "stop", "holdout", "patience", "optimizer", "lr", "line_search"},
     "lasso-dct": {"lam", "max_iter", "batch_size"},
@@ -89,6 +93,8 @@ APPLIES: dict[str, set[str]] = {
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
+#: Methods whose restarts run the models' validated stopping plans (gs-tv is gs followed by a convex refinement).
+PLANNED = ("gs", "gs-tv")
 #: The paper's torch L-BFGS learning rates per architecture (DCGAN 0.1, BEGAN and VAE 1).
 PAPER_LR = {"dcgan": 0.1, "began": 1.0, "vae": 1.0}
 
@@ -140,6 +146,8 @@ def check_settings(method: str, s: Settings) -> None:
         raise GSError("--lam must be >= 0")
     if s.skip_prior is not None and not (np.isfinite(s.skip_prior) and s.skip_prior >= 0):
         raise GSError("--skip-prior must be a number >= 0")
+    if s.gamma is not None and not (np.isfinite(s.gamma) and s.gamma > 0):
+        raise GSError("--gamma must be a number > 0")
     if s.seed < 0:
         raise GSError("--seed must be >= 0")
     import os
@@ -250,7 +258,7 @@ def recovery_plan(man: Manifest, s: Settings, operator: str | None, method: str 
         raise GSError(f"unknown --budget {budget!r}: choose one of {', '.join(BUDGETS)}")
     opt = man.recommended.get("optimizer", {})
     paper = {"rule": "fixed", "restarts": int(opt.get("restarts", 3)), "max_iter": int(opt.get("max_iter", 500))}
-    plan = stopping_plan(man.recommended, operator) if budget == "auto" and method == "gs" else paper
+    plan = stopping_plan(man.recommended, operator) if budget == "auto" and method in PLANNED else paper
     if s.stop is not None:
         if s.stop not in RULES:
             raise GSError(f"unknown --stop {s.stop!r}: choose one of {', '.join(RULES)}")
@@ -275,7 +283,7 @@ def _unvalidated_note(man: Manifest, s: Settings, operator: str | None, method: 
     no budget flag was given: it can take many times longer."""
     from .stopping import has_plan
 
-    if (s.budget or "auto") != "auto" or method != "gs" or operator is None or not has_plan(man.recommended):
+    if (s.budget or "auto") != "auto" or method not in PLANNED or operator is None or not has_plan(man.recommended):
         return None
     if any(v is not None for v in (s.restarts, s.max_iter, s.stop)) or has_plan(man.recommended, operator):
         return None
@@ -449,6 +457,57 @@ class GSSolver(_RestartSolver):
         return h
 
 
+class GSTVSolver(GSSolver):
+    """gs-tv: Generator Surgery, then total variation anchored to the generator's image,
+    ``min_x ||A x - y||^2 + lam TV(x) + gamma ||x - G||^2`` over x in [0, 1] (:func:`gs_onnx.solve.tv.tv_batch`).
+    The generator brings what it knows of faces, TV fills what it cannot represent and keeps the image close to
+    the measurements; ``lam`` is TV's weight for the operator, ``gamma`` the anchor's
+    (:data:`gs_onnx.solve.tv.GAMMA`, chosen on CelebA train faces), ``--lam``/``--gamma`` override them."""
+
+    def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
+        from .lasso import spectral_norm_sq
+        from .tv import MAX_ITER, default_gamma, default_lam
+
+        super().__init__(method, y, sidecar, s, op)
+        kind = (self.op.describe() or {}).get("type")
+        self.lam = default_lam(kind) if s.lam is None else s.lam
+        self.gamma = default_gamma(kind) if s.gamma is None else s.gamma
+        self.L = spectral_norm_sq(self.op, self.op.n)
+        self.header["tv"] = {"lam": self.lam, "gamma": self.gamma, "max_iter": MAX_ITER}
+        self.how += " + TV"
+
+    def _refine(self, images, Y):
+        from .tv import tv_batch
+
+        G = np.stack(images).astype(np.float32)
+        Y = np.asarray(Y, np.float32).reshape(len(G), -1)
+        return tv_batch(self.op, Y, G.shape[1:], self.lam, lipschitz=self.L, anchor=G, gamma=self.gamma)
+
+    _inner = False  # True while gs's own solve_many calls solve (the refinement then comes once, batched)
+
+    def solve(self, i, y, progress, restart: int | None = None, z0: np.ndarray | None = None, trace=None):
+        image, fields = super().solve(i, y, progress, restart=restart, z0=z0, trace=trace)
+        if self._inner:
+            return image, fields
+        return self._with_tv(image, fields, y, self._refine([image], y)[0])
+
+    def solve_many(self, first: int, Y: np.ndarray, progress):
+        self._inner = True
+        try:
+            out = super().solve_many(first, Y, progress)
+        finally:
+            self._inner = False
+        refined = self._refine([im for im, _ in out], Y)
+        return [self._with_tv(im, f, y, r) for (im, f), y, r in zip(out, np.asarray(Y, np.float32), refined)]
+
+    def _with_tv(self, gs_image, fields, y, res):
+        y = np.asarray(y, np.float32).reshape(-1)
+        fields = dict(fields, gs_measurement_error=fields["measurement_error"],
+                      measurement_error=measurement_error(self.op, res.image, y),
+                      tv={"iterations": res.iterations, "objective": res.objective, "converged": res.converged})
+        return res.image, fields
+
+
 class MultiCodeSolver(_RestartSolver):
     def _template(self, y):
         from .mganprior import MultiCodeObjective, default_codes
@@ -599,6 +658,7 @@ def register_method(name: str, factory: Callable[..., Solver]) -> None:
 
 register_method("gs", lambda y, sc, s, op=None: GSSolver("gs", y, sc, s, op))
 register_method("mganprior", lambda y, sc, s, op=None: MultiCodeSolver("mganprior", y, sc, s, op))
+register_method("gs-tv", lambda y, sc, s, op=None: GSTVSolver("gs-tv", y, sc, s, op))
 register_method("lasso-dct", LassoSolver)
 register_method("tv", TVSolver)
 
