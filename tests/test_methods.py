@@ -28,6 +28,7 @@ FAST = {
     "mganprior": ["--restarts", "1", "--max-iter", "4", "--codes", "3"],
     "lasso-dct": ["--max-iter", "30"],
     "tv": ["--max-iter", "30"],
+    "gs-tv": ["--restarts", "1", "--max-iter", "5"],
     "deep-decoder": ["--steps", "15"],
     "iagan": ["--steps", "6", "--finetune-steps", "4"],
 }

@@ -47,8 +47,10 @@ def settings_label(row: dict[str, Any]) -> str:
     parts = []
     for k in SETTING_FIELDS:
         v = row.get(k)
-        if k == "options":
-            v = [kv for kv in (v or []) if not (isinstance(kv, (list, tuple)) and kv and kv[0] in ("trace",))]
+        if k == "options":  # tracing changes nothing; the budget is the plan column
+            v = [kv for kv in (v or []) if not (isinstance(kv, (list, tuple)) and kv and kv[0] in ("trace", "budget"))]
+        if k == "sigma" and "sigma=" not in str(row.get("setting", "")):
+            continue  # the noise rule's own sigma (it follows m): not a setting of its own
         if v in (None, [], ()) or (k == "seed" and v == 0) or (k == "noise" and v is True):
             continue
         if isinstance(v, (list, tuple)):
