@@ -128,3 +128,24 @@ def test_a_manifest_with_a_bad_skip_prior_is_refused(tmp_path, bad, tiny_models)
     d["recommended"]["skip_prior"] = {"weight": 0.002, "validated": "test"}
     (dst / "manifest.json").write_text(json.dumps(d))
     assert load_manifest(dst).recommended["skip_prior"]["weight"] == 0.002
+
+
+def test_the_python_api_runs_the_same_prior_as_gs_recover(began, tiny_models):
+    """gs_onnx.recover applies the model's recommended weight (as gs-recover and gs-demo do), a given weight, or none."""
+    from gs_onnx import CutGenerator, GaussianOperator, recover
+    from gs_onnx.generator.manifest import load_manifest
+    from gs_onnx.solve.restart import Budget
+    from gs_onnx.solve.skipprior import prior_for
+
+    assert prior_for(began, 2).weight == began.recommended["skip_prior"]["weight"] == 0.002
+    assert prior_for(began, 2, 0) is None and prior_for(began, 0) is None and prior_for(began, 2, 0.5).weight == 0.5
+    man = load_manifest(tiny_models["began"][1])
+    assert prior_for(man, 2) is None                       # no recommendation in this manifest: none
+    gen = CutGenerator(man, 2, device="cpu")
+    A = GaussianOperator(200, man.n, seed=0)
+    y = A.forward(np.random.default_rng(0).random((1, man.n), dtype=np.float32))[0]
+    runs = {w: recover(gen, A, y, restarts=1, budget=Budget(max_iter=15, max_fun=20), skip_prior=w) for w in (0, 5.0)}
+    assert not np.allclose(runs[0].image, runs[5.0].image)
+    h1 = {w: runs[w].latents["h1"] for w in runs}
+    mu = prior_for(man, 2, 5.0).mean["h1"][:, None, None]
+    assert np.abs(h1[5.0] - mu).mean() < np.abs(h1[0] - mu).mean()   # the prior pulls h1 to the generator's own

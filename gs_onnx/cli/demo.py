@@ -18,7 +18,7 @@ from ..engine.cut import CutGenerator
 from ..errors import GSError
 from ..io.images import labelled, load_image, save_png
 from ..physics import measure, paper_sigma
-from ..metrics import psnr, ssim
+from ..metrics import psnr, seam, ssim
 from ..physics import GaussianOperator
 from ..io.progress import Progress
 from ..solve.restart import recover
@@ -87,7 +87,9 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
         results[cut] = (rec, p)
         if not quiet:
             its = "+".join(str(r.iterations) for r in rec.restarts)
-            click.echo(f"cut {cut} ({gen.size} free values): PSNR {p:.2f} dB, SSIM {ssim(rec.image, x):.3f}, "
+            lattice = "" if not man.lattice_cell else \
+                f", seam {seam(rec.image, man.lattice_cell):.2f} (truth {seam(x, man.lattice_cell):.2f})"
+            click.echo(f"cut {cut} ({gen.size} free values): PSNR {p:.2f} dB, SSIM {ssim(rec.image, x):.3f}{lattice}, "
                        f"{its} iterations, {rec.seconds:.1f} s on {gen.provider}")
     outd = Path(out)
     try:

@@ -159,16 +159,10 @@ def check_settings(method: str, s: Settings) -> None:
 
 def skip_prior_for(man: Manifest, cut: int, s: Settings):
     """The skip-source prior gs runs (:mod:`gs_onnx.solve.skipprior`): ``--skip-prior W``, else the weight the
-    model's manifest recommends (``recommended.skip_prior.weight``, chosen on validation images), else none.
-    None where the cut frees no skip source or the weight is 0."""
-    from .skipprior import SkipPrior, skip_sources
+    model's manifest recommends (``recommended.skip_prior.weight``, chosen on validation images), else none."""
+    from .skipprior import prior_for
 
-    weight = s.skip_prior
-    if weight is None:
-        weight = float((man.recommended.get("skip_prior") or {}).get("weight", 0.0))
-    if weight == 0 or not skip_sources(man, cut):
-        return None
-    return SkipPrior(man, cut, weight, device="cpu", threads=s.threads)
+    return prior_for(man, cut, s.skip_prior, device="cpu", threads=s.threads)
 
 
 def model_for(sidecar: dict, s: Settings) -> Manifest:

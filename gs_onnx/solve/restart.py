@@ -474,7 +474,8 @@ class _Fixed:
 
 def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budget | None = None, seed: int = 0,
             init: str = "cn01", z0: np.ndarray | None = None, callback: Callable[[int, int], None] | None = None,
-            batch: bool = False, engine: str = "auto", stop: StopRule | str = "auto") -> Recovery:
+            batch: bool = False, engine: str = "auto", stop: StopRule | str = "auto",
+            skip_prior: float | str | None = "auto") -> Recovery:
     """Recover one image from its measurements ``y`` ((m,) float32) with the cut generator ``gen`` and the
     operator ``op``: :func:`run_restarts` on the objective that ``engine`` builds (:data:`gs_onnx.solve.objective.ENGINES`;
     ``auto``: the composed engine where available). The objective's sessions are kept on ``gen`` for the
@@ -483,6 +484,8 @@ def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budg
     ``stop="auto"`` (and ``restarts``/``budget`` None) take the model's validated stopping plan for this
     operator (:func:`gs_onnx.solve.stopping.stopping_plan`, what ``gs-recover --budget auto`` runs);
     ``stop=gs_onnx.solve.stopping.PAPER`` with the default budget is the paper's fixed 500 iterations.
+    ``skip_prior``: the prior on a skip source the cut frees (:mod:`gs_onnx.solve.skipprior`): ``"auto"`` the
+    model's recommended weight (began: 0.002), a number that weight, 0 none: the same as ``gs-recover``.
     """
     from .objective import objective_for
     from .stopping import rule_from, stopping_plan
@@ -508,6 +511,9 @@ def recover(gen, op, y: np.ndarray, *, restarts: int | None = None, budget: Budg
         raise GSError(f"y has {y.size} measurements but the operator has m = {op.m}")
     if not np.isfinite(y).all():
         raise GSError("y contains NaN or Inf")
-    obj = objective_for(gen, op, engine=engine).with_measurements(y)
+    from .skipprior import prior_for, with_skip_prior
+
+    prior = prior_for(gen.manifest, gen.cut_index, skip_prior, device="cpu", threads=gen.threads)
+    obj = with_skip_prior(objective_for(gen, op, engine=engine), prior).with_measurements(y)
     return run_restarts(obj, restarts=restarts, budget=budget, seed=seed, init=init, z0=z0, callback=callback,
                         batch=batch, stop=stop)

@@ -143,6 +143,19 @@ class _WithSkipPriorBatched(_WithSkipPrior):
         return np.asarray(f, dtype=np.float64) + p, np.asarray(g, dtype=np.float64) + gp
 
 
+def prior_for(man, cut: int, weight: float | str | None = "auto", device: str = "cpu", threads: int = 0):
+    """The skip prior a recovery at ``cut`` runs: ``weight="auto"`` (or None) is the model's recommended weight
+    (``recommended.skip_prior.weight`` in its manifest, else 0), a number that weight (0: off). None where the
+    cut frees no skip source or the weight is 0."""
+    if weight is None or weight == "auto":
+        weight = float((man.recommended.get("skip_prior") or {}).get("weight", 0.0))
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise GSError(f"skip_prior must be 'auto' or a number >= 0, got {weight!r}")
+    if weight == 0 or not skip_sources(man, cut):
+        return None
+    return SkipPrior(man, cut, float(weight), device=device, threads=threads)
+
+
 def with_skip_prior(objective, prior: SkipPrior | None):
     """``objective`` with the prior's term added (``objective`` itself where the prior is None or inactive)."""
     if prior is None or not prior.active:
