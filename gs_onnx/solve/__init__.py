@@ -5,7 +5,8 @@ the physics, the generator and io; only the command line and the experiments imp
 * :mod:`~gs_onnx.solve.restart`: restarts (one image or a batch, sequential or lockstep, either optimiser).
 * :mod:`~gs_onnx.solve.lbfgs`: the paper's torch L-BFGS semantics, batched, in numpy or ONNX Runtime.
 * :mod:`~gs_onnx.solve.stopping`: held-out measurements and the models' stopping plans.
-* :mod:`~gs_onnx.solve.mganprior`, :mod:`~gs_onnx.solve.lasso`: mGANprior's objective and Lasso-DCT.
+* :mod:`~gs_onnx.solve.mganprior`, :mod:`~gs_onnx.solve.lasso`, :mod:`~gs_onnx.solve.tv`: mGANprior's objective, Lasso-DCT, TV.
+* :mod:`~gs_onnx.solve.skipprior`: the prior on a skip source a cut frees (BEGAN's lattice).
 * :mod:`~gs_onnx.solve.methods`: every ``--method`` behind one interface (the registry of methods), used by
   ``gs-recover``, the Python API and ``gs-experiment`` alike.
 """

@@ -153,7 +153,14 @@ def prior_for(man, cut: int, weight: float | str | None = "auto", device: str = 
         raise GSError(f"skip_prior must be 'auto' or a number >= 0, got {weight!r}")
     if weight == 0 or not skip_sources(man, cut):
         return None
-    return SkipPrior(man, cut, float(weight), device=device, threads=threads)
+    key = (str(man.root), cut, float(weight))
+    if key not in _MADE:  # the statistics are the same for every recovery with this model and cut: measure once
+        _MADE[key] = SkipPrior(man, cut, float(weight), device=device, threads=threads)
+    return _MADE[key]
+
+
+#: The priors made so far in this process, by (model folder, cut, weight).
+_MADE: dict[tuple, SkipPrior] = {}
 
 
 def with_skip_prior(objective, prior: SkipPrior | None):
