@@ -4,7 +4,7 @@ Both optimise weights at every Adam step: Deep Decoder all of an untrained netwo
 generator's. The torch-free runtime differentiates only with respect to block inputs (the exported VJP
 graphs); running these two without torch would mean exporting weight-gradient graphs and writing Adam
 around them, for two baselines whose point is comparison, not deployment. So they run in torch here, in
-the export package, and register under the entry-point group ``gs_onnx.solve.methods``: ``gs-recover --method
+the export package, and register under the entry-point group ``gs_onnx.methods``: ``gs-recover --method
 deep-decoder|iagan`` reads the same measurement files (A rebuilt from the sidecar by ``gs_onnx``) and writes
 the same report rows as every other method. ``gs_onnx`` never imports this module's torch.
 

@@ -8,7 +8,7 @@ Seeds (all derived from the task's base ``seed``; ``i`` is the image index withi
 
 * A: ``gs_onnx.physics.make(operator, image_shape, seed, m=m, **operator_params)`` -- one operator per ratio
   (or setting), shared by every image, as ``gs-measure``;
-* noise: :func:`gs_onnx.io.measurement.measure` with seed ``seed + i``;
+* noise: :func:`gs_onnx.physics.noise.measure` with seed ``seed + i``;
 * restart r of gs / no-GS / mGANprior starts from ``init_latent(init, size, default_rng([seed + i, r]))``,
   the very start of restart r of ``gs-recover --seed seed`` for image i; single-run methods (Lasso-DCT,
   Deep Decoder, IAGAN) have restart 0 only and use seed ``seed + i``;

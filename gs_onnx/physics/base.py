@@ -248,7 +248,7 @@ class Operator(ABC):
     def fingerprint(self) -> list[float]:
         """Eight numbers that tell this operator from any other with a different description: sums over eight
         row groups of ``(A p)[:k]`` for a fixed pseudo-random probe ``p`` (k = min(m, 256)). ``gs-measure``
-        records them; :func:`gs_onnx.io.measurement.operator_for` checks that the operator rebuilt from the
+        records them; :func:`gs_onnx.physics.sidecar.operator_for` checks that the operator rebuilt from the
         sidecar reproduces them."""
         k = min(self.m, self.FINGERPRINT_ROWS)
         v = np.asarray(self._probe_rows(k), dtype=np.float64)

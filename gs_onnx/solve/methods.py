@@ -4,7 +4,7 @@ writes the same report rows.
 Built in (numpy/scipy/ONNX Runtime, no torch): ``gs`` (Generator Surgery; ``--cut 0`` is plain CSGM),
 ``mganprior`` (N codes composed at the cut) and ``lasso-dct``. Methods that train network weights
 (``deep-decoder``, ``iagan``) live in the torch export package and register themselves under the entry-point
-group ``gs_onnx.solve.methods``; this module finds them by name and never imports torch itself.
+group ``gs_onnx.methods``; this module finds them by name and never imports torch itself.
 
 A method is a factory ``make(y, sidecar, settings) -> Solver``; ``Solver.solve(i, y_i, progress)`` returns
 the recovered image (C, H, W) float32 clamped to [0, 1] and the method's fields of that image's report row
@@ -83,9 +83,6 @@ APPLIES: dict[str, set[str]] = {
     "gs": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
            "engine", "optimizer", "lr", "line_search",
            "operator_on", "cuda_graph", "budget", "stop", "holdout", "patience", "skip_prior"},
-    "gs-tv": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "batch", "batch_size",
-              "engine", "optimizer", "lr", "line_search", "operator_on", "cuda_graph", "budget", "stop", "holdout",
-              "patience", "skip_prior", "lam", "gamma"},
     "mganprior": {"model", "cut", "restarts", "max_iter", "max_fun", "init", "device", "threads", "codes",
                   "budget", "stop", "holdout", "patience", "optimizer", "lr", "line_search"},
     "lasso-dct": {"lam", "max_iter", "batch_size"},
@@ -93,6 +90,7 @@ APPLIES: dict[str, set[str]] = {
     "deep-decoder": {"model", "cut", "steps", "lr", "channels", "threads"},
     "iagan": {"model", "steps", "lr", "finetune_steps", "finetune_lr", "init", "threads"},
 }
+APPLIES["gs-tv"] = APPLIES["gs"] | {"lam", "gamma"}  # gs, then TV anchored to its image
 #: Methods whose restarts run the models' validated stopping plans (gs-tv is gs followed by a convex refinement).
 PLANNED = ("gs", "gs-tv")
 #: The paper's torch L-BFGS learning rates per architecture (DCGAN 0.1, BEGAN and VAE 1).
