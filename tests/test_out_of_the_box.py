@@ -150,20 +150,25 @@ TINY = ["--models", "dcgan", "--datasets", SAMPLES, "--images", "1", "--ratios",
 
 def test_experiment_runs_the_models_plan_as_gs_recover_does(tmp_path):
     """The default budget: one task per image running the plan (dcgan: 1 restart x 100 iterations, here capped
-    at 15); its PSNR equals gs-recover's on the same face, operator, noise and starts; the summary names it."""
+    at 15); its PSNR equals gs-recover's on the same face, operator, noise and starts, for gs and for gs-tv,
+    which gs-recover runs without --method (dcgan's recommended method); the summary names the plan."""
     out = tmp_path / "cs"
-    r = run(experiment, ["cs", *TINY, "--methods", "gs", "--max-iter", "15", "-o", out])
+    r = run(experiment, ["cs", *TINY, "--methods", "gs,gs-tv", "--max-iter", "15", "-o", out])
     assert r.exit_code == 0, r.output
-    (row,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    rows = {json.loads(line)["method"]: json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()}
+    row = rows["gs"]
     assert row["budget"]["plan"] == "auto" and len(row["restarts_run"]) == 1 and row["budget"]["max_iter"] == 15
     assert "auto: 1 x 15" in (out / "summary.md").read_text()
     img = sorted(SAMPLES.glob("*.jpg"))[0]
     meas = tmp_path / "meas.npy"
     assert run(measure_main, [img, "--model", "dcgan", "--m", row["m"], "-o", meas, "-q"]).exit_code == 0
-    r = run(recover_main, [meas, "--max-iter", "15", "--reference", img, "-o", tmp_path / "rec", "-q"])
-    assert r.exit_code == 0, r.output
-    rep = json.loads((tmp_path / "rec" / "report.json").read_text())
-    assert rep["images"][0]["psnr"] == pytest.approx(row["psnr"], abs=1e-3)
+    for method, args in (("gs", ["--method", "gs"]), ("gs-tv", [])):
+        r = run(recover_main, [meas, *args, "--max-iter", "15", "--reference", img, "-o", tmp_path / method, "-q"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads((tmp_path / method / "report.json").read_text())
+        assert rep["method"] == method
+        assert rep["images"][0]["psnr"] == pytest.approx(rows[method]["psnr"], abs=1e-3)
+    assert rows["gs-tv"]["psnr"] > rows["gs"]["psnr"]
 
 
 def test_paper_budget_runs_one_task_per_restart(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from gs_onnx import cli
 from gs_onnx.io.images import load_image
 from gs_onnx.physics import IdentityOperator, Mask, make, measure
-from gs_onnx.solve.tv import LAM, default_lam, grad, grad_adjoint, tv, tv_batch
+from gs_onnx.solve.tv import GAMMA, LAM, default_lam, grad, grad_adjoint, tv, tv_batch
 from conftest import SAMPLES
 
 
@@ -127,3 +127,84 @@ def test_gs_recover_method_gs_tv(tmp_path):
     row, g = both["images"][0], gs["images"][0]
     assert row["gs_measurement_error"] == pytest.approx(g["measurement_error"], rel=1e-6)   # the same gs run
     assert row["tv"]["converged"] and row["measurement_error"] < row["gs_measurement_error"]
+
+
+def _dcgan_copy(tmp_path, **recommended):
+    """A copy of the shipped dcgan whose manifest's ``recommended`` section is updated with ``recommended``."""
+    import shutil
+
+    from gs_onnx.generator.registry import load
+
+    dst = tmp_path / "dcgan-copy"
+    shutil.copytree(load("dcgan").root, dst)
+    d = json.loads((dst / "manifest.json").read_text())
+    d["recommended"].update(recommended)
+    (dst / "manifest.json").write_text(json.dumps(d))
+    return dst
+
+
+def test_gs_recover_runs_the_models_recommended_method_by_default(tmp_path):
+    """--method auto (the default): the manifest's recommended method for the operator type, its own gs-tv weights,
+    the choice said on stderr and in report.json; a flag of another method is refused naming the choice."""
+    from test_cli import assert_one_line_error, invoke
+
+    model = _dcgan_copy(tmp_path, method={"default": "gs-tv", "per_operator": {"mask": "gs"}},
+                        gs_tv={"gamma": {"fourier": 0.5}, "lam": {"fourier": 0.002}})
+    img = SAMPLES / "celeba64_182639.jpg"
+    reports = {}
+    for kind, extra in (("fourier", ["--keep", "0.25"]), ("mask", ["--keep", "0.3"])):
+        meas = tmp_path / f"{kind}.npy"
+        r = invoke(cli.measure_main, [img, "--model", model, "--operator", kind, *extra, "-o", meas])
+        assert r.exit_code == 0, r.output
+        r = invoke(cli.recover_main, [meas, "--model", model, "--max-iter", "5", "--quiet"])
+        assert r.exit_code == 0, r.output
+        reports[kind] = json.loads((tmp_path / f"{kind}-recovered" / "report.json").read_text())
+    assert reports["fourier"]["method"] == "gs-tv"
+    assert reports["fourier"]["tv"] == {"lam": 0.002, "gamma": 0.5, "max_iter": 1000}   # the model's own weights
+    assert "recommended method for fourier" in reports["fourier"]["method_chosen"]
+    assert reports["mask"]["method"] == "gs" and "tv" not in reports["mask"]
+    r = invoke(cli.recover_main, [tmp_path / "mask.npy", "--model", model, "--gamma", "0.1", "-o", tmp_path / "x"])
+    assert_one_line_error(r, "--gamma does not apply to --method gs", "recommended method")
+    r = invoke(cli.recover_main, [tmp_path / "mask.npy", "--model", model, "--method", "gs-tv", "--max-iter", "5",
+                                  "--quiet"])
+    assert r.exit_code == 0, r.output
+    chosen = json.loads((tmp_path / "mask-recovered-gs-tv" / "report.json").read_text())
+    assert chosen["method"] == "gs-tv" and "method_chosen" not in chosen
+    assert chosen["tv"]["gamma"] == GAMMA["mask"]                 # not in the model's table: the general one
+
+
+def test_the_shipped_dcgan_recommends_gs_tv():
+    from gs_onnx.generator.registry import load
+    from gs_onnx.solve.methods import recommended_method
+
+    rec = load("dcgan").recommended
+    assert all(recommended_method(rec, k) == "gs-tv" for k in ("gaussian", "mask", "fourier", "identity"))
+    assert recommended_method(load("vae").recommended, "mask") == "gs"
+
+
+@pytest.mark.parametrize("key,bad,msg", [
+    ("method", "gs-tv", "recommended.method must be an object"),
+    ("method", {"default": 3}, "recommended.method must be an object"),
+    ("method", {"default": "gs", "per_operator": {"mask": ""}}, "recommended.method must be an object"),
+    ("gs_tv", {"gamma": {"mask": 0}}, "recommended.gs_tv.gamma must map operator types to numbers > 0"),
+    ("gs_tv", {"lam": {"mask": -1}}, "recommended.gs_tv.lam must map operator types to numbers >= 0"),
+    ("gs_tv", {"lam": [0.1]}, "recommended.gs_tv.lam must map"),
+    ("gs_tv", 0.1, "recommended.gs_tv must be an object"),
+])
+def test_a_manifest_with_a_bad_method_or_gs_tv_weight_is_refused(tmp_path, key, bad, msg):
+    from gs_onnx.errors import GSError
+    from gs_onnx.generator.manifest import load_manifest
+
+    with pytest.raises(GSError, match=msg.replace(".", r"\.")):
+        load_manifest(_dcgan_copy(tmp_path, **{key: bad}))
+
+
+def test_a_recommended_method_that_is_not_installed_is_one_line(tmp_path):
+    from test_cli import assert_one_line_error, invoke
+
+    model = _dcgan_copy(tmp_path, method={"default": "magic"})
+    meas = tmp_path / "m.npy"
+    r = invoke(cli.measure_main, [SAMPLES / "celeba64_182639.jpg", "--model", model, "--ratio", "0.1", "-o", meas])
+    assert r.exit_code == 0, r.output
+    assert_one_line_error(invoke(cli.recover_main, [meas, "--model", model]), "recommends --method 'magic'",
+                          "not installed")

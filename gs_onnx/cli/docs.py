@@ -1,8 +1,9 @@
 """Tables of defaults for the documentation, generated from the code so that the two cannot disagree.
 
 A page marks a generated block with ``<!-- generated: NAME -->`` ... ``<!-- /generated -->``; NAME is a command
-(``gs-recover``, ``gs-measure``, ``gs-experiment cs``, ...: its options, defaults and help) or ``plans`` (the
-stopping plan ``--budget auto`` runs for every shipped model and operator). ``python -m gs_onnx.cli.docs
+(``gs-recover``, ``gs-measure``, ``gs-experiment cs``, ...: its options, defaults and help), ``plans`` (the
+stopping plan ``--budget auto`` runs for every shipped model and operator) or ``methods`` (the method
+``--method auto`` runs for each). ``python -m gs_onnx.cli.docs
 --write docs/methods.md`` rewrites the blocks; ``--check`` (and a test) fails when a page is out of date.
 """
 from __future__ import annotations
@@ -55,18 +56,42 @@ def options_table(cmd: click.Command) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _shipped():
+    """(name, manifest) of every shipped model, by name (checksums not verified: only the manifest is read)."""
+    from ..generator import registry
+
+    for name, folder in sorted(registry.available().items()):
+        if Path(folder).parent == registry.SHIPPED:
+            yield name, registry.load(name, verify=False)
+
+
+def methods_table() -> str:
+    """The method ``gs-recover --method auto`` (the default) runs per shipped model (rows) and operator type
+    (columns), with gs-tv's weights where they are the model's own."""
+    from ..physics import measuring_types
+    from ..solve.methods import recommended_method
+
+    types = list(measuring_types())
+    rows = ["| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
+    for name, man in _shipped():
+        own = man.recommended.get("gs_tv") or {}
+        cells = []
+        for t in types:
+            m = recommended_method(man.recommended, t)
+            w = [f"{k} {own[k][t]:g}" for k in ("lam", "gamma") if t in (own.get(k) or {})]
+            cells.append(m + (f" ({', '.join(w)})" if w and m == "gs-tv" else ""))
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def plans_table() -> str:
     """The budget ``--budget auto`` runs per shipped model (rows) and operator type (columns)."""
-    from ..generator import registry
     from ..physics import measuring_types
     from ..solve.stopping import stopping_plan
 
     types = list(measuring_types())
     rows = ["| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
-    for name, folder in sorted(registry.available().items()):
-        if Path(folder).parent != registry.SHIPPED:
-            continue
-        man = registry.load(name, verify=False)
+    for name, man in _shipped():
         cells = []
         for t in types:
             p = stopping_plan(man.recommended, t)
@@ -81,9 +106,11 @@ def plans_table() -> str:
 def generate(name: str) -> str:
     if name == "plans":
         return plans_table()
+    if name == "methods":
+        return methods_table()
     cmds = _commands()
     if name not in cmds:
-        raise KeyError(f"unknown generated block {name!r}: one of plans, {', '.join(cmds)}")
+        raise KeyError(f"unknown generated block {name!r}: one of plans, methods, {', '.join(cmds)}")
     return options_table(cmds[name])
 
 

@@ -16,7 +16,7 @@ from ..errors import GSError
 from ..io.images import grid, labelled, load_image, save_png
 from ..metrics import fit, fit_words
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
-from ..solve.methods import METHODS
+from ..solve.methods import AUTO, METHODS
 from ..solve.objective import ENGINE_CHOICES
 from ..io.publish import publish, staging
 from ..solve.restart import BATCH_MODES
@@ -26,9 +26,10 @@ from .common import (OneLineCommand, examples, models_dir_option, one_line_error
 
 def default_output(measurements: str | Path, method: str = "gs") -> Path:
     """The output folder when ``-o`` is not given: ``<measurement file stem>-recovered`` beside it, and
-    ``-recovered-<method>`` for any method but gs (so that methods on the same measurements do not collide)."""
+    ``-recovered-<method>`` for a method asked by name but gs (so that methods on the same measurements do not
+    collide); the default (``auto``, the model's recommended method) writes ``-recovered``."""
     p = Path(measurements)
-    return p.with_name(f"{p.stem}-recovered" + ("" if method == "gs" else f"-{method}"))
+    return p.with_name(f"{p.stem}-recovered" + ("" if method in ("gs", AUTO) else f"-{method}"))
 
 
 @click.command(cls=OneLineCommand, epilog=examples(
@@ -37,13 +38,15 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
     "gs-recover meas.npy --method lasso-dct -o lasso/             # the sparsity baseline, no model",
     "gs-recover meas.npy --method tv                               # total variation, no model"))
 @click.argument("measurements", type=click.Path(dir_okay=False))
-@click.option("--method", type=click.Choice(list(METHODS)), default="gs",
-              help="gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
+@click.option("--method", type=click.Choice([AUTO, *METHODS]), default=AUTO,
+              help="auto: the model's recommended method for the measurements' operator (gs-models shows it; dcgan: "
+                   "gs-tv); gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
                    "gs-tv: GS, then total variation anchored to its image; lasso-dct: sparsity baseline (no model); "
                    "tv: total variation (no model); deep-decoder, iagan: need torch (export extra).")
 @click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
 @click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
-@output_option("Output folder  [default: MEASUREMENTS' name + -recovered (+ -METHOD but for gs), beside it]",
+@output_option("Output folder  [default: MEASUREMENTS' name + -recovered (+ -METHOD for --method given, but gs), "
+               "beside it]",
                file_okay=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty output folder (whole).")
 @click.option("--budget", type=click.Choice(["auto", "paper"]), default=None,
@@ -120,14 +123,22 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     recovered.npy, and with --reference compare_XXX.png (truth | the measurement, where it is an image |
     recovery) and contact_sheet.png."""
     from ..io.measurement import read_measurements
-    from ..solve.methods import Settings, make_solver, solve_many
+    from ..solve.methods import Settings, make_solver, resolve_method, solve_many
     from ..io.progress import Progress
 
     setup_logging(quiet, verbose)
     out = Path(output) if output else default_output(measurements, method)
     y, sidecar = read_measurements(measurements)
     settings = Settings(**options)
-    solver = make_solver(method, y, sidecar, settings)
+    method, why = resolve_method(method, sidecar, settings)
+    try:
+        solver = make_solver(method, y, sidecar, settings)
+    except GSError as e:
+        if why and "does not apply" in str(e):  # a flag for another method than the one auto chose
+            raise GSError(f"{e}, the model's recommended method for these measurements: give --method") from None
+        raise
+    if why:
+        solver.header["method_chosen"] = why
     shape = tuple(int(v) for v in sidecar.get("image_shape", ()))
     if len(shape) != 3:
         raise GSError("the sidecar has no image_shape (C, H, W)")
@@ -144,6 +155,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         return fit(err, sigma, y.shape[1], norms[i])
 
     tmp = staging(out, overwrite)
+    if why and not quiet:
+        click.echo(why, err=True)
     rows, images, tiles = [], [], []
     B = y.shape[0]
     interrupted = False

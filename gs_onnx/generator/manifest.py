@@ -229,6 +229,25 @@ def _check_recommended(rec: dict, depth: int) -> None:
         w = sp.get("weight") if isinstance(sp, dict) else None
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise GSError("invalid manifest: recommended.skip_prior must be an object with a weight >= 0")
+    meth = rec.get("method")
+    if meth is not None:
+        per = meth.get("per_operator", {}) if isinstance(meth, dict) else None
+        if not (isinstance(meth, dict) and isinstance(meth.get("default", "gs"), str) and meth.get("default", "gs")
+                and isinstance(per, dict) and all(isinstance(k, str) and isinstance(v, str) and v
+                                                  for k, v in per.items())):
+            raise GSError("invalid manifest: recommended.method must be an object with a default method name and "
+                          "per_operator mapping operator types to method names")
+    gtv = rec.get("gs_tv")
+    if gtv is not None:
+        if not isinstance(gtv, dict):
+            raise GSError("invalid manifest: recommended.gs_tv must be an object")
+        for key, positive in (("lam", False), ("gamma", True)):
+            w = gtv.get(key, {})
+            if not isinstance(w, dict) or not all(
+                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) and (v > 0 if positive else v >= 0) for k, v in w.items()):
+                raise GSError(f"invalid manifest: recommended.gs_tv.{key} must map operator types to numbers "
+                              f"{'> 0' if positive else '>= 0'}")
 
 
 def _check_plan(stop: dict, where: str) -> None:

@@ -26,6 +26,9 @@ from .skipprior import with_skip_prior
 ENTRY_POINT_GROUP = "gs_onnx.methods"
 #: Methods this project ships (the last two need the ``export`` extra: torch).
 METHODS = ("gs", "gs-tv", "mganprior", "lasso-dct", "tv", "deep-decoder", "iagan")
+#: ``--method auto`` (gs-recover's default): the method the model's manifest recommends for the operator type
+#: (``recommended.method``, chosen on validation images), else ``gs`` (:func:`resolve_method`).
+AUTO = "auto"
 
 Progress = Callable[[float, str], None]
 
@@ -454,7 +457,8 @@ class GSTVSolver(GSSolver):
     ``min_x ||A x - y||^2 + lam TV(x) + gamma ||x - G||^2`` over x in [0, 1] (:func:`gs_onnx.solve.tv.tv_batch`).
     The generator brings what it knows of faces, TV fills what it cannot represent and keeps the image close to
     the measurements; ``lam`` is TV's weight for the operator, ``gamma`` the anchor's
-    (:data:`gs_onnx.solve.tv.GAMMA`, chosen on CelebA train faces), ``--lam``/``--gamma`` override them."""
+    (the model's ``recommended.gs_tv``, else :data:`gs_onnx.solve.tv.LAM` and :data:`gs_onnx.solve.tv.GAMMA`,
+    chosen on CelebA train faces), ``--lam``/``--gamma`` override them."""
 
     def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
         from .lasso import spectral_norm_sq
@@ -462,8 +466,9 @@ class GSTVSolver(GSSolver):
 
         super().__init__(method, y, sidecar, s, op)
         kind = (self.op.describe() or {}).get("type")
-        self.lam = default_lam(kind) if s.lam is None else s.lam
-        self.gamma = default_gamma(kind) if s.gamma is None else s.gamma
+        own = self.man.recommended.get("gs_tv") or {}  # the model's own weights, chosen on its validation images
+        self.lam = (own.get("lam") or {}).get(kind, default_lam(kind)) if s.lam is None else s.lam
+        self.gamma = (own.get("gamma") or {}).get(kind, default_gamma(kind)) if s.gamma is None else s.gamma
         self.L = spectral_norm_sq(self.op, self.op.n)
         self.header["tv"] = {"lam": self.lam, "gamma": self.gamma, "max_iter": MAX_ITER}
         self.how += " + TV"
@@ -664,11 +669,44 @@ def available() -> list[str]:
     return list(SOLVERS) + [n for n in plugins() if n not in SOLVERS]
 
 
+def recommended_method(recommended: dict, operator: str | None = None) -> str:
+    """The method a model recommends for an operator type (its manifest's ``recommended`` section):
+    ``method.per_operator[operator]``, else ``method.default``, else ``gs``.
+
+    Examples
+    --------
+    >>> rec = {"method": {"default": "gs-tv", "per_operator": {"identity": "gs"}}}
+    >>> recommended_method(rec, "mask"), recommended_method(rec, "identity"), recommended_method({}, "mask")
+    ('gs-tv', 'gs', 'gs')
+    """
+    m = (recommended or {}).get("method") or {}
+    return (m.get("per_operator") or {}).get(operator or "", m.get("default", "gs"))
+
+
+def resolve_method(method: str, sidecar: dict, s: Settings) -> tuple[str, str | None]:
+    """``method``, or for ``auto`` the method the model (``--model``, else the sidecar's) recommends for the
+    sidecar's operator type (:func:`recommended_method`), with a line saying why (None when not ``auto``, or
+    when the model recommends nothing and ``gs`` runs as ever)."""
+    if method != AUTO:
+        return method, None
+    man = model_for(sidecar, s)
+    kind = (sidecar.get("operator") or {}).get("type")
+    name = recommended_method(man.recommended, kind)
+    if name not in SOLVERS and name not in plugins():
+        raise GSError(f"model {man.name} recommends --method {name!r}, which is not installed: choose one of "
+                      f"{', '.join(available())}")
+    if not man.recommended.get("method"):
+        return name, None
+    return name, f"method {name}: {man.name}'s recommended method for {kind or 'these'} measurements (--method auto)"
+
+
 def make_solver(method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None) -> Solver:
-    """The solver of ``method`` for the measurements ``y`` ((B, m) float32) and their sidecar.
+    """The solver of ``method`` for the measurements ``y`` ((B, m) float32) and their sidecar; ``auto``: the
+    model's recommended method for the operator (:func:`resolve_method`).
 
     ``op`` passes an operator already built from the sidecar (``gs-experiment`` keeps a dense A across
     tasks); by default it is rebuilt from the sidecar."""
+    method, _ = resolve_method(method, sidecar, s)
     check_settings(method, s)
     if method in SOLVERS:
         return SOLVERS[method](y, sidecar, s, op)
