@@ -205,3 +205,43 @@ def test_mganprior_objective_is_per_image(meas):
     assert obj.value(z) == pytest.approx(float((r.astype(np.float64) ** 2).sum()) / 2000, rel=1e-6)
     with pytest.raises(GSError, match="measurements have 5 values"):
         obj.with_measurements(np.zeros(5, np.float32))
+
+
+def test_where_restarts_disagree_is_mapped_and_summarised(tmp_path, meas):
+    """Two restarts or more: each image's restarts' images are kept, disagreement_XXX.png maps their per-pixel
+    spread (a panel of compare_XXX.png too) and the report row summarises it; one restart: neither."""
+    from PIL import Image
+
+    from gs_onnx.metrics import DISAGREE_AT, disagreement
+    from gs_onnx.solve.restart import recover_batch
+
+    y, sidecar = read_measurements(meas)
+    solver = make_solver("gs", y, sidecar, Settings(restarts=3, max_iter=10))
+    (rec,) = recover_batch(solver.template, y[:1], restarts=3, budget=solver.budget, seeds=[0])
+    assert rec.restart_images.shape == (3, 3, 64, 64)
+    np.testing.assert_array_equal(rec.restart_images[rec.best_restart], rec.image)
+    op = operator_for(sidecar)
+    for r, im in zip(rec.restarts, rec.restart_images):  # each image is its restart's (independent residual)
+        err = np.linalg.norm((op.forward(im.reshape(1, -1)) - y[0]).astype(np.float64))
+        assert r.measurement_error == pytest.approx(err, rel=1e-4)
+    m, s = disagreement(rec.restart_images)
+    want = rec.restart_images.astype(np.float64).std(axis=0).mean(axis=0)
+    np.testing.assert_allclose(m, want, rtol=1e-5, atol=1e-7)
+    assert s["invented"] == pytest.approx((want > DISAGREE_AT).mean(), abs=1e-4) and s["restarts"] == 3
+
+    for k in (3, 1):
+        out = tmp_path / f"r{k}"
+        r = invoke(cli.recover_main, [meas, "--method", "gs", "--restarts", k, "--max-iter", "10", "-o", out,
+                                      "--reference", IMG_A, "--reference", IMG_B])
+        assert r.exit_code == 0, r.stderr
+        rows = json.loads((out / "report.json").read_text())["images"]
+        if k == 1:
+            assert all("disagreement" not in row for row in rows) and not list(out.glob("disagreement_*"))
+            continue
+        assert "restarts differ on" in r.stdout
+        for row in rows:
+            d = row["disagreement"]
+            assert d["restarts"] == 3 and 0 <= d["invented"] <= 1 and 0 <= d["mean"] <= d["p95"] + 1e-9
+            assert Image.open(out / row["disagreement_png"]).size == (64, 64)
+    one, three = (Image.open(tmp_path / f"r{k}" / "compare_001.png").size[0] for k in (1, 3))
+    assert three > one                                            # the map is a panel of the comparison

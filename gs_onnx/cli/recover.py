@@ -179,7 +179,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                 for i, (image, fields) in zip(range(lo, hi), solved):
                     fracs[i] = 1.0
                     row, tile = _write_image(tmp, i, image, fields, seconds, refs, method,
-                                             None if measured is None else measured[i], fit_of, cell)
+                                             None if measured is None else measured[i], fit_of, cell,
+                                             getattr(solver, "disagreement", {}).pop(i, None))
                     rows.append(row)
                     images.append(image)
                     if tile is not None:
@@ -202,6 +203,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     if not quiet:
         for r in rows:
             q = "" if r["psnr"] is None else f"  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}"
+            if r.get("disagreement"):
+                q += f"  restarts differ on {100 * r['disagreement']['invented']:.0f} % of pixels"
             if r.get("seam"):
                 sm = r["seam"]
                 q += f"  seam {sm['recovered']:.2f}" + ("" if sm["truth"] is None else f" (truth {sm['truth']:.2f})")
@@ -210,15 +213,27 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
 
+#: The deviation that shows white in disagreement_XXX.png (the same scale for every image and method).
+DISAGREEMENT_TOP = 0.15
+
+
 def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str, measured=None,
-                 fit_of=None, cell: int | None = None):
+                 fit_of=None, cell: int | None = None, spread=None):
     """recovered_XXX.png (and compare_XXX.png with a reference: truth | the measurement where it is an image |
-    recovery) of image i; its report row. ``cell``: the model's lattice period (a skip source), for the seam."""
+    recovery | where the restarts disagree) of image i; its report row. ``cell``: the model's lattice period (a
+    skip source), for the seam; ``spread``: the (H, W) map of where its restarts disagree (two restarts or more),
+    written as disagreement_XXX.png."""
+    from ..io.images import heatmap
     from ..metrics import psnr, seam, ssim
 
     png = f"recovered_{i + 1:03d}.png"
     save_png(image, tmp / png)
     row = {"image": i + 1, "index": i, "psnr": None, "ssim": None, "seconds": round(seconds, 3), "png": png, **fields}
+    spread_panel = []
+    if spread is not None:
+        row["disagreement_png"] = f"disagreement_{i + 1:03d}.png"
+        save_png(heatmap(spread, DISAGREEMENT_TOP), tmp / row["disagreement_png"])
+        spread_panel = [(heatmap(spread, DISAGREEMENT_TOP), f"restarts differ ({100 * fields['disagreement']['invented']:.0f} %)")]
     if fit_of is not None:
         row["fit"] = fit_of(i, fields["measurement_error"])
     tile = None
@@ -229,7 +244,7 @@ def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, m
         row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
         row["compare_png"] = f"compare_{i + 1:03d}.png"
         panels = [(refs[i], "truth")] + ([] if measured is None else [(measured, "measured")])
-        tile = labelled(panels + [(image, f"recovery ({method})")],
+        tile = labelled(panels + [(image, f"recovery ({method})")] + spread_panel,
                         f"image {i + 1}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}")
         save_png(tile, tmp / row["compare_png"])
     return row, tile

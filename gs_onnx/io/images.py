@@ -207,3 +207,10 @@ def labelled(panels: list[tuple[np.ndarray, str]], caption: str = "", scale: int
     if caption:
         draw.text((pad, top + h + 4), caption, fill=(0, 0, 0), font=font)
     return np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def heatmap(values: np.ndarray, top: float) -> np.ndarray:
+    """(H, W) values from 0 to ``top`` (clamped) as a (3, H, W) image in [0, 1]: black, red, yellow, white (a
+    black-body scale: dark is small), for maps such as where restarts disagree."""
+    t = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32)) / float(top), 0.0, 1.0)
+    return np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)]).astype(np.float32)

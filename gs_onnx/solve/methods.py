@@ -313,6 +313,9 @@ class _RestartSolver:
         if self.op.n != man.n:
             raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")
         self.man, self.s, self.method = man, s, method
+        #: image index -> (H, W) map of where its restarts disagree (:func:`gs_onnx.metrics.disagreement`), for
+        #: images recovered with two restarts or more; the caller takes it (``pop``) with the image
+        self.disagreement: dict[int, np.ndarray] = {}
         self.template = self._template(np.asarray(y, dtype=np.float32).reshape(-1, self.op.m)[0])
         self.provider = self.template.provider
         self.batch = self._batch_mode()
@@ -357,10 +360,14 @@ class _RestartSolver:
             raise GSError(f"unknown --batch {b!r}: choose one of auto, {', '.join(BATCH_MODES)}")
         return b
 
-    def _fields(self, rec) -> dict[str, Any]:
+    def _fields(self, rec, i: int) -> dict[str, Any]:
+        from ..metrics import disagreement
+
         out = {"measurement_error": rec.measurement_error, "objective": rec.objective,
                "evaluations": rec.evaluations, "best_restart": rec.best_restart,
                "restarts": [r.__dict__ for r in rec.restarts]}
+        if rec.restart_images is not None:  # where the restarts disagree: the map for the caller, its summary here
+            self.disagreement[i], out["disagreement"] = disagreement(rec.restart_images)
         if rec.refit is not None:
             out["refit"] = rec.refit
         if rec.eval_seconds is not None:
@@ -390,7 +397,7 @@ class _RestartSolver:
                                 callback=lambda _i, r, ev, f: progress(
                                     ev / b.max_fun, f"restart {restart + 1}, evaluation {ev}, f {f:.3g}"))[0]
             rec.restarts[0].restart = rec.best_restart = restart
-            return rec.image, self._fields(rec)
+            return rec.image, self._fields(rec, i)
         z0s = None
         if self.init == WARM_INIT:
             z0s = [np.stack([self._starts(i, y, r) for r in range(self.restarts)])]
@@ -401,7 +408,7 @@ class _RestartSolver:
                                callback=lambda _i, r, ev, f: progress(
                                    (r * b.max_fun + ev) / (self.restarts * b.max_fun),
                                    f"restart {r + 1}/{self.restarts}, evaluation {ev}, f {f:.3g}"))
-        return rec.image, self._fields(rec)
+        return rec.image, self._fields(rec, i)
 
     def solve_many(self, first: int, Y: np.ndarray, progress):
         """All images of ``Y`` in one lockstep batch (``--batch images``), else one image at a time."""
@@ -421,7 +428,7 @@ class _RestartSolver:
         recs = recover_batch(self.template, np.asarray(Y, np.float32), restarts=K, budget=b,
                              seeds=[self.s.seed + first + j for j in range(len(Y))], init=self.init,
                              batch="images", stop=self.stop, callback=cb, optimizer=self.optimizer, lbfgs=self.lbfgs)
-        return [(rec.image, self._fields(rec)) for rec in recs]
+        return [(rec.image, self._fields(rec, first + j)) for j, rec in enumerate(recs)]
 
 
 class GSSolver(_RestartSolver):

@@ -88,6 +88,9 @@ class Recovery:
     eval_seconds: float | None = None
     stop: dict | None = None
     refit: dict | None = None
+    #: (K, 3, H, W) the clamped image of every restart, in order, where K >= 2 (else None): where they differ,
+    #: the prior filled in what the measurements do not say (:func:`gs_onnx.metrics.disagreement`)
+    restart_images: np.ndarray | None = None
 
 
 def _options(budget: Budget) -> dict:
@@ -286,6 +289,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
 
     runs = _optimise(objective, objs, Y, Wm, x0, budget, batch, K, cb, track, on_iter, optimizer, lbfgs)
     recs = []
+    ends = [[] for _ in range(B)]  # every restart's latents, for the images of the restarts
     for i in range(B):
         results, best = [], None
         for r, (res, evals) in enumerate(runs[i]):
@@ -299,6 +303,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
                 z, fval, iters, msg = res.x, float(res.fun), int(res.nit), str(res.message)
                 score = None
             lat = objs[i].layout.unpack(z)
+            ends[i].append(lat)
             err = objs[i].measurement_error(lat)
             rr = RestartResult(r, fval, err, evals, iters, msg)
             if stop.uses_holdout:
@@ -316,6 +321,9 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
         _refit(objective, Y, recs, x0, budget, optimizer, lbfgs)
     for i, rec in enumerate(recs):
         rec.image = np.clip(objs[i].image(rec.latents)[0], 0.0, 1.0)
+        if len(ends[i]) >= 2:
+            rec.restart_images = np.stack([np.clip(objs[i].image(lat)[0], 0.0, 1.0) for lat in ends[i]])
+            rec.restart_images[rec.best_restart] = rec.image  # after a refit, the winner's refitted image
         rec.latents = {k: v[0] for k, v in rec.latents.items()}
         rec.stop = stop.describe()
     wall = time.perf_counter() - t0
