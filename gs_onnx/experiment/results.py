@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import GSError
+from ..io import strictjson
 from .task import Task
 
 RESULTS = "results.jsonl"
@@ -101,7 +102,9 @@ class ResultsFile:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = strictjson.loads(line)
+            except strictjson.BadJSON as e:
+                raise GSError(f"{self.path}: line {i + 1}: {e} (edit or remove it)") from None
             except json.JSONDecodeError:
                 if i >= len(lines) - 2:  # only the last line may be torn
                     continue
@@ -141,7 +144,7 @@ class ResultsFile:
     def append(self, task: Task, row: dict[str, Any]) -> None:
         """Write one finished task's row (with its key) and flush it to disk."""
         row = _clean({**row, "key": task.key()})
-        line = json.dumps(row, sort_keys=True) + "\n"
+        line = json.dumps(row, sort_keys=True, allow_nan=False) + "\n"
         self._trim_torn_tail()
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)

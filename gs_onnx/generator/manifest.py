@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GSError
+from ..io import strictjson
 
 FORMAT = "gs-onnx-manifest"
 FORMAT_VERSION = 1
@@ -277,8 +278,8 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     try:
         if mf.stat().st_size > MAX_MANIFEST_BYTES:
             raise GSError(f"manifest {mf} is {mf.stat().st_size} bytes: not a gs-onnx manifest")
-        raw = json.loads(mf.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw = strictjson.loads(mf.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, strictjson.BadJSON) as e:
         raise GSError(f"unreadable manifest {mf}: {e}".splitlines()[0]) from None
     except RecursionError:
         raise GSError(f"unreadable manifest {mf}: nested too deeply") from None

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
+from . import strictjson
 
 FORMAT = "gs-onnx-measurements"
 FORMAT_VERSION = 2  # 2: the sidecar carries meta_sha256, a checksum of its own canonical content
@@ -226,8 +227,8 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         if side_path.stat().st_size > (1 << 24):
             raise GSError(f"sidecar {side_path} is too large to be a measurement sidecar")
-        meta = json.loads(side_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = strictjson.loads(side_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, strictjson.BadJSON) as e:
         raise GSError(f"unreadable sidecar {side_path}: {_one_line(e)}") from None
     except RecursionError:
         raise GSError(f"unreadable sidecar {side_path}: nested too deeply") from None
