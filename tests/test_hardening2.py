@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gs_onnx import cli
@@ -25,7 +26,7 @@ def _inject(text: str, where: str, extra: str) -> str:
 @pytest.mark.parametrize("edit, needle", [
     (lambda t: _inject(t, "{", '"output_range": [0, 255], '), "'output_range' appears twice"),
     (lambda t: _inject(t, '"recommended": {', '"cut": 0, '), "'cut' appears twice"),
-    (lambda t: t.replace('"opset": 18', '"opset": NaN', 1), "NaN is not a JSON number"),
+    (lambda t: t.replace('"opset": 18', '"opset": NaN', 1), "opset is NaN or Infinity"),
 ])
 def test_a_manifest_with_a_duplicated_key_or_a_nan_is_refused(work, edit, needle):
     tmp, m = work
@@ -40,8 +41,8 @@ def test_a_manifest_with_a_duplicated_key_or_a_nan_is_refused(work, edit, needle
 @pytest.mark.parametrize("edit, needle", [
     (lambda t: _inject(t, "{", '"model": "began", '), "'model' appears twice"),
     (lambda t: _inject(t, '"operator": {', '"seed": 7, '), "'seed' appears twice"),
-    (lambda t: _inject(t, "{", '"sigma": NaN, '), "NaN is not a JSON number"),
-    (lambda t: _inject(t, "{", '"ratio": -Infinity, '), "-Infinity is not a JSON number"),
+    (lambda t: t.replace('"sigma": ', '"sigma": NaN, "was_sigma": ', 1), "sigma is NaN or Infinity"),
+    (lambda t: _inject(t, '"operator": {', '"scale": -Infinity, '), "operator.scale is NaN or Infinity"),
 ])
 def test_a_sidecar_with_a_duplicated_key_or_a_nan_is_refused(work, edit, needle):
     """The first value of a duplicated key is what a reader checking by eye sees; Python's json keeps the last
@@ -66,3 +67,71 @@ def test_a_results_row_with_a_duplicated_key_or_a_nan_is_refused(tmp_path, line)
                                        "--no-plot"])
     assert r.exit_code == 2 and "line 1" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert (out / "results.jsonl").read_bytes() == before
+
+
+# ------------------------------------------------------------------------- class 8: EXIF orientation
+
+def _tagged(src: Path, dst: Path, turn: int, mode: str = "RGB", size: int | None = None) -> None:
+    """``src`` stored as a camera would for EXIF orientation ``turn``: the pixels turned away from upright by
+    the inverse of what the tag says, and the tag set (so that a viewer shows it upright)."""
+    from PIL import Image, ImageOps
+
+    up = Image.open(src).convert("RGB")
+    if size:
+        up = up.resize(size)
+    inverse = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_270}[turn]
+    stored = up.transpose(inverse)
+    if mode != "RGB":
+        stored = stored.convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = turn
+    stored.save(dst, exif=exif)
+    # Pillow's own reading of the tag is the independent truth: it must give the upright pixels back
+    assert dst.suffix != ".png" or np.array_equal(np.asarray(ImageOps.exif_transpose(Image.open(dst)).convert(mode).convert("RGB")),
+                          np.asarray(up.convert(mode).convert("RGB")))
+
+
+@pytest.mark.parametrize("turn, mode, ext", [(t, "RGB", ".png") for t in range(2, 9)] +
+                         [(6, "L", ".png"), (8, "I;16", ".png"), (6, "RGB", ".jpg"), (3, "RGB", ".jpg")])
+def test_an_image_with_an_exif_orientation_is_loaded_upright(tmp_path, turn, mode, ext):
+    from gs_onnx.io.images import load_image
+    from test_cli import IMG_A
+
+    upright = tmp_path / "up.png"
+    from PIL import Image
+    Image.open(IMG_A).convert(mode if mode != "I;16" else "L").save(upright)
+    tagged = tmp_path / f"tagged{ext}"
+    _tagged(upright, tagged, turn, mode if mode != "I;16" else "L")
+    if mode == "I;16":  # a 16-bit grayscale PNG, decoded by the float path
+        g = Image.open(tagged)
+        wide = Image.fromarray(np.asarray(g, np.uint16) * 257)
+        exif = Image.Exif()
+        exif[0x0112] = turn
+        wide.save(tagged, exif=exif)
+        assert Image.open(tagged).mode.startswith("I")
+    a, b = load_image(upright, 64), load_image(tagged, 64)
+    assert np.abs(a - b).mean() < (0.02 if ext == ".jpg" else 1e-5)
+
+
+def test_a_rotated_celeba_aligned_image_keeps_its_aligned_crop_and_the_sidecar_says_so(tmp_path):
+    """A 178 x 218 aligned face stored sideways (218 x 178 pixels, orientation 6) is cropped as an aligned face,
+    like the upright file, and gs-measure records the orientation it applied."""
+    from gs_onnx.io.images import load_image
+    from gs_onnx.samples import __path__ as samples  # noqa: F401
+    from test_cli import invoke
+
+    src = Path(cli.__file__).resolve().parents[1] / "samples" / "celeba_aligned_00000.jpg"
+    up = tmp_path / "up.png"
+    from PIL import Image
+    Image.open(src).save(up)
+    assert Image.open(up).size == (178, 218)
+    tagged = tmp_path / "sideways.png"
+    _tagged(up, tagged, 6)
+    assert Image.open(tagged).size == (218, 178)
+    np.testing.assert_allclose(load_image(tagged, 128), load_image(up, 128), atol=1e-6)
+    r = invoke(cli.measure_main, [tagged, "--model", "began", "--ratio", "0.01", "-o", tmp_path / "m.npy", "-q"])
+    assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "m.json").read_text())
+    assert side["sources"][0]["exif_orientation"] == 6 and side["preprocessing"]["orientation"] == "EXIF applied"

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..generator import registry
 from ..errors import GSError
-from ..io.images import load_image
+from ..io.images import image_orientation, load_image
 from ..generator.manifest import sha256_file
 from ..physics import base as physics
 from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
@@ -88,9 +88,10 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="aut
         "model": man.name, "operator": op.describe(), "operator_fingerprint": op.fingerprint(), "seed": seed,
         "m": op.m, "n": n, "ratio": op.m / n,
         "image_shape": [c, h, w], "noise": str(noise), "sigma": sigma,
-        "sources": [{"path": str(p), "sha256": sha256_file(Path(p))} for p in images],
-        "preprocessing": {"crop": crop, "size": h, "resize": "Lanczos", "range": "[0, 1]",
-                          "flatten": "C, H, W"},
+        "sources": [{"path": str(p), "sha256": sha256_file(Path(p)), "exif_orientation": image_orientation(p)}
+                    for p in images],
+        "preprocessing": {"orientation": "EXIF applied", "crop": crop, "size": h, "resize": "Lanczos",
+                          "range": "[0, 1]", "flatten": "C, H, W"},
         "provenance": provenance(),
     }
     return y, sidecar, op.preview(y)

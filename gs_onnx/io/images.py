@@ -28,10 +28,41 @@ _ALPHA = {"RGBA", "LA", "PA", "La", "RGBa"}
 _GRAY16 = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 
+#: EXIF orientation (tag 0x0112) -> the numpy steps that make an (H, W, C) array upright, as Pillow's
+#: ``ImageOps.exif_transpose`` does for 8-bit images (2: mirrored, 3: upside down, 6: rotated 90 degrees, ...).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def orientation(im) -> int:
+    """The EXIF orientation of an open PIL image (1, upright, where there is none or it is not 1-8)."""
+    try:
+        o = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: Pillow raises many types; the pixels are still the image
+        return 1
+    return o if isinstance(o, int) and 1 <= o <= 8 else 1
+
+
+def image_orientation(path: str | Path) -> int:
+    """The EXIF orientation of the image file at ``path`` (1 where it has none), which :func:`load_image`
+    applies: recorded per source by gs-measure."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return orientation(im)
+    except Exception:  # unreadable here: load_image has already said why, or will
+        return 1
+
+
 def _open_rgb(path: str | Path):
     """The one image decoder: a PIL RGB image (8-bit modes), or a float32 (H, W, 3) array in [0, 1] for
     16-bit and float images, each converted by its real range; anything else is refused by name, and a
-    decompression bomb is refused before it is decoded."""
+    decompression bomb is refused before it is decoded. The EXIF orientation is applied (a phone's portrait
+    photo is stored sideways with a tag saying so), so the image is measured upright."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -44,10 +75,12 @@ def _open_rgb(path: str | Path):
                 if size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
                     raise GSError(f"image {path} has {size[0]}x{size[1]} pixels: too large to decode safely")
                 im.load()
+                turn = orientation(im)
                 if mode in _RGB8 or mode in _ALPHA:
                     if mode in _ALPHA or (mode == "P" and "transparency" in im.info):
                         log.warning("image %s has an alpha channel: it is ignored", path)
-                    return im.convert("RGB")
+                    rgb = im.convert("RGB")
+                    return rgb if turn == 1 else _upright_pil(rgb, turn)
                 a = np.asarray(im)
     except GSError:
         raise
@@ -67,7 +100,16 @@ def _open_rgb(path: str | Path):
     else:
         raise GSError(f"image {path} has Pillow mode {mode!r}, whose value range is not known here: convert it "
                       "to 8-bit or 16-bit RGB or grayscale")
-    return np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x
+    x = np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x
+    return x if turn == 1 else np.ascontiguousarray(_UPRIGHT[turn](x))
+
+
+def _upright_pil(img, turn: int):
+    """An RGB PIL image turned upright by the numpy steps of :data:`_UPRIGHT` (the same for 8-bit and float
+    images; tests check them against Pillow's ``ImageOps.exif_transpose``)."""
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(_UPRIGHT[turn](np.asarray(img))))
 
 
 def preprocess(img, size: int, crop: Crop = "auto", name: str = "image"):

@@ -4,6 +4,7 @@ the first is a different file than the one a reader checked by eye)."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -20,8 +21,21 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _constant(name: str):
-    raise BadJSON(f"{name} is not a JSON number")
+def _non_finite(v: Any, where: str = "") -> str | None:
+    """The path (``output_range[1]``) of the first NaN or infinity in a parsed value, or None."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return where or "the value"
+    if isinstance(v, dict):
+        for k, x in v.items():
+            hit = _non_finite(x, f"{where}.{k}" if where else str(k))
+            if hit:
+                return hit
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            hit = _non_finite(x, f"{where}[{i}]")
+            if hit:
+                return hit
+    return None
 
 
 def loads(text: str | bytes) -> Any:
@@ -36,5 +50,13 @@ def loads(text: str | bytes) -> Any:
     Traceback (most recent call last):
     ...
     gs_onnx.io.strictjson.BadJSON: the key 'a' appears twice in one object
+    >>> loads('{"range": [-1.0, Infinity]}')
+    Traceback (most recent call last):
+    ...
+    gs_onnx.io.strictjson.BadJSON: range[1] is NaN or Infinity, not a JSON number
     """
-    return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    v = json.loads(text, object_pairs_hook=_pairs)
+    where = _non_finite(v)
+    if where:
+        raise BadJSON(f"{where} is NaN or Infinity, not a JSON number")
+    return v
