@@ -135,3 +135,111 @@ def test_a_rotated_celeba_aligned_image_keeps_its_aligned_crop_and_the_sidecar_s
     assert r.exit_code == 0, r.output
     side = json.loads((tmp_path / "m.json").read_text())
     assert side["sources"][0]["exif_orientation"] == 6 and side["preprocessing"]["orientation"] == "EXIF applied"
+
+
+# ------------------------------------------------------------- class 4: sizes from files, bounded from above
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda raw: raw["recommended"]["optimizer"].__setitem__("history", 1_000_000_000), "history"),
+    (lambda raw: raw["recommended"]["optimizer"].__setitem__("restarts", 10 ** 6), "restarts"),
+    (lambda raw: raw["recommended"].__setitem__("stopping", {"rule": "fixed", "max_iter": 10 ** 12}), "max_iter"),
+])
+def test_recommended_counts_are_bounded_from_above(work, edit, needle):
+    tmp, m = work
+    model = model_copy(tmp)
+    edit_manifest(model, edit)
+    recover_with_model(tmp, m, model, needle, "is above")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--restarts", "100000", "--batch", "restarts"], "--restarts 100000 is above 1000"),
+    (["--restarts", "600", "--batch", "restarts", "--max-iter", "1"], None),   # 600 threads: allowed
+    (["--restarts", "200", "--batch-size", "8", "--batch", "images", "--max-iter", "1"], "400 L-BFGS-B runs"),
+    (["--max-iter", "10000000"], "--max-iter 10000000 is above"),
+])
+def test_restarts_and_batches_are_bounded(work, args, needle):
+    tmp, m = work
+    if needle is None:  # the bound is not below what a machine can do
+        from test_cli import invoke
+
+        r = invoke(cli.recover_main, [m, "--method", "gs", *args, "-o", tmp / "ok", "-q"])
+        assert r.exit_code == 0, r.output
+        return
+    if "400" in needle:  # two images x 200 restarts side by side: 400 runs, above a lower bound set here
+        import gs_onnx.solve.restart as rs
+
+        old, rs.MAX_LOCKSTEP_RUNS = rs.MAX_LOCKSTEP_RUNS, 300
+        try:
+            refused(tmp, cli.recover_main, [m, "--method", "gs", *args, "-o", tmp / "o"], needle, "above 300")
+        finally:
+            rs.MAX_LOCKSTEP_RUNS = old
+        return
+    refused(tmp, cli.recover_main, [m, "--method", "gs", *args, "-o", tmp / "o"], needle)
+
+
+def test_a_file_no_block_uses_is_refused_before_it_is_read(work):
+    """A huge (sparse) file listed in ``files`` but read by no block would be hashed for minutes: refused."""
+    tmp, m = work
+    model = model_copy(tmp)
+    big = model / "unused.bin"
+    with open(big, "wb") as f:
+        f.truncate(8 << 30)  # 8 GiB, sparse: nothing is written
+    edit_manifest(model, lambda raw: raw["files"].__setitem__("unused.bin", "0" * 64))
+    recover_with_model(tmp, m, model, "unused.bin", "no block uses")
+
+
+def test_an_oversized_block_file_is_refused_before_it_is_hashed(work, monkeypatch):
+    import gs_onnx.generator.manifest as mf
+
+    tmp, m = work
+    model = model_copy(tmp)
+    monkeypatch.setattr(mf, "MAX_MODEL_FILE_BYTES", 1 << 20)  # the shipped weights are larger than 1 MiB
+    recover_with_model(tmp, m, model, "bytes, above")
+
+
+def test_fifos_are_refused_not_read(work):
+    """A FIFO given as an image, a reference, measurements or a model file would block forever: each is named."""
+    import os
+
+    tmp, m = work
+    fifo = tmp / "face.png"
+    os.mkfifo(fifo)
+    refused(tmp, cli.measure_main, [fifo, "--model", "dcgan", "--ratio", "0.1", "-o", tmp / "x.npy"], "is a FIFO")
+    refused(tmp, cli.recover_main, [m, "--reference", fifo, "--reference", fifo, "-o", tmp / "o", *TINY], "is a FIFO")
+    npy = tmp / "fifo.npy"
+    os.mkfifo(npy)
+    refused(tmp, cli.recover_main, [npy, "-o", tmp / "o", *TINY], "is a FIFO")
+    model = model_copy(tmp)
+    w = next(model.glob("block0.weights.bin"))
+    w.unlink()
+    os.mkfifo(w)
+    recover_with_model(tmp, m, model, "is a FIFO")
+
+
+def _with_function_loop(model: Path) -> None:
+    """The last block's forward graph with a model-local function whose body holds a Loop (a subgraph), called by a
+    node appended to the graph; its checksum rewritten as an attacker would."""
+    import onnx
+    from onnx import helper
+
+    from test_bad_inputs import resum
+
+    g = max(model.glob("block*.fwd.onnx"), key=lambda p: int(p.name.split(".")[0][5:]))  # the last: every cut runs it
+    m = onnx.load(str(g), load_external_data=False)
+    body = helper.make_graph([helper.make_node("Identity", ["c"], ["c_out"])], "body",
+                             [helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", onnx.TensorProto.BOOL, [])])
+    loop = helper.make_node("Loop", ["n", "cond"], [], body=body)
+    fn = helper.make_function("evil", "spin", ["n", "cond"], [], [loop], [helper.make_opsetid("", 18)])
+    m.functions.append(fn)
+    m.graph.node.append(helper.make_node("spin", ["n", "cond"], [], domain="evil"))
+    g.write_bytes(m.SerializeToString())
+    resum(model)
+
+
+def test_a_loop_hidden_in_a_function_body_is_refused(work):
+    tmp, m = work
+    model = model_copy(tmp)
+    _with_function_loop(model)
+    recover_with_model(tmp, m, model, "subgraphs (Loop in function spin)")

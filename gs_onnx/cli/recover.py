@@ -14,6 +14,7 @@ import numpy as np
 from ..engine.runtime import DEVICE_CHOICES
 from ..errors import GSError
 from ..io.images import grid, labelled, load_image, save_png
+from ..io.paths import regular_file
 from ..metrics import fit, fit_words
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
 from ..solve.methods import AUTO, METHODS
@@ -290,8 +291,7 @@ def _load_refs(reference, y, sidecar, size):
 
     sources = sidecar.get("sources") or []
     for i, p in enumerate(reference):
-        if not Path(p).is_file():
-            raise GSError(f"reference image not found: {p}")
+        regular_file(Path(p), "reference image", "not found")
         want = sources[i].get("sha256") if i < len(sources) else None
         if want and sha256_file(Path(p)) != want:
             raise GSError(f"reference {i + 1} ({p}) is not the image measured as image {i + 1} "

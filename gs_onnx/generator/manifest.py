@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import GSError
 from ..io import strictjson
+from ..io.paths import regular_file
 
 FORMAT = "gs-onnx-manifest"
 FORMAT_VERSION = 1
@@ -191,6 +192,11 @@ def _check_block_graphs(b: BlockSpec) -> None:
 
 #: Largest manifest.json read (a real one is ~20 kB).
 MAX_MANIFEST_BYTES = 4 << 20
+#: The largest model file (a block's graph or weights) read: ONNX protobufs are limited to 2 GiB, and external
+#: weights of one block beyond 4 GiB are not a generator this runtime can optimise through.
+MAX_MODEL_FILE_BYTES = 4 << 30
+#: Upper bounds of the recommended optimiser counts (scipy keeps ``history`` pairs of latent-sized vectors).
+MAX_HISTORY, MAX_ITERATIONS, MAX_RESTARTS = 1000, 1_000_000, 1000
 
 
 def _int(v, what: str, lo: int = 0) -> int:
@@ -210,9 +216,10 @@ def _check_recommended(rec: dict, depth: int) -> None:
     opt = rec.get("optimizer", {})
     if not isinstance(opt, dict):
         raise GSError("invalid manifest: recommended.optimizer must be an object")
-    for k in ("max_iter", "max_fun", "history", "restarts"):
-        if k in opt:
-            _int(opt[k], f"recommended.optimizer.{k}", 1)
+    for k, hi in (("max_iter", MAX_ITERATIONS), ("max_fun", MAX_ITERATIONS), ("history", MAX_HISTORY),
+                  ("restarts", MAX_RESTARTS)):
+        if k in opt and _int(opt[k], f"recommended.optimizer.{k}", 1) > hi:
+            raise GSError(f"invalid manifest: recommended.optimizer.{k} = {opt[k]} is above {hi}")
     stop = rec.get("stopping", {})
     if not isinstance(stop, dict):
         raise GSError("invalid manifest: recommended.stopping must be an object")
@@ -252,9 +259,9 @@ def _check_recommended(rec: dict, depth: int) -> None:
 
 
 def _check_plan(stop: dict, where: str) -> None:
-    for k in ("restarts", "max_iter", "patience"):
-        if k in stop:
-            _int(stop[k], f"{where}.{k}", 1)
+    for k, hi in (("restarts", MAX_RESTARTS), ("max_iter", MAX_ITERATIONS), ("patience", MAX_ITERATIONS)):
+        if k in stop and _int(stop[k], f"{where}.{k}", 1) > hi:
+            raise GSError(f"invalid manifest: {where}.{k} = {stop[k]} is above {hi}")
     if "holdout" in stop and not (isinstance(stop["holdout"], (int, float)) and not isinstance(stop["holdout"], bool)
                                   and 0 < stop["holdout"] < 1):
         raise GSError(f"invalid manifest: {where}.holdout must be in (0, 1), got {stop['holdout']!r}")
@@ -346,17 +353,31 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     needed |= {b["weights"] for b in raw["blocks"] if isinstance(b, dict) and b.get("weights")}
     for rel in sorted(needed | set(files)):
         safe_path(root, rel)
+    unused = sorted(set(files) - needed)
+    if unused:  # nothing reads it, so nothing would check it: refused rather than hashed
+        raise GSError(f"invalid manifest: files lists {unused[0]!r}, which no block uses")
     if verify:
         missing = sorted(needed - set(files))
         if missing:
             raise GSError(f"manifest lists no checksum for {missing[0]}")
         for rel, digest in files.items():
-            p = safe_path(root, rel)
-            if not p.is_file():
-                raise GSError(f"model file missing: {p}")
+            p = regular_file(safe_path(root, rel), "model file")
+            if p.stat().st_size > MAX_MODEL_FILE_BYTES:
+                raise GSError(f"model file {p} is {p.stat().st_size} bytes, above the {MAX_MODEL_FILE_BYTES >> 30} "
+                              "GiB a block's file may have")
             if sha256_file(p) != digest:
                 raise GSError(f"checksum mismatch for {p}: the file was modified or corrupted")
     return man
+
+
+def _every_node(model):
+    """(where, node) for every node of the graph and of every model-local function body (a ``Loop`` can hide
+    in a function a node calls), ``where`` naming the function."""
+    for n in model.graph.node:
+        yield "", n
+    for f in model.functions:
+        for n in f.node:
+            yield f" in function {f.name}", n
 
 
 def load_graph(man: Manifest, rel: str, inputs: tuple[str, ...], outputs: tuple[str, ...]):
@@ -381,6 +402,10 @@ def load_graph(man: Manifest, rel: str, inputs: tuple[str, ...], outputs: tuple[
         p = safe_path(man.root, name)
         if name not in files:
             raise GSError(f"{what} {name!r} of model {man.name} is not listed (with its sha256) in the manifest")
+        regular_file(p, "model file")
+        if p.stat().st_size > MAX_MODEL_FILE_BYTES:
+            raise GSError(f"model file {p} is {p.stat().st_size} bytes, above the {MAX_MODEL_FILE_BYTES >> 30} GiB "
+                          "a block's file may have")
         try:
             data = p.read_bytes()
         except OSError as e:
@@ -398,10 +423,10 @@ def load_graph(man: Manifest, rel: str, inputs: tuple[str, ...], outputs: tuple[
         raise GSError(f"model file {rel} is not an ONNX graph: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     tensors = list(model.graph.initializer) + [t for n in model.graph.node for a in n.attribute
                                                if a.type == onnx.AttributeProto.TENSOR for t in [a.t]]
-    for n in model.graph.node:
+    for where, n in _every_node(model):
         for a in n.attribute:
             if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                raise GSError(f"model file {rel}: subgraphs ({n.op_type}) are not allowed in block graphs")
+                raise GSError(f"model file {rel}: subgraphs ({n.op_type}{where}) are not allowed in block graphs")
     for t in tensors:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue

@@ -67,6 +67,10 @@ def _open_rgb(path: str | Path):
 
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(path, (str, Path)):  # a FIFO or a device would block the decoder forever
+        from .paths import regular_file
+
+        regular_file(Path(path), "image", "not found")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import GSError
 from . import strictjson
+from .paths import regular_file
 
 FORMAT = "gs-onnx-measurements"
 FORMAT_VERSION = 2  # 2: the sidecar carries meta_sha256, a checksum of its own canonical content
@@ -215,15 +216,13 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     """
     path = Path(path)
     side_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise GSError(f"measurements not found: {path}")
+    regular_file(path, "measurements", "not found")
     if path.suffix.lower() in IMAGE_SUFFIXES or _looks_like_image(path):
         raise GSError(f"{path} is an image, not a measurement file: measure it first (gs-measure {path.name} "
                       f"--model MODEL -o meas.npy), then recover meas.npy")
     if path.suffix.lower() != ".npy":
         raise GSError(f"{path} is not a measurement file (gs-measure writes a .npy with a .json sidecar)")
-    if not side_path.is_file():
-        raise GSError(f"measurement sidecar not found: {side_path}")
+    regular_file(side_path, "measurement sidecar", "not found")
     try:
         if side_path.stat().st_size > (1 << 24):
             raise GSError(f"sidecar {side_path} is too large to be a measurement sidecar")

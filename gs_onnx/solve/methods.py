@@ -99,6 +99,10 @@ PLANNED = ("gs", "gs-tv")
 #: The paper's torch L-BFGS learning rates per architecture (DCGAN 0.1, BEGAN and VAE 1).
 PAPER_LR = {"dcgan": 0.1, "began": 1.0, "vae": 1.0}
 
+#: Upper bounds of the counts a command line gives (a mistyped 100000 restarts fails at once, not hours later).
+UPPER = {"restarts": 1000, "max_iter": 1_000_000, "max_fun": 1_000_000, "codes": 1000, "steps": 10_000_000,
+         "channels": 4096, "batch_size": 4096, "patience": 1_000_000}
+
 _FLAG = {"max_iter": "--max-iter", "max_fun": "--max-fun", "finetune_steps": "--finetune-steps",
          "finetune_lr": "--finetune-lr", "operator_on": "--operator-on", "cuda_graph": "--cuda-graph"}
 
@@ -137,6 +141,8 @@ def check_settings(method: str, s: Settings) -> None:
         v = getattr(s, name)
         if v is not None and v < 1:
             raise GSError(f"{_FLAG.get(name, '--' + name)} must be >= 1")
+        if v is not None and v > UPPER[name]:
+            raise GSError(f"{_FLAG.get(name, '--' + name)} {v} is above {UPPER[name]}")
     for name in ("lr", "finetune_lr"):
         v = getattr(s, name)
         if v is not None and not v > 0:
@@ -321,6 +327,13 @@ class _RestartSolver:
         self.batch = self._batch_mode()
         self.optimizer, self.lbfgs = self._optimizer()
         self.batch_size = default_batch_size(s.device) if s.batch_size is None else s.batch_size
+        from .restart import MAX_LOCKSTEP_RUNS
+
+        runs = {"none": 1, "restarts": self.restarts,
+                "images": self.restarts * min(self.batch_size, len(np.atleast_2d(y)))}[self.batch]
+        if runs > MAX_LOCKSTEP_RUNS:
+            raise GSError(f"--batch {self.batch} would run {runs} L-BFGS-B runs side by side (one thread each), above "
+                          f"{MAX_LOCKSTEP_RUNS}: lower --restarts or --batch-size, or --batch none")
         self.how = f"on {self.provider}"
         self.header = {
             "model": man.name, "model_dir": str(man.root), "cut": self.cut, **self._header(),

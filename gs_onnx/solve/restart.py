@@ -93,6 +93,10 @@ class Recovery:
     restart_images: np.ndarray | None = None
 
 
+#: The most L-BFGS-B runs one lockstep batch joins (each runs in a thread of its own).
+MAX_LOCKSTEP_RUNS = 1024
+
+
 def _options(budget: Budget) -> dict:
     return {"maxiter": budget.max_iter, "maxfun": budget.max_fun, "maxcor": budget.history,
             "ftol": budget.ftol, "gtol": budget.gtol}
@@ -179,11 +183,25 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
         finally:
             lock.leave()
 
+    if len(x0s) > MAX_LOCKSTEP_RUNS:
+        raise GSError(f"{len(x0s)} L-BFGS-B runs in one lockstep batch (images x restarts) is above "
+                      f"{MAX_LOCKSTEP_RUNS}, one thread each: lower --batch-size or --restarts, or --batch none")
     threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(len(x0s))]
-    for t in threads:
-        t.start()
-    for t in threads:
+    started, failed = [], None
+    for k, t in enumerate(threads):
+        try:
+            t.start()
+        except RuntimeError as e:  # the machine refused a thread: the runs not started leave the lockstep
+            failed = e
+            for _ in range(len(threads) - k):
+                lock.leave()
+            break
+        started.append(t)
+    for t in started:
         t.join()
+    if failed is not None:
+        raise GSError(f"could not start {len(threads)} optimiser threads ({failed}): lower --batch-size or "
+                      "--restarts, or --batch none")
     for r in out:
         if isinstance(r, BaseException):
             raise r
