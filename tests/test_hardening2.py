@@ -243,3 +243,33 @@ def test_a_loop_hidden_in_a_function_body_is_refused(work):
     model = model_copy(tmp)
     _with_function_loop(model)
     recover_with_model(tmp, m, model, "subgraphs (Loop in function spin)")
+
+
+# ------------------------------------------- class 6: foreign exceptions (types validated at the boundary)
+
+@pytest.mark.parametrize("row, needle", [
+    ({"key": "a", "preset": "cs", "model": "dcgan", "method": "gs", "psnr": "30.1"}, "psnr must be a number"),
+    ({"key": "a", "preset": "cs", "model": "dcgan", "method": "gs", "psnr": True}, "psnr must be a number"),
+    ({"key": "a", "preset": "cs", "model": ["dcgan"], "method": "gs", "psnr": 30.1}, "model must be a string"),
+    ({"key": "a", "preset": "budget", "trace": {"psnr": [20.0, "x"]}}, "trace must map names to lists of numbers"),
+])
+def test_a_results_row_of_the_wrong_types_is_one_line(tmp_path, row, needle):
+    from click.testing import CliRunner
+
+    from gs_onnx.experiment import cli as ecli
+
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "results.jsonl").write_text(json.dumps(row) + "\n")
+    r = CliRunner().invoke(ecli.main, ["plot", str(out)])
+    assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, (r.stderr, r.exception)
+    assert "line 1" in r.stderr and needle in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value", [["a", "b"], {"x": 1}, [1.0, None], []])
+def test_a_fingerprint_of_the_wrong_types_is_one_line(work, value):
+    from test_bad_inputs import edited
+
+    tmp, m = work
+    edited(m, lambda s: s.__setitem__("operator_fingerprint", value))
+    refused(tmp, cli.recover_main, [m, "-o", tmp / "o", *TINY], "operator_fingerprint")

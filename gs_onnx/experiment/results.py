@@ -32,6 +32,34 @@ def _clean(v: Any) -> Any:
     return v
 
 
+#: Fields of a results row the summaries compute with (numbers or null) and group by (strings or null).
+NUMBER_FIELDS = ("psnr", "ssim", "seconds", "seconds_all_restarts", "seam", "seam_truth", "ratio", "m", "n",
+                 "measurement_error", "objective", "evaluations", "index", "cut", "restart", "free_parameters",
+                 "sigma", "skip_prior", "lam", "gamma", "iterations")
+STRING_FIELDS = ("key", "model", "method", "dataset", "preset", "variant", "setting", "operator")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bad_field(row: dict) -> str | None:
+    """What is wrong with the types of a results row (a PSNR that is a string would surface as a numpy
+    TypeError in a summary), or None."""
+    for k in NUMBER_FIELDS:
+        if row.get(k) is not None and not _is_number(row[k]):
+            return f"{k} must be a number, got {type(row[k]).__name__} {str(row[k])[:40]!r}"
+    for k in STRING_FIELDS:
+        if row.get(k) is not None and not isinstance(row[k], str):
+            return f"{k} must be a string, got {type(row[k]).__name__}"
+    trace = row.get("trace")
+    if trace is not None:
+        if not isinstance(trace, dict) or not all(
+                isinstance(v, list) and all(x is None or _is_number(x) for x in v) for v in trace.values()):
+            return "trace must map names to lists of numbers"
+    return None
+
+
 class ResultsFile:
     """Append-only rows of one experiment folder.
 
@@ -111,6 +139,9 @@ class ResultsFile:
                 raise GSError(f"{self.path}: line {i + 1} is not JSON (edit or remove it)") from None
             if not isinstance(row, dict) or "key" not in row:
                 raise GSError(f"{self.path}: line {i + 1} is not a results row")
+            bad = _bad_field(row)
+            if bad:
+                raise GSError(f"{self.path}: line {i + 1}: {bad} (edit or remove it)")
             out.append(row)
         return out
 

@@ -174,8 +174,10 @@ def _settings(task: Task, man, device: str, threads: int):
         stop = opts.get("stop")
         if runs_plan(task):  # the validated plan as gs-recover runs it: its own restarts and budget, all in one task
             s.budget, s.restarts = "auto", opts.get("restarts")
-        elif stop == "holdout":  # traced to max_iter: the stop is replayed on the trace
-            s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), 10**9
+        elif stop == "holdout":  # traced to max_iter (<= the patience's bound): the stop is replayed on the trace
+            from ..solve.methods import UPPER
+
+            s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), UPPER["patience"]
     elif task.method == "tv":
         s.model = None
         s.lam = opts.get("lam")

@@ -3,6 +3,7 @@ when the measurements were made (:mod:`gs_onnx.io.measurement` reads and checks 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,9 @@ def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Op
                       f"{shape}")
     want = sidecar.get("operator_fingerprint")
     if want is not None:
+        if not (isinstance(want, list) and want and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and math.isfinite(v) for v in want)):
+            raise GSError("the sidecar's operator_fingerprint must be a list of finite numbers")
         got = op.fingerprint()
         if (not isinstance(want, list) or len(want) != len(got)
                 or not np.allclose(got, want, rtol=2e-6, atol=2e-6 * (1 + max(abs(v) for v in got)))):
