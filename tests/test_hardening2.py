@@ -273,3 +273,76 @@ def test_a_fingerprint_of_the_wrong_types_is_one_line(work, value):
     tmp, m = work
     edited(m, lambda s: s.__setitem__("operator_fingerprint", value))
     refused(tmp, cli.recover_main, [m, "-o", tmp / "o", *TINY], "operator_fingerprint")
+
+
+# --------------------------------------------------- class 9: every setting that changes a result is its own
+
+def _cs(out, *extra):
+    from click.testing import CliRunner
+
+    from gs_onnx.experiment import cli as ecli
+    from test_cli import IMG_A
+
+    return CliRunner().invoke(ecli.main, ["cs", "--models", "dcgan", "--datasets", str(Path(IMG_A).parent),
+                                          "--images", "1", "--ratios", "0.05", "--methods", "gs", "--no-progress",
+                                          "--no-plot", "-o", str(out), *map(str, extra)])
+
+
+def test_rerunning_with_another_budget_keeps_both_apart(tmp_path):
+    out = tmp_path / "exp"
+    for it in (3, 6):
+        r = _cs(out, "--max-iter", it)
+        assert r.exit_code == 0, r.output
+    from gs_onnx.experiment.report import markdown
+    from gs_onnx.experiment.results import ResultsFile
+
+    text = markdown(ResultsFile(out).rows())
+    assert "auto: 1 x 3" in text and "auto: 1 x 6" in text
+
+
+def test_another_model_of_the_same_name_is_refused_in_an_existing_folder(tmp_path):
+    """A --models-dir holding another 'dcgan' (here the shipped one with an edited recommended note: another
+    manifest) must not be taken as the model the folder's rows were made with."""
+    import shutil
+
+    from gs_onnx.generator.registry import load
+
+    out = tmp_path / "exp"
+    assert _cs(out, "--max-iter", 3).exit_code == 0
+    other = tmp_path / "models" / "dcgan"
+    shutil.copytree(load("dcgan").root, other)
+    d = json.loads((other / "manifest.json").read_text())
+    d["recommended"]["note"] = "another export"
+    (other / "manifest.json").write_text(json.dumps(d))
+    before = (out / "results.jsonl").read_bytes()
+    r = _cs(out, "--max-iter", 4, "--models-dir", tmp_path / "models")
+    assert r.exit_code == 2 and "another model named dcgan" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_another_image_under_the_same_index_is_refused_and_never_pooled(tmp_path):
+    import shutil
+
+    from test_cli import IMG_A
+
+    out = tmp_path / "exp"
+    assert _cs(out, "--max-iter", 3).exit_code == 0
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert rows[0]["model_sha256"] and rows[0]["image"]
+    # a run over another folder of the same label: the rows would pool two different faces as image 0
+    moved = tmp_path / Path(IMG_A).parent.name
+    moved.mkdir()
+    for p in sorted(Path(IMG_A).parent.glob("*.jpg"))[1:]:
+        shutil.copy(p, moved / p.name)
+    from click.testing import CliRunner
+
+    from gs_onnx.experiment import cli as ecli
+    r = CliRunner().invoke(ecli.main, ["cs", "--models", "dcgan", "--datasets", str(moved), "--images", "1",
+                                       "--ratios", "0.05", "--methods", "gs", "--no-progress", "--no-plot",
+                                       "--max-iter", "3", "-o", str(out)])
+    assert r.exit_code == 2 and "another image" in r.stderr, r.stderr
+    # rows written before this check existed: the summary refuses to pool them
+    forged = dict(rows[0], image="/elsewhere/face.jpg", key=rows[0]["key"] + "x", measurement_error=0.0)
+    (out / "results.jsonl").write_text("\n".join(json.dumps(x) for x in rows + [forged]) + "\n")
+    r = CliRunner().invoke(ecli.main, ["plot", str(out)])
+    assert r.exit_code == 2 and "pooled" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr

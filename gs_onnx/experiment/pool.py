@@ -174,12 +174,39 @@ def run_ray(tasks: list[Task], results: ResultsFile, *, address: str, threads: i
     return done
 
 
+def same_models(tasks: list[Task], results: ResultsFile, models_dir: str | None) -> None:
+    """Refuse to add rows made with another model of the same name (another ``--models-dir``, a re-exported
+    model) or another image under the same data-set index (another ``--data-root``) to a results folder: its
+    tasks would be taken as done, or pooled with the old ones in one condition of the summary."""
+    from .cache import manifest_for
+    from .task import model_digest
+
+    seen, images = {}, {}
+    for r in results.rows():
+        if r.get("model_sha256") and r.get("model"):
+            seen.setdefault(r["model"], r["model_sha256"])
+        if r.get("dataset") and r.get("image") and r.get("index") is not None:
+            images.setdefault((r["dataset"], r["index"]), r["image"])
+    for t in tasks:
+        old = images.get((t.dataset, t.index))
+        if old is not None and old != t.image:
+            raise GSError(f"{results.path} holds results of another image as {t.dataset} #{t.index} ({old}; now "
+                          f"{t.image}): another data root? write to another -o folder")
+    for name in sorted({t.model for t in tasks} & set(seen)):
+        now = model_digest(manifest_for(name, models_dir))
+        if now != seen[name]:
+            raise GSError(f"{results.path} holds results of another model named {name} (manifest sha256 "
+                          f"{seen[name][:12]}..., this one {now[:12]}...): write to another -o folder")
+
+
 def execute(tasks: Iterable[Task], results: ResultsFile, *, workers: int = 1, threads: int = 0,
             device: str = "cpu", models_dir: str | None = None, ray: str | None = None,
             progress: Progress | None = None, log: Callable[[str], None] | None = None) -> int:
     """Run the tasks not yet in ``results`` (its lock held, the whole file checked first); returns how many
     ran."""
     results.lock()
+    tasks = list(tasks)
+    same_models(tasks, results, models_dir)
     todo = results.pending(tasks)
     if log:
         log(f"{len(todo)} task(s) to run, {len(results.done())} row(s) already in {results.path}")

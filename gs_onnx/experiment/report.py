@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GSError
 from .presets import LABELS
 
 CONDITION = ("preset", "model", "variant", "method", "cut", "init", "dataset", "operator", "ratio", "plan",
@@ -24,7 +25,7 @@ def plan_label(row: dict[str, Any]) -> str:
     """The budget a row ran, in words: ``auto: 1 x 100``, ``auto: holdout 0.1, patience 20, 1 x <= 200``,
     ``paper: <= 500 it per restart`` (one row per restart), ``<= 2000 it`` (Lasso-DCT), ``-``."""
     b = row.get("budget") if isinstance(row.get("budget"), dict) else {}
-    if row.get("method") in ("gs", "nogs", "mganprior"):
+    if row.get("method") in ("gs", "gs-tv", "nogs", "mganprior"):
         opts = dict(tuple(kv) for kv in row.get("options") or [] if isinstance(kv, (list, tuple)) and len(kv) == 2)
         if b.get("plan") == "auto" and (opts.get("budget") == "auto" or opts.get("stop") == "auto"):
             st = row.get("stopping") if isinstance(row.get("stopping"), dict) else {}
@@ -81,6 +82,14 @@ def winners(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r.get("method") == "samples":
             continue
         k = condition(r) + (r.get("dataset"), r.get("index"))
+        prev = best.get(k)
+        for field in ("image", "model_sha256"):  # one condition, one image index: one image and one model
+            if prev is not None and prev.get(field) is not None and r.get(field) is not None \
+                    and prev[field] != r[field]:
+                what = "images" if field == "image" else "models of one name"
+                raise GSError(f"results of two different {what} are pooled in one condition ({r.get('model')}, "
+                              f"{r.get('method')}, {r.get('dataset')} image {r.get('index')}: {str(prev[field])[:60]} "
+                              f"vs {str(r[field])[:60]}): keep each in its own results folder")
         err = r.get("measurement_error")
         err = float("inf") if err is None else err
         prev = best.get(k)

@@ -35,6 +35,14 @@ TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
 from ..solve.methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.generator.latent.INITS
 
 
+def model_digest(man) -> str:
+    """The sha256 of a model's manifest (which lists the sha256 of every file of the model): two models of one
+    name with different weights have different digests."""
+    import hashlib
+
+    return hashlib.sha256((man.root / "manifest.json").read_bytes()).hexdigest()
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One restart of one method on one image at one ratio.
@@ -261,7 +269,8 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     sigma = (task.sigma if task.sigma is not None else sigma_for("auto", op)) if task.noise else 0.0
     y = measure(x.reshape(1, -1), op, sigma, task.seed + task.index)[0]
     row = task.as_dict()
-    row.update({"m": m, "n": man.n, "sigma": sigma, "host": platform.node(), "pid": os.getpid()})
+    row.update({"m": m, "n": man.n, "sigma": sigma, "host": platform.node(), "pid": os.getpid(),
+                "model_sha256": model_digest(man)})
     if task.operator_params or task.sigma is not None:
         row["setting"] = task.setting()
     if task.method not in RESTART_METHODS and task.restart != 0:
