@@ -124,6 +124,11 @@ def ssim(x_hat: np.ndarray, x: np.ndarray, data_range: float = 1.0) -> float:
     return float(np.mean(vals))
 
 
+#: The discrepancy principle's bound: a recovery whose residual is above FIT_LIMIT x the declared noise's norm
+#: does not explain its measurements (``fit(...)["verdict"]``; ``gs-recover --strict`` exits non-zero).
+FIT_LIMIT = 3.0
+
+
 def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = None) -> dict:
     """How much of its measurements a recovery leaves unexplained, read against the noise the sidecar declares.
 
@@ -132,18 +137,22 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
     measurements down to the noise, below 1 where it also fits the noise, and above 1 by what the prior cannot
     represent (GS on real faces at the paper's small noise: about 10; a wrong operator: hundreds).
     ``relative`` = residual / ||y|| is the same without a noise scale (noise-free measurements: ratio None).
+    ``verdict`` (where the noise is known): ``fits`` up to :data:`FIT_LIMIT`, else ``does not fit`` (the
+    discrepancy principle: the prior cannot represent the image, or the operator, the model or the noise claim
+    does not fit these measurements; no checksum can tell which, this can tell that).
 
     Examples
     --------
     >>> f = fit(1.02, 0.01, 10000, y_norm=50.0)
-    >>> f["ratio"], f["relative"]
-    (1.02, 0.0204)
+    >>> f["ratio"], f["relative"], f["verdict"]
+    (1.02, 0.0204, 'fits')
     """
     out: dict = {"residual": float(residual), "sigma": sigma, "m": int(m), "expected": None, "ratio": None,
                  "relative": None if not y_norm else round(float(residual) / float(y_norm), 6)}
     if sigma is not None and sigma > 0:
         out["expected"] = float(sigma) * float(np.sqrt(m))
         out["ratio"] = round(float(residual) / out["expected"], 4)
+        out["verdict"] = "fits" if out["ratio"] <= FIT_LIMIT else "does not fit"
     return out
 
 

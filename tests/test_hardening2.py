@@ -346,3 +346,82 @@ def test_another_image_under_the_same_index_is_refused_and_never_pooled(tmp_path
     (out / "results.jsonl").write_text("\n".join(json.dumps(x) for x in rows + [forged]) + "\n")
     r = CliRunner().invoke(ecli.main, ["plot", str(out)])
     assert r.exit_code == 2 and "pooled" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+# -------------------------------- class 1: a sidecar cannot vouch for itself; the residual is checked instead
+
+def _forge(meas: Path, out: Path, **operator) -> Path:
+    """A copy of ``meas`` whose sidecar describes another operator, with meta_sha256 and operator_fingerprint
+    recomputed through the public API (what anyone can do)."""
+    import shutil
+
+    from gs_onnx.io.measurement import meta_checksum
+    from gs_onnx.physics import operator_for
+
+    side = json.loads(meas.with_suffix(".json").read_text())
+    side["operator"].update(operator)
+    if "seed" in operator:
+        side["seed"] = operator["seed"]
+    side.pop("operator_fingerprint")
+    side["operator_fingerprint"] = operator_for(side).fingerprint()
+    side["meta_sha256"] = meta_checksum(side)
+    shutil.copy(meas, out)
+    out.with_suffix(".json").write_text(json.dumps(side))
+    return out
+
+
+@pytest.mark.parametrize("strip", ["version1", "no_fingerprint"])
+def test_no_downgrade_path_around_the_sidecar_checksums(work, strip):
+    from gs_onnx.io.measurement import meta_checksum
+    from test_bad_inputs import edited
+    from test_cli import invoke
+
+    tmp, m = work
+    if strip == "version1":  # an old sidecar: neither checksum
+        edited(m, lambda s: (s.pop("meta_sha256"), s.pop("operator_fingerprint"), s.update(format_version=1)),
+               resum_side=False)
+        needle = "meta_sha256 is missing (format_version 1)"
+    else:  # a current one with the fingerprint removed and its own checksum recomputed
+        edited(m, lambda s: s.pop("operator_fingerprint"))
+        assert meta_checksum(json.loads(m.with_suffix(".json").read_text()))
+        needle = "operator_fingerprint is missing"
+    refused(tmp, cli.recover_main, [m, "-o", tmp / "o", *TINY], needle, "--trust-sidecar")
+    r = invoke(cli.recover_main, [m, "--trust-sidecar", "-o", tmp / "trusted", *TINY, "-q"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.fixture(scope="module")
+def dcgan_cs(tmp_path_factory):
+    from test_cli import IMG_A, invoke
+
+    d = tmp_path_factory.mktemp("fit")
+    r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--ratio", "0.1", "-o", d / "cs.npy", "-q"])
+    assert r.exit_code == 0, r.output
+    return d / "cs.npy"
+
+
+@pytest.mark.parametrize("operator", [{"seed": 7}, {"type": "srdct"}])
+def test_a_forged_operator_is_caught_by_the_residual(tmp_path, dcgan_cs, operator):
+    """Both checksums recomputed for another seed's or another type's operator: the files check out, the
+    recovery cannot explain the measurements: a warning and fit.verdict in the report; --strict exits 2 with
+    the results written."""
+    from test_cli import invoke
+
+    forged = _forge(dcgan_cs, tmp_path / "forged.npy", **operator)
+    r = invoke(cli.recover_main, [forged, "--method", "gs", "--max-iter", "30", "-o", tmp_path / "a"])
+    assert r.exit_code == 0 and "warning: 1 of 1 image(s) leave a residual above 3 x the noise" in r.stderr, r.output
+    row = json.loads((tmp_path / "a" / "report.json").read_text())["images"][0]
+    assert row["fit"]["verdict"] == "does not fit" and row["fit"]["ratio"] > 10
+    r = invoke(cli.recover_main, [forged, "--method", "gs", "--max-iter", "30", "--strict", "-o", tmp_path / "b"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: --strict: 1 of 1 image(s)") and \
+        len(r.stderr.splitlines()) == 1, r.stderr
+    assert (tmp_path / "b" / "report.json").is_file()
+
+
+def test_the_right_operator_fits_and_strict_passes(tmp_path, dcgan_cs):
+    from test_cli import invoke
+
+    r = invoke(cli.recover_main, [dcgan_cs, "--strict", "-o", tmp_path / "ok"])   # dcgan's default: gs-tv
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.output
+    row = json.loads((tmp_path / "ok" / "report.json").read_text())["images"][0]
+    assert row["fit"]["verdict"] == "fits" and row["fit"]["ratio"] < 3

@@ -30,7 +30,8 @@ def x() -> np.ndarray:
 
 
 def _sidecar(op, **extra):
-    d = {"operator": op.describe(), "seed": 4, "m": op.m, "n": op.n, "noise": "paper", "image_shape": [3, 10, 10]}
+    d = {"operator": op.describe(), "operator_fingerprint": op.fingerprint(), "seed": 4, "m": op.m, "n": op.n,
+         "noise": "paper", "image_shape": [3, 10, 10]}
     d.update(extra)
     return d
 
@@ -238,10 +239,13 @@ def _refused(path, match: str | None = None) -> str:
     return msg
 
 
-def test_crafted_good_file_is_accepted(tmp_path):
+def test_crafted_good_file_is_accepted_only_when_trusted(tmp_path):
+    """A format_version 1 sidecar carries neither meta_sha256 nor operator_fingerprint: no downgrade path around
+    them unless the caller vouches for the file (--trust-sidecar)."""
     y = np.ones((2, 5), np.float32)
     _craft(tmp_path / "y.npy", y, m=5)
-    assert np.array_equal(read_measurements(tmp_path / "y.npy")[0], y)
+    assert "--trust-sidecar" in _refused(tmp_path / "y.npy", "meta_sha256 is missing (format_version 1)")
+    assert np.array_equal(read_measurements(tmp_path / "y.npy", trust_sidecar=True)[0], y)
 
 
 def test_refuses_missing_file(tmp_path):

@@ -15,7 +15,7 @@ from ..engine.runtime import DEVICE_CHOICES
 from ..errors import GSError
 from ..io.images import grid, labelled, load_image, save_png
 from ..io.paths import regular_file
-from ..metrics import fit, fit_words
+from ..metrics import FIT_LIMIT, fit, fit_words
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
 from ..solve.methods import AUTO, METHODS
 from ..solve.objective import ENGINE_CHOICES
@@ -113,12 +113,19 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
               help="Deep Decoder width  [default: parameters matched to the GS latent of --model/--cut]")
 @click.option("--reference", multiple=True, type=click.Path(dir_okay=False),
               help="Ground-truth image(s), one per measured image: PSNR and SSIM in the report, comparison PNGs.")
+@click.option("--trust-sidecar", "trust_sidecar", is_flag=True,
+              help="Accept a sidecar without its checksums (meta_sha256, operator_fingerprint: format_version 1): "
+                   "only for files whose origin you know.")
+@click.option("--strict", is_flag=True,
+              help="Exit non-zero (after writing the results) when a recovery's residual is above 3 x the noise "
+                   "the sidecar declares: the operator, the model or the noise claim does not fit.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar  [default: on a terminal]")
 @models_dir_option
 @verbosity_options
 @version_option
 @one_line_errors
-def recover_main(measurements, method, output, overwrite, reference, progress, quiet, verbose, **options):
+def recover_main(measurements, method, output, overwrite, reference, progress, quiet, verbose, trust_sidecar, strict,
+                 **options):
     """Recover images from MEASUREMENTS (a gs-measure .npy with its sidecar) by Generator Surgery or one
     of the paper's baselines (--method). Every method writes the same report.json and PNGs: recovered_XXX.png,
     recovered.npy, and with --reference compare_XXX.png (truth | the measurement, where it is an image |
@@ -129,7 +136,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
 
     setup_logging(quiet, verbose)
     out = Path(output) if output else default_output(measurements, method)
-    y, sidecar = read_measurements(measurements)
+    y, sidecar = read_measurements(measurements, trust_sidecar=trust_sidecar)
     settings = Settings(**options)
     method, why = resolve_method(method, sidecar, settings)
     try:
@@ -213,6 +220,15 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                        f"{r['seconds']:.1f} s, {r['evaluations']} {solver.unit}")
         extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
+    off = [r["image"] for r in rows if (r.get("fit") or {}).get("verdict") == "does not fit"]
+    if off:
+        words = (f"{len(off)} of {len(rows)} image(s) leave a residual above {FIT_LIMIT:g} x the noise the sidecar "
+                 "declares: the model cannot explain these measurements (an image off its range), or the operator, "
+                 "the model or the noise claim does not fit them")
+        if strict:
+            raise GSError(f"--strict: {words} (results written to {out}/)")
+        if not quiet:
+            click.echo(f"warning: {words}", err=True)
 
 #: The deviation that shows white in disagreement_XXX.png (the same scale for every image and method).
 DISAGREEMENT_TOP = 0.15

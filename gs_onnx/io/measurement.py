@@ -10,11 +10,11 @@ nothing from the operators.
 Examples
 --------
 >>> import numpy as np, tempfile, os
->>> from gs_onnx.physics import GaussianOperator
+>>> from gs_onnx.physics import GaussianOperator, sidecar_fields
 >>> op = GaussianOperator(m=100, n=12288, seed=0)
 >>> y = np.zeros((2, 100), np.float32)
 >>> path = os.path.join(tempfile.mkdtemp(), "meas.npy")
->>> write_measurements(path, y, {"operator": op.describe(), "m": 100, "n": 12288, "image_shape": [3, 64, 64]})
+>>> write_measurements(path, y, {**sidecar_fields(op), "image_shape": [3, 64, 64]})
 >>> y2, sidecar = read_measurements(path)
 >>> y2.shape, sidecar["m"]
 ((2, 100), 100)
@@ -121,17 +121,21 @@ def meta_checksum(meta: dict[str, Any]) -> str:
 MAX_N = 1 << 24
 
 
-def check_sidecar(meta: dict[str, Any], y: np.ndarray, side_path: Path) -> None:
+def check_sidecar(meta: dict[str, Any], y: np.ndarray, side_path: Path, trust: bool = False) -> None:
     """The one validation of a sidecar's content: types, and every redundant field agreeing with the others
-    and with the array (an edited seed, operator, m or shape is refused, naming the field)."""
+    and with the array (an edited seed, operator, m or shape is refused, naming the field). A sidecar without
+    its checksums (``meta_sha256``, ``operator_fingerprint``: format_version 1, or removed) is refused unless
+    ``trust`` (``--trust-sidecar``): there is no downgrade path around them."""
     def bad(msg: str):
         raise GSError(f"sidecar {side_path.name}: {msg}")
 
-    if "meta_sha256" in meta:
-        if meta_checksum(meta) != meta["meta_sha256"]:
-            bad("its content was edited after gs-measure wrote it (meta_sha256 does not match)")
-    elif meta.get("format_version") != 1:
-        bad("meta_sha256 is missing")
+    for key in ("meta_sha256", "operator_fingerprint"):
+        if key not in meta and not trust:
+            old = " (format_version 1)" if meta.get("format_version") == 1 else ""
+            bad(f"{key} is missing{old}: measure again with gs-measure, or pass --trust-sidecar if you know where "
+                "the file came from")
+    if "meta_sha256" in meta and meta_checksum(meta) != meta["meta_sha256"]:
+        bad("its content was edited after gs-measure wrote it (meta_sha256 does not match)")
     shape = meta.get("image_shape")
     if (not isinstance(shape, list) or len(shape) != 3
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
@@ -192,7 +196,7 @@ def _load_npy(path: Path, data: bytes) -> np.ndarray:
         raise GSError(f"not a plain .npy array: {path} ({_one_line(e)})") from None
 
 
-def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+def read_measurements(path: str | Path, trust_sidecar: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Load and validate measurements written by :func:`write_measurements`.
 
     Parameters
@@ -260,7 +264,7 @@ def read_measurements(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise GSError(f"measurements contain NaN or Inf: {path}")
     if y.shape[0] == 0 or y.shape[1] == 0:
         raise GSError(f"no measurements in {path} (shape {tuple(y.shape)})")
-    check_sidecar(meta, y, side_path)
+    check_sidecar(meta, y, side_path, trust_sidecar)
     return y, meta
 
 

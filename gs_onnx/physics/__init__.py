@@ -42,12 +42,12 @@ from .image import Blur, Box, Downsample, IdentityOperator, Mask
 from .fourier import Fourier
 from .checks import check_operator
 from .noise import measure, noise_sigma, paper_sigma, sigma_for
-from .sidecar import operator_for
+from .sidecar import operator_for, sidecar_fields
 
 __all__ = [
     "Adjoint", "Blur", "Box", "Compose", "Downsample", "Fourier", "FunctionOperator", "GaussianOperator",
     "IdentityOperator", "Mask", "Operator", "Param", "SubsampledDCTOperator", "available_memory_bytes",
     "check_operator", "dense_bytes", "from_description", "make", "make_operator", "measure", "measuring_types", "noise_sigma",
-    "operator_class", "operator_for", "paper_sigma", "register", "registry", "sigma_for", "MEMORY_SAFETY_FRACTION",
+    "operator_class", "operator_for", "sidecar_fields", "paper_sigma", "register", "registry", "sigma_for", "MEMORY_SAFETY_FRACTION",
     "ROWS_PER_BLOCK",
 ]

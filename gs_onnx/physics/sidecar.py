@@ -12,6 +12,21 @@ from ..errors import GSError
 from .base import Operator, from_description as operator_from_description
 
 
+def sidecar_fields(op: Operator) -> dict[str, Any]:
+    """What a measurement sidecar says about its operator: its description, ``m``, ``n`` and the fingerprint
+    (``A`` applied to a fixed probe) that :func:`operator_for` checks the rebuilt operator against. A sidecar
+    without the fingerprint is refused unless trusted (``--trust-sidecar``).
+
+    Examples
+    --------
+    >>> from gs_onnx.physics import GaussianOperator
+    >>> f = sidecar_fields(GaussianOperator(m=100, n=12288, seed=0))
+    >>> sorted(f), len(f["operator_fingerprint"])
+    (['m', 'n', 'operator', 'operator_fingerprint'], 8)
+    """
+    return {"operator": op.describe(), "operator_fingerprint": op.fingerprint(), "m": op.m, "n": op.n}
+
+
 def operator_for(sidecar: dict[str, Any], *, max_bytes: int | None = None) -> Operator:
     """Rebuild the operator ``A`` from a sidecar's ``"operator"`` description.
 
