@@ -425,3 +425,44 @@ def test_the_right_operator_fits_and_strict_passes(tmp_path, dcgan_cs):
     assert r.exit_code == 0 and "warning" not in r.stderr, r.output
     row = json.loads((tmp_path / "ok" / "report.json").read_text())["images"][0]
     assert row["fit"]["verdict"] == "fits" and row["fit"]["ratio"] < 3
+
+
+# ------------------------------------------------------ class 2: paths that come from files stay confined
+
+@pytest.mark.parametrize("named", ["ABS", "../models/dcgan-digiface", "dcgan-digiface/.."])
+def test_a_sidecar_may_name_a_model_not_a_folder(work, named):
+    from test_bad_inputs import edited
+    from test_cli import invoke
+
+    tmp, m = work
+    model = model_copy(tmp)
+    edited(m, lambda s: s.__setitem__("model", str(model) if named == "ABS" else named))
+    refused(tmp, cli.recover_main, [m, "-o", tmp / "o", *TINY], "a sidecar may name a model, not a folder")
+    r = invoke(cli.recover_main, [m, "--model", model, "-o", tmp / "chosen", *TINY, "-q"])   # the user's choice
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("files", [["/etc/hostname"], ["../../outside.png"], ["C:/x.png"]])
+def test_a_results_row_cannot_point_plot_outside_its_folder(tmp_path, files):
+    from click.testing import CliRunner
+
+    from gs_onnx.experiment import cli as ecli
+
+    out = tmp_path / "exp"
+    out.mkdir()
+    row = {"key": "a", "preset": "samples", "model": "dcgan", "method": "samples", "cut": 1, "files": files}
+    (out / "results.jsonl").write_text(json.dumps(row) + "\n")
+    r = CliRunner().invoke(ecli.main, ["plot", str(out)])
+    assert r.exit_code == 2 and "files must be a list of paths relative" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("which", ["results.jsonl", "results.jsonl.lock"])
+def test_results_and_lock_files_that_are_links_are_not_written_through(tmp_path, which):
+    out = tmp_path / "exp"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (out / which).symlink_to(victim)
+    r = _cs(out, "--max-iter", 2)
+    assert r.exit_code == 2 and "symbolic link" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert victim.read_text() == "keep me\n"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
+from ..io.paths import confined, regular_file
 from .report import PHYSICS_PRESETS, best_cuts, cells, label, markdown, row_key, series
 
 
@@ -146,7 +147,8 @@ def _samples(plt, rows: list[dict[str, Any]], folder: Path, out: Path) -> list[P
             continue
         fig, axes = plt.subplots(len(rs), 1, figsize=(10, 1.4 * len(rs) + 0.4), squeeze=False)
         for ax, r in zip(axes[:, 0], rs):
-            ax.imshow(np.asarray(Image.open(folder / r["files"][0])))
+            ax.imshow(np.asarray(Image.open(regular_file(confined(folder, r["files"][0], "a results row's file"),
+                                                         "a results row's file"))))
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_ylabel(f"c = {r['cut']}", rotation=0, ha="right", va="center")

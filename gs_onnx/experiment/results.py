@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from ..errors import GSError
 from ..io import strictjson
+from ..io.paths import open_regular
 from .task import Task
 
 RESULTS = "results.jsonl"
@@ -52,6 +53,11 @@ def _bad_field(row: dict) -> str | None:
     for k in STRING_FIELDS:
         if row.get(k) is not None and not isinstance(row[k], str):
             return f"{k} must be a string, got {type(row[k]).__name__}"
+    files = row.get("files")
+    if files is not None and not (isinstance(files, list) and all(
+            isinstance(f, str) and f and not f.startswith(("/", "\\")) and ".." not in f.replace("\\", "/").split("/")
+            and ":" not in f for f in files)):
+        return "files must be a list of paths relative to the results folder"
     trace = row.get("trace")
     if trace is not None:
         if not isinstance(trace, dict) or not all(
@@ -91,10 +97,7 @@ class ResultsFile:
         if self._lock is not None:
             return self
         lock_path = self.folder / (RESULTS + ".lock")
-        try:
-            f = open(lock_path, "a+")
-        except OSError as e:
-            raise GSError(f"cannot create {lock_path}: {e.strerror}") from None
+        f = open_regular(lock_path, "a+", "lock file")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -121,7 +124,8 @@ class ResultsFile:
             return []
         out = []
         try:
-            lines = self.path.read_text(encoding="utf-8").split("\n")
+            with open_regular(self.path, "rb", "results file") as f:
+                lines = f.read().decode("utf-8").split("\n")
         except UnicodeDecodeError:
             raise GSError(f"{self.path} is not a text results file") from None
         except OSError as e:
@@ -153,7 +157,7 @@ class ResultsFile:
         """Cut a last line left unfinished by a crash (reads only the end of the file)."""
         if not self.path.is_file():
             return
-        with open(self.path, "r+b") as f:
+        with open_regular(self.path, "r+b", "results file") as f:
             size = f.seek(0, os.SEEK_END)
             if size == 0:
                 return
@@ -177,7 +181,7 @@ class ResultsFile:
         row = _clean({**row, "key": task.key()})
         line = json.dumps(row, sort_keys=True, allow_nan=False) + "\n"
         self._trim_torn_tail()
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open_regular(self.path, "a", "results file") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import GSError
 from ..io import strictjson
-from ..io.paths import regular_file
+from ..io.paths import confined, regular_file
 
 FORMAT = "gs-onnx-manifest"
 FORMAT_VERSION = 1
@@ -153,16 +153,9 @@ def sha256_file(path: Path) -> str:
 
 
 def safe_path(root: Path, rel: str) -> Path:
-    """``root / rel``, refusing absolute paths and anything that resolves outside ``root``."""
-    if (not isinstance(rel, str) or not rel or Path(rel).is_absolute() or "\\" in rel
-            or (len(rel) > 1 and rel[1] == ":")):  # C:... is absolute (or drive-relative) on Windows
-        raise GSError(f"manifest path {rel!r} is not a relative path inside the model folder")
-    p = (root / rel).resolve()
-    try:
-        p.relative_to(root.resolve())
-    except ValueError:
-        raise GSError(f"manifest path {rel!r} escapes the model folder {root}") from None
-    return p
+    """``root / rel`` for a path a manifest names, refusing absolute paths and anything that resolves outside
+    the model folder (:func:`gs_onnx.io.paths.confined`)."""
+    return confined(root, rel, "manifest path", "the model folder")
 
 
 def _req(d: dict, key: str, where: str) -> Any:

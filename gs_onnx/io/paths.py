@@ -1,4 +1,6 @@
-"""What a path read from the command line or from a file may be: a regular file, opened without blocking."""
+"""What a path read from the command line or from a file may be: a regular file, opened without blocking; a
+path that comes from a file stays inside the folder it belongs to; files the project writes into a folder
+(results, locks) are opened without following a symbolic link."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,3 +21,41 @@ def regular_file(p: Path, what: str, missing: str = "missing") -> Path:
         kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
         raise GSError(f"{what} {p} is {kind}")
     return p
+
+
+def confined(root: Path, rel, what: str = "path", folder: str = "the folder") -> Path:
+    """``root / rel`` for a path read from a file (a manifest's, a results row's), refusing absolute paths, drive
+    letters, backslashes and anything that resolves (symbolic links followed) outside ``root``."""
+    if (not isinstance(rel, str) or not rel or Path(rel).is_absolute() or "\\" in rel
+            or (len(rel) > 1 and rel[1] == ":")):  # C:... is absolute (or drive-relative) on Windows
+        raise GSError(f"{what} {rel!r} is not a relative path inside {folder}")
+    p = (root / rel).resolve()
+    try:
+        p.relative_to(root.resolve())
+    except ValueError:
+        raise GSError(f"{what} {rel!r} escapes {folder} {root}") from None
+    return p
+
+
+def open_regular(path: Path, mode: str, what: str):
+    """``open(path, mode)`` for a file the project owns in a folder (``a``, ``a+``, ``r+b``, ``r``): a symbolic
+    link there is refused, not written through (``O_NOFOLLOW``), and so is anything but a regular file."""
+    import os
+    import stat
+
+    flags = {"a": os.O_WRONLY | os.O_APPEND | os.O_CREAT, "a+": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+             "r+b": os.O_RDWR, "r": os.O_RDONLY, "rb": os.O_RDONLY}[mode]
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.ELOOP:
+            raise GSError(f"{what} {path} is a symbolic link: refused (it would write through it)") from None
+        raise GSError(f"cannot open {what} {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise GSError(f"{what} {path} is not a regular file")
+    os.set_blocking(fd, True)
+    enc = None if "b" in mode else "utf-8"
+    return os.fdopen(fd, {"a": "a", "a+": "a+", "r+b": "r+b", "r": "r", "rb": "rb"}[mode], encoding=enc)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -174,7 +175,13 @@ def skip_prior_for(man: Manifest, cut: int, s: Settings):
 
 def model_for(sidecar: dict, s: Settings) -> Manifest:
     """The model named by ``--model`` or the sidecar (or the default), checked against the measurements."""
-    man = registry.load(s.model or sidecar.get("model") or registry.default_model(), s.models_dir)
+    named = sidecar.get("model")
+    if s.model is None and named is not None and (not isinstance(named, str) or "/" in named or "\\" in named
+                                                  or named in (".", "..") or Path(named).is_absolute()):
+        # a folder comes from the command line (--model FOLDER), never from a file someone else wrote
+        raise GSError(f"the sidecar names the model {str(named)[:80]!r}, which is not an installed model's name: a "
+                      "sidecar may name a model, not a folder; pass --model NAME_OR_FOLDER to choose one")
+    man = registry.load(s.model or named or registry.default_model(), s.models_dir)
     if list(sidecar.get("image_shape", [])) != list(man.image_shape):
         shape = tuple(sidecar.get("image_shape", []))
         fits = [name for name, folder in registry.available(s.models_dir).items()
