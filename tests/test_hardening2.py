@@ -466,3 +466,78 @@ def test_results_and_lock_files_that_are_links_are_not_written_through(tmp_path,
     r = _cs(out, "--max-iter", 2)
     assert r.exit_code == 2 and "symbolic link" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert victim.read_text() == "keep me\n"
+
+
+# ------------------------------------------------------------- class 3: who owns an output, and what it holds
+
+@pytest.mark.parametrize("tail, kept", [('{"key": "half\n', 2), ('{"key": "half\n\n\n', 2),
+                                        ('{"key": "whole", "psnr": 3.0}', 3)])
+def test_a_torn_or_unterminated_tail_is_repaired_as_the_reader_reads_it(tmp_path, tail, kept):
+    """A torn last line followed by a newline was read as torn but appended after, which made it a middle line
+    and refused every later run; a complete last row without its newline was cut although the reader kept it."""
+    from gs_onnx.experiment.results import ResultsFile
+    from test_experiment import task
+
+    rf = ResultsFile(tmp_path / "r")
+    rf.append(task(restart=0), {"psnr": 1.0})
+    rf.append(task(restart=1), {"psnr": 2.0})
+    with open(rf.path, "a") as f:
+        f.write(tail)
+    assert len(rf.rows()) == kept
+    rf.append(task(restart=2), {"psnr": 9.0})
+    rows = rf.rows()                      # and every later read works
+    assert len(rows) == kept + 1 and rows[-1]["psnr"] == 9.0
+    rf.append(task(restart=3), {"psnr": 10.0})
+    assert len(rf.rows()) == kept + 2
+
+
+def test_two_runs_on_one_new_output_folder_the_second_is_refused(work):
+    """The first run claims the output until it publishes; a second one on the same -o is refused at once
+    (both used to pass the emptiness check and one silently replaced the other)."""
+    from gs_onnx.io.publish import discard, staging
+
+    tmp, m = work
+    out = tmp / "shared-out"
+    held = staging(out)                   # a run in progress
+    try:
+        from test_cli import invoke
+        r = invoke(cli.recover_main, [m, "-o", out, *TINY])
+        assert r.exit_code == 2 and "another run is writing to" in r.stderr, r.stderr
+        r = invoke(cli.recover_main, [m, "-o", out, "--overwrite", *TINY])   # --overwrite does not take it either
+        assert r.exit_code == 2 and "another run is writing to" in r.stderr, r.stderr
+    finally:
+        discard(held)
+    from test_cli import invoke
+    r = invoke(cli.recover_main, [m, "-o", out, *TINY, "-q"])
+    assert r.exit_code == 0, r.output
+    assert not list(tmp.glob(".gs-claim.*")) and not list(tmp.glob(".gs-staging.*"))   # nothing left behind
+
+
+@pytest.mark.parametrize("where", ["parent", "itself"])
+def test_an_output_folder_that_holds_an_input_is_refused(work, where):
+    tmp, m = work
+    out = m.parent if where == "parent" else m.parent / "sub"
+    if where == "itself":  # the measurements inside the output folder named
+        import shutil
+
+        out.mkdir()
+        shutil.copy(m, out / m.name)
+        shutil.copy(m.with_suffix(".json"), out / m.with_suffix(".json").name)
+        m = out / m.name
+    refused(tmp, cli.recover_main, [m, "-o", out, "--overwrite", *TINY], "holds the input")
+    assert m.is_file() and m.with_suffix(".json").is_file()
+
+
+def test_measuring_fewer_images_over_an_earlier_run_removes_its_extra_previews(tmp_path):
+    from test_cli import IMG_A, IMG_B, invoke
+
+    out = tmp_path / "m.npy"
+    r = invoke(cli.measure_main, [IMG_A, IMG_B, "--model", "dcgan", "--operator", "mask", "--keep", "0.3", "-o", out,
+                                  "-q"])
+    assert r.exit_code == 0 and (tmp_path / "m_002.png").is_file(), r.output
+    r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--operator", "mask", "--keep", "0.3", "-o", out,
+                                  "--overwrite", "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m_001.png").is_file() and not (tmp_path / "m_002.png").exists()
+    r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--ratio", "0.1", "-o", out, "--overwrite", "-q"])
+    assert r.exit_code == 0 and not list(tmp_path.glob("m_*.png"))       # Gaussian: no preview at all

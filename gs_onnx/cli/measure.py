@@ -97,6 +97,20 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="aut
     return y, sidecar, op.preview(y)
 
 
+def _remove_stale_previews(out: Path, keep: set[Path]) -> None:
+    """Remove the previews (``<stem>_NNN.png``) an earlier run on the same output left that this one did not
+    write (it measured fewer images, or an operator without previews): they would pass for this run's."""
+    import re
+
+    pattern = re.compile(re.escape(out.stem) + r"_\d{3,}\.png")
+    for p in out.parent.iterdir():
+        if pattern.fullmatch(p.name) and p not in keep and p.is_file():
+            try:
+                p.unlink()
+            except OSError as e:
+                raise GSError(f"cannot remove the earlier run's preview {p}: {e.strerror or e}") from None
+
+
 def preview_paths(out: Path, count: int) -> list[Path]:
     """Where gs-measure writes the measurement images: ``<stem>_001.png``, ... beside the ``.npy``."""
     return [out.with_name(f"{out.stem}_{i + 1:03d}.png") for i in range(count)]
@@ -166,6 +180,7 @@ def measure_main(images, model, operator, ratio, m, seed, noise, crop, output, o
                                           models_dir=models_dir, operator=operator, **params)
     extra = [] if previews is None else list(zip(preview_paths(out, len(y)), map(_png_bytes, previews)))
     write_measurements(out, y, sidecar, extra=extra)
+    _remove_stale_previews(out, {p for p, _ in extra})
     if not quiet:
         pngs = f" and {len(extra)} PNG(s) ({extra[0][0].name}...)" if extra else ""
         click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, {operator}, m/n = {sidecar['ratio']:.4f}, "

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from ..metrics import FIT_LIMIT, fit, fit_words
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
 from ..solve.methods import AUTO, METHODS
 from ..solve.objective import ENGINE_CHOICES
-from ..io.publish import publish, staging
+from ..io.publish import discard, publish, staging
 from ..solve.restart import BATCH_MODES
 from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
                      setup_logging, verbosity_options, version_option)
@@ -162,7 +161,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     def fit_of(i: int, err: float) -> dict:
         return fit(err, sigma, y.shape[1], norms[i])
 
-    tmp = staging(out, overwrite)
+    tmp = staging(out, overwrite, inputs=[measurements, Path(measurements).with_suffix(".json"), *reference])
     if why and not quiet:
         click.echo(why, err=True)
     rows, images, tiles = [], [], []
@@ -203,7 +202,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     except OSError as e:
         raise GSError(f"cannot write the results into {tmp}: {e.strerror or e}") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
     if interrupted:
         if rows:
             click.echo(f"interrupted: {len(rows)} of {B} image(s) finished, written to {out}/", err=True)

@@ -66,6 +66,10 @@ def _bad_field(row: dict) -> str | None:
     return None
 
 
+#: How much of a results file's end :meth:`ResultsFile._trim_torn_tail` reads.
+TAIL_BYTES = 4 << 20
+
+
 class ResultsFile:
     """Append-only rows of one experiment folder.
 
@@ -130,6 +134,7 @@ class ResultsFile:
             raise GSError(f"{self.path} is not a text results file") from None
         except OSError as e:
             raise GSError(f"cannot read {self.path}: {e.strerror or e}") from None
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -138,7 +143,7 @@ class ResultsFile:
             except strictjson.BadJSON as e:
                 raise GSError(f"{self.path}: line {i + 1}: {e} (edit or remove it)") from None
             except json.JSONDecodeError:
-                if i >= len(lines) - 2:  # only the last line may be torn
+                if i == last:  # only the last line may be torn (the next append cuts it: _trim_torn_tail)
                     continue
                 raise GSError(f"{self.path}: line {i + 1} is not JSON (edit or remove it)") from None
             if not isinstance(row, dict) or "key" not in row:
@@ -154,27 +159,33 @@ class ResultsFile:
         return {r["key"] for r in self.rows()}
 
     def _trim_torn_tail(self) -> None:
-        """Cut a last line left unfinished by a crash (reads only the end of the file)."""
+        """Repair the end of the file as :meth:`rows` reads it, before appending: a last non-empty line that is
+        not JSON (a crash mid-write, with or without a newline after it) is cut; a complete last row without its
+        newline gets one. Reads only the last :data:`TAIL_BYTES` (a row is far smaller)."""
         if not self.path.is_file():
             return
         with open_regular(self.path, "r+b", "results file") as f:
             size = f.seek(0, os.SEEK_END)
-            if size == 0:
+            base = max(0, size - TAIL_BYTES)
+            f.seek(base)
+            tail = f.read()
+            body = tail.rstrip()
+            if not body:
                 return
-            f.seek(size - 1)
-            if f.read(1) == b"\n":
-                return
-            pos = size
-            while pos > 0:  # find the last newline, 64 kB at a time from the end
-                start = max(0, pos - 65536)
-                f.seek(start)
-                chunk = f.read(pos - start)
-                i = chunk.rfind(b"\n")
-                if i >= 0:
-                    f.truncate(start + i + 1)
-                    return
-                pos = start
-            f.truncate(0)
+            nl = body.rfind(b"\n")
+            if nl < 0 and base > 0:
+                raise GSError(f"{self.path}: its last line is over {TAIL_BYTES >> 20} MiB, not a results row (edit "
+                              "or remove it)")
+            line = body[nl + 1:]
+            try:
+                strictjson.loads(line.decode("utf-8"))
+                whole = nl >= 0 or base == 0
+            except (ValueError, UnicodeDecodeError):
+                whole = False
+            if not whole:
+                f.truncate(base + nl + 1)
+            elif not tail.endswith(b"\n"):
+                f.write(b"\n")
 
     def append(self, task: Task, row: dict[str, Any]) -> None:
         """Write one finished task's row (with its key) and flush it to disk."""

@@ -1,8 +1,10 @@
 """Publishing results: the one way every command writes its output, so that no reader ever sees a half-written
 file and a failure leaves nothing behind.
 
-* :func:`staging` makes a temp folder beside an output folder (same filesystem, so the final rename is atomic)
-  and removes the staging folders of earlier runs that were killed (their process is gone).
+* :func:`staging` claims an output folder (an exclusive lock beside it, held until :func:`publish` or
+  :func:`discard`: a second run on the same output is refused, not silently replaced), makes a temp folder
+  beside it (same filesystem, so the final rename is atomic) and removes the staging folders of earlier runs
+  that were killed (their process is gone).
 * :func:`publish` moves a finished staging folder into place, whole: a rename where it can; where the output
   folder is a mount point (EXDEV/EBUSY), the files are copied in, each through a temp name and a rename inside
   the target filesystem, and the files of the earlier run are removed.
@@ -55,30 +57,88 @@ def clean_stale(parent: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def staging(out: Path, overwrite: bool = False) -> Path:
-    """A fresh staging folder beside the output folder ``out`` (created with its parents).
+#: staging folder -> the open claim file of its output (see :func:`staging`)
+_CLAIMS: dict[Path, object] = {}
 
-    An existing non-empty ``out`` is refused unless ``overwrite``; a file at ``out`` is refused.
+
+def _claim(parent: Path, out: Path):
+    """An exclusive, non-blocking lock on ``parent/.gs-claim.<out name>``, released when closed or when the
+    process ends: the claim on ``out`` for the whole run."""
+    import fcntl
+
+    from .paths import open_regular
+
+    path = parent / f".gs-claim.{out.name}"
+    f = open_regular(path, "a+", "output claim")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:  # its owner finished and removed it meanwhile
+            raise OSError(errno.EAGAIN, "claim replaced")
+    except OSError:
+        f.close()
+        raise GSError(f"another run is writing to {out}: wait for it, or -o another folder") from None
+    f.claim_path = path
+    return f
+
+
+def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
+    """A fresh staging folder beside the output folder ``out`` (created with its parents), with ``out``
+    claimed for this run until :func:`publish` or :func:`discard`.
+
+    An existing non-empty ``out`` is refused unless ``overwrite``; a file at ``out`` is refused, and so is an
+    ``out`` that holds (or is) one of ``inputs`` (replacing it would delete them); a second run claiming the
+    same ``out`` is refused while this one runs.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GSError(f"output exists and is not a folder: {out}")
+    target = out.resolve()
+    for p in inputs:
+        q = Path(p).resolve()
+        if q == target or target in q.parents:
+            raise GSError(f"output folder {out} holds the input {p}: replacing it would delete it; -o another "
+                          "folder")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _io_error("create the folder", parent, e) from None
+    claim = _claim(parent, target)  # first the claim, then the look: a run that finished meanwhile is seen
     try:
         if out.is_dir() and any(out.iterdir()) and not overwrite:
             raise GSError(f"output folder {out} exists and is not empty: pass --overwrite to replace it, or -o "
                           "another folder")
     except OSError as e:
+        _release(claim)
         raise _io_error("read", out, e) from None
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _io_error("create the folder", parent, e) from None
+    except GSError:
+        _release(claim)
+        raise
     clean_stale(parent)
     try:
-        return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}.", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}.", dir=parent))
     except OSError as e:
+        _release(claim)
         raise _io_error("write in", parent, e) from None
+    _CLAIMS[tmp] = claim
+    return tmp
+
+
+def discard(tmp: Path) -> None:
+    """Remove a staging folder (if still there) and release its output's claim."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    claim = _CLAIMS.pop(Path(tmp), None)
+    if claim is not None:
+        _release(claim)
+
+
+def _release(claim) -> None:
+    """Remove the claim file, then unlock it (a run that opened it before fails its inode check)."""
+    try:
+        os.unlink(claim.claim_path)
+    except OSError:
+        pass
+    claim.close()
 
 
 def publish(tmp: Path, out: Path) -> None:
