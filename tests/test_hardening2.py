@@ -541,3 +541,80 @@ def test_measuring_fewer_images_over_an_earlier_run_removes_its_extra_previews(t
     assert (tmp_path / "m_001.png").is_file() and not (tmp_path / "m_002.png").exists()
     r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--ratio", "0.1", "-o", out, "--overwrite", "-q"])
     assert r.exit_code == 0 and not list(tmp_path.glob("m_*.png"))       # Gaussian: no preview at all
+
+
+# --------------------------------------------------------------- class 7: Ctrl-C in a large lockstep batch
+
+def _many(tmp: Path, count: int) -> Path:
+    import numpy as np
+
+    from gs_onnx.io.images import load_image
+    from gs_onnx.io.measurement import write_measurements
+    from gs_onnx.physics import GaussianOperator, measure, paper_sigma, sidecar_fields
+    from test_cli import IMG_A
+
+    op = GaussianOperator(m=2000, n=12288, seed=0)
+    x = np.repeat(load_image(IMG_A, 64).reshape(1, -1), count, axis=0)
+    s = paper_sigma(12288, 2000)
+    path = tmp / "many.npy"
+    write_measurements(path, measure(x, op, s, 0), {**sidecar_fields(op), "seed": 0, "image_shape": [3, 64, 64],
+                                                     "model": "dcgan", "noise": "paper", "sigma": s})
+    return path
+
+
+@pytest.mark.parametrize("batch", [["--batch", "images", "--batch-size", "8"],
+                                   ["--batch", "restarts", "--restarts", "3"]])
+def test_ctrl_c_in_a_lockstep_batch_stops_at_once_and_publishes(tmp_path, batch):
+    """SIGINT while L-BFGS-B runs sit in their threads: the runs end at their next evaluation, the finished
+    images are published with a report saying how many, exit 130 (it used to abort: a thread left inside
+    ONNX Runtime when the interpreter exits)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    meas = _many(tmp_path, 40)
+    out = tmp_path / "out"
+    exe = Path(sys.executable).parent / "gs-recover"
+    p = subprocess.Popen([str(exe), str(meas), "--method", "gs", "--max-iter", "60",
+                          *batch, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list(tmp_path.glob(".gs-staging.*/recovered_001.png")):  # the first image is finished
+        assert p.poll() is None and time.time() - t0 < 120, "no image finished"
+        time.sleep(0.2)
+    time.sleep(0.5)                                                   # into the next batch
+    p.send_signal(signal.SIGINT)
+    t1 = time.time()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and time.time() - t1 < 5, (p.returncode, err)
+    assert "terminate called" not in err and "Traceback" not in err, err
+    rep = json.loads((out / "report.json").read_text())
+    assert 1 <= len(rep["images"]) < 40 and rep["interrupted"].endswith("of 40 images finished")
+
+
+def test_ctrl_c_ends_every_lockstep_thread_before_it_propagates():
+    """The deterministic core of the above: SIGINT arrives while a batch is being evaluated (as inside ONNX
+    Runtime); when KeyboardInterrupt leaves minimize_lockstep, no optimiser thread is left running."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import numpy as np
+
+    from gs_onnx.solve.restart import Budget, minimize_lockstep
+
+    calls = []
+
+    def evaluate(keys, Z):
+        calls.append(len(keys))
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)   # delivered to the main thread, which waits in join
+            time.sleep(0.3)                       # this thread is "inside the kernel" meanwhile
+        return (Z ** 2).sum(axis=1), 2 * Z
+
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        minimize_lockstep(evaluate, [np.full(5, 1.0 + k) for k in range(6)], Budget(max_iter=1000, max_fun=1000,
+                                                                                    gtol=0, ftol=0))
+    assert threading.active_count() == before, "optimiser threads still running after Ctrl-C"

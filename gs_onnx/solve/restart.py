@@ -145,6 +145,14 @@ class _Lockstep:
             self.active -= 1
             self._maybe_run()
 
+    def cancel(self) -> None:
+        """End every run at its next evaluation (Ctrl-C): the waiting ones at once, the one evaluating when its
+        batch returns (at most one evaluation)."""
+        with self.cv:
+            if self.error is None:
+                self.error = KeyboardInterrupt()
+            self.cv.notify_all()
+
 
 def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarray, np.ndarray]],
                       x0s: list[np.ndarray], budget: Budget,
@@ -197,8 +205,14 @@ def minimize_lockstep(evaluate: Callable[[list[int], np.ndarray], tuple[np.ndarr
                 lock.leave()
             break
         started.append(t)
-    for t in started:
-        t.join()
+    try:
+        for t in started:
+            t.join()
+    except KeyboardInterrupt:  # stop the runs before the interpreter goes: a thread left inside ONNX Runtime
+        lock.cancel()          # when Python exits aborts the process instead of publishing what finished
+        for t in started:
+            t.join(timeout=30)
+        raise
     if failed is not None:
         raise GSError(f"could not start {len(threads)} optimiser threads ({failed}): lower --batch-size or "
                       "--restarts, or --batch none")
