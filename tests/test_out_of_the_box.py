@@ -169,6 +169,7 @@ def test_experiment_runs_the_models_plan_as_gs_recover_does(tmp_path):
         assert rep["method"] == method
         assert rep["images"][0]["psnr"] == pytest.approx(rows[method]["psnr"], abs=1e-3)
     assert rows["gs-tv"]["psnr"] > rows["gs"]["psnr"]
+    assert rows["gs-tv"]["gs_psnr"] == pytest.approx(rows["gs"]["psnr"], abs=1e-4)  # its anchor is gs's image
 
 
 def test_paper_budget_runs_one_task_per_restart(tmp_path):

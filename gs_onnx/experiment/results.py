@@ -34,7 +34,7 @@ def _clean(v: Any) -> Any:
 
 
 #: Fields of a results row the summaries compute with (numbers or null) and group by (strings or null).
-NUMBER_FIELDS = ("psnr", "ssim", "seconds", "seconds_all_restarts", "seam", "seam_truth", "ratio", "m", "n",
+NUMBER_FIELDS = ("psnr", "gs_psnr", "ssim", "seconds", "seconds_all_restarts", "seam", "seam_truth", "ratio", "m", "n",
                  "measurement_error", "objective", "evaluations", "index", "cut", "restart", "free_parameters",
                  "sigma", "skip_prior", "lam", "gamma", "iterations")
 STRING_FIELDS = ("key", "model", "method", "dataset", "preset", "variant", "setting", "operator")

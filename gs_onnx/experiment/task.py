@@ -308,6 +308,9 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
                     "free_parameters": int(free) if free is not None else None, "provider": h.get("provider", ""),
                     "budget": {k: h[k] for k in ("solver", "optimizer", "lam", "channels") if k in h}})
     row["psnr"] = psnr(image, x)
+    anchor = getattr(solver, "last_gs_image", None)
+    if task.method == "gs-tv" and anchor is not None:  # gs alone, the same run: its PSNR comes for free
+        row["gs_psnr"] = psnr(anchor, x)
     if man.lattice_cell:  # a model with a skip source: how much its lattice shows, beside the truth's
         from ..metrics import seam
 

@@ -525,6 +525,7 @@ class GSTVSolver(GSSolver):
         return [self._with_tv(im, f, y, r) for (im, f), y, r in zip(out, np.asarray(Y, np.float32), refined)]
 
     def _with_tv(self, gs_image, fields, y, res):
+        self.last_gs_image = gs_image  # the generator's image the refinement was anchored to (gs alone)
         y = np.asarray(y, np.float32).reshape(-1)
         fields = dict(fields, gs_measurement_error=fields["measurement_error"],
                       measurement_error=measurement_error(self.op, res.image, y),
