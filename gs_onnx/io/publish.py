@@ -2,7 +2,8 @@
 file and a failure leaves nothing behind.
 
 * :func:`staging` claims an output folder (an exclusive lock beside it, held until :func:`publish` or
-  :func:`discard`: a second run on the same output is refused, not silently replaced), makes a temp folder
+  :func:`discard`, which every run calls at its end: a second run on the same output is refused, not silently
+  replaced), makes a temp folder
   beside it (same filesystem, so the final rename is atomic) and removes the staging folders of earlier runs
   that were killed (their process is gone).
 * :func:`publish` moves a finished staging folder into place, whole: a rename where it can; where the output
@@ -83,7 +84,7 @@ def _claim(parent: Path, out: Path):
 
 def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
     """A fresh staging folder beside the output folder ``out`` (created with its parents), with ``out``
-    claimed for this run until :func:`publish` or :func:`discard`.
+    claimed for this run until :func:`discard` (after :func:`publish`, or on failure).
 
     An existing non-empty ``out`` is refused unless ``overwrite``; a file at ``out`` is refused, and so is an
     ``out`` that holds (or is) one of ``inputs`` (replacing it would delete them); a second run claiming the
