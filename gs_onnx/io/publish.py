@@ -1,11 +1,10 @@
 """Publishing results: the one way every command writes its output, so that no reader ever sees a half-written
 file and a failure leaves nothing behind.
 
-* :func:`staging` claims an output folder (an exclusive lock beside it, held until :func:`publish` or
-  :func:`discard`, which every run calls at its end: a second run on the same output is refused, not silently
-  replaced), makes a temp folder
-  beside it (same filesystem, so the final rename is atomic) and removes the staging folders of earlier runs
-  that were killed (their process is gone).
+* :func:`staging` claims an output folder (an exclusive lock beside it, held until :func:`discard`, which
+  every run calls at its end: a second run on the same output is refused, not silently replaced), makes a
+  temp folder beside it (same filesystem, so the final rename is atomic) and removes the staging folders of
+  earlier runs that were killed (their process is gone).
 * :func:`publish` moves a finished staging folder into place, whole: a rename where it can; where the output
   folder is a mount point (EXDEV/EBUSY), the files are copied in, each through a temp name and a rename inside
   the target filesystem, and the files of the earlier run are removed.
