@@ -145,9 +145,9 @@ def test_stopping_plans_apply_to_the_operators_they_were_validated_on():
     assert stopping_plan(rec2, "mask") == plan and stopping_plan(rec2, "fourier") == paper
 
 
-def test_the_shipped_dcgan_plans_per_operator():
-    """What docs/physics.md promises: every registered operator has a validated plan for the shipped dcgan,
-    none beyond Gaussian compressed sensing for began."""
+def test_the_shipped_plans_per_operator():
+    """What docs/physics.md promises: every registered operator has a validated plan for the shipped dcgan and
+    began (began: 1 x 200 beyond compressed sensing, 1 x 50 for a missing box)."""
     from gs_onnx.generator import registry
     from gs_onnx.physics import measuring_types
 
@@ -156,7 +156,8 @@ def test_the_shipped_dcgan_plans_per_operator():
         expected = {"fourier": 200, "blur": 200, "identity": 50}.get(kind, 100)
         assert stopping_plan(dcgan, kind) == {"rule": "fixed", "restarts": 1, "max_iter": expected}, kind
         if kind not in ("gaussian", "srdct"):
-            assert stopping_plan(began, kind) == {"rule": "fixed", "restarts": 3, "max_iter": 500}, kind
+            want = 50 if kind == "box" else 200
+            assert stopping_plan(began, kind) == {"rule": "fixed", "restarts": 1, "max_iter": want}, kind
 
 
 @pytest.mark.parametrize("key, bad, needle", [
@@ -185,16 +186,30 @@ def test_a_manifest_with_bad_plan_operators_is_refused(tmp_path, key, bad, needl
         load_manifest(dst)
 
 
-def test_an_operator_without_a_validated_plan_gets_a_note():
-    """began's plan covers compressed sensing only: with a mask, --budget auto falls back to the paper's budget
-    and says so; any budget flag, --budget paper, or a validated operator (dcgan) silences the note."""
+def test_an_operator_without_a_validated_plan_gets_a_note(tmp_path):
+    """A model whose plan does not cover an operator (here began with its mask plan removed): --budget auto falls
+    back to the paper's budget and says so; any budget flag, --budget paper, or a validated operator silences
+    the note. The shipped models have a plan for every operator type."""
+    import shutil
+
+    from gs_onnx.generator.registry import load
+    from gs_onnx.physics import make, measuring_types
     from gs_onnx.solve.methods import Settings, make_solver
-    from gs_onnx.physics import make
+    from gs_onnx.solve.stopping import has_plan
+
+    for name in ("began", "dcgan"):
+        assert all(has_plan(load(name).recommended, k) for k in measuring_types()), name
+    models = tmp_path / "models"
+    shutil.copytree(load("began").root, models / "began")
+    d = json.loads((models / "began" / "manifest.json").read_text())
+    del d["recommended"]["stopping"]["per_operator"]["mask"]
+    (models / "began" / "manifest.json").write_text(json.dumps(d))
 
     def solver(model, kind, shape, **kw):
         op = make(kind, shape, 0, **({"keep": 0.3} if kind == "mask" else {"m": 100}))
         sidecar = {"operator": op.describe(), "image_shape": list(shape), "m": op.m, "n": op.n, "model": model}
-        return make_solver("gs", np.zeros((1, op.m), np.float32), sidecar, Settings(model=model, **kw), op=op)
+        return make_solver("gs", np.zeros((1, op.m), np.float32), sidecar,
+                           Settings(model=model, models_dir=str(models), **kw), op=op)
 
     s = solver("began", "mask", (3, 128, 128))
     assert s.note.startswith("began's stopping plan was not validated on mask measurements")
