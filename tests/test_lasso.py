@@ -108,3 +108,26 @@ def test_default_stopping_is_near_the_optimum_on_an_ill_conditioned_problem():
     slow = lasso_dct(op, y, shape, lam=0.01, tol=1e-9, max_iter=3000)
     assert fast.converged and fast.iterations < 1500
     assert fast.objective <= slow.objective * 1.005
+
+
+def test_lasso_weight_is_chosen_per_operator(tmp_path):
+    """Without --lam, Lasso-DCT takes its operator type's weight (gs_onnx.solve.lasso.LAM); --lam overrides it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from conftest import SAMPLES
+    from gs_onnx.cli import measure_main, recover_main
+    from gs_onnx.solve.lasso import LAM
+
+    img = str(SAMPLES / "celeba64_182638.jpg")
+    r = CliRunner().invoke(measure_main, [img, "--model", "dcgan-digiface", "--operator", "mask", "--keep", "0.3",
+                                          "-o", str(tmp_path / "m.npy")])
+    assert r.exit_code == 0, r.output
+    for args, want in (([], LAM["mask"]), (["--lam", "0.002"], 0.002)):
+        out = tmp_path / f"out{len(args)}"
+        r = CliRunner().invoke(recover_main, [str(tmp_path / "m.npy"), "--method", "lasso-dct", "--max-iter", "50",
+                                              "-o", str(out), *args])
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "report.json").read_text())["lam"] == want
+    assert LAM["mask"] != 0.01

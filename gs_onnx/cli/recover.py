@@ -95,7 +95,7 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
 @click.option("--cuda-graph/--no-cuda-graph", "cuda_graph", default=None,
               help="gs, composed engine on CUDA: capture and replay CUDA graphs  [default: off]")
 @click.option("--lam", type=float, default=None,
-              help="Lasso-DCT's l1 weight [default: 0.01]; TV's weight (tv, gs-tv) [default: per operator, chosen "
+              help="Lasso-DCT's l1 weight; TV's weight (tv, gs-tv)  [default: per operator, chosen "
                    "on CelebA train faces]")
 @click.option("--gamma", type=float, default=None,
               help="gs-tv: weight of ||x - G||^2, the pull towards the generator's image  [default: per operator, "

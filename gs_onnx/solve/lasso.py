@@ -39,6 +39,20 @@ MIN_FINAL = 100
 #: FISTA iterations at most (continuation stages included).
 MAX_ITER = 2000
 
+#: Lasso-DCT's weight per operator type, chosen like TV's (:data:`gs_onnx.solve.tv.LAM`) on the first 3 CelebA
+#: train faces (64 px) at the physics preset's noise from a grid 1e-4 ... 1, the best mean PSNR
+#: (``benchmarks/tv_weights.py 64 lasso``; docs/results.md). Compressed sensing keeps the paper's 0.01: the
+#: grid's best is 0.1 at m/n 0.163 (+0.15 dB) and 1.0 at 0.0488 (+0.41 dB), small beside GS's lead there.
+LAM = {"gaussian": 0.01, "srdct": 0.01, "mask": 0.03, "box": 0.003, "downsample": 0.003, "fourier": 0.01,
+       "blur": 0.003, "identity": 0.3}
+#: The weight of an operator type not in :data:`LAM` (the paper's).
+DEFAULT_LAM = 0.01
+
+
+def default_lam(kind: str | None) -> float:
+    """Lasso-DCT's weight for an operator type: :data:`LAM`, else :data:`DEFAULT_LAM`."""
+    return LAM.get(kind or "", DEFAULT_LAM)
+
 
 def dct2(x: np.ndarray) -> np.ndarray:
     """Orthonormal 2-D DCT-II over the last two axes (per channel)."""

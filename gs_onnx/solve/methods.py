@@ -621,10 +621,10 @@ class LassoSolver(_ImageSolver):
     how = "by Lasso-DCT"
 
     def __init__(self, y: np.ndarray, sidecar: dict, s: Settings, op=None):
-        from .lasso import MAX_ITER, TOL
+        from .lasso import MAX_ITER, TOL, default_lam
 
         self._setup(sidecar, s, op, MAX_ITER)
-        self.lam = 0.01 if s.lam is None else s.lam
+        self.lam = default_lam((self.op.describe() or {}).get("type")) if s.lam is None else s.lam
         self.header = {"model": None, "cut": None, "lam": self.lam, "device": "cpu", "provider": "numpy/scipy",
                        "solver": {"algorithm": "FISTA with adaptive restart and continuation",
                                   "max_iter": self.max_iter, "tol": TOL}}
