@@ -21,7 +21,7 @@ import numpy as np
 
 from ..generator import registry
 from ..errors import GSError
-from ..generator.manifest import Manifest
+from ..generator.manifest import MAX_ITERATIONS, MAX_RESTARTS, Manifest
 from .skipprior import with_skip_prior
 
 ENTRY_POINT_GROUP = "gs_onnx.methods"
@@ -101,8 +101,9 @@ PLANNED = ("gs", "gs-tv")
 PAPER_LR = {"dcgan": 0.1, "began": 1.0, "vae": 1.0}
 
 #: Upper bounds of the counts a command line gives (a mistyped 100000 restarts fails at once, not hours later).
-UPPER = {"restarts": 1000, "max_iter": 1_000_000, "max_fun": 1_000_000, "codes": 1000, "steps": 10_000_000,
-         "channels": 4096, "batch_size": 4096, "patience": 1_000_000}
+#: The optimiser's counts share the manifest's bounds (one home: gs_onnx.generator.manifest).
+UPPER = {"restarts": MAX_RESTARTS, "max_iter": MAX_ITERATIONS, "max_fun": MAX_ITERATIONS, "codes": 1000,
+         "steps": 10_000_000, "channels": 4096, "batch_size": 4096, "patience": MAX_ITERATIONS}
 
 _FLAG = {"max_iter": "--max-iter", "max_fun": "--max-fun", "finetune_steps": "--finetune-steps",
          "finetune_lr": "--finetune-lr", "operator_on": "--operator-on", "cuda_graph": "--cuda-graph"}
