@@ -159,18 +159,13 @@ def _dims(batch) -> str | int:
     return "batch" if batch is None else int(batch)
 
 
-def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = None):
-    """(objective ModelProto, image ModelProto) for the cut generator ``tail`` and an operator in ONNX form
-    with ``m`` measurements. See the module docstring for the inputs and outputs."""
+def objective_builder(tail: Tail, form: OnnxForm, *, batch: int | None = None, b: Builder | None = None):
+    """(builder, initializers): the nodes of the objective graph, from ``packed_z``, ``y``, ``w`` and the
+    operator's inputs to ``f``, ``grad`` and ``f_held`` (the module docstring), not yet made a model (the
+    recovery graph instantiates them inside its loop)."""
     man = tail.manifest
     n = man.n
-    B = _dims(batch)
-    op_inputs = [tensor_info(k, FLOAT, shape) for k, (shape, _) in form.inputs.items()]
-    common_in = [tensor_info(Z, FLOAT, [B, tail.size]), tensor_info(Y, FLOAT, [B, m]),
-                 tensor_info(W, FLOAT, [B, m])] + op_inputs
-
-    # ---- objective: f, grad, f_held
-    b = Builder()
+    b = Builder() if b is None else b
     _unpack(b, tail, batch)
     fnodes, finits = _copy_nodes(tail.fwd)
     b.nodes += fnodes
@@ -186,12 +181,15 @@ def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = 
     vnodes, vinits = _copy_nodes(tail.vjp)
     b.nodes += vnodes
     _pack(b, tail, [f"grad_{n_}" for n_ in tail.inputs], batch)
-    obj = finish_model(b, "gs_objective", common_in,
-                  [tensor_info(F, DOUBLE, [B]), tensor_info(GRAD, FLOAT, [B, tail.size]),
-                   tensor_info(F_HELD, DOUBLE, [B])], finits + vinits)
+    return b, finits + vinits
 
-    # ---- image: x01, err, err_held (no saved values needed: ORT drops the nodes that feed nothing)
-    b = Builder()
+
+def image_builder(tail: Tail, form: OnnxForm, *, batch: int | None = None, b: Builder | None = None):
+    """(builder, initializers): the nodes of the image graph, from ``packed_z``, ``y``, ``w`` and the operator's
+    inputs to ``x01``, ``err`` and ``err_held`` (the module docstring)."""
+    man = tail.manifest
+    n = man.n
+    b = Builder() if b is None else b
     _unpack(b, tail, batch)
     fnodes, finits = _copy_nodes(tail.fwd)
     b.nodes += fnodes
@@ -205,9 +203,27 @@ def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = 
     b.op("Sqrt", [b.op("ReduceSum", [r2, axes], "ss", keepdims=0)], outputs=[ERR])
     hold = b.op("Sub", [b.const(np.float64(1.0), "one"), b.op("Cast", [W], "wd", to=DOUBLE)], "hold")
     b.op("Sqrt", [b.op("ReduceSum", [b.op("Mul", [r2, hold], "hr2"), axes], "hs", keepdims=0)], outputs=[ERR_HELD])
+    return b, finits
+
+
+def objective_models(tail: Tail, form: OnnxForm, m: int, *, batch: int | None = None):
+    """(objective ModelProto, image ModelProto) for the cut generator ``tail`` and an operator in ONNX form
+    with ``m`` measurements. See the module docstring for the inputs and outputs."""
+    man = tail.manifest
+    B = _dims(batch)
+    op_inputs = [tensor_info(k, FLOAT, shape) for k, (shape, _) in form.inputs.items()]
+    common_in = [tensor_info(Z, FLOAT, [B, tail.size]), tensor_info(Y, FLOAT, [B, m]),
+                 tensor_info(W, FLOAT, [B, m])] + op_inputs
+    c, h, w = man.image_shape
+    b, inits = objective_builder(tail, form, batch=batch)
+    obj = finish_model(b, "gs_objective", common_in,
+                       [tensor_info(F, DOUBLE, [B]), tensor_info(GRAD, FLOAT, [B, tail.size]),
+                        tensor_info(F_HELD, DOUBLE, [B])], inits)
+    # image: no saved values needed (ORT drops the nodes that feed nothing)
+    b, inits = image_builder(tail, form, batch=batch)
     img = finish_model(b, "gs_image", common_in,
-                  [tensor_info(X01, FLOAT, [B, c, h, w]), tensor_info(ERR, DOUBLE, [B]),
-                   tensor_info(ERR_HELD, DOUBLE, [B])], finits)
+                       [tensor_info(X01, FLOAT, [B, c, h, w]), tensor_info(ERR, DOUBLE, [B]),
+                        tensor_info(ERR_HELD, DOUBLE, [B])], inits)
     return obj, img
 
 

@@ -179,7 +179,7 @@ def same_models(tasks: list[Task], results: ResultsFile, models_dir: str | None)
     model) or another image under the same data-set index (another ``--data-root``) to a results folder: its
     tasks would be taken as done, or pooled with the old ones in one condition of the summary."""
     from .cache import manifest_for
-    from .task import model_digest
+    from ..generator.manifest import model_digest
 
     seen, images = {}, {}
     for r in results.rows():

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
+from ..generator.manifest import model_digest
 from .cache import cached, generator_for, manifest_for
 
 #: Methods a task can run. ``nogs`` is gs at cut 0 (plain CSGM); ``gs`` uses the task's cut.
@@ -33,14 +34,6 @@ RESTART_METHODS = ("gs", "nogs", "mganprior", "gs-tv")
 SINGLE_METHODS = ("lasso-dct", "tv", "deep-decoder", "iagan")
 TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
 from ..solve.methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.generator.latent.INITS
-
-
-def model_digest(man) -> str:
-    """The sha256 of a model's manifest (which lists the sha256 of every file of the model): two models of one
-    name with different weights have different digests."""
-    import hashlib
-
-    return hashlib.sha256((man.root / "manifest.json").read_bytes()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,6 +144,12 @@ class Manifest:
         return max(cells) if cells else None
 
 
+def model_digest(man) -> str:
+    """The sha256 of a model's manifest (which lists the sha256 of every file of the model): two models of one
+    name with different weights have different digests."""
+    return hashlib.sha256((Path(man.root) / "manifest.json").read_bytes()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -405,27 +405,27 @@ class SubsampledDCTOperator(Operator):
         full[self.rows] = np.arange(1, self.m + 1)
 
         def fwd(b, x):
-            v = b.op("Gather", [b.op("Mul", [x, b.const(self.signs, "signs")], "xs"), b.const(perm, "perm")],
+            v = b.op("Gather", [b.op("Mul", [x, b.data(self.signs, "dct_signs")], "xs"), b.data(perm, "dct_perm")],
                      "v", axis=1)
             v3 = b.op("Cast", [b.op("Unsqueeze", [v, b.const(np.asarray([2], np.int64), "axes")], "v3")], "v3d",
                       to=11)
             V = b.op("DFT", [v3], "V", axis=1, onesided=0)     # float64: ONNX Runtime's float32 DFT loses 1e-4
-            Vk = b.op("Gather", [V, b.const(self.rows.astype(np.int64), "rows")], "Vk", axis=1)   # (B, m, 2)
-            cs = b.const(np.stack([c, s_], axis=1), "cs", dtype=np.float64)
+            Vk = b.op("Gather", [V, b.data(self.rows.astype(np.int64), "dct_rows")], "Vk", axis=1)   # (B, m, 2)
+            cs = b.data(np.stack([c, s_], axis=1), "dct_cs", dtype=np.float64)
             y = b.op("ReduceSum", [b.op("Mul", [Vk, cs], "Vcs"), b.const(np.asarray([2], np.int64), "axes")],
                      "Axd", keepdims=0)
             return b.op("Cast", [y], "Ax", to=1)
 
         def adj(b, r):
-            cs = b.const(np.stack([c, -s_], axis=1), "csadj", dtype=np.float64)
+            cs = b.data(np.stack([c, -s_], axis=1), "dct_csadj", dtype=np.float64)
             r3 = b.op("Cast", [b.op("Unsqueeze", [r, b.const(np.asarray([2], np.int64), "axes")], "r3")], "r3d", to=11)
             u = b.op("Mul", [r3, cs], "u")
             padded = b.op("Pad", [u, b.const(np.asarray([0, 1, 0, 0, 0, 0], np.int64), "pads")], "upad")
-            U = b.op("Gather", [padded, b.const(full, "full")], "U", axis=1)                       # (B, n, 2)
+            U = b.op("Gather", [padded, b.data(full, "dct_full")], "U", axis=1)                       # (B, n, 2)
             Wc = b.op("DFT", [U], "W", axis=1, onesided=0)
             re = b.op("Gather", [Wc, b.const(np.asarray(0, np.int64), "zero")], "re", axis=2)   # (B, n)
-            x = b.op("Cast", [b.op("Gather", [re, b.const(inv, "inv")], "xpd", axis=1)], "xp", to=1)
-            return b.op("Mul", [x, b.const(self.signs, "signs")], "ATr")
+            x = b.op("Cast", [b.op("Gather", [re, b.data(inv, "dct_inv")], "xpd", axis=1)], "xp", to=1)
+            return b.op("Mul", [x, b.data(self.signs, "dct_signs")], "ATr")
 
         return OnnxForm({}, fwd, adj)
 

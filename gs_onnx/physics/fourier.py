@@ -160,7 +160,7 @@ class Fourier(Operator):
             X = b.op("DFT", [X], "Xhw", axis=3, onesided=0)
             X = b.op("Mul", [X, b.const(np.float64(1 / math.sqrt(h * w)), "ortho")], "Xo")
             flat = b.op("Reshape", [X, b.const(_i64([-1, c, h * w, 2]), "spec")], "Xflat")
-            kept = b.op("Gather", [flat, b.const(self.freqs, "freqs")], "Xk", axis=2)
+            kept = b.op("Gather", [flat, b.data(self.freqs, "fourier_freqs")], "Xk", axis=2)
             y = b.op("Reshape", [kept, b.const(_i64([-1, self.m]), "flatm")], "yd")
             return b.op("Cast", [y], "Ax", to=1)
 
@@ -168,7 +168,7 @@ class Fourier(Operator):
             rd = b.op("Cast", [r], "rd", to=11)
             pairs = b.op("Reshape", [rd, b.const(_i64([-1, c, k, 2]), "pairs")], "rp")
             padded = b.op("Pad", [pairs, b.const(_i64([0, 0, 1, 0, 0, 0, 0, 0]), "pads")], "rpad")
-            Z = b.op("Gather", [padded, b.const(full, "scatter")], "Z", axis=2)
+            Z = b.op("Gather", [padded, b.data(full, "fourier_scatter")], "Z", axis=2)
             Z = b.op("Reshape", [Z, b.const(_i64([-1, c, h, w, 2]), "spec5")], "Z5")
             x = b.op("DFT", [Z], "zh", axis=2, onesided=0, inverse=1)
             x = b.op("DFT", [x], "zhw", axis=3, onesided=0, inverse=1)

@@ -135,11 +135,11 @@ class PixelSubset(Operator):
         full[self.idx] = np.arange(1, self.m + 1)
 
         def fwd(b, x):
-            return b.op("Gather", [x, b.const(self.idx, "kept")], "Ax", axis=1)
+            return b.op("Gather", [x, b.data(self.idx, "mask_kept")], "Ax", axis=1)
 
         def adj(b, r):
             padded = b.op("Pad", [r, b.const(_i64([0, 1, 0, 0]), "pads")], "rpad")
-            return b.op("Gather", [padded, b.const(full, "scatter")], "ATr", axis=1)
+            return b.op("Gather", [padded, b.data(full, "mask_scatter")], "ATr", axis=1)
 
         return OnnxForm({}, fwd, adj)
 
@@ -347,8 +347,8 @@ class Blur(Operator):
 
         def blur(b, x, out):
             img = b.op("Reshape", [x, b.const(_i64([-1, c, h, w]), "imgshape")], "img")
-            a = b.op("Conv", [img, b.const(kh, "kh")], "blurh", group=c, pads=[r, 0, r, 0])
-            a = b.op("Conv", [a, b.const(kw, "kw")], "blurw", group=c, pads=[0, r, 0, r])
+            a = b.op("Conv", [img, b.data(kh, "blur_kh")], "blurh", group=c, pads=[r, 0, r, 0])
+            a = b.op("Conv", [a, b.data(kw, "blur_kw")], "blurw", group=c, pads=[0, r, 0, r])
             return b.op("Reshape", [a, b.const(_i64([-1, c * h * w]), "flat")], out)
 
         return OnnxForm({}, lambda b, x: blur(b, x, "Ax"), lambda b, r_: blur(b, r_, "ATr"))

@@ -31,13 +31,19 @@ def onnx_modules():
 
 
 class Builder:
-    """Appends nodes and constants to a graph under construction; every name it makes starts with ``gs/``.
+    """Appends nodes and constants to a graph under construction; every name it makes starts with ``prefix``
+    (default ``gs/``).
 
     Operators' ONNX forms (:class:`OnnxForm`) add their nodes through it.
     """
 
-    def __init__(self):
+    def __init__(self, lift: bool = False, prefix: str = "gs/"):
         _, self.helper, self.numpy_helper = onnx_modules()
+        self.prefix = prefix
+        #: with ``lift``, :meth:`data` makes graph inputs instead of constants (the recovery graph: the operator
+        #: as data a program feeds); ``lifted`` holds their values by input name
+        self.lift = bool(lift)
+        self.lifted: dict[str, np.ndarray] = {}
         self.nodes: list = []
         self.inits: list = []
         self._n = 0
@@ -45,7 +51,7 @@ class Builder:
 
     def fresh(self, hint: str) -> str:
         self._n += 1
-        return f"gs/{hint}_{self._n}"
+        return f"{self.prefix}{hint}_{self._n}"
 
     def const(self, value, hint: str = "c", dtype=None) -> str:
         """An initializer holding ``value`` (numpy array or scalar); identical constants are shared."""
@@ -56,6 +62,19 @@ class Builder:
             self.inits.append(self.numpy_helper.from_array(np.require(a, requirements="C"), name))
             self._consts[key] = name
         return self._consts[key]
+
+    def data(self, value, name: str, dtype=None) -> str:
+        """An operator's parameter (random signs, kept indices, a kernel): a constant shared like :meth:`const`,
+        or, in a lifting builder, a graph input named ``op_<name>`` whose value goes to :attr:`lifted`."""
+        if not self.lift:
+            return self.const(value, name, dtype)
+        a = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        key = f"op_{name}"
+        prev = self.lifted.get(key)
+        if prev is not None and not (prev.dtype == a.dtype and prev.shape == a.shape and np.array_equal(prev, a)):
+            raise GSError(f"two different operator parameters are both named {name!r}")
+        self.lifted[key] = a
+        return key
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int | Sequence[str] = 1,
            **attrs):
