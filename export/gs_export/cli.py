@@ -250,3 +250,13 @@ def upgrade(model_dir, out):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _add_recovery() -> None:
+    """``gs-export recovery``: torch-free (gs_onnx.cli.recovery); listed here so that ``gs-export -h`` shows it."""
+    from gs_onnx.cli.recovery import main as recovery
+
+    main.add_command(recovery, "recovery")
+
+
+_add_recovery()

@@ -19,6 +19,11 @@ def _need(cmd: str) -> None:
 
 
 def export_main() -> None:
+    if sys.argv[1:2] == ["recovery"]:  # torch-free: the recovery graph is built from a model folder
+        from gs_onnx.cli.recovery import main as recovery
+
+        recovery(args=sys.argv[2:], prog_name="gs-export recovery")
+        return
     _need("gs-export")
     from .cli import main
 

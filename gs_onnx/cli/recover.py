@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ..io.images import grid, labelled, load_image, save_png
 from ..io.paths import regular_file
 from ..metrics import FIT_LIMIT, fit, fit_words
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
-from ..solve.methods import AUTO, METHODS
+from ..solve.methods import AUTO, GRAPH_ENGINE, METHODS
 from ..solve.objective import ENGINE_CHOICES
 from ..io.publish import discard, publish, staging
 from ..solve.restart import BATCH_MODES
@@ -37,7 +36,7 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
     "gs-recover meas.npy --model dcgan --cut 1 --reference face.jpg -o out/ --overwrite",
     "gs-recover meas.npy --method lasso-dct -o lasso/             # the sparsity baseline, no model",
     "gs-recover meas.npy --method tv                               # total variation, no model"))
-@click.argument("measurements", type=click.Path(dir_okay=False))
+@click.argument("measurements", type=click.Path())
 @click.option("--method", type=click.Choice([AUTO, *METHODS]), default=AUTO,
               help="auto: the model's recommended method for the measurements' operator (gs-models shows it; dcgan: "
                    "gs-tv); gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
@@ -86,9 +85,10 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
                    "optimiser state and stopping)  [default: auto = images]")
 @click.option("--batch-size", "batch_size", type=int, default=None,
               help="gs, --batch images: images per lockstep batch  [default: 32 on CUDA, 8 on the CPU]")
-@click.option("--engine", type=click.Choice(list(ENGINE_CHOICES)), default=None,
+@click.option("--engine", type=click.Choice(list(ENGINE_CHOICES) + [GRAPH_ENGINE]), default=None,
               help="gs: composed = the whole objective in one ONNX Runtime session; blocks = the per-block "
-                   "reference path  [default: auto = composed]")
+                   "reference path; recovery-graph = the whole recovery (optimiser, stopping, winner) in one ONNX "
+                   "graph, one run per image (the paper's L-BFGS; docs/recovery-graph.md)  [default: auto = composed]")
 @click.option("--operator-on", "operator_on", type=click.Choice(["auto", "graph", "host"]), default=None,
               help="gs, composed engine: A inside the graph or on the host  [default: auto, the faster per device "
                    "and operator]")
@@ -135,6 +135,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
 
     setup_logging(quiet, verbose)
     out = Path(output) if output else default_output(measurements, method)
+    if Path(measurements).is_dir():
+        return _recover_folder(Path(measurements), out, overwrite, reference, quiet, method, options)
     y, sidecar = read_measurements(measurements, trust_sidecar=trust_sidecar)
     settings = Settings(**options)
     method, why = resolve_method(method, sidecar, settings)
@@ -228,6 +230,61 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
             raise GSError(f"--strict: {words} (results written to {out}/)")
         if not quiet:
             click.echo(f"warning: {words}", err=True)
+
+def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: bool, method: str, options: dict):
+    """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, one session
+    run; writes recovered_001.png, recovered.npy, report.json (and compare_001.png with a reference)."""
+    from ..io.recovery_folder import check_against_graph, read_folder
+    from ..metrics import psnr, ssim
+    from ..solve.recovery_graph import GraphRecovery
+
+    if not (folder / "recovery.json").exists():
+        raise GSError(f"{folder} is a directory, not a measurement file, nor a recovery folder (it has no recovery.json)")
+    given = [k for k, v in options.items() if v not in (None, 0, "auto") and k not in ("device", "threads")]
+    if method not in (AUTO, "gs") or given:
+        what = f"--{given[0].replace('_', '-')}" if given else f"--method {method}"
+        raise GSError(f"{what} does not apply to a recovery folder: its plan is in recovery.json")
+    graph, inputs, iface = read_folder(folder)
+    if len(reference) > 1:
+        raise GSError(f"{len(reference)} reference images for the one image of a recovery folder")
+    shape = [int(v) for v in iface.get("image_shape", [])]
+    ref = load_image(reference[0], shape[1], "auto") if reference else None
+    runner = GraphRecovery(graph, options.get("device") or "auto", options.get("threads") or 0)
+    check_against_graph(runner.session.get_inputs(), inputs)
+    tmp = staging(out, overwrite, inputs=[folder, *reference])
+    try:
+        t0 = time.perf_counter()
+        res = runner.run(inputs)
+        seconds = time.perf_counter() - t0
+        image = res["image"]
+        win = int(res["winner"])
+        row = {"image": 1, "index": int(iface.get("image", 0)), "png": "recovered_001.png", "psnr": None,
+               "ssim": None, "seconds": round(seconds, 3), "winner": win, "score": [float(v) for v in res["score"]],
+               "iterations": [int(v) for v in res["iterations"]],
+               "best_iteration": [int(v) for v in res["best_iteration"]]}
+        save_png(image, tmp / row["png"])
+        if ref is not None:
+            row["psnr"], row["ssim"] = round(psnr(image, ref), 4), round(ssim(image, ref), 4)
+            row["compare_png"] = "compare_001.png"
+            save_png(labelled([(ref, "truth"), (image, "recovery graph")],
+                              f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}"), tmp / row["compare_png"])
+        np.save(tmp / "recovered.npy", image[None].astype(np.float32), allow_pickle=False)
+        report = {"method": "gs", "engine": GRAPH_ENGINE, "recovery_folder": str(folder),
+                  **{k: iface.get(k) for k in ("model", "model_sha256", "cut", "operator", "m", "n", "plan")},
+                  "provider": runner.session.get_providers()[0], "psnr_mean": row["psnr"],
+                  "provenance": provenance(runner.session.get_providers()[0]), "images": [row]}
+        (tmp / "report.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n")
+        publish(tmp, out)
+    except OSError as e:
+        raise GSError(f"cannot write the results into {tmp}: {e.strerror or e}") from None
+    finally:
+        discard(tmp)
+    if not quiet:
+        q = "" if row["psnr"] is None else f"  PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.3f}"
+        click.echo(f"{iface.get('model')} c={iface.get('cut')}: restart {win + 1} of {len(res['score'])} won after "
+                   f"{row['iterations'][win]} iterations{q}  {seconds:.1f} s")
+        click.echo(f"wrote {out}/ (report.json, recovered_001.png) in one ONNX graph on {report['provider']}")
+
 
 #: The deviation that shows white in disagreement_XXX.png (the same scale for every image and method).
 DISAGREEMENT_TOP = 0.15

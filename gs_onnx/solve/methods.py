@@ -534,6 +534,110 @@ class GSTVSolver(GSSolver):
         return res.image, fields
 
 
+# ----------------------------------------------------------------------------------- gs in the recovery graph
+
+#: ``gs-recover --engine recovery-graph``: gs run by the recovery graph (gs_onnx.solve.recovery_graph), one session
+#: run per image.
+GRAPH_ENGINE = "recovery-graph"
+
+
+class GraphSolver:
+    """gs whose whole recovery runs in the recovery graph: the same plan, start latents, held-out rows, skip
+    prior and winner rule as ``gs-recover --optimizer lbfgs``, with no host loop (``--engine recovery-graph``)."""
+
+    unit = "iterations"
+    batch = "none"
+    batch_size = 1
+
+    def __init__(self, y: np.ndarray, sidecar: dict, s, op=None):
+        from ..physics import operator_for
+        from .recovery_graph import GraphRecovery, recovery_model
+
+        if s.optimizer not in (None, "lbfgs") or s.line_search not in (None, "none"):
+            raise GSError("--engine recovery-graph runs the paper's L-BFGS without line search (--optimizer lbfgs)")
+        for flag, v in (("--batch", s.batch), ("--batch-size", s.batch_size), ("--operator-on", s.operator_on),
+                        ("--cuda-graph", s.cuda_graph), ("--max-fun", s.max_fun)):
+            if v is not None:
+                raise GSError(f"{flag} does not apply to --engine recovery-graph")
+        man = model_for(sidecar, s)
+        self.man, self.s, self.cut = man, s, cut_for(man, s)
+        self.op = operator_for(sidecar) if op is None else op
+        if self.op.n != man.n:
+            raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")
+        history = restart_budget(man).history
+        self.model, self.values = recovery_model(man, self.cut, self.op, history=history)
+        self.runner = GraphRecovery(self.model, s.device, s.threads)
+        provider = self.runner.session.get_providers()[0]
+        _, plan = plan_inputs(man, self.cut, self.op, np.asarray(y, np.float32).reshape(-1, self.op.m)[0], s, 0)
+        self.note = None
+        self.disagreement: dict[int, np.ndarray] = {}
+        self.how = f"in one ONNX graph on {provider}"
+        self.provider = provider
+        self.header = {"model": man.name, "model_dir": str(man.root), "cut": self.cut, "engine": GRAPH_ENGINE,
+                       "device": s.device, "provider": provider, "restarts": plan["restarts"],
+                       "init": plan["init"], "seed": s.seed,
+                       "budget": {"optimizer": plan["optimizer"], "max_iter": plan["max_iter"],
+                                  "history": plan["history"], "lr": plan["lr"], "plan": s.budget or "auto"},
+                       "stopping": plan["stopping"], "skip_prior": plan["skip_prior"]}
+
+    def solve(self, i: int, y: np.ndarray, progress):
+        from ..metrics import disagreement
+
+        inputs, plan = plan_inputs(self.man, self.cut, self.op, y, self.s, i)
+        progress(0.0, "running the recovery graph")
+        out = self.runner.run({**inputs, **self.values})
+        image = out["image"]
+        win = int(out["winner"])
+        K = len(out["score"])
+        restarts = [{"restart": r, "iterations": int(out["iterations"][r]), "score": float(out["score"][r]),
+                     "best_iteration": int(out["best_iteration"][r]),
+                     "objective": float(out["objective"][-1, r]) if len(out["objective"]) else None}
+                    for r in range(K)]
+        fields = {"measurement_error": measurement_error(self.op, image, y), "objective": restarts[win]["objective"],
+                  "evaluations": int(out["iterations"].sum()) + K, "best_restart": win, "restarts": restarts}
+        if K >= 2:
+            self.disagreement[i], fields["disagreement"] = disagreement(out["images"])
+        progress(1.0, "done")
+        return image, fields
+
+
+def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+    """Every input of the recovery graph but the operator's, as ``gs-recover --optimizer lbfgs`` would run image
+    ``image_index`` of a file with settings ``s`` (:class:`gs_onnx.solve.methods.Settings`): its start latents
+    (``init``, seed ``s.seed + image_index``), held-out rows, skip prior, L-BFGS numbers and stopping plan.
+    Returns (inputs, plan description)."""
+    from ..generator.latent import LatentLayout
+    from .recovery_graph import prior_arrays
+    from .restart import lbfgs_settings, start_points
+    from .stopping import holdout_mask
+
+    kind = (op.describe() or {}).get("type")
+    restarts, budget, rule = recovery_plan(man, s, kind, "gs")
+    if rule.name == "refit":
+        raise GSError("the recovery graph runs the fixed and held-out rules, not refit: use --stop holdout")
+    lr = s.lr if s.lr is not None else \
+        float(man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(man.architecture, 1.0)))
+    st = lbfgs_settings(budget, lr)
+    tail_shapes = {n: tuple(man.tensors[n]) for n in man.cut(cut).inputs}
+    layout = LatentLayout(tail_shapes)
+    seed = int(s.seed) + int(image_index)
+    init = s.init or "cn01"
+    z0 = np.stack(start_points(init, layout.size, seed, restarts)).astype(np.float32)
+    y = np.asarray(y, np.float32).reshape(1, -1)
+    w = (holdout_mask(op.m, rule.holdout, seed) if rule.uses_holdout else np.ones(op.m, np.float32))[None]
+    mean, scale = prior_arrays(man, cut, layout, skip_prior_for(man, cut, s))
+    inputs = {"z0": z0, "y": y, "w": w, "prior_mean": mean, "prior_scale": scale,
+              "lr": np.asarray(st.lr, np.float64), "tolerance_grad": np.asarray(st.tolerance_grad, np.float64),
+              "tolerance_change": np.asarray(st.tolerance_change, np.float64),
+              "steps": np.asarray(st.steps, np.int64), "step_iters": np.asarray(st.max_iter, np.int64),
+              "patience": np.asarray(rule.patience if rule.uses_holdout else 0, np.int64)}
+    plan = {"restarts": restarts, "max_iter": budget.max_iter, "history": budget.history, "stopping": rule.describe(),
+            "optimizer": "torch L-BFGS semantics, no line search (gs_onnx.solve.lbfgs)", "lr": st.lr,
+            "steps": st.steps, "step_iters": st.max_iter, "init": init, "seed": seed,
+            "skip_prior": bool(scale.any())}
+    return inputs, plan
+
+
 class MultiCodeSolver(_RestartSolver):
     def _template(self, y):
         from .mganprior import MultiCodeObjective, default_codes
@@ -737,6 +841,10 @@ def make_solver(method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None)
     tasks); by default it is rebuilt from the sidecar."""
     method, _ = resolve_method(method, sidecar, s)
     check_settings(method, s)
+    if s.engine == GRAPH_ENGINE:
+        if method != "gs":
+            raise GSError(f"--engine {GRAPH_ENGINE} runs gs, not {method}: give --method gs")
+        return GraphSolver(y, sidecar, s, op)
     if method in SOLVERS:
         return SOLVERS[method](y, sidecar, s, op)
     ep = plugins().get(method)

@@ -1,0 +1,76 @@
+"""Run a recovery folder written by ``gs-export recovery`` with nothing but numpy and onnxruntime.
+
+    python run_recovery.py FOLDER [--reference truth.npy] [--out image.npy]
+
+Every file is checked against the sha256 that ``FOLDER/recovery.json`` lists, every ``inputs/NAME.npy`` is fed to
+the graph input ``NAME``, and the output ``image`` (C, H, W, float32 in [0, 1]) is saved. With a reference image
+(a .npy of the same shape, values in [0, 1]) the PSNR is printed. This file is the whole client: it is what a
+C++, C#, Java or JavaScript program does with the same folder (docs/recovery-graph.md).
+"""
+import argparse
+import hashlib
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+def fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load(folder: Path):
+    iface = json.loads((folder / "recovery.json").read_text(encoding="utf-8"))
+    files = iface["files"]
+
+    def read(rel: str) -> bytes:
+        p = (folder / rel).resolve()
+        if folder.resolve() not in p.parents or not p.is_file():
+            fail(f"{rel} is missing or not a file inside {folder}")
+        data = p.read_bytes()
+        if hashlib.sha256(data).hexdigest() != files.get(rel):
+            fail(f"{rel} does not match its sha256 in recovery.json")
+        return data
+
+    graph = read(iface["graph"])
+    feeds = {}
+    for name, spec in iface["inputs"].items():
+        a = np.load(io.BytesIO(read(spec["file"])), allow_pickle=False)
+        if str(a.dtype) != spec["dtype"] or list(a.shape) != spec["shape"]:
+            fail(f"{spec['file']} holds {a.dtype} {list(a.shape)}, expected {spec['dtype']} {spec['shape']}")
+        feeds[name] = a
+    return graph, feeds, iface
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--reference", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args()
+    if not (a.folder / "recovery.json").is_file():
+        fail(f"{a.folder} has no recovery.json")
+    graph, feeds, iface = load(a.folder)
+    sess = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    t = time.perf_counter()
+    out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    seconds = time.perf_counter() - t
+    image = out["image"]
+    if a.out is not None:
+        np.save(a.out, image, allow_pickle=False)
+    line = (f"{iface['model']} c={iface['cut']}: restart {int(out['winner'])} of {len(out['score'])} won after "
+            f"{int(out['iterations'][int(out['winner'])])} iterations, {seconds:.1f} s")
+    if a.reference is not None:
+        ref = np.load(a.reference, allow_pickle=False).astype(np.float64)
+        mse = float(np.mean((image.astype(np.float64) - ref) ** 2))
+        line += f", PSNR {10 * np.log10(1.0 / mse):.2f} dB"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

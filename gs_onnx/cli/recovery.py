@@ -1,0 +1,93 @@
+"""``gs-export recovery`` (also ``python -m gs_onnx recovery``): the whole recovery of one measured image as one
+ONNX graph plus its inputs as plain ``.npy`` files, for any ONNX Runtime in any language (docs/recovery-graph.md).
+Torch-free: it runs on an install without the export extra."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import GSError
+from .common import OneLineCommand, examples, models_dir_option, one_line_errors, output_option, version_option
+
+
+@click.command(cls=OneLineCommand, epilog=examples(
+    "gs-export recovery --measurements meas.npy -o meas-graph/",
+    "gs-export recovery --measurements meas.npy --model began --cut 2 --budget paper -o graph/",
+    "gs-recover meas-graph/                        # runs the folder: the same image, no host loop"))
+@click.option("--measurements", required=True, type=click.Path(dir_okay=False),
+              help="A gs-measure .npy with its sidecar.")
+@click.option("--index", type=int, default=0, show_default=True, help="Which image of the file (0-based).")
+@click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
+@click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
+@click.option("--budget", type=click.Choice(["auto", "paper"]), default=None,
+              help="auto = the model's stopping plan for this operator; paper = 3 restarts x 500 iterations  "
+                   "[default: auto]")
+@click.option("--restarts", type=int, default=None, help="Restarts (rows of z0)  [default: the budget's]")
+@click.option("--max-iter", type=int, default=None, help="Iterations per restart at most  [default: the budget's]")
+@click.option("--stop", type=click.Choice(["fixed", "holdout"]), default=None, help="Stopping rule  [default: the plan's]")
+@click.option("--holdout", type=float, default=None, help="Held-out fraction of the measurements.")
+@click.option("--patience", type=int, default=None, help="Held-out rule: iterations without a better iterate.")
+@click.option("--lr", type=float, default=None, help="L-BFGS learning rate  [default: the paper's for the model]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the start latents (image i: seed + i).")
+@click.option("--init", default=None, help="Start latents: cn01 | zero | normal | normal5 | normal10  [default: cn01]")
+@click.option("--skip-prior", type=float, default=None, metavar="W",
+              help="Weight of the skip-source prior  [default: the model's recommended weight]")
+@output_option("Folder to write (recovery.onnx, inputs/, recovery.json)", file_okay=False)
+@click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty output folder (whole).")
+@click.option("--trust-sidecar", "trust_sidecar", is_flag=True,
+              help="Accept a sidecar without the checksums that vouch for it (format 1).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Load the written graph in ONNX Runtime once (catches a graph this runtime cannot run).")
+@models_dir_option
+@version_option
+@one_line_errors
+def main(measurements, index, model, cut, budget, restarts, max_iter, stop, holdout, patience, lr, seed, init,
+         skip_prior, output, overwrite, trust_sidecar, check, models_dir):
+    """Write the whole recovery of one image of MEASUREMENTS as one ONNX graph: recovery.onnx (an ONNX Loop
+    running the paper's L-BFGS on the cut generator, the operator's ONNX form, held-out stopping and the winner
+    among restarts), inputs/NAME.npy for every graph input (the operator as data, the start latents, the
+    held-out rows) and recovery.json (the interface and the sha256 of every file). Feed every inputs/NAME.npy to
+    the input NAME and read the output 'image'."""
+    from ..generator.manifest import model_digest
+    from ..io.measurement import read_measurements
+    from ..io.recovery_folder import write_folder
+    from ..physics import operator_for
+    from ..solve.methods import Settings, check_settings, cut_for, model_for, restart_budget
+    from ..solve.methods import plan_inputs
+    from ..solve.recovery_graph import MEANING, OUTPUTS, GraphRecovery, recovery_model
+
+    if output is None:
+        raise GSError("give the folder to write with -o")
+    y, sidecar = read_measurements(measurements, trust_sidecar=trust_sidecar)
+    if not 0 <= index < y.shape[0]:
+        raise GSError(f"--index {index} is outside the file's {y.shape[0]} image(s)")
+    s = Settings(model=model, cut=cut, budget=budget, restarts=restarts, max_iter=max_iter, stop=stop,
+                 holdout=holdout, patience=patience, lr=lr, seed=seed, init=init, skip_prior=skip_prior,
+                 models_dir=models_dir, optimizer="lbfgs", device="cpu")
+    check_settings("gs", s)
+    man = model_for(sidecar, s)
+    c = cut_for(man, s)
+    op = operator_for(sidecar)
+    if op.n != man.n:
+        raise GSError(f"measurements are for n = {op.n} but model {man.name} has n = {man.n}")
+    if op.onnx_form() is None:
+        raise GSError(f"the {(op.describe() or {}).get('type')} operator has no ONNX form: it cannot run inside "
+                      "the recovery graph")
+    inputs, plan = plan_inputs(man, c, op, y[index], s, index)
+    model_proto, values = recovery_model(man, c, op, history=restart_budget(man).history)
+    inputs.update(values)
+    if check:
+        GraphRecovery(model_proto, "cpu")  # loads: the folder is only written if this runtime accepts the graph
+    info = {"model": man.name, "model_sha256": model_digest(man), "cut": c, "image": index,
+            "image_shape": list(man.image_shape), "measurements": Path(measurements).name,
+            "operator": sidecar.get("operator"), "m": int(op.m), "n": int(op.n), "plan": plan}
+    write_folder(Path(output), model_proto, inputs, info, meaning=MEANING, outputs=OUTPUTS, overwrite=overwrite,
+                 sources=[measurements, Path(measurements).with_suffix(".json")])
+    size = sum(int(np.asarray(v).nbytes) for v in inputs.values())
+    click.echo(f"wrote {output}/ (recovery.onnx, {len(inputs)} inputs, {size / 1e6:.1f} MB of inputs, "
+               f"recovery.json): {man.name} c={c}, {plan['restarts']} restart(s) x {plan['max_iter']} iterations, "
+               f"{plan['stopping']['rule']} rule")
+
+

@@ -1,0 +1,156 @@
+"""A recovery folder: the recovery graph, every input it needs as a plain ``.npy`` file, and ``recovery.json``.
+
+Layout (docs/recovery-graph.md)::
+
+    DIR/recovery.onnx          the graph, weights inside
+    DIR/inputs/NAME.npy        one file per graph input, named by the input it feeds
+    DIR/recovery.json          the interface: inputs and outputs (dtype, shape, meaning), the plan, the sha256 of
+                               every file
+
+:func:`write_folder` publishes it whole (staged, then renamed into place); :func:`read_folder` verifies every file
+against ``recovery.json`` (sha256, dtype, shape; regular files inside the folder only; never unpickled) before
+anything runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GSError
+from .paths import confined, regular_file
+from .publish import discard, publish, staging
+
+FORMAT = "gs-onnx-recovery"
+FORMAT_VERSION = 1
+GRAPH = "recovery.onnx"
+INTERFACE = "recovery.json"
+#: Files larger than this are refused before they are read (a dense A of 128 px images at m/n 0.5 is 4.8 GB).
+MAX_FILE_BYTES = 8 << 30
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a, order="C"), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_folder(out: Path, model, inputs: dict[str, np.ndarray], info: dict, *, meaning: dict[str, str],
+                 outputs: dict[str, tuple[str, tuple]], overwrite: bool = False, sources=()) -> dict:
+    """Write ``model`` (ModelProto), ``inputs`` and the interface to ``out``; returns the interface written.
+    ``info``: model, cut, operator, plan (recorded as given); ``meaning``: a sentence per input and output name;
+    ``outputs``: name -> (dtype, symbolic shape); ``sources``: files the folder must not contain or be."""
+    out = Path(out)
+    tmp = staging(out, overwrite, inputs=sources)
+    try:
+        graph_bytes = model.SerializeToString()
+        (tmp / GRAPH).write_bytes(graph_bytes)
+        (tmp / "inputs").mkdir()
+        files = {GRAPH: _sha(graph_bytes)}
+        spec = {}
+        declared = {i.name: i for i in model.graph.input}
+        missing = sorted(set(declared) - set(inputs))
+        if missing:
+            raise GSError(f"no value for the graph input {missing[0]!r}")
+        for name in declared:
+            a = np.asarray(inputs[name], order="C")
+            data = _npy_bytes(a)
+            rel = f"inputs/{name}.npy"
+            (tmp / rel).write_bytes(data)
+            files[rel] = _sha(data)
+            spec[name] = {"file": rel, "dtype": str(a.dtype), "shape": list(a.shape),
+                          "meaning": meaning.get(name, "an input of the measurement operator")}
+        interface = {"format": FORMAT, "format_version": FORMAT_VERSION, **info, "graph": GRAPH,
+                     "inputs": spec,
+                     "outputs": {k: {"dtype": d, "shape": [v if isinstance(v, int) else str(v) for v in shp],
+                                     "meaning": meaning.get(k, "")} for k, (d, shp) in outputs.items()},
+                     "files": files}
+        (tmp / INTERFACE).write_text(json.dumps(interface, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        publish(tmp, out)
+    finally:
+        discard(tmp)
+    return interface
+
+
+def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
+    """(graph bytes, inputs by name, interface) of a recovery folder, every file verified first.
+
+    Raises
+    ------
+    GSError
+        A missing, altered (sha256), reshaped or retyped file, a file that is not a regular file inside the
+        folder, an interface that is not a recovery folder's, or an input the graph does not declare.
+    """
+    from .strictjson import loads
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GSError(f"{folder} is not a recovery folder (gs-export recovery writes one)")
+    iface_path = regular_file(folder / INTERFACE, "recovery interface", "not found")
+    try:
+        iface = loads(iface_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GSError(f"{iface_path} is not UTF-8 JSON") from None
+    if not isinstance(iface, dict) or iface.get("format") != FORMAT:
+        raise GSError(f"{iface_path} is not a recovery interface (format {FORMAT!r})")
+    if iface.get("format_version") != FORMAT_VERSION:
+        raise GSError(f"{iface_path} has format_version {iface.get('format_version')!r}; this gs-onnx reads "
+                      f"{FORMAT_VERSION}")
+    files, spec = iface.get("files"), iface.get("inputs")
+    if not isinstance(files, dict) or not isinstance(spec, dict) or iface.get("graph") != GRAPH:
+        raise GSError(f"{iface_path} lacks its files, inputs or graph")
+
+    def verified(rel: str) -> bytes:
+        if not isinstance(rel, str) or rel not in files:
+            raise GSError(f"{iface_path} lists no sha256 for {rel!r}")
+        p = regular_file(confined(folder, rel, "file", "the recovery folder"), "recovery file", "missing")
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise GSError(f"{p} is larger than {MAX_FILE_BYTES >> 30} GiB")
+        data = p.read_bytes()
+        if _sha(data) != files[rel]:
+            raise GSError(f"{p} does not match its sha256 in {INTERFACE}: the file was altered or replaced")
+        return data
+
+    graph = verified(GRAPH)
+    inputs = {}
+    for name, d in spec.items():
+        if not isinstance(d, dict) or d.get("file") != f"inputs/{name}.npy":
+            raise GSError(f"{iface_path}: input {name!r} must come from inputs/{name}.npy")
+        data = verified(d["file"])
+        try:
+            a = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise GSError(f"{folder / d['file']} is not a plain .npy array ({e})") from None
+        if str(a.dtype) != d.get("dtype") or list(a.shape) != d.get("shape"):
+            raise GSError(f"{folder / d['file']} holds {a.dtype} {list(a.shape)}, but input {name!r} is "
+                          f"{d.get('dtype')} {d.get('shape')}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise GSError(f"{folder / d['file']} contains NaN or Inf")
+        inputs[name] = a
+    return graph, inputs, iface
+
+
+def check_against_graph(session_inputs, inputs: dict[str, np.ndarray]) -> None:
+    """Refuse inputs whose names, dtypes or fixed dimensions differ from the graph's declared inputs (an
+    interface edited consistently with its files still meets the graph)."""
+    types = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64"}
+    declared = {i.name: i for i in session_inputs}
+    for name in sorted(set(declared) | set(inputs)):
+        if name not in inputs:
+            raise GSError(f"the recovery graph needs the input {name!r}, which the folder does not give")
+        if name not in declared:
+            raise GSError(f"the folder gives {name!r}, which is not an input of the recovery graph")
+        want = types.get(declared[name].type, declared[name].type)
+        a = inputs[name]
+        if str(a.dtype) != want:
+            raise GSError(f"input {name!r} is {a.dtype}, the recovery graph takes {want}")
+        shape = declared[name].shape
+        if len(shape) != a.ndim or any(isinstance(d, int) and d != s for d, s in zip(shape, a.shape)):
+            raise GSError(f"input {name!r} has shape {list(a.shape)}, the recovery graph takes {list(shape)}")

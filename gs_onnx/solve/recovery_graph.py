@@ -1,0 +1,420 @@
+"""The whole recovery in one ONNX graph: any ONNX Runtime, any language, no host loop.
+
+:func:`recovery_model` builds, for a model, a cut and an operator, one ONNX model whose single run does what
+``gs-recover --optimizer lbfgs`` does on the host: every restart (a row of ``z0``) runs the paper's L-BFGS
+(torch.optim.LBFGS's semantics without line search, as :func:`gs_onnx.solve.lbfgs.minimize_batch`) inside an
+ONNX ``Loop`` whose body evaluates the composed objective (the tail's forward and VJP graphs, the operator's ONNX
+form, the weighted loss, the held-out loss, the skip prior), keeps the best iterate by held-out error and stops
+each row by the plan's rule; after the loop the winner among restarts is chosen as ``gs-recover`` chooses it and
+its image comes out in [0, 1]. The operator comes in as data (graph inputs), not as a seed.
+
+Interface (docs/recovery-graph.md is the specification; every name is in :data:`INPUTS` and :data:`OUTPUTS`):
+
+inputs
+    ``z0`` (K, size) float32: the start latents, one row per restart; ``y`` (1, m) float32 the measurements;
+    ``w`` (1, m) float32 the row weights (1 fitted, 0 held out); ``prior_mean``, ``prior_scale`` (size,)
+    float64: the skip prior ``sum ((z - mean) * scale)^2`` (scale 0: off); the optimiser's numbers
+    ``lr``, ``tolerance_grad``, ``tolerance_change`` (float64 scalars), ``steps`` and ``step_iters`` (int64:
+    torch's ``step()`` calls and iterations per call), ``patience`` (int64: 0 = a fixed budget, the winner by
+    measurement error; > 0 = held-out stopping, the winner by held-out error); the operator's own inputs (the
+    dense Gaussian ``A``; ``op_*`` tables of structured operators).
+outputs
+    ``image`` (C, H, W) float32 in [0, 1]; ``images`` (K, C, H, W) every restart's; ``latent`` (size,) float32 the
+    winner's packed latents; ``winner`` int64; ``score`` (K,) float64 the winner rule's numbers; ``objective``
+    (iterations, K) float64 the objective after every iteration; ``iterations`` (K,) int64 the iterations each
+    row ran; ``best_iteration`` (K,) int64 the iterate each row returned.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import GSError
+from ..engine import graph as G
+from ..physics.onnxform import DOUBLE, FLOAT, INT64, Builder, onnx_modules
+
+#: ONNX's bool element type.
+BOOL = 9
+
+#: Graph inputs besides the operator's (name: (dtype, shape), shape in terms of K, size, m).
+INPUTS = {
+    "z0": ("float32", ("K", "size")), "y": ("float32", (1, "m")), "w": ("float32", (1, "m")),
+    "prior_mean": ("float64", ("size",)), "prior_scale": ("float64", ("size",)),
+    "lr": ("float64", ()), "tolerance_grad": ("float64", ()), "tolerance_change": ("float64", ()),
+    "steps": ("int64", ()), "step_iters": ("int64", ()), "patience": ("int64", ()),
+}
+#: Graph outputs.
+OUTPUTS = {
+    "image": ("float32", ("C", "H", "W")), "images": ("float32", ("K", "C", "H", "W")),
+    "latent": ("float32", ("size",)), "winner": ("int64", ()), "score": ("float64", ("K",)),
+    "objective": ("float64", ("iterations", "K")), "iterations": ("int64", ("K",)),
+    "best_iteration": ("int64", ("K",)),
+}
+_ELEM = {"float32": FLOAT, "float64": DOUBLE, "int64": INT64}
+#: torch.optim.LBFGS's curvature test: a pair (s, y) enters the history only where y.s exceeds it.
+CURVATURE_EPS = 1e-10
+
+
+@dataclasses.dataclass
+class GraphParts:
+    """The instantiated pieces of a recovery graph under construction."""
+
+    nodes: list
+    inits: dict
+    lifted: dict
+
+
+def _instantiate(nodes, prefix: str, inputs: dict[str, str]) -> tuple[list, dict[str, str]]:
+    """Copies of ``nodes`` whose outputs (and node names) carry ``prefix``; the graph inputs they read are
+    renamed by ``inputs``; every other name they read (weights, the operator's inputs) is left as it is.
+    Returns the nodes and the map old output name -> new name."""
+    onnx, _, _ = onnx_modules()
+    produced: dict[str, str] = {}
+    out = []
+    for node in nodes:
+        c = onnx.NodeProto()
+        c.CopyFrom(node)
+        c.input[:] = [produced.get(x, inputs.get(x, x)) if x else x for x in node.input]
+        for k, o in enumerate(node.output):
+            if o:
+                produced[o] = prefix + o
+                c.output[k] = prefix + o
+        c.name = prefix + node.name
+        out.append(c)
+    return out, produced
+
+
+def _add_inits(store: dict, inits) -> None:
+    for t in inits:
+        if t.name not in store:
+            store[t.name] = t
+
+
+def _merge_lifted(store: dict, lifted: dict) -> None:
+    for k, v in lifted.items():
+        prev = store.get(k)
+        if prev is not None and not np.array_equal(prev, v):
+            raise GSError(f"operator parameter {k} differs between graphs")
+        store[k] = v
+
+
+def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "gs_recovery"):
+    """The recovery graph (ModelProto) for ``manifest`` cut at ``cut`` and the operator ``op`` (which must have
+    an ONNX form), and the values of the operator's inputs by name (the dense ``A``, the lifted ``op_*``
+    tables). ``history``: L-BFGS pairs kept (the model's, normally 100)."""
+    onnx, helper, _ = onnx_modules()
+    form = op.onnx_form()
+    if form is None:
+        raise GSError(f"{type(op).__name__} has no ONNX form: it cannot run inside the recovery graph")
+    if op.n != manifest.n:
+        raise GSError(f"operator has n = {op.n} but model {manifest.name} has n = {manifest.n}")
+    h = int(history)
+    if h < 1:
+        raise GSError(f"history must be >= 1, got {history!r}")
+    tail = G.load_tail(manifest, cut)
+    size, m = tail.size, op.m
+    C, H, Wd = manifest.image_shape
+    inits: dict = {}
+    lifted: dict = {}
+    op_values = {k: np.ascontiguousarray(make(), np.float32) for k, (shape, make) in form.inputs.items()}
+
+    ob, oinits = G.objective_builder(tail, form, b=Builder(lift=True, prefix="obj/"))
+    _add_inits(inits, oinits)
+    _add_inits(inits, ob.inits)
+    _merge_lifted(lifted, ob.lifted)
+    ib, iinits = G.image_builder(tail, form, b=Builder(lift=True, prefix="img/"))
+    _add_inits(inits, iinits)
+    _add_inits(inits, ib.inits)
+    _merge_lifted(lifted, ib.lifted)
+
+    b = Builder(prefix="rg/")
+    i64 = lambda v: b.const(np.asarray(v, np.int64), "i")   # noqa: E731
+    f64 = lambda v: b.const(np.float64(v), "d")              # noqa: E731
+    ax1 = i64([1])
+    ax2 = i64([2])
+
+    def rsum(x, axes=ax1, keep=0):
+        return b.op("ReduceSum", [x, axes], "sum", keepdims=keep)
+
+    def where(cond, a, c):
+        return b.op("Where", [cond, a, c], "where")
+
+    def col(v):  # (K,) -> (K, 1)
+        return b.op("Unsqueeze", [v, ax1], "col")
+
+    def evaluate(z64: str, prefix: str):
+        """f (K,) float64 with the prior, grad (K, size) float64, f_held (K,) float64 at z64 (K, size)."""
+        z32 = b.op("Cast", [z64], "z32", to=FLOAT)
+        nodes, names = _instantiate(ob.nodes, prefix, {G.Z: z32, G.Y: "gs_yK", G.W: "gs_wK"})
+        b.nodes += nodes
+        d = b.op("Mul", [b.op("Sub", [z64, "prior_mean"], "dz"), "prior_scale"], "dzs")
+        f = b.op("Add", [names[G.F], rsum(b.op("Mul", [d, d], "d2"))], "f")
+        g = b.op("Add", [b.op("Cast", [names[G.GRAD]], "g64", to=DOUBLE),
+                         b.op("Mul", [b.op("Mul", [d, "prior_scale"], "ds"), f64(2.0)], "gp")], "g")
+        return f, g, names[G.F_HELD]
+
+    # ---- before the loop: rows, the start's evaluation, the zero history
+    K = b.op("Slice", [b.op("Shape", ["z0"], "zshape"), i64([0]), i64([1])], "K")
+    b.op("Expand", ["y", b.op("Concat", [K, i64([m])], "ym", axis=0)], outputs=["gs_yK"])
+    b.op("Expand", ["w", b.op("Concat", [K, i64([m])], "wm", axis=0)], outputs=["gs_wK"])
+    X0 = b.op("Cast", ["z0"], "X0", to=DOUBLE)
+    F0, G0, FH0 = evaluate(X0, "init/")
+    zeros_kn = b.op("Mul", [X0, f64(0.0)], "zkn")
+    zeros_k = b.op("Mul", [F0, f64(0.0)], "zk")
+    zeros_ki = b.op("Cast", [zeros_k], "zki", to=INT64)
+    W0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([2 * h, size])], "wshape", axis=0)], "W0",
+              value=helper.make_tensor("v", FLOAT, [1], [0.0]))
+    SY0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([h, h])], "gshape", axis=0)], "SY0",
+               value=helper.make_tensor("v", DOUBLE, [1], [0.0]))
+    ones_k = b.op("Add", [zeros_k, f64(1.0)], "ones")
+    act0 = b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [G0], "ag"), ax1], "gmax", keepdims=0),
+                            "tolerance_grad"], "act0")
+    trip = b.op("Mul", ["steps", "step_iters"], "trip")
+    keep_going = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [act0], "a64", to=INT64)], "anyact", keepdims=0)],
+                      "cond0", to=BOOL)
+
+    patient = b.op("Greater", ["patience", i64(0)], "held")   # a held-out rule (read inside the loop too)
+    state = [("X", DOUBLE, X0), ("G", DOUBLE, G0), ("F", DOUBLE, F0), ("FH", DOUBLE, FH0), ("GP", DOUBLE, G0),
+             ("D", DOUBLE, zeros_kn), ("T", DOUBLE, zeros_k), ("W", FLOAT, W0), ("SY", DOUBLE, SY0),
+             ("YY", DOUBLE, SY0), ("HD", DOUBLE, ones_k), ("ACT", BOOL, act0), ("STEPIT", INT64, zeros_ki),
+             ("STEPS", INT64, zeros_ki), ("IT", INT64, zeros_ki), ("BX", DOUBLE, X0), ("BH", DOUBLE, FH0),
+             ("BIT", INT64, zeros_ki)]
+
+    # ---- the loop body: one L-BFGS iteration of every row still running
+    main_nodes = b.nodes
+    b.nodes = []
+    s_in = {k: f"body/{k}" for k, _, _ in state}
+    X, Gr, Fv, FH, GP, D, T, Wh, SY, YY, HD, ACT, STEPIT, STEPS, IT, BX, BH, BIT = (s_in[k] for k, _, _ in state)
+    first = b.op("Equal", ["body/k", i64(0)], "first")
+    yv = b.op("Sub", [Gr, GP], "yv")
+    sv = b.op("Mul", [D, col(T)], "sv")
+    ys = rsum(b.op("Mul", [yv, sv], "ysp"))
+    yy = rsum(b.op("Mul", [yv, yv], "yyp"))
+    upd = b.op("And", [b.op("And", [b.op("Not", [first], "later"), b.op("Greater", [ys, f64(CURVATURE_EPS)], "curv")],
+                            "upd0"), ACT], "upd")
+    upd3 = b.op("Unsqueeze", [upd, i64([1, 2])], "upd3")
+    s32 = b.op("Unsqueeze", [b.op("Cast", [sv], "s32", to=FLOAT), ax1], "s3")
+    y32 = b.op("Unsqueeze", [b.op("Cast", [yv], "y32", to=FLOAT), ax1], "y3")
+    # products of the new pair with the old history: P (K, 2h, 2) = W [y, s]^T
+    P = b.op("Cast", [b.op("MatMul", [Wh, b.op("Transpose", [b.op("Concat", [y32, s32], "V", axis=1)], "Vt",
+                                                                 perm=[0, 2, 1])], "P32")], "P", to=DOUBLE)
+
+    def sl(x, starts, ends, axes):
+        return b.op("Slice", [x, i64(starts), i64(ends), i64(axes)], "sl")
+
+    s_dot_ynew = sl(P, [1, 0], [h, 1], [1, 2])               # (K, h-1, 1): s_i . y_new, slots 1..h-1
+    y_dot_snew = sl(P, [h + 1, 1], [2 * h, 2], [1, 2])       # (K, h-1, 1): y_j . s_new
+    y_dot_ynew = sl(P, [h + 1, 0], [2 * h, 1], [1, 2])       # (K, h-1, 1): y_i . y_new
+
+    def shifted(M, colv, rowv, diag):
+        top = b.op("Concat", [sl(M, [1, 1], [h, h], [1, 2]), colv], "top", axis=2)                  # (K, h-1, h)
+        row = b.op("Concat", [b.op("Transpose", [rowv], "rowt", perm=[0, 2, 1]),
+                              b.op("Unsqueeze", [diag, i64([1, 2])], "dg")], "row", axis=2)         # (K, 1, h)
+        return b.op("Concat", [top, row], "shifted", axis=1)
+
+    SYn = where(upd3, shifted(SY, s_dot_ynew, y_dot_snew, ys), SY)
+    YYn = where(upd3, shifted(YY, y_dot_ynew, y_dot_ynew, yy), YY)
+    Wn = where(upd3, b.op("Concat", [sl(Wh, [1], [h], [1]), s32, sl(Wh, [h + 1], [2 * h], [1]), y32], "Wshift",
+                          axis=1), Wh)
+    HDn = where(upd, b.op("Div", [ys, b.op("Max", [yy, f64(1e-300)], "yys")], "hd"), HD)
+    # the direction d = -H g: the two-loop recursion written on the Gram matrices (the compact form's numbers)
+    eye = b.const(np.eye(h), "eye")
+    diag = rsum(b.op("Mul", [SYn, eye], "sdiag"), ax2)                                              # (K, h)
+    rho = where(b.op("Greater", [diag, f64(0.0)], "valid"),
+                b.op("Div", [f64(1.0), b.op("Max", [diag, f64(1e-300)], "dsafe")], "inv"), b.op("Mul", [diag, f64(0.0)], "z"))
+    g32 = b.op("Unsqueeze", [b.op("Cast", [Gr], "g32", to=FLOAT), i64([2])], "g3")
+    ab = b.op("Squeeze", [b.op("Cast", [b.op("MatMul", [Wn, g32], "ab32")], "ab64", to=DOUBLE), ax2], "ab")  # (K, 2h)
+    a = sl(ab, [0], [h], [1])
+    bb = sl(ab, [h], [2 * h], [1])
+    rho_na = b.op("Mul", [rho, b.op("Neg", [a], "na")], "rhona")
+    Mrho = b.op("Mul", [SYn, b.op("Unsqueeze", [rho, ax2], "rho3")], "Mrho")                         # rho_i SY[i, j]
+    alpha = b.op("Mul", [rho, f64(0.0)], "alpha0")
+    E = [b.const(np.eye(h)[i], f"e{i}") for i in range(h)]
+    for i in range(h - 1, -1, -1):
+        t = rsum(b.op("Mul", [b.op("Gather", [Mrho, i64(i)], "mrow", axis=1), alpha], "ma"), keep=1)
+        alpha = b.op("Add", [alpha, b.op("Mul", [b.op("Sub", [rho_na, t], "ai"), E[i]], "ae")], "alpha")
+    u = b.op("Squeeze", [b.op("MatMul", [YYn, b.op("Unsqueeze", [alpha, ax2], "a3")], "u3"), ax2], "u")
+    gam = col(HDn)
+    rho_c = b.op("Mul", [rho, b.op("Mul", [gam, b.op("Neg", [b.op("Add", [bb, u], "bu")], "nbu")], "gb")], "rhoc")
+    Nrho = b.op("Mul", [b.op("Transpose", [SYn], "SYt", perm=[0, 2, 1]), b.op("Unsqueeze", [rho, ax2], "rho3b")],
+                "Nrho")                                                                              # rho_i SY[j, i]
+    a_minus = b.op("Sub", [alpha, rho_c], "amr")
+    delta = b.op("Mul", [rho, f64(0.0)], "delta0")
+    for i in range(h):
+        t = rsum(b.op("Mul", [b.op("Gather", [Nrho, i64(i)], "nrow", axis=1), delta], "nd"), keep=1)
+        delta = b.op("Add", [delta, b.op("Mul", [b.op("Sub", [a_minus, t], "di"), E[i]], "de")], "delta")
+    coef = b.op("Concat", [delta, b.op("Neg", [b.op("Mul", [gam, alpha], "ga")], "nga")], "coef", axis=1)
+    comb = b.op("MatMul", [b.op("Unsqueeze", [b.op("Cast", [coef], "c32", to=FLOAT), ax1], "c3"), Wn], "comb")
+    Dn = b.op("Sub", [b.op("Cast", [b.op("Squeeze", [comb, ax1], "comb2")], "comb64", to=DOUBLE),
+                      b.op("Mul", [gam, Gr], "gg")], "Dn")
+    # the step: min(1, 1/|g|_1) lr at the first iteration, lr after; rows whose direction does not descend stop
+    l1 = rsum(b.op("Abs", [Gr], "absg"))
+    t_first = b.op("Mul", [b.op("Min", [f64(1.0), b.op("Div", [f64(1.0), l1], "inv1")], "t1"), "lr"], "tf")
+    Tn = where(first, t_first, b.op("Add", [zeros_like(b, l1), "lr"], "tl"))
+    gtd = rsum(b.op("Mul", [Gr, Dn], "gd"))
+    move = b.op("And", [ACT, b.op("Not", [b.op("Greater", [gtd, b.op("Neg", ["tolerance_change"], "ntc")], "flat")],
+                                  "desc")], "move")
+    mcol = col(move)
+    step = b.op("Mul", [Dn, col(Tn)], "step")
+    Xn = where(mcol, b.op("Add", [X, step], "xs"), X)
+    Fe, Ge, FHe = evaluate(Xn, "it/")
+    Fn = where(move, Fe, Fv)
+    Gn = where(mcol, Ge, Gr)
+    FHn = where(move, FHe, FH)
+    GPn = where(mcol, Gr, GP)
+    Dk = where(mcol, Dn, D)
+    Tk = where(move, Tn, T)
+    inc = b.op("Cast", [move], "inc", to=INT64)
+    STEPITn = b.op("Add", [STEPIT, inc], "stepit")
+    ITn = b.op("Add", [IT, inc], "it")
+    gsmall = b.op("Not", [b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [Gn], "agn"), ax1], "gmx", keepdims=0),
+                                           "tolerance_grad"], "gbig")], "gsmall")
+    small_step = b.op("Not", [b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [step], "ast"), ax1], "smx",
+                                                     keepdims=0), "tolerance_change"], "sbig")], "sstep")
+    small_change = b.op("Less", [b.op("Abs", [b.op("Sub", [Fn, Fv], "df")], "adf"), "tolerance_change"], "schg")
+    ends = b.op("And", [move, b.op("Or", [b.op("Or", [b.op("Equal", [STEPITn, "step_iters"], "full"), small_step],
+                                                 "e1"), b.op("Or", [small_change, gsmall], "e2")], "e3")], "ends")
+    STEPSn = b.op("Add", [STEPS, b.op("Cast", [ends], "endi", to=INT64)], "steps")
+    STEPITn = where(ends, b.op("Mul", [STEPITn, i64(0)], "z0i"), STEPITn)
+    better = b.op("And", [move, b.op("Less", [FHn, BH], "lt")], "better")
+    BXn = where(col(better), Xn, BX)
+    BHn = where(better, FHn, BH)
+    BITn = where(better, ITn, BIT)
+    waited = b.op("And", [patient, b.op("Not", [b.op("Less", [b.op("Sub", [ITn, BITn], "since"), "patience"],
+                                                        "fresh")], "stale")], "waited")
+    ACTn = b.op("And", [b.op("And", [move, b.op("Not", [gsmall], "gok")], "a1"),
+                        b.op("And", [b.op("Less", [STEPSn, "steps"], "budget"), b.op("Not", [waited], "pok")],
+                              "a2")], "act")
+    cond = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [ACTn], "acti", to=INT64)], "any", keepdims=0)],
+                "cond", to=BOOL)
+    b.op("Identity", [Fn], outputs=["body/trace"])
+    outs = [Xn, Gn, Fn, FHn, GPn, Dk, Tk, Wn, SYn, YYn, HDn, ACTn, STEPITn, STEPSn, ITn, BXn, BHn, BITn]
+    body_nodes = b.nodes
+    # name the body's outputs
+    out_names = [f"body/{k}_out" for k, _, _ in state]
+    for o, nm in zip(outs, out_names):
+        body_nodes.append(helper.make_node("Identity", [o], [nm], name=f"rg/out_{nm}"))
+    body_nodes.append(helper.make_node("Identity", [cond], ["body/cond_out"], name="rg/out_cond"))
+    vi = helper.make_tensor_value_info
+    body_in = [vi("body/k", INT64, []), vi("body/cond", BOOL, [])] + [vi(s_in[k], t, None) for k, t, _ in state]
+    body_out = [vi("body/cond_out", BOOL, [])] + [vi(nm, t, None) for nm, (_, t, _) in zip(out_names, state)] + \
+        [vi("body/trace", DOUBLE, None)]
+    body = helper.make_graph(body_nodes, "lbfgs_iteration", body_in, body_out)
+    b.nodes = main_nodes
+    finals = [f"final/{k}" for k, _, _ in state]
+    b.nodes.append(helper.make_node("Loop", [trip, keep_going] + [v for _, _, v in state], finals + ["objective"],
+                                    name="rg/loop", body=body))
+    fin = dict(zip([k for k, _, _ in state], finals))
+
+    # ---- after the loop: each row's answer, the winner, the images
+    Zsel = where(b.op("Unsqueeze", [b.op("Expand", [patient, K], "pk"), ax1], "pk2"), fin["BX"], fin["X"])
+    Z32 = b.op("Cast", [Zsel], "Z32", to=FLOAT)
+    nodes, names = _instantiate(ib.nodes, "fin/", {G.Z: Z32, G.Y: "gs_yK", G.W: "gs_wK"})
+    b.nodes += nodes
+    b.op("Where", [b.op("Expand", [patient, K], "pk3"), fin["BH"], names[G.ERR]], outputs=["score"])
+    b.op("ArgMin", ["score"], outputs=["winner"], axis=0, keepdims=0)
+    b.op("Clip", [names[G.X01], b.const(np.float32(0.0), "lo"), b.const(np.float32(1.0), "hi")], outputs=["images"])
+    b.op("Gather", ["images", "winner"], outputs=["image"], axis=0)
+    b.op("Gather", [Z32, "winner"], outputs=["latent"], axis=0)
+    b.op("Identity", [fin["IT"]], outputs=["iterations"])
+    b.op("Identity", [fin["BIT"]], outputs=["best_iteration"])
+
+    graph_inputs = [vi("z0", FLOAT, ["K", size]), vi("y", FLOAT, [1, m]), vi("w", FLOAT, [1, m]),
+                    vi("prior_mean", DOUBLE, [size]), vi("prior_scale", DOUBLE, [size])]
+    graph_inputs += [vi(k, _ELEM[t], []) for k, (t, shp) in INPUTS.items() if shp == ()]
+    graph_inputs += [vi(k, FLOAT, list(shape)) for k, (shape, _) in form.inputs.items()]
+    graph_inputs += [vi(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)) for k, v in lifted.items()]
+    graph_outputs = [vi("image", FLOAT, [C, H, Wd]), vi("images", FLOAT, ["K", C, H, Wd]), vi("latent", FLOAT, [size]),
+                     vi("winner", INT64, []), vi("score", DOUBLE, ["K"]), vi("objective", DOUBLE, ["iterations", "K"]),
+                     vi("iterations", INT64, ["K"]), vi("best_iteration", INT64, ["K"])]
+    _add_inits(inits, b.inits)
+    graph = helper.make_graph(b.nodes, name, graph_inputs, graph_outputs, list(inits.values()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = G.IR_VERSION
+    values = dict(op_values)
+    values.update(lifted)
+    return model, values
+
+
+def zeros_like(b: Builder, x: str) -> str:
+    return b.op("Mul", [x, b.const(np.float64(0.0), "d")], "zl")
+
+
+# ------------------------------------------------------------------------------------------ inputs and plans
+
+#: The meaning of every input and output, as recovery.json and docs/recovery-graph.md give it.
+MEANING = {
+    "z0": "start latents, one row per restart: the cut's inputs packed in the manifest's order, each flattened "
+          "in C order",
+    "y": "the measurements of one image",
+    "w": "row weights: 1 on the measurements fitted, 0 on those held out for the stopping rule",
+    "prior_mean": "skip prior: per packed value, the generator's mean activation (0 where no prior applies)",
+    "prior_scale": "skip prior: per packed value, sqrt(weight / values of its input) / std (0: no prior); the term "
+                   "added to the objective is sum(((z - prior_mean) * prior_scale)^2)",
+    "lr": "L-BFGS learning rate (fixed step; the first step is min(1, 1/|g|_1) * lr)",
+    "tolerance_grad": "a row stops when max |gradient| <= this",
+    "tolerance_change": "torch's tolerance_change: ends a step() when the step or the loss change is below it; a "
+                        "row stops when its direction does not descend by more than it",
+    "steps": "torch step() calls per restart",
+    "step_iters": "iterations per step() call (torch's max_iter)",
+    "patience": "0: fixed budget, the winner is the lowest ||A clamp(G(z)) - y||; > 0: each row returns its "
+                "iterate of lowest held-out error and stops after this many iterations without a better one; "
+                "the winner is the lowest held-out error",
+    "image": "the winner's image in [0, 1]",
+    "images": "every restart's image in [0, 1]",
+    "latent": "the winner's packed latents",
+    "winner": "the index of the winning restart",
+    "score": "the winner rule's number per restart (measurement error, or held-out error)",
+    "objective": "the objective after every iteration, per restart (rows that stopped repeat their last value)",
+    "iterations": "iterations each restart ran",
+    "best_iteration": "the iterate each restart returned under a held-out rule (0 under a fixed budget)",
+}
+
+
+def prior_arrays(man, cut: int, layout, prior) -> tuple[np.ndarray, np.ndarray]:
+    """``prior_mean`` and ``prior_scale`` (size,) float64 for a :class:`gs_onnx.solve.skipprior.SkipPrior` (or
+    None: zeros, no prior): ``weight * mean(((h - mu) / sd)^2)`` per input equals
+    ``sum(((z - prior_mean) * prior_scale)^2)`` over its packed values."""
+    mean = np.zeros(layout.size)
+    scale = np.zeros(layout.size)
+    if prior is None or not prior.active:
+        return mean, scale
+    start = 0
+    for name in layout.names:
+        k = layout.sizes[name]
+        if name in prior.mean:
+            c = layout.shapes[name][0]
+            mean[start:start + k] = np.repeat(prior.mean[name], k // c)
+            scale[start:start + k] = np.sqrt(prior.weight / k) / np.repeat(prior.std[name], k // c)
+        start += k
+    return mean, scale
+
+
+class GraphRecovery:
+    """A recovery graph in one ONNX Runtime session: ``run(inputs)`` -> the outputs by name.
+
+    Parameters
+    ----------
+    model : ModelProto or serialized bytes
+    device : "auto" | "cpu" | "cuda"; threads: intra-op threads (0: all cores)
+    """
+
+    def __init__(self, model, device: str = "cpu", threads: int = 0):
+        from ..engine.runtime import create_session, resolve_device
+
+        data = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
+        self.device = resolve_device(device).name
+        self.session = create_session(bytes(data), self.device, threads)
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = sorted(set(self.inputs) - set(inputs))
+        if missing:
+            raise GSError(f"the recovery graph needs the input {missing[0]!r}, which was not given")
+        extra = sorted(set(inputs) - set(self.inputs))
+        if extra:
+            raise GSError(f"the recovery graph has no input {extra[0]!r}")
+        feed = {k: np.asarray(v, order="C") for k, v in inputs.items()}
+        return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
