@@ -103,11 +103,56 @@ def test_node_reader_refuses_tampered_files(node_reader, tmp_path):
     assert p.returncode == 2 and "not a relative path inside the model folder" in p.stderr
 
 
-def test_node_recovery_example_runs(node_reader, tmp_path):
+def test_node_fit_example_runs(node_reader, tmp_path):
     from gs_onnx.io.images import load_image
 
     np.save(tmp_path / "face.npy", load_image(ROOT / "gs_onnx" / "samples" / "celeba64_182638.jpg", 64))
-    p = _node(["recover.js", registry.load("dcgan").root, 1, tmp_path / "face.npy", 60], node_reader)
+    p = _node(["fit.js", registry.load("dcgan").root, 1, tmp_path / "face.npy", 60], node_reader)
     assert p.returncode == 0, p.stderr
     psnrs = [float(ln.split("PSNR ")[1].split(" dB")[0]) for ln in p.stdout.splitlines() if "PSNR" in ln]
     assert psnrs[-1] > psnrs[0] + 5 and (tmp_path / "recovered.npy").is_file()
+
+
+def _recovery_folder(tmp_path, model, image, operator, iters):
+    """gs-measure one bundled face, gs-export recovery its folder (a short plan), and Python's image of it."""
+    from click.testing import CliRunner
+
+    from gs_onnx.cli import measure_main
+    from gs_onnx.cli.recovery import main as export_recovery
+    from gs_onnx.io.images import load_image
+    from gs_onnx.io.recovery_folder import read_folder
+    from gs_onnx.solve.recovery_graph import GraphRecovery
+
+    face = ROOT / "gs_onnx" / "samples" / image
+    r = CliRunner().invoke(measure_main, [str(face), "--model", model, "--operator", operator, "--ratio", "0.1628",
+                                          "-o", str(tmp_path / "meas.npy")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(export_recovery, ["--measurements", str(tmp_path / "meas.npy"), "--max-iter", str(iters),
+                                             "-o", str(tmp_path / "graph")])
+    assert r.exit_code == 0, r.output
+    man = registry.load(model)
+    np.save(tmp_path / "ref.npy", load_image(face, man.image_shape[1]))
+    graph, inputs, _ = read_folder(tmp_path / "graph")
+    return GraphRecovery(graph).run(inputs)["image"]
+
+
+@pytest.mark.parametrize("model, image, operator, iters", [("dcgan", "celeba64_182638.jpg", "gaussian", 100),
+                                                           ("began", "celeba_aligned_00000.jpg", "srdct", 20)])
+def test_node_runs_a_recovery_folder(node_reader, tmp_path, model, image, operator, iters):
+    """recover.js (one session run, files verified against recovery.json) gets Python's image of the same folder
+    and prints its PSNR; an altered input is refused in one line with exit 2."""
+    from gs_onnx.metrics import psnr
+
+    py = _recovery_folder(tmp_path, model, image, operator, iters)
+    p = _node(["recover.js", tmp_path / "graph", tmp_path / "ref.npy", tmp_path / "node.npy"], node_reader)
+    assert p.returncode == 0, p.stderr
+    node = np.load(tmp_path / "node.npy")
+    assert np.abs(node - py).max() <= 1e-4
+    shown = float(p.stdout.split("PSNR ")[1].split(" dB")[0])
+    assert shown == pytest.approx(psnr(py, np.load(tmp_path / "ref.npy")), abs=0.01)
+    y = np.load(tmp_path / "graph" / "inputs" / "y.npy")
+    y[0, 0] += 1
+    np.save(tmp_path / "graph" / "inputs" / "y.npy", y)
+    p = _node(["recover.js", tmp_path / "graph"], node_reader)
+    assert p.returncode == 2 and p.stderr.startswith("error:") and "sha256" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

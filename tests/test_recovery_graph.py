@@ -246,3 +246,18 @@ def test_export_refuses_what_the_graph_cannot_run(tmp_path):
                                   str(tmp_path / "g")])
     assert r.exit_code == 2 and "patience" in r.output
     assert not (tmp_path / "g").exists()
+
+
+def test_recovery_json_follows_its_schema(folder):
+    """The shipped JSON Schema accepts what gs-export recovery writes and refuses a tampered interface."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "gs_onnx" / "schema" / "recovery.schema.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    iface = json.loads((folder[0] / "recovery.json").read_text())
+    cls(schema).validate(iface)
+    for spoil in (lambda d: d["files"].update({"../x.npy": "0" * 64}), lambda d: d["inputs"]["y"].update(dtype="int8"),
+                  lambda d: d["plan"]["stopping"].update(rule="refit"), lambda d: d.pop("model_sha256")):
+        bad = json.loads(json.dumps(iface))
+        spoil(bad)
+        assert not cls(schema).is_valid(bad)

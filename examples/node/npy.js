@@ -1,5 +1,6 @@
 'use strict';
-// Minimal .npy (version 1.0/2.0) reader and writer for little-endian float32 and bool arrays (C order).
+// Minimal .npy (version 1.0/2.0) reader (little-endian float32, float64, int64; C order; 0-d arrays too) and a
+// float32 writer.
 const fs = require('fs');
 
 function readNpy(path) {
@@ -14,11 +15,14 @@ function readNpy(path) {
   const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').map(s => s.trim()).filter(s => s).map(Number);
   const count = shape.reduce((a, b) => a * b, 1);
   const data = buf.slice(start + hlen);
-  if (descr !== '<f4') throw new Error(`${path}: dtype ${descr}, only <f4 is supported`);
-  if (data.length !== 4 * count) throw new Error(`${path}: header claims ${count} values, file holds ${data.length / 4}`);
-  const out = new Float32Array(count);
+  const kinds = { '<f4': [Float32Array, 'float32'], '<f8': [Float64Array, 'float64'], '<i8': [BigInt64Array, 'int64'] };
+  if (!(descr in kinds)) throw new Error(`${path}: dtype ${descr}, only <f4, <f8 and <i8 are supported`);
+  const [Kind, dtype] = kinds[descr];
+  const size = Kind.BYTES_PER_ELEMENT;
+  if (data.length !== size * count) throw new Error(`${path}: header claims ${count} values, file holds ${data.length / size}`);
+  const out = new Kind(count);
   Buffer.from(out.buffer).set(data);
-  return { data: out, shape };
+  return { data: out, shape, dtype };
 }
 
 function writeNpy(path, array, shape) {

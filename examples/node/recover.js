@@ -1,41 +1,81 @@
 'use strict';
-// node recover.js MODEL_DIR CUT IMAGE.npy [STEPS]
-// Recover an image (a (3, H, W) float32 .npy in [0, 1], e.g. written by gs_onnx.io.images.load_image) with the
-// cut generator: minimise ||G_c(z) - x||^2 / n over z by Adam (a simple optimiser; A = I), from z = 0.
-// Writes recovered.npy beside IMAGE.npy and prints the PSNR as it goes.
+// node recover.js FOLDER [REFERENCE.npy] [OUT.npy]
+// Run a recovery folder written by `gs-export recovery --measurements meas.npy -o FOLDER` (docs/recovery-graph.md):
+// every file checked against the sha256 in FOLDER/recovery.json, every inputs/NAME.npy fed to the graph input NAME,
+// one session run does the whole recovery (optimiser, stopping, winner), the output `image` (C, H, W) is written
+// to OUT.npy (default FOLDER/../recovered.npy) and, with a reference image ((C, H, W) float32 .npy in [0, 1]), its
+// PSNR printed. Errors: one line on stderr, exit 2.
+const fs = require('fs');
 const path = require('path');
-const { loadModel, cutGenerator, objective } = require('./gs_onnx');
+const crypto = require('crypto');
+const ort = require('onnxruntime-node');
 const { readNpy, writeNpy } = require('./npy');
+
+class GSError extends Error {}
+
+function inside(folder, rel) {
+  if (typeof rel !== 'string' || !rel || path.isAbsolute(rel) || rel.includes('\\') || rel.split('/').includes('..')) {
+    throw new GSError(`${JSON.stringify(rel)} is not a relative path inside the recovery folder`);
+  }
+  const p = path.join(folder, rel);
+  if (!fs.existsSync(p) || !fs.statSync(p).isFile()) throw new GSError(`${rel} is missing from ${folder}`);
+  const real = fs.realpathSync(p), root = fs.realpathSync(folder);
+  if (!real.startsWith(root + path.sep)) throw new GSError(`${rel} escapes the recovery folder`);
+  return p;
+}
+
+function verified(folder, files, rel) {
+  const data = fs.readFileSync(inside(folder, rel));
+  if (crypto.createHash('sha256').update(data).digest('hex') !== files[rel]) {
+    throw new GSError(`${rel} does not match its sha256 in recovery.json`);
+  }
+  return data;
+}
 
 function psnr(a, b) {
   let s = 0;
-  for (let i = 0; i < a.length; i++) { const d = Math.min(1, Math.max(0, a[i])) - b[i]; s += d * d; }
+  for (let i = 0; i < a.length; i++) { const d = a[i] - b[i]; s += d * d; }
   return 10 * Math.log10(a.length / s);
 }
 
 async function main() {
-  const [dir, cutArg, imgPath, stepsArg] = process.argv.slice(2);
-  const model = loadModel(dir);
-  const gen = await cutGenerator(model, Number(cutArg));
-  const x = readNpy(imgPath).data;
-  const steps = Number(stepsArg || 200);
-  const z = new Float32Array(gen.size);
-  const m1 = new Float64Array(gen.size), m2 = new Float64Array(gen.size);
-  const lr = 0.05, b1 = 0.9, b2 = 0.999, eps = 1e-8;
-  let last;
-  for (let t = 1; t <= steps; t++) {
-    const { f, g, x01 } = await objective(gen, z, null, x, x.length, x.length);
-    last = x01;
-    for (let i = 0; i < z.length; i++) {
-      m1[i] = b1 * m1[i] + (1 - b1) * g[i];
-      m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
-      z[i] -= lr * (m1[i] / (1 - b1 ** t)) / (Math.sqrt(m2[i] / (1 - b2 ** t)) + eps);
+  const [folder, refPath, outArg] = process.argv.slice(2);
+  if (!folder) throw new GSError('usage: node recover.js FOLDER [REFERENCE.npy] [OUT.npy]');
+  const ifacePath = path.join(folder, 'recovery.json');
+  if (!fs.existsSync(ifacePath)) throw new GSError(`${folder} has no recovery.json`);
+  const iface = JSON.parse(fs.readFileSync(ifacePath, 'utf8'));
+  if (iface.format !== 'gs-onnx-recovery' || iface.format_version !== 1) throw new GSError(`${ifacePath}: not a recovery interface v1`);
+  const files = iface.files || {};
+  const graph = verified(folder, files, iface.graph);
+  const feeds = {};
+  const tmp = fs.mkdtempSync(path.join(require('os').tmpdir(), 'gs-recovery-'));
+  try {
+    for (const [name, spec] of Object.entries(iface.inputs)) {
+      const bytes = verified(folder, files, spec.file);
+      const p = path.join(tmp, `${name}.npy`);   // read back the verified bytes, never the path a second time
+      fs.writeFileSync(p, bytes);
+      const a = readNpy(p);
+      if (a.dtype !== spec.dtype || JSON.stringify(a.shape) !== JSON.stringify(spec.shape)) {
+        throw new GSError(`${spec.file} holds ${a.dtype} [${a.shape}], expected ${spec.dtype} [${spec.shape}]`);
+      }
+      feeds[name] = new ort.Tensor(a.dtype, a.data, a.shape);
     }
-    if (t === 1 || t % 50 === 0 || t === steps) console.log(`step ${t}: f ${f.toExponential(3)}, PSNR ${psnr(x01, x).toFixed(2)} dB`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const out = path.join(path.dirname(imgPath), 'recovered.npy');
-  writeNpy(out, last, [1, ...model.man.tensors[model.man.image.name]]);
-  console.log(`wrote ${out}`);
+  const session = await ort.InferenceSession.create(graph, { executionProviders: ['cpu'] });
+  const t0 = Date.now();
+  const out = await session.run(feeds);
+  const seconds = (Date.now() - t0) / 1000;
+  const image = out.image;
+  const winner = Number(out.winner.data[0]);
+  const outPath = outArg || path.join(path.dirname(path.resolve(folder)), 'recovered.npy');
+  writeNpy(outPath, image.data, image.dims);
+  let line = `${iface.model} c=${iface.cut}: restart ${winner + 1} of ${out.score.dims[0]} won after ` +
+             `${Number(out.iterations.data[winner])} iterations, ${seconds.toFixed(1)} s`;
+  if (refPath) line += `, PSNR ${psnr(image.data, readNpy(refPath).data).toFixed(2)} dB`;
+  console.log(line);
+  console.log(`wrote ${outPath}`);
 }
 
 main().catch((e) => { console.error(`error: ${e.message}`); process.exit(2); });
