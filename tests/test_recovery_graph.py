@@ -40,9 +40,13 @@ def _problem(model: str, kind: str, m: int):
 
 
 def _host(y, sidecar, s, restart=None, z0=None):
-    """gs-recover --optimizer lbfgs's solver on one image: (image, fields, {(restart, iteration): f})."""
+    """gs-recover --optimizer lbfgs's solver on one image: (image, fields, {(restart, iteration): f}). The operator
+    runs in the composed graph (--operator-on graph): the same ONNX form as in the recovery graph, so that the
+    comparison is of the optimiser and the rules, not of scipy's DCT against a float32 matrix-product DFT."""
+    import dataclasses
+
     trace = {}
-    solver = make_solver("gs", y[None], sidecar, s)
+    solver = make_solver("gs", y[None], sidecar, dataclasses.replace(s, operator_on="graph"))
     image, fields = solver.solve(0, y, lambda *a: None, restart=restart, z0=z0,
                                  trace=lambda r, it, z, f, h: trace.setdefault((r, it), f))
     return image, fields, trace
