@@ -215,8 +215,24 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "g
 
     SYn = where(upd3, shifted(SY, s_dot_ynew, y_dot_snew, ys), SY)
     YYn = where(upd3, shifted(YY, y_dot_ynew, y_dot_ynew, yy), YY)
-    Wn = where(upd3, b.op("Concat", [sl(Wh, [1], [h], [1]), s32, sl(Wh, [h + 1], [2 * h], [1]), y32], "Wshift",
-                          axis=1), Wh)
+    # the history: shifted where a row takes the pair. Where() over (K, 2h, size) cost 6x a copy, so it only runs
+    # when some rows take the pair and others do not (an If on all / none)
+    w_shift = b.op("Concat", [sl(Wh, [1], [h], [1]), s32, sl(Wh, [h + 1], [2 * h], [1]), y32], "Wshift", axis=1)
+    upd_i = b.op("Cast", [upd], "updi", to=INT64)
+    every = b.op("Cast", [b.op("ReduceMin", [upd_i], "umin", keepdims=0)], "every", to=BOOL)
+    none = b.op("Not", [b.op("Cast", [b.op("ReduceMax", [upd_i], "umax", keepdims=0)], "some", to=BOOL)], "none")
+    Wn = b.fresh("Wn")
+    mixed_out, keep_out, all_out, rest_out = (b.fresh(k) for k in ("Wmixed", "Wkeep", "Wall", "Wrest"))
+    vi_f = helper.make_tensor_value_info
+    mixed = helper.make_graph([helper.make_node("Where", [upd3, w_shift, Wh], [mixed_out], name=b.fresh("n_Where"))],
+                              "mixed", [], [vi_f(mixed_out, FLOAT, None)])
+    keep = helper.make_graph([helper.make_node("Identity", [Wh], [keep_out], name=b.fresh("n_Identity"))],
+                             "keep", [], [vi_f(keep_out, FLOAT, None)])
+    rest = helper.make_graph([helper.make_node("If", [none], [rest_out], name=b.fresh("n_If"), then_branch=keep,
+                                               else_branch=mixed)], "rest", [], [vi_f(rest_out, FLOAT, None)])
+    take = helper.make_graph([helper.make_node("Identity", [w_shift], [all_out], name=b.fresh("n_Identity"))],
+                             "all", [], [vi_f(all_out, FLOAT, None)])
+    b.nodes.append(helper.make_node("If", [every], [Wn], name=b.fresh("n_If"), then_branch=take, else_branch=rest))
     HDn = where(upd, b.op("Div", [ys, b.op("Max", [yy, f64(1e-300)], "yys")], "hd"), HD)
     # the direction d = -H g: the two-loop recursion written on the Gram matrices (the compact form's numbers)
     eye = b.const(np.eye(h), "eye")
