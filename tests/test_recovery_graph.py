@@ -265,3 +265,42 @@ def test_recovery_json_follows_its_schema(folder):
         bad = json.loads(json.dumps(iface))
         spoil(bad)
         assert not cls(schema).is_valid(bad)
+
+
+def test_adam_in_the_graph_equals_adam_on_the_host():
+    """torch.optim.Adam's update inside the Loop (tiny BEGAN, c = 2, DCT operator, 2 restarts, held-out stopping,
+    skip prior): the host's Adam (gs_onnx.solve.adam) stops every restart at the same iteration, returns the same
+    iterate and the same image; the objective agrees per iteration to float32 rounding."""
+    man, op, y, sidecar = _problem(str(TINY_BEGAN), "srdct", 300)
+    s = Settings(model=str(TINY_BEGAN), cut=2, optimizer="adam", lr=0.05, restarts=2, max_iter=40, stop="holdout",
+                 patience=4, skip_prior=0.01, device="cpu")
+    inputs, plan = plan_inputs(man, 2, op, y, s, 0)
+    assert {"beta1", "beta2", "eps", "max_iterations"} <= set(inputs) and "steps" not in inputs
+    model, values = recovery_model(man, 2, op, history=100, optimizer="adam")
+    out = GraphRecovery(model).run({**inputs, **values})
+    image, fields, _ = _host(y, sidecar, s)
+    assert [int(v) for v in out["iterations"]] == [r["iterations"] for r in fields["restarts"]]
+    assert [int(v) for v in out["best_iteration"]] == [r["best_iteration"] for r in fields["restarts"]]
+    assert int(out["winner"]) == fields["best_restart"] and np.abs(out["image"] - image).max() < 1e-3
+    _envelope_check(man, op, y, sidecar, s, out, inputs)
+
+
+def test_adam_matches_torch():
+    """gs_onnx.solve.adam against torch.optim.Adam on a quadratic: the same iterates."""
+    torch = pytest.importorskip("torch")
+    from gs_onnx.solve.adam import AdamSettings, minimize_adam_batch
+
+    rng = np.random.default_rng(0)
+    Q = rng.standard_normal((6, 6))
+    Q = Q @ Q.T + np.eye(6)
+    x0 = rng.standard_normal((1, 6))
+    res = minimize_adam_batch(lambda rows, X: (np.einsum("bi,ij,bj->b", X, Q, X), 2 * X @ Q), x0,
+                              AdamSettings(lr=0.05, iterations=50))
+    p = torch.tensor(x0[0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([p], lr=0.05)
+    Qt = torch.tensor(Q)
+    for _ in range(50):
+        opt.zero_grad()
+        (p @ Qt @ p).backward()
+        opt.step()
+    np.testing.assert_allclose(res[0]["x"], p.detach().numpy(), rtol=1e-10, atol=1e-12)

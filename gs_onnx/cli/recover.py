@@ -67,14 +67,16 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
               help="Iterations without a better held-out error before a restart stops  [default: the budget's]")
 @click.option("--seed", type=int, default=0, help="Seed of the initial latents / weights; image i uses seed + i.")
 @click.option("--init", default=None, help="cn01 | zero | normal | normal5 | normal10 | lasso  [default: cn01]")
-@click.option("--optimizer", type=click.Choice(["scipy", "lbfgs"]), default=None,
+@click.option("--optimizer", type=click.Choice(["scipy", "lbfgs", "adam"]), default=None,
               help="gs, mganprior: scipy = scipy's L-BFGS-B (the reference); lbfgs = the paper's torch L-BFGS "
                    "(steps of 20 iterations, history 100, its learning rates), batched over images x restarts "
-                   "with its algebra where the engine runs  [default: scipy]")
+                   "with its algebra where the engine runs; adam = torch's Adam (--lr, default 0.1), the "
+                   "budget's iterations  [default: scipy]")
 @click.option("--line-search", "line_search", type=click.Choice(["none", "strong_wolfe"]), default=None,
               help="--optimizer lbfgs: torch's strong-Wolfe line search  [default: none, as the paper]")
 @click.option("--lr", type=float, default=None,
-              help="--optimizer lbfgs: the step [the paper's: 0.1 DCGAN, 1 BEGAN/VAE]; Adam rate of Deep Decoder "
+              help="--optimizer lbfgs: the step [the paper's: 0.1 DCGAN, 1 BEGAN/VAE]; --optimizer adam: its rate "
+                   "[0.1]; Adam rate of Deep Decoder "
                    "[1e-2] and IAGAN's latent phase [0.1].")
 @click.option("--device", type=click.Choice(list(DEVICE_CHOICES)), default="auto",
               help="Where ONNX Runtime runs: auto reports what ran; cuda fails in one line unless CUDA really loads.")

@@ -29,7 +29,10 @@ from .common import OneLineCommand, examples, models_dir_option, one_line_errors
 @click.option("--stop", type=click.Choice(["fixed", "holdout"]), default=None, help="Stopping rule  [default: the plan's]")
 @click.option("--holdout", type=float, default=None, help="Held-out fraction of the measurements.")
 @click.option("--patience", type=int, default=None, help="Held-out rule: iterations without a better iterate.")
-@click.option("--lr", type=float, default=None, help="L-BFGS learning rate  [default: the paper's for the model]")
+@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True,
+              help="The optimiser inside the graph: the paper's L-BFGS, or torch's Adam.")
+@click.option("--lr", type=float, default=None,
+              help="Learning rate  [default: L-BFGS: the paper's for the model; Adam: 0.1]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the start latents (image i: seed + i).")
 @click.option("--init", default=None, help="Start latents: cn01 | zero | normal | normal5 | normal10  [default: cn01]")
 @click.option("--skip-prior", type=float, default=None, metavar="W",
@@ -43,7 +46,7 @@ from .common import OneLineCommand, examples, models_dir_option, one_line_errors
 @models_dir_option
 @version_option
 @one_line_errors
-def main(measurements, index, model, cut, budget, restarts, max_iter, stop, holdout, patience, lr, seed, init,
+def main(measurements, index, model, cut, budget, restarts, max_iter, stop, holdout, patience, optimizer, lr, seed, init,
          skip_prior, output, overwrite, trust_sidecar, check, models_dir):
     """Write the whole recovery of one image of MEASUREMENTS as one ONNX graph: recovery.onnx (an ONNX Loop
     running the paper's L-BFGS on the cut generator, the operator's ONNX form, held-out stopping and the winner
@@ -65,7 +68,7 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
         raise GSError(f"--index {index} is outside the file's {y.shape[0]} image(s)")
     s = Settings(model=model, cut=cut, budget=budget, restarts=restarts, max_iter=max_iter, stop=stop,
                  holdout=holdout, patience=patience, lr=lr, seed=seed, init=init, skip_prior=skip_prior,
-                 models_dir=models_dir, optimizer="lbfgs", device="cpu")
+                 models_dir=models_dir, optimizer=optimizer, device="cpu")
     check_settings("gs", s)
     man = model_for(sidecar, s)
     c = cut_for(man, s)
@@ -76,7 +79,7 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
         raise GSError(f"the {(op.describe() or {}).get('type')} operator has no ONNX form: it cannot run inside "
                       "the recovery graph")
     inputs, plan = plan_inputs(man, c, op, y[index], s, index)
-    model_proto, values = recovery_model(man, c, op, history=restart_budget(man).history)
+    model_proto, values = recovery_model(man, c, op, history=restart_budget(man).history, optimizer=optimizer)
     inputs.update(values)
     if check:
         GraphRecovery(model_proto, "cpu")  # loads: the folder is only written if this runtime accepts the graph
@@ -87,7 +90,7 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
                  sources=[measurements, Path(measurements).with_suffix(".json")])
     size = sum(int(np.asarray(v).nbytes) for v in inputs.values())
     click.echo(f"wrote {output}/ (recovery.onnx, {len(inputs)} inputs, {size / 1e6:.1f} MB of inputs, "
-               f"recovery.json): {man.name} c={c}, {plan['restarts']} restart(s) x {plan['max_iter']} iterations, "
+               f"recovery.json): {man.name} c={c}, {optimizer}, {plan['restarts']} restart(s) x {plan['max_iter']} iterations, "
                f"{plan['stopping']['rule']} rule")
 
 

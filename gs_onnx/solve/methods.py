@@ -97,6 +97,21 @@ APPLIES: dict[str, set[str]] = {
 APPLIES["gs-tv"] = APPLIES["gs"] | {"lam", "gamma"}  # gs, then TV anchored to its image
 #: Methods whose restarts run the models' validated stopping plans (gs-tv is gs followed by a convex refinement).
 PLANNED = ("gs", "gs-tv")
+#: How report.json names each optimiser.
+OPTIMIZER_WORDS = {"scipy": "scipy L-BFGS-B", "lbfgs": "torch L-BFGS semantics, batched (gs_onnx.solve.lbfgs)",
+                   "adam": "torch Adam semantics, batched (gs_onnx.solve.adam)"}
+#: Adam's learning rate unless --lr says: the best of 0.01, 0.03, 0.1, 0.3 (21.2, 23.5, 25.5, 24.8 dB) on one bundled
+#: face, dcgan c = 1, Gaussian m/n 0.163, 100 iterations (the paper's L-BFGS: 28.2 dB). Not validated further.
+ADAM_LR = 0.1
+
+
+def adam_settings(s: "Settings", budget):
+    """Adam's settings for a budget: ``--lr`` (default :data:`ADAM_LR`), ``budget.max_iter`` iterations."""
+    from .adam import AdamSettings
+
+    return AdamSettings(lr=ADAM_LR if s.lr is None else s.lr, iterations=budget.max_iter)
+
+
 #: The paper's torch L-BFGS learning rates per architecture (DCGAN 0.1, BEGAN and VAE 1).
 PAPER_LR = {"dcgan": 0.1, "began": 1.0, "vae": 1.0}
 
@@ -347,11 +362,10 @@ class _RestartSolver:
             "model": man.name, "model_dir": str(man.root), "cut": self.cut, **self._header(),
             "device": s.device, "provider": self.provider, "restarts": self.restarts, "init": self.init,
             "seed": s.seed, "batch": self.batch, "batch_size": self.batch_size,
-            "budget": {"optimizer": "scipy L-BFGS-B" if self.optimizer == "scipy" else
-                       "torch L-BFGS semantics, batched (gs_onnx.solve.lbfgs)", "max_iter": self.budget.max_iter,
+            "budget": {"optimizer": OPTIMIZER_WORDS[self.optimizer], "max_iter": self.budget.max_iter,
                        "max_fun": self.budget.max_fun, "history": self.budget.history,
                        "plan": self.s.budget or "auto",
-                       **({} if self.lbfgs is None else {"lbfgs": dataclasses.asdict(self.lbfgs)})},
+                       **({} if self.lbfgs is None else {self.optimizer: dataclasses.asdict(self.lbfgs)})},
             "stopping": self.stop.describe(),
             **({"note": self.note} if self.note else {}),
         }
@@ -366,6 +380,10 @@ class _RestartSolver:
             if self.s.lr is not None or self.s.line_search is not None:
                 raise GSError("--lr and --line-search apply to --optimizer lbfgs")
             return opt, None
+        if opt == "adam":
+            if self.s.line_search not in (None, "none"):
+                raise GSError("--line-search applies to --optimizer lbfgs")
+            return opt, adam_settings(self.s, self.budget)
         lr = self.s.lr if self.s.lr is not None else \
             float(self.man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(self.man.architecture, 1.0)))
         ls = None if self.s.line_search in (None, "none") else self.s.line_search
@@ -553,8 +571,9 @@ class GraphSolver:
         from ..physics import operator_for
         from .recovery_graph import GraphRecovery, recovery_model
 
-        if s.optimizer not in (None, "lbfgs") or s.line_search not in (None, "none"):
-            raise GSError("--engine recovery-graph runs the paper's L-BFGS without line search (--optimizer lbfgs)")
+        if s.optimizer not in (None, "lbfgs", "adam") or s.line_search not in (None, "none"):
+            raise GSError("--engine recovery-graph runs the paper's L-BFGS without line search (--optimizer lbfgs) "
+                          "or Adam (--optimizer adam)")
         for flag, v in (("--batch", s.batch), ("--batch-size", s.batch_size), ("--operator-on", s.operator_on),
                         ("--cuda-graph", s.cuda_graph), ("--max-fun", s.max_fun)):
             if v is not None:
@@ -565,7 +584,8 @@ class GraphSolver:
         if self.op.n != man.n:
             raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")
         history = restart_budget(man).history
-        self.model, self.values = recovery_model(man, self.cut, self.op, history=history)
+        self.model, self.values = recovery_model(man, self.cut, self.op, history=history,
+                                                 optimizer=s.optimizer or "lbfgs")
         self.runner = GraphRecovery(self.model, s.device, s.threads)
         provider = self.runner.session.get_providers()[0]
         _, plan = plan_inputs(man, self.cut, self.op, np.asarray(y, np.float32).reshape(-1, self.op.m)[0], s, 0)
@@ -577,7 +597,8 @@ class GraphSolver:
                        "device": s.device, "provider": provider, "restarts": plan["restarts"],
                        "init": plan["init"], "seed": s.seed,
                        "budget": {"optimizer": plan["optimizer"], "max_iter": plan["max_iter"],
-                                  "history": plan["history"], "lr": plan["lr"], "plan": s.budget or "auto"},
+                                  "history": plan["history"], "lr": plan["lr"], "plan": s.budget or "auto",
+                                  **{k: plan[k] for k in ("steps", "step_iters", "betas", "eps") if k in plan}},
                        "stopping": plan["stopping"], "skip_prior": plan["skip_prior"]}
 
     def solve(self, i: int, y: np.ndarray, progress):
@@ -615,9 +636,7 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
     restarts, budget, rule = recovery_plan(man, s, kind, "gs")
     if rule.name == "refit":
         raise GSError("the recovery graph runs the fixed and held-out rules, not refit: use --stop holdout")
-    lr = s.lr if s.lr is not None else \
-        float(man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(man.architecture, 1.0)))
-    st = lbfgs_settings(budget, lr)
+    optimizer = s.optimizer or "lbfgs"
     tail_shapes = {n: tuple(man.tensors[n]) for n in man.cut(cut).inputs}
     layout = LatentLayout(tail_shapes)
     seed = int(s.seed) + int(image_index)
@@ -627,14 +646,23 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
     w = (holdout_mask(op.m, rule.holdout, seed) if rule.uses_holdout else np.ones(op.m, np.float32))[None]
     mean, scale = prior_arrays(man, cut, layout, skip_prior_for(man, cut, s))
     inputs = {"z0": z0, "y": y, "w": w, "prior_mean": mean, "prior_scale": scale,
-              "lr": np.asarray(st.lr, np.float64), "tolerance_grad": np.asarray(st.tolerance_grad, np.float64),
-              "tolerance_change": np.asarray(st.tolerance_change, np.float64),
-              "steps": np.asarray(st.steps, np.int64), "step_iters": np.asarray(st.max_iter, np.int64),
               "patience": np.asarray(rule.patience if rule.uses_holdout else 0, np.int64)}
     plan = {"restarts": restarts, "max_iter": budget.max_iter, "history": budget.history, "stopping": rule.describe(),
-            "optimizer": "torch L-BFGS semantics, no line search (gs_onnx.solve.lbfgs)", "lr": st.lr,
-            "steps": st.steps, "step_iters": st.max_iter, "init": init, "seed": seed,
-            "skip_prior": bool(scale.any())}
+            "optimizer": OPTIMIZER_WORDS[optimizer], "init": init, "seed": seed, "skip_prior": bool(scale.any())}
+    if optimizer == "adam":
+        st = adam_settings(s, budget)
+        inputs.update(lr=np.asarray(st.lr, np.float64), beta1=np.asarray(st.beta1, np.float64),
+                      beta2=np.asarray(st.beta2, np.float64), eps=np.asarray(st.eps, np.float64),
+                      max_iterations=np.asarray(st.iterations, np.int64))
+        plan.update(lr=st.lr, betas=[st.beta1, st.beta2], eps=st.eps)
+        return inputs, plan
+    lr = s.lr if s.lr is not None else \
+        float(man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(man.architecture, 1.0)))
+    st = lbfgs_settings(budget, lr)
+    inputs.update(lr=np.asarray(st.lr, np.float64), tolerance_grad=np.asarray(st.tolerance_grad, np.float64),
+                  tolerance_change=np.asarray(st.tolerance_change, np.float64),
+                  steps=np.asarray(st.steps, np.int64), step_iters=np.asarray(st.max_iter, np.int64))
+    plan.update(lr=st.lr, steps=st.steps, step_iters=st.max_iter)
     return inputs, plan
 
 

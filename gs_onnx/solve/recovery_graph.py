@@ -2,7 +2,8 @@
 
 :func:`recovery_model` builds, for a model, a cut and an operator, one ONNX model whose single run does what
 ``gs-recover --optimizer lbfgs`` does on the host: every restart (a row of ``z0``) runs the paper's L-BFGS
-(torch.optim.LBFGS's semantics without line search, as :func:`gs_onnx.solve.lbfgs.minimize_batch`) inside an
+(torch.optim.LBFGS's semantics without line search, as :func:`gs_onnx.solve.lbfgs.minimize_batch`; or Adam, as
+:func:`gs_onnx.solve.adam.minimize_adam_batch`) inside an
 ONNX ``Loop`` whose body evaluates the composed objective (the tail's forward and VJP graphs, the operator's ONNX
 form, the weighted loss, the held-out loss, the skip prior), keeps the best iterate by held-out error and stops
 each row by the plan's rule; after the loop the winner among restarts is chosen as ``gs-recover`` chooses it and
@@ -44,6 +45,11 @@ INPUTS = {
     "lr": ("float64", ()), "tolerance_grad": ("float64", ()), "tolerance_change": ("float64", ()),
     "steps": ("int64", ()), "step_iters": ("int64", ()), "patience": ("int64", ()),
 }
+#: The optimisers the graph runs, and the scalar inputs each reads.
+GRAPH_OPTIMIZERS = ("lbfgs", "adam")
+SCALARS = {"lbfgs": ("lr", "tolerance_grad", "tolerance_change", "steps", "step_iters", "patience"),
+           "adam": ("lr", "beta1", "beta2", "eps", "max_iterations", "patience")}
+INPUTS.update({"beta1": ("float64", ()), "beta2": ("float64", ()), "eps": ("float64", ()), "max_iterations": ("int64", ())})
 #: Graph outputs.
 OUTPUTS = {
     "image": ("float32", ("C", "H", "W")), "images": ("float32", ("K", "C", "H", "W")),
@@ -99,10 +105,13 @@ def _merge_lifted(store: dict, lifted: dict) -> None:
         store[k] = v
 
 
-def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "gs_recovery"):
+def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str = "lbfgs", name: str = "gs_recovery"):
     """The recovery graph (ModelProto) for ``manifest`` cut at ``cut`` and the operator ``op`` (which must have
     an ONNX form), and the values of the operator's inputs by name (the dense ``A``, the lifted ``op_*``
-    tables). ``history``: L-BFGS pairs kept (the model's, normally 100)."""
+    tables). ``history``: L-BFGS pairs kept (the model's, normally 100); ``optimizer``: ``lbfgs`` (the paper's) or
+    ``adam`` (torch.optim.Adam's update; inputs ``lr``, ``beta1``, ``beta2``, ``eps``, ``max_iterations``)."""
+    if optimizer not in GRAPH_OPTIMIZERS:
+        raise GSError(f"the recovery graph runs {' or '.join(GRAPH_OPTIMIZERS)}, not {optimizer!r}")
     onnx, helper, _ = onnx_modules()
     form = op.onnx_form()
     if form is None:
@@ -154,6 +163,21 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "g
                          b.op("Mul", [b.op("Mul", [d, "prior_scale"], "ds"), f64(2.0)], "gp")], "g")
         return f, g, names[G.F_HELD]
 
+    def moved(move: str, x_new: str, X: str, Fv: str, Gr: str, FH: str):
+        """Rows that move take x_new and its f, g, f_held; the others keep theirs."""
+        mcol = col(move)
+        Xn = where(mcol, x_new, X)
+        Fe, Ge, FHe = evaluate(Xn, "it/")
+        return Xn, where(move, Fe, Fv), where(mcol, Ge, Gr), where(move, FHe, FH)
+
+    def tracked(move: str, Xn: str, FHn: str, ITn: str, BX: str, BH: str, BIT: str):
+        """The best iterate by held-out error (strictly lower replaces) and whether the patience ran out."""
+        better = b.op("And", [move, b.op("Less", [FHn, BH], "lt")], "better")
+        BITn = where(better, ITn, BIT)
+        waited = b.op("And", [patient, b.op("Not", [b.op("Less", [b.op("Sub", [ITn, BITn], "since"), "patience"],
+                                                            "fresh")], "stale")], "waited")
+        return where(col(better), Xn, BX), where(better, FHn, BH), BITn, waited
+
     # ---- before the loop: rows, the start's evaluation, the zero history
     K = b.op("Slice", [b.op("Shape", ["z0"], "zshape"), i64([0]), i64([1])], "K")
     b.op("Expand", ["y", b.op("Concat", [K, i64([m])], "ym", axis=0)], outputs=["gs_yK"])
@@ -163,149 +187,173 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "g
     zeros_kn = b.op("Mul", [X0, f64(0.0)], "zkn")
     zeros_k = b.op("Mul", [F0, f64(0.0)], "zk")
     zeros_ki = b.op("Cast", [zeros_k], "zki", to=INT64)
-    W0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([2 * h, size])], "wshape", axis=0)], "W0",
-              value=helper.make_tensor("v", FLOAT, [1], [0.0]))
-    SY0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([h, h])], "gshape", axis=0)], "SY0",
-               value=helper.make_tensor("v", DOUBLE, [1], [0.0]))
-    ones_k = b.op("Add", [zeros_k, f64(1.0)], "ones")
-    act0 = b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [G0], "ag"), ax1], "gmax", keepdims=0),
-                            "tolerance_grad"], "act0")
-    trip = b.op("Mul", ["steps", "step_iters"], "trip")
-    keep_going = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [act0], "a64", to=INT64)], "anyact", keepdims=0)],
-                      "cond0", to=BOOL)
-
     patient = b.op("Greater", ["patience", i64(0)], "held")   # a held-out rule (read inside the loop too)
-    state = [("X", DOUBLE, X0), ("G", DOUBLE, G0), ("F", DOUBLE, F0), ("FH", DOUBLE, FH0), ("GP", DOUBLE, G0),
-             ("D", DOUBLE, zeros_kn), ("T", DOUBLE, zeros_k), ("W", FLOAT, W0), ("SY", DOUBLE, SY0),
-             ("YY", DOUBLE, SY0), ("HD", DOUBLE, ones_k), ("ACT", BOOL, act0), ("STEPIT", INT64, zeros_ki),
-             ("STEPS", INT64, zeros_ki), ("IT", INT64, zeros_ki), ("BX", DOUBLE, X0), ("BH", DOUBLE, FH0),
-             ("BIT", INT64, zeros_ki)]
+    if optimizer == "lbfgs":
+        W0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([2 * h, size])], "wshape", axis=0)], "W0",
+                  value=helper.make_tensor("v", FLOAT, [1], [0.0]))
+        SY0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([h, h])], "gshape", axis=0)], "SY0",
+                   value=helper.make_tensor("v", DOUBLE, [1], [0.0]))
+        ones_k = b.op("Add", [zeros_k, f64(1.0)], "ones")
+        act0 = b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [G0], "ag"), ax1], "gmax", keepdims=0),
+                                "tolerance_grad"], "act0")
+        trip = b.op("Mul", ["steps", "step_iters"], "trip")
+        keep_going = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [act0], "a64", to=INT64)], "anyact", keepdims=0)],
+                          "cond0", to=BOOL)
 
-    # ---- the loop body: one L-BFGS iteration of every row still running
-    main_nodes = b.nodes
-    b.nodes = []
-    s_in = {k: f"body/{k}" for k, _, _ in state}
-    X, Gr, Fv, FH, GP, D, T, Wh, SY, YY, HD, ACT, STEPIT, STEPS, IT, BX, BH, BIT = (s_in[k] for k, _, _ in state)
-    first = b.op("Equal", ["body/k", i64(0)], "first")
-    yv = b.op("Sub", [Gr, GP], "yv")
-    sv = b.op("Mul", [D, col(T)], "sv")
-    ys = rsum(b.op("Mul", [yv, sv], "ysp"))
-    yy = rsum(b.op("Mul", [yv, yv], "yyp"))
-    upd = b.op("And", [b.op("And", [b.op("Not", [first], "later"), b.op("Greater", [ys, f64(CURVATURE_EPS)], "curv")],
-                            "upd0"), ACT], "upd")
-    upd3 = b.op("Unsqueeze", [upd, i64([1, 2])], "upd3")
-    s32 = b.op("Unsqueeze", [b.op("Cast", [sv], "s32", to=FLOAT), ax1], "s3")
-    y32 = b.op("Unsqueeze", [b.op("Cast", [yv], "y32", to=FLOAT), ax1], "y3")
-    # products of the new pair with the old history: P (K, 2h, 2) = W [y, s]^T
-    P = b.op("Cast", [b.op("MatMul", [Wh, b.op("Transpose", [b.op("Concat", [y32, s32], "V", axis=1)], "Vt",
-                                                                 perm=[0, 2, 1])], "P32")], "P", to=DOUBLE)
+        state = [("X", DOUBLE, X0), ("G", DOUBLE, G0), ("F", DOUBLE, F0), ("FH", DOUBLE, FH0), ("GP", DOUBLE, G0),
+                 ("D", DOUBLE, zeros_kn), ("T", DOUBLE, zeros_k), ("W", FLOAT, W0), ("SY", DOUBLE, SY0),
+                 ("YY", DOUBLE, SY0), ("HD", DOUBLE, ones_k), ("ACT", BOOL, act0), ("STEPIT", INT64, zeros_ki),
+                 ("STEPS", INT64, zeros_ki), ("IT", INT64, zeros_ki), ("BX", DOUBLE, X0), ("BH", DOUBLE, FH0),
+                 ("BIT", INT64, zeros_ki)]
 
-    def sl(x, starts, ends, axes):
-        return b.op("Slice", [x, i64(starts), i64(ends), i64(axes)], "sl")
+        # ---- the loop body: one L-BFGS iteration of every row still running
+        main_nodes = b.nodes
+        b.nodes = []
+        s_in = {k: f"body/{k}" for k, _, _ in state}
+        X, Gr, Fv, FH, GP, D, T, Wh, SY, YY, HD, ACT, STEPIT, STEPS, IT, BX, BH, BIT = (s_in[k] for k, _, _ in state)
+        first = b.op("Equal", ["body/k", i64(0)], "first")
+        yv = b.op("Sub", [Gr, GP], "yv")
+        sv = b.op("Mul", [D, col(T)], "sv")
+        ys = rsum(b.op("Mul", [yv, sv], "ysp"))
+        yy = rsum(b.op("Mul", [yv, yv], "yyp"))
+        upd = b.op("And", [b.op("And", [b.op("Not", [first], "later"), b.op("Greater", [ys, f64(CURVATURE_EPS)], "curv")],
+                                "upd0"), ACT], "upd")
+        upd3 = b.op("Unsqueeze", [upd, i64([1, 2])], "upd3")
+        s32 = b.op("Unsqueeze", [b.op("Cast", [sv], "s32", to=FLOAT), ax1], "s3")
+        y32 = b.op("Unsqueeze", [b.op("Cast", [yv], "y32", to=FLOAT), ax1], "y3")
+        # products of the new pair with the old history: P (K, 2h, 2) = W [y, s]^T
+        P = b.op("Cast", [b.op("MatMul", [Wh, b.op("Transpose", [b.op("Concat", [y32, s32], "V", axis=1)], "Vt",
+                                                                     perm=[0, 2, 1])], "P32")], "P", to=DOUBLE)
 
-    s_dot_ynew = sl(P, [1, 0], [h, 1], [1, 2])               # (K, h-1, 1): s_i . y_new, slots 1..h-1
-    y_dot_snew = sl(P, [h + 1, 1], [2 * h, 2], [1, 2])       # (K, h-1, 1): y_j . s_new
-    y_dot_ynew = sl(P, [h + 1, 0], [2 * h, 1], [1, 2])       # (K, h-1, 1): y_i . y_new
+        def sl(x, starts, ends, axes):
+            return b.op("Slice", [x, i64(starts), i64(ends), i64(axes)], "sl")
 
-    def shifted(M, colv, rowv, diag):
-        top = b.op("Concat", [sl(M, [1, 1], [h, h], [1, 2]), colv], "top", axis=2)                  # (K, h-1, h)
-        row = b.op("Concat", [b.op("Transpose", [rowv], "rowt", perm=[0, 2, 1]),
-                              b.op("Unsqueeze", [diag, i64([1, 2])], "dg")], "row", axis=2)         # (K, 1, h)
-        return b.op("Concat", [top, row], "shifted", axis=1)
+        s_dot_ynew = sl(P, [1, 0], [h, 1], [1, 2])               # (K, h-1, 1): s_i . y_new, slots 1..h-1
+        y_dot_snew = sl(P, [h + 1, 1], [2 * h, 2], [1, 2])       # (K, h-1, 1): y_j . s_new
+        y_dot_ynew = sl(P, [h + 1, 0], [2 * h, 1], [1, 2])       # (K, h-1, 1): y_i . y_new
 
-    SYn = where(upd3, shifted(SY, s_dot_ynew, y_dot_snew, ys), SY)
-    YYn = where(upd3, shifted(YY, y_dot_ynew, y_dot_ynew, yy), YY)
-    # the history: shifted where a row takes the pair. Where() over (K, 2h, size) cost 6x a copy, so it only runs
-    # when some rows take the pair and others do not (an If on all / none)
-    w_shift = b.op("Concat", [sl(Wh, [1], [h], [1]), s32, sl(Wh, [h + 1], [2 * h], [1]), y32], "Wshift", axis=1)
-    upd_i = b.op("Cast", [upd], "updi", to=INT64)
-    every = b.op("Cast", [b.op("ReduceMin", [upd_i], "umin", keepdims=0)], "every", to=BOOL)
-    none = b.op("Not", [b.op("Cast", [b.op("ReduceMax", [upd_i], "umax", keepdims=0)], "some", to=BOOL)], "none")
-    Wn = b.fresh("Wn")
-    mixed_out, keep_out, all_out, rest_out = (b.fresh(k) for k in ("Wmixed", "Wkeep", "Wall", "Wrest"))
-    vi_f = helper.make_tensor_value_info
-    mixed = helper.make_graph([helper.make_node("Where", [upd3, w_shift, Wh], [mixed_out], name=b.fresh("n_Where"))],
-                              "mixed", [], [vi_f(mixed_out, FLOAT, None)])
-    keep = helper.make_graph([helper.make_node("Identity", [Wh], [keep_out], name=b.fresh("n_Identity"))],
-                             "keep", [], [vi_f(keep_out, FLOAT, None)])
-    rest = helper.make_graph([helper.make_node("If", [none], [rest_out], name=b.fresh("n_If"), then_branch=keep,
-                                               else_branch=mixed)], "rest", [], [vi_f(rest_out, FLOAT, None)])
-    take = helper.make_graph([helper.make_node("Identity", [w_shift], [all_out], name=b.fresh("n_Identity"))],
-                             "all", [], [vi_f(all_out, FLOAT, None)])
-    b.nodes.append(helper.make_node("If", [every], [Wn], name=b.fresh("n_If"), then_branch=take, else_branch=rest))
-    HDn = where(upd, b.op("Div", [ys, b.op("Max", [yy, f64(1e-300)], "yys")], "hd"), HD)
-    # the direction d = -H g: the two-loop recursion written on the Gram matrices (the compact form's numbers)
-    eye = b.const(np.eye(h), "eye")
-    diag = rsum(b.op("Mul", [SYn, eye], "sdiag"), ax2)                                              # (K, h)
-    rho = where(b.op("Greater", [diag, f64(0.0)], "valid"),
-                b.op("Div", [f64(1.0), b.op("Max", [diag, f64(1e-300)], "dsafe")], "inv"), b.op("Mul", [diag, f64(0.0)], "z"))
-    g32 = b.op("Unsqueeze", [b.op("Cast", [Gr], "g32", to=FLOAT), i64([2])], "g3")
-    ab = b.op("Squeeze", [b.op("Cast", [b.op("MatMul", [Wn, g32], "ab32")], "ab64", to=DOUBLE), ax2], "ab")  # (K, 2h)
-    a = sl(ab, [0], [h], [1])
-    bb = sl(ab, [h], [2 * h], [1])
-    rho_na = b.op("Mul", [rho, b.op("Neg", [a], "na")], "rhona")
-    Mrho = b.op("Mul", [SYn, b.op("Unsqueeze", [rho, ax2], "rho3")], "Mrho")                         # rho_i SY[i, j]
-    alpha = b.op("Mul", [rho, f64(0.0)], "alpha0")
-    E = [b.const(np.eye(h)[i], f"e{i}") for i in range(h)]
-    for i in range(h - 1, -1, -1):
-        t = rsum(b.op("Mul", [b.op("Gather", [Mrho, i64(i)], "mrow", axis=1), alpha], "ma"), keep=1)
-        alpha = b.op("Add", [alpha, b.op("Mul", [b.op("Sub", [rho_na, t], "ai"), E[i]], "ae")], "alpha")
-    u = b.op("Squeeze", [b.op("MatMul", [YYn, b.op("Unsqueeze", [alpha, ax2], "a3")], "u3"), ax2], "u")
-    gam = col(HDn)
-    rho_c = b.op("Mul", [rho, b.op("Mul", [gam, b.op("Neg", [b.op("Add", [bb, u], "bu")], "nbu")], "gb")], "rhoc")
-    Nrho = b.op("Mul", [b.op("Transpose", [SYn], "SYt", perm=[0, 2, 1]), b.op("Unsqueeze", [rho, ax2], "rho3b")],
-                "Nrho")                                                                              # rho_i SY[j, i]
-    a_minus = b.op("Sub", [alpha, rho_c], "amr")
-    delta = b.op("Mul", [rho, f64(0.0)], "delta0")
-    for i in range(h):
-        t = rsum(b.op("Mul", [b.op("Gather", [Nrho, i64(i)], "nrow", axis=1), delta], "nd"), keep=1)
-        delta = b.op("Add", [delta, b.op("Mul", [b.op("Sub", [a_minus, t], "di"), E[i]], "de")], "delta")
-    coef = b.op("Concat", [delta, b.op("Neg", [b.op("Mul", [gam, alpha], "ga")], "nga")], "coef", axis=1)
-    comb = b.op("MatMul", [b.op("Unsqueeze", [b.op("Cast", [coef], "c32", to=FLOAT), ax1], "c3"), Wn], "comb")
-    Dn = b.op("Sub", [b.op("Cast", [b.op("Squeeze", [comb, ax1], "comb2")], "comb64", to=DOUBLE),
-                      b.op("Mul", [gam, Gr], "gg")], "Dn")
-    # the step: min(1, 1/|g|_1) lr at the first iteration, lr after; rows whose direction does not descend stop
-    l1 = rsum(b.op("Abs", [Gr], "absg"))
-    t_first = b.op("Mul", [b.op("Min", [f64(1.0), b.op("Div", [f64(1.0), l1], "inv1")], "t1"), "lr"], "tf")
-    Tn = where(first, t_first, b.op("Add", [zeros_like(b, l1), "lr"], "tl"))
-    gtd = rsum(b.op("Mul", [Gr, Dn], "gd"))
-    move = b.op("And", [ACT, b.op("Not", [b.op("Greater", [gtd, b.op("Neg", ["tolerance_change"], "ntc")], "flat")],
-                                  "desc")], "move")
-    mcol = col(move)
-    step = b.op("Mul", [Dn, col(Tn)], "step")
-    Xn = where(mcol, b.op("Add", [X, step], "xs"), X)
-    Fe, Ge, FHe = evaluate(Xn, "it/")
-    Fn = where(move, Fe, Fv)
-    Gn = where(mcol, Ge, Gr)
-    FHn = where(move, FHe, FH)
-    GPn = where(mcol, Gr, GP)
-    Dk = where(mcol, Dn, D)
-    Tk = where(move, Tn, T)
-    inc = b.op("Cast", [move], "inc", to=INT64)
-    STEPITn = b.op("Add", [STEPIT, inc], "stepit")
-    ITn = b.op("Add", [IT, inc], "it")
-    gsmall = b.op("Not", [b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [Gn], "agn"), ax1], "gmx", keepdims=0),
-                                           "tolerance_grad"], "gbig")], "gsmall")
-    small_step = b.op("Not", [b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [step], "ast"), ax1], "smx",
-                                                     keepdims=0), "tolerance_change"], "sbig")], "sstep")
-    small_change = b.op("Less", [b.op("Abs", [b.op("Sub", [Fn, Fv], "df")], "adf"), "tolerance_change"], "schg")
-    ends = b.op("And", [move, b.op("Or", [b.op("Or", [b.op("Equal", [STEPITn, "step_iters"], "full"), small_step],
-                                                 "e1"), b.op("Or", [small_change, gsmall], "e2")], "e3")], "ends")
-    STEPSn = b.op("Add", [STEPS, b.op("Cast", [ends], "endi", to=INT64)], "steps")
-    STEPITn = where(ends, b.op("Mul", [STEPITn, i64(0)], "z0i"), STEPITn)
-    better = b.op("And", [move, b.op("Less", [FHn, BH], "lt")], "better")
-    BXn = where(col(better), Xn, BX)
-    BHn = where(better, FHn, BH)
-    BITn = where(better, ITn, BIT)
-    waited = b.op("And", [patient, b.op("Not", [b.op("Less", [b.op("Sub", [ITn, BITn], "since"), "patience"],
-                                                        "fresh")], "stale")], "waited")
-    ACTn = b.op("And", [b.op("And", [move, b.op("Not", [gsmall], "gok")], "a1"),
-                        b.op("And", [b.op("Less", [STEPSn, "steps"], "budget"), b.op("Not", [waited], "pok")],
-                              "a2")], "act")
-    cond = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [ACTn], "acti", to=INT64)], "any", keepdims=0)],
-                "cond", to=BOOL)
+        def shifted(M, colv, rowv, diag):
+            top = b.op("Concat", [sl(M, [1, 1], [h, h], [1, 2]), colv], "top", axis=2)                  # (K, h-1, h)
+            row = b.op("Concat", [b.op("Transpose", [rowv], "rowt", perm=[0, 2, 1]),
+                                  b.op("Unsqueeze", [diag, i64([1, 2])], "dg")], "row", axis=2)         # (K, 1, h)
+            return b.op("Concat", [top, row], "shifted", axis=1)
+
+        SYn = where(upd3, shifted(SY, s_dot_ynew, y_dot_snew, ys), SY)
+        YYn = where(upd3, shifted(YY, y_dot_ynew, y_dot_ynew, yy), YY)
+        # the history: shifted where a row takes the pair. Where() over (K, 2h, size) cost 6x a copy, so it only runs
+        # when some rows take the pair and others do not (an If on all / none)
+        w_shift = b.op("Concat", [sl(Wh, [1], [h], [1]), s32, sl(Wh, [h + 1], [2 * h], [1]), y32], "Wshift", axis=1)
+        upd_i = b.op("Cast", [upd], "updi", to=INT64)
+        every = b.op("Cast", [b.op("ReduceMin", [upd_i], "umin", keepdims=0)], "every", to=BOOL)
+        none = b.op("Not", [b.op("Cast", [b.op("ReduceMax", [upd_i], "umax", keepdims=0)], "some", to=BOOL)], "none")
+        Wn = b.fresh("Wn")
+        mixed_out, keep_out, all_out, rest_out = (b.fresh(k) for k in ("Wmixed", "Wkeep", "Wall", "Wrest"))
+        vi_f = helper.make_tensor_value_info
+        mixed = helper.make_graph([helper.make_node("Where", [upd3, w_shift, Wh], [mixed_out], name=b.fresh("n_Where"))],
+                                  "mixed", [], [vi_f(mixed_out, FLOAT, None)])
+        keep = helper.make_graph([helper.make_node("Identity", [Wh], [keep_out], name=b.fresh("n_Identity"))],
+                                 "keep", [], [vi_f(keep_out, FLOAT, None)])
+        rest = helper.make_graph([helper.make_node("If", [none], [rest_out], name=b.fresh("n_If"), then_branch=keep,
+                                                   else_branch=mixed)], "rest", [], [vi_f(rest_out, FLOAT, None)])
+        take = helper.make_graph([helper.make_node("Identity", [w_shift], [all_out], name=b.fresh("n_Identity"))],
+                                 "all", [], [vi_f(all_out, FLOAT, None)])
+        b.nodes.append(helper.make_node("If", [every], [Wn], name=b.fresh("n_If"), then_branch=take, else_branch=rest))
+        HDn = where(upd, b.op("Div", [ys, b.op("Max", [yy, f64(1e-300)], "yys")], "hd"), HD)
+        # the direction d = -H g: the two-loop recursion written on the Gram matrices (the compact form's numbers)
+        eye = b.const(np.eye(h), "eye")
+        diag = rsum(b.op("Mul", [SYn, eye], "sdiag"), ax2)                                              # (K, h)
+        rho = where(b.op("Greater", [diag, f64(0.0)], "valid"),
+                    b.op("Div", [f64(1.0), b.op("Max", [diag, f64(1e-300)], "dsafe")], "inv"), b.op("Mul", [diag, f64(0.0)], "z"))
+        g32 = b.op("Unsqueeze", [b.op("Cast", [Gr], "g32", to=FLOAT), i64([2])], "g3")
+        ab = b.op("Squeeze", [b.op("Cast", [b.op("MatMul", [Wn, g32], "ab32")], "ab64", to=DOUBLE), ax2], "ab")  # (K, 2h)
+        a = sl(ab, [0], [h], [1])
+        bb = sl(ab, [h], [2 * h], [1])
+        rho_na = b.op("Mul", [rho, b.op("Neg", [a], "na")], "rhona")
+        Mrho = b.op("Mul", [SYn, b.op("Unsqueeze", [rho, ax2], "rho3")], "Mrho")                         # rho_i SY[i, j]
+        alpha = b.op("Mul", [rho, f64(0.0)], "alpha0")
+        E = [b.const(np.eye(h)[i], f"e{i}") for i in range(h)]
+        for i in range(h - 1, -1, -1):
+            t = rsum(b.op("Mul", [b.op("Gather", [Mrho, i64(i)], "mrow", axis=1), alpha], "ma"), keep=1)
+            alpha = b.op("Add", [alpha, b.op("Mul", [b.op("Sub", [rho_na, t], "ai"), E[i]], "ae")], "alpha")
+        u = b.op("Squeeze", [b.op("MatMul", [YYn, b.op("Unsqueeze", [alpha, ax2], "a3")], "u3"), ax2], "u")
+        gam = col(HDn)
+        rho_c = b.op("Mul", [rho, b.op("Mul", [gam, b.op("Neg", [b.op("Add", [bb, u], "bu")], "nbu")], "gb")], "rhoc")
+        Nrho = b.op("Mul", [b.op("Transpose", [SYn], "SYt", perm=[0, 2, 1]), b.op("Unsqueeze", [rho, ax2], "rho3b")],
+                    "Nrho")                                                                              # rho_i SY[j, i]
+        a_minus = b.op("Sub", [alpha, rho_c], "amr")
+        delta = b.op("Mul", [rho, f64(0.0)], "delta0")
+        for i in range(h):
+            t = rsum(b.op("Mul", [b.op("Gather", [Nrho, i64(i)], "nrow", axis=1), delta], "nd"), keep=1)
+            delta = b.op("Add", [delta, b.op("Mul", [b.op("Sub", [a_minus, t], "di"), E[i]], "de")], "delta")
+        coef = b.op("Concat", [delta, b.op("Neg", [b.op("Mul", [gam, alpha], "ga")], "nga")], "coef", axis=1)
+        comb = b.op("MatMul", [b.op("Unsqueeze", [b.op("Cast", [coef], "c32", to=FLOAT), ax1], "c3"), Wn], "comb")
+        Dn = b.op("Sub", [b.op("Cast", [b.op("Squeeze", [comb, ax1], "comb2")], "comb64", to=DOUBLE),
+                          b.op("Mul", [gam, Gr], "gg")], "Dn")
+        # the step: min(1, 1/|g|_1) lr at the first iteration, lr after; rows whose direction does not descend stop
+        l1 = rsum(b.op("Abs", [Gr], "absg"))
+        t_first = b.op("Mul", [b.op("Min", [f64(1.0), b.op("Div", [f64(1.0), l1], "inv1")], "t1"), "lr"], "tf")
+        Tn = where(first, t_first, b.op("Add", [zeros_like(b, l1), "lr"], "tl"))
+        gtd = rsum(b.op("Mul", [Gr, Dn], "gd"))
+        move = b.op("And", [ACT, b.op("Not", [b.op("Greater", [gtd, b.op("Neg", ["tolerance_change"], "ntc")], "flat")],
+                                      "desc")], "move")
+        mcol = col(move)
+        step = b.op("Mul", [Dn, col(Tn)], "step")
+        Xn, Fn, Gn, FHn = moved(move, b.op("Add", [X, step], "xs"), X, Fv, Gr, FH)
+        GPn = where(mcol, Gr, GP)
+        Dk = where(mcol, Dn, D)
+        Tk = where(move, Tn, T)
+        inc = b.op("Cast", [move], "inc", to=INT64)
+        STEPITn = b.op("Add", [STEPIT, inc], "stepit")
+        ITn = b.op("Add", [IT, inc], "it")
+        gsmall = b.op("Not", [b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [Gn], "agn"), ax1], "gmx", keepdims=0),
+                                               "tolerance_grad"], "gbig")], "gsmall")
+        small_step = b.op("Not", [b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [step], "ast"), ax1], "smx",
+                                                         keepdims=0), "tolerance_change"], "sbig")], "sstep")
+        small_change = b.op("Less", [b.op("Abs", [b.op("Sub", [Fn, Fv], "df")], "adf"), "tolerance_change"], "schg")
+        ends = b.op("And", [move, b.op("Or", [b.op("Or", [b.op("Equal", [STEPITn, "step_iters"], "full"), small_step],
+                                                     "e1"), b.op("Or", [small_change, gsmall], "e2")], "e3")], "ends")
+        STEPSn = b.op("Add", [STEPS, b.op("Cast", [ends], "endi", to=INT64)], "steps")
+        STEPITn = where(ends, b.op("Mul", [STEPITn, i64(0)], "z0i"), STEPITn)
+        BXn, BHn, BITn, waited = tracked(move, Xn, FHn, ITn, BX, BH, BIT)
+        ACTn = b.op("And", [b.op("And", [move, b.op("Not", [gsmall], "gok")], "a1"),
+                            b.op("And", [b.op("Less", [STEPSn, "steps"], "budget"), b.op("Not", [waited], "pok")],
+                                  "a2")], "act")
+        cond = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [ACTn], "acti", to=INT64)], "any", keepdims=0)],
+                    "cond", to=BOOL)
+        outs = [Xn, Gn, Fn, FHn, GPn, Dk, Tk, Wn, SYn, YYn, HDn, ACTn, STEPITn, STEPSn, ITn, BXn, BHn, BITn]
+    else:  # Adam (torch.optim.Adam's update), one evaluation per iteration
+        trip = "max_iterations"
+        keep_going = b.op("Greater", ["max_iterations", i64(0)], "cond0")
+        act0 = b.op("Equal", [zeros_ki, zeros_ki], "act0")
+        state = [("X", DOUBLE, X0), ("G", DOUBLE, G0), ("F", DOUBLE, F0), ("FH", DOUBLE, FH0), ("M", DOUBLE, zeros_kn),
+                 ("V", DOUBLE, zeros_kn), ("ACT", BOOL, act0), ("IT", INT64, zeros_ki), ("BX", DOUBLE, X0),
+                 ("BH", DOUBLE, FH0), ("BIT", INT64, zeros_ki)]
+        main_nodes = b.nodes
+        b.nodes = []
+        s_in = {k: f"body/{k}" for k, _, _ in state}
+        X, Gr, Fv, FH, M1, M2, ACT, IT, BX, BH, BIT = (s_in[k] for k, _, _ in state)
+        t = b.op("Cast", [b.op("Add", ["body/k", i64(1)], "t1")], "t", to=DOUBLE)
+        one = f64(1.0)
+        M1n = b.op("Add", [b.op("Mul", ["beta1", M1], "bm"), b.op("Mul", [b.op("Sub", [one, "beta1"], "ob1"), Gr], "gm")],
+                   "m1")
+        M2n = b.op("Add", [b.op("Mul", ["beta2", M2], "bv"),
+                           b.op("Mul", [b.op("Sub", [one, "beta2"], "ob2"), b.op("Mul", [Gr, Gr], "g2")], "gv")], "m2")
+        bc1 = b.op("Sub", [one, b.op("Pow", ["beta1", t], "b1t")], "bc1")
+        bc2 = b.op("Sub", [one, b.op("Pow", ["beta2", t], "b2t")], "bc2")
+        denom = b.op("Add", [b.op("Div", [b.op("Sqrt", [M2n], "sv"), b.op("Sqrt", [bc2], "sbc2")], "dn"), "eps"], "den")
+        step = b.op("Mul", [b.op("Div", ["lr", bc1], "ss"), b.op("Div", [M1n, denom], "md")], "step")
+        move = ACT
+        mcol = col(move)
+        Xn, Fn, Gn, FHn = moved(move, b.op("Sub", [X, step], "xs"), X, Fv, Gr, FH)
+        M1k = where(mcol, M1n, M1)
+        M2k = where(mcol, M2n, M2)
+        ITn = b.op("Add", [IT, b.op("Cast", [move], "inc", to=INT64)], "it")
+        BXn, BHn, BITn, waited = tracked(move, Xn, FHn, ITn, BX, BH, BIT)
+        ACTn = b.op("And", [move, b.op("Not", [waited], "pok")], "act")
+        cond = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [ACTn], "acti", to=INT64)], "any", keepdims=0)],
+                    "cond", to=BOOL)
+        outs = [Xn, Gn, Fn, FHn, M1k, M2k, ACTn, ITn, BXn, BHn, BITn]
     b.op("Identity", [Fn], outputs=["body/trace"])
-    outs = [Xn, Gn, Fn, FHn, GPn, Dk, Tk, Wn, SYn, YYn, HDn, ACTn, STEPITn, STEPSn, ITn, BXn, BHn, BITn]
     body_nodes = b.nodes
     # name the body's outputs
     out_names = [f"body/{k}_out" for k, _, _ in state]
@@ -316,7 +364,7 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "g
     body_in = [vi("body/k", INT64, []), vi("body/cond", BOOL, [])] + [vi(s_in[k], t, None) for k, t, _ in state]
     body_out = [vi("body/cond_out", BOOL, [])] + [vi(nm, t, None) for nm, (_, t, _) in zip(out_names, state)] + \
         [vi("body/trace", DOUBLE, None)]
-    body = helper.make_graph(body_nodes, "lbfgs_iteration", body_in, body_out)
+    body = helper.make_graph(body_nodes, f"{optimizer}_iteration", body_in, body_out)
     b.nodes = main_nodes
     finals = [f"final/{k}" for k, _, _ in state]
     b.nodes.append(helper.make_node("Loop", [trip, keep_going] + [v for _, _, v in state], finals + ["objective"],
@@ -338,7 +386,7 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, name: str = "g
 
     graph_inputs = [vi("z0", FLOAT, ["K", size]), vi("y", FLOAT, [1, m]), vi("w", FLOAT, [1, m]),
                     vi("prior_mean", DOUBLE, [size]), vi("prior_scale", DOUBLE, [size])]
-    graph_inputs += [vi(k, _ELEM[t], []) for k, (t, shp) in INPUTS.items() if shp == ()]
+    graph_inputs += [vi(k, _ELEM[t], []) for k, (t, shp) in INPUTS.items() if shp == () and k in SCALARS[optimizer]]
     graph_inputs += [vi(k, FLOAT, list(shape)) for k, (shape, _) in form.inputs.items()]
     graph_inputs += [vi(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)) for k, v in lifted.items()]
     graph_outputs = [vi("image", FLOAT, [C, H, Wd]), vi("images", FLOAT, ["K", C, H, Wd]), vi("latent", FLOAT, [size]),
@@ -368,7 +416,9 @@ MEANING = {
     "prior_mean": "skip prior: per packed value, the generator's mean activation (0 where no prior applies)",
     "prior_scale": "skip prior: per packed value, sqrt(weight / values of its input) / std (0: no prior); the term "
                    "added to the objective is sum(((z - prior_mean) * prior_scale)^2)",
-    "lr": "L-BFGS learning rate (fixed step; the first step is min(1, 1/|g|_1) * lr)",
+    "lr": "learning rate (L-BFGS: the fixed step, the first one min(1, 1/|g|_1) * lr; Adam: torch's lr)",
+    "beta1": "Adam: decay of the gradient's running mean", "beta2": "Adam: decay of its running square",
+    "eps": "Adam: added to the denominator", "max_iterations": "Adam: iterations per restart at most",
     "tolerance_grad": "a row stops when max |gradient| <= this",
     "tolerance_change": "torch's tolerance_change: ends a step() when the step or the loss change is below it; a "
                         "row stops when its direction does not descend by more than it",

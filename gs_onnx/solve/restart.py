@@ -272,7 +272,7 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     callback : ``callback(image, restart, evaluations, f)`` after every evaluation
     trace : ``trace(image, restart, iteration, z, f, f_held)`` at every iterate (iteration 0: the start)
     optimizer : one of :data:`OPTIMIZERS`; ``lbfgs``: its :class:`gs_onnx.solve.lbfgs.LBFGSSettings` (default:
-        :func:`lbfgs_settings` of ``budget``)
+        :func:`lbfgs_settings` of ``budget``), or for ``adam`` its :class:`gs_onnx.solve.adam.AdamSettings`
 
     Returns
     -------
@@ -288,6 +288,10 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
         raise GSError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if optimizer == "lbfgs" and lbfgs is None:
         lbfgs = lbfgs_settings(budget)
+    if optimizer == "adam" and lbfgs is None:
+        from .adam import AdamSettings
+
+        lbfgs = AdamSettings(iterations=budget.max_iter)
     _check_budget(budget, restarts)
     B, K = len(Y), int(restarts)
     seeds = list(range(B)) if seeds is None else [int(s) for s in seeds]
@@ -369,9 +373,9 @@ def recover_batch(objective, Y: np.ndarray, *, restarts: int = 3, budget: Budget
     return recs
 
 
-#: Optimisers behind ``gs-recover --optimizer``: scipy's L-BFGS-B (the reference) and the paper's torch L-BFGS
-#: semantics, batched (:mod:`gs_onnx.solve.lbfgs`).
-OPTIMIZERS = ("scipy", "lbfgs")
+#: Optimisers behind ``gs-recover --optimizer``: scipy's L-BFGS-B (the reference), the paper's torch L-BFGS
+#: semantics, batched (:mod:`gs_onnx.solve.lbfgs`), and Adam (:mod:`gs_onnx.solve.adam`).
+OPTIMIZERS = ("scipy", "lbfgs", "adam")
 
 
 def _run(evaluate, starts: list[np.ndarray], budget: Budget, on_eval, on_iter, optimizer: str, lbfgs=None,
@@ -393,6 +397,13 @@ def _run(evaluate, starts: list[np.ndarray], budget: Budget, on_eval, on_iter, o
             on_eval(r, counts[r], float(out[0][j]))
         return out
 
+    if optimizer == "adam":
+        from .adam import minimize_adam_batch
+
+        res = minimize_adam_batch(ev, np.stack(starts), lbfgs, iteration=lambda r, x, f: on_iter(r))
+        return [(None if r["message"] == "stopped by the stopping rule" else
+                 SimpleNamespace(x=r["x"], fun=r["fun"], nit=r["nit"], message=r["message"]), counts[k])
+                for k, r in enumerate(res)]
     # the history products run where the engine runs: numpy BLAS on the CPU, ONNX Runtime on a GPU
     res = minimize_batch(ev, np.stack(starts), lbfgs, iteration=lambda r, x, f: on_iter(r),
                          algebra="ort" if device == "cuda" else "numpy", device=device)
