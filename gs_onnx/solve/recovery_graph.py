@@ -27,8 +27,6 @@ outputs
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ..errors import GSError
@@ -60,15 +58,6 @@ OUTPUTS = {
 _ELEM = {"float32": FLOAT, "float64": DOUBLE, "int64": INT64}
 #: torch.optim.LBFGS's curvature test: a pair (s, y) enters the history only where y.s exceeds it.
 CURVATURE_EPS = 1e-10
-
-
-@dataclasses.dataclass
-class GraphParts:
-    """The instantiated pieces of a recovery graph under construction."""
-
-    nodes: list
-    inits: dict
-    lifted: dict
 
 
 def _instantiate(nodes, prefix: str, inputs: dict[str, str]) -> tuple[list, dict[str, str]]:
@@ -184,9 +173,10 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     b.op("Expand", ["w", b.op("Concat", [K, i64([m])], "wm", axis=0)], outputs=["gs_wK"])
     X0 = b.op("Cast", ["z0"], "X0", to=DOUBLE)
     F0, G0, FH0 = evaluate(X0, "init/")
-    zeros_kn = b.op("Mul", [X0, f64(0.0)], "zkn")
-    zeros_k = b.op("Mul", [F0, f64(0.0)], "zk")
-    zeros_ki = b.op("Cast", [zeros_k], "zki", to=INT64)
+    zeros_kn = b.op("ConstantOfShape", [b.op("Concat", [K, i64([size])], "knshape", axis=0)], "zkn",
+                    value=helper.make_tensor("v", DOUBLE, [1], [0.0]))   # (not X0 * 0: a NaN start stays NaN)
+    zeros_k = b.op("ConstantOfShape", [K], "zk", value=helper.make_tensor("v", DOUBLE, [1], [0.0]))
+    zeros_ki = b.op("ConstantOfShape", [K], "zki", value=helper.make_tensor("v", INT64, [1], [0]))
     patient = b.op("Greater", ["patience", i64(0)], "held")   # a held-out rule (read inside the loop too)
     if optimizer == "lbfgs":
         W0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([2 * h, size])], "wshape", axis=0)], "W0",
@@ -292,7 +282,7 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
         # the step: min(1, 1/|g|_1) lr at the first iteration, lr after; rows whose direction does not descend stop
         l1 = rsum(b.op("Abs", [Gr], "absg"))
         t_first = b.op("Mul", [b.op("Min", [f64(1.0), b.op("Div", [f64(1.0), l1], "inv1")], "t1"), "lr"], "tf")
-        Tn = where(first, t_first, b.op("Add", [zeros_like(b, l1), "lr"], "tl"))
+        Tn = where(first, t_first, b.op("Expand", ["lr", b.op("Shape", [l1], "l1shape")], "tl"))
         gtd = rsum(b.op("Mul", [Gr, Dn], "gd"))
         move = b.op("And", [ACT, b.op("Not", [b.op("Greater", [gtd, b.op("Neg", ["tolerance_change"], "ntc")], "flat")],
                                       "desc")], "move")
@@ -399,12 +389,6 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     values = dict(op_values)
     values.update(lifted)
     return model, values
-
-
-def zeros_like(b: Builder, x: str) -> str:
-    return b.op("Mul", [x, b.const(np.float64(0.0), "d")], "zl")
-
-
 # ------------------------------------------------------------------------------------------ inputs and plans
 
 #: The meaning of every input and output, as recovery.json and docs/recovery-graph.md give it.
