@@ -90,7 +90,8 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
 @click.option("--engine", type=click.Choice(list(ENGINE_CHOICES) + [GRAPH_ENGINE]), default=None,
               help="gs: composed = the whole objective in one ONNX Runtime session; blocks = the per-block "
                    "reference path; recovery-graph = the whole recovery (optimiser, stopping, winner) in one ONNX "
-                   "graph, one run per image (the paper's L-BFGS; docs/recovery-graph.md)  [default: auto = composed]")
+                   "graph, one run per image (--optimizer lbfgs, the default here, or adam; docs/recovery-graph.md)  "
+                   "[default: auto = composed]")
 @click.option("--operator-on", "operator_on", type=click.Choice(["auto", "graph", "host"]), default=None,
               help="gs, composed engine: A inside the graph or on the host  [default: auto, the faster per device "
                    "and operator]")
