@@ -36,6 +36,8 @@ X = np.stack([load_image(f, shape[1]) for f in files])
 n = X[0].size
 conds = dict(PHYSICS_CONDITIONS)
 conds["cs0.163"] = ("gaussian", {"m": int(round(0.1628 * n))}, None)
+conds["srdct0.163"] = ("srdct", {"m": int(round(0.1628 * n))}, None)
+conds["srdct0.0488"] = ("srdct", {"m": int(round(0.0488 * n))}, None)
 if len(sys.argv) > 3:
     conds = {c: conds[c] for c in sys.argv[3].split(",")}
 GAMMAS = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]

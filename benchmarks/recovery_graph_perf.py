@@ -7,7 +7,7 @@ host path (gs_onnx.solve.lbfgs, the paper's L-BFGS, on the composed engine with 
 and the recovery graph (one session run) each run the same fixed budget from the same starts, interleaved
 (host, graph, host, graph, ...), ``--rounds`` times; seconds per iteration are the medians, the ratio the median
 of per-round ratios. Then resident memory while the graph runs 500 iterations (sampled every 50 ms by a thread)
-and after 5 such runs. Prints a markdown table.
+and after each of ``--mem-runs`` such runs. Prints a markdown table.
 """
 import argparse
 import json
@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default="dcgan,began")
+    ap.add_argument("--mem-runs", type=int, default=5, help="runs of 500 iterations for the memory check")
     ap.add_argument("--out", default="runs/recovery_graph_perf.json")
     a = ap.parse_args()
     try:
@@ -123,7 +124,7 @@ def main():
             res["cases"].append(r)
             print(json.dumps(r), flush=True)
             if K == 1:
-                res["memory"][model] = memory(g, feed)
+                res["memory"][model] = memory(g, feed, runs=a.mem_runs)
                 print(json.dumps(res["memory"][model]), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
