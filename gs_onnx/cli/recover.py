@@ -238,7 +238,6 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, one session
     run; writes recovered_001.png, recovered.npy, report.json (and compare_001.png with a reference)."""
     from ..io.recovery_folder import check_against_graph, read_folder
-    from ..metrics import psnr, ssim
     from ..solve.recovery_graph import GraphRecovery
 
     if not (folder / "recovery.json").exists():
@@ -261,16 +260,10 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
         seconds = time.perf_counter() - t0
         image = res["image"]
         win = int(res["winner"])
-        row = {"image": 1, "index": int(iface.get("image", 0)), "png": "recovered_001.png", "psnr": None,
-               "ssim": None, "seconds": round(seconds, 3), "winner": win, "score": [float(v) for v in res["score"]],
-               "iterations": [int(v) for v in res["iterations"]],
-               "best_iteration": [int(v) for v in res["best_iteration"]]}
-        save_png(image, tmp / row["png"])
-        if ref is not None:
-            row["psnr"], row["ssim"] = round(psnr(image, ref), 4), round(ssim(image, ref), 4)
-            row["compare_png"] = "compare_001.png"
-            save_png(labelled([(ref, "truth"), (image, "recovery graph")],
-                              f"PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}"), tmp / row["compare_png"])
+        fields = {"index": int(iface.get("image", 0)), "winner": win, "score": [float(v) for v in res["score"]],
+                  "iterations": [int(v) for v in res["iterations"]],
+                  "best_iteration": [int(v) for v in res["best_iteration"]]}
+        row, _ = _write_image(tmp, 0, image, fields, seconds, None if ref is None else [ref], "gs")
         np.save(tmp / "recovered.npy", image[None].astype(np.float32), allow_pickle=False)
         report = {"method": "gs", "engine": GRAPH_ENGINE, "recovery_folder": str(folder),
                   **{k: iface.get(k) for k in ("model", "model_sha256", "cut", "operator", "m", "n", "plan")},
