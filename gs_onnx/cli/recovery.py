@@ -73,13 +73,8 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
     man = model_for(sidecar, s)
     c = cut_for(man, s)
     op = operator_for(sidecar)
-    if op.n != man.n:
-        raise GSError(f"measurements are for n = {op.n} but model {man.name} has n = {man.n}")
-    if op.onnx_form() is None:
-        raise GSError(f"the {(op.describe() or {}).get('type')} operator has no ONNX form: it cannot run inside "
-                      "the recovery graph")
-    inputs, plan = plan_inputs(man, c, op, y[index], s, index)
     model_proto, values = recovery_model(man, c, op, history=restart_budget(man).history, optimizer=optimizer)
+    inputs, plan = plan_inputs(man, c, op, y[index], s, index)
     inputs.update(values)
     if check:
         GraphRecovery(model_proto, "cpu")  # loads: the folder is only written if this runtime accepts the graph

@@ -581,8 +581,6 @@ class GraphSolver:
         man = model_for(sidecar, s)
         self.man, self.s, self.cut = man, s, cut_for(man, s)
         self.op = operator_for(sidecar) if op is None else op
-        if self.op.n != man.n:
-            raise GSError(f"measurements are for n = {self.op.n} but model {man.name} has n = {man.n}")
         history = restart_budget(man).history
         self.model, self.values = recovery_model(man, self.cut, self.op, history=history,
                                                  optimizer=s.optimizer or "lbfgs")
