@@ -285,6 +285,38 @@ def test_adam_in_the_graph_equals_adam_on_the_host():
     _envelope_check(man, op, y, sidecar, s, out, inputs)
 
 
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_a_run_in_chunks_is_the_run_in_one(optimizer):
+    """The loop state goes out (next_NAME) and back in (state_NAME) with start = the iterations run so far: a
+    recovery run in chunks of 7 iterations (tiny BEGAN, c = 2, DCT operator, 2 restarts, held-out stopping, skip
+    prior) is the one-run recovery bit for bit: image, every restart's image, iterations, returned iterate, winner,
+    the objective trace concatenated; `running` is true until the last chunk."""
+    from gs_onnx.solve.recovery_graph import STATE_IN, STATE_OUT
+
+    man, op, y, _ = _problem(str(TINY_BEGAN), "srdct", 300)
+    s = Settings(model=str(TINY_BEGAN), cut=2, optimizer=optimizer, lr=0.05 if optimizer == "adam" else None,
+                 restarts=2, max_iter=40, stop="holdout", patience=6, skip_prior=0.01, device="cpu")
+    inputs, _ = plan_inputs(man, 2, op, y, s, 0)
+    model, values = recovery_model(man, 2, op, history=100, optimizer=optimizer)
+    runner = GraphRecovery(model)
+    whole = runner.run({**inputs, **values})
+    assert not whole["running"] and int(inputs["start"]) == 0
+    feed, start, trace, runs = {**inputs, **values}, 0, [], []
+    while True:
+        feed.update(start=np.int64(start), chunk=np.int64(7))
+        out = runner.run(feed)
+        trace.append(out["objective"])
+        runs.append(bool(out["running"]))
+        feed.update({k: out[STATE_OUT + k[len(STATE_IN):]] for k in feed if k.startswith(STATE_IN)})
+        start += 7
+        if not out["running"]:
+            break
+    assert len(runs) > 2 and runs[-1] is False and all(runs[:-1])
+    for k in ("image", "images", "iterations", "best_iteration", "winner", "score"):
+        assert np.array_equal(out[k], whole[k]), k
+    assert np.array_equal(np.concatenate(trace), whole["objective"])
+
+
 def test_adam_matches_torch():
     """gs_onnx.solve.adam against torch.optim.Adam on a quadratic: the same iterates."""
     torch = pytest.importorskip("torch")

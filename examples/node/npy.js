@@ -1,5 +1,6 @@
 'use strict';
-// Minimal .npy (version 1.0/2.0) reader (little-endian float32, float64, int64; C order; 0-d arrays too) and a
+// Minimal .npy (version 1.0/2.0) reader (little-endian float32, float64, int64, bool; C order; 0-d and empty arrays
+// too) and a
 // float32 writer.
 const fs = require('fs');
 
@@ -15,8 +16,9 @@ function readNpy(path) {
   const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').map(s => s.trim()).filter(s => s).map(Number);
   const count = shape.reduce((a, b) => a * b, 1);
   const data = buf.slice(start + hlen);
-  const kinds = { '<f4': [Float32Array, 'float32'], '<f8': [Float64Array, 'float64'], '<i8': [BigInt64Array, 'int64'] };
-  if (!(descr in kinds)) throw new Error(`${path}: dtype ${descr}, only <f4, <f8 and <i8 are supported`);
+  const kinds = { '<f4': [Float32Array, 'float32'], '<f8': [Float64Array, 'float64'], '<i8': [BigInt64Array, 'int64'],
+                  '|b1': [Uint8Array, 'bool'] };
+  if (!(descr in kinds)) throw new Error(`${path}: dtype ${descr}, only <f4, <f8, <i8 and |b1 are supported`);
   const [Kind, dtype] = kinds[descr];
   const size = Kind.BYTES_PER_ELEMENT;
   if (data.length !== size * count) throw new Error(`${path}: header claims ${count} values, file holds ${data.length / size}`);

@@ -237,7 +237,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
 def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: bool, method: str, options: dict):
     """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, one session
     run; writes recovered_001.png, recovered.npy, report.json (and compare_001.png with a reference)."""
-    from ..io.recovery_folder import check_against_graph, read_folder
+    from ..io.recovery_folder import check_against_graph, read_folder, read_reference
     from ..solve.recovery_graph import GraphRecovery
 
     if not (folder / "recovery.json").exists():
@@ -250,7 +250,7 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     if len(reference) > 1:
         raise GSError(f"{len(reference)} reference images for the one image of a recovery folder")
     shape = [int(v) for v in iface.get("image_shape", [])]
-    ref = load_image(reference[0], shape[1], "auto") if reference else None
+    ref = load_image(reference[0], shape[1], "auto") if reference else read_reference(folder, iface)
     runner = GraphRecovery(graph, options.get("device") or "auto", options.get("threads") or 0)
     check_against_graph(runner.session.get_inputs(), inputs)
     tmp = staging(out, overwrite, inputs=[folder, *reference])
@@ -355,14 +355,18 @@ def _load_refs(reference, y, sidecar, size):
         return None
     if len(reference) != y.shape[0]:
         raise GSError(f"{len(reference)} reference image(s) for {y.shape[0]} measured image(s)")
+    return [load_ref(p, i, sidecar, size) for i, p in enumerate(reference)]
+
+
+def load_ref(path, i: int, sidecar: dict, size: int) -> np.ndarray:
+    """The reference image of image ``i`` of a measurement file, refused when the sidecar records another
+    source file (sha256), preprocessed (crop) as the sidecar says: (3, size, size) float32 in [0, 1]."""
     from ..generator.manifest import sha256_file
 
     sources = sidecar.get("sources") or []
-    for i, p in enumerate(reference):
-        regular_file(Path(p), "reference image", "not found")
-        want = sources[i].get("sha256") if i < len(sources) else None
-        if want and sha256_file(Path(p)) != want:
-            raise GSError(f"reference {i + 1} ({p}) is not the image measured as image {i + 1} "
-                          f"({sources[i].get('path')}): its sha256 differs")
-    crop = sidecar.get("preprocessing", {}).get("crop", "auto")
-    return [load_image(p, size, crop) for p in reference]
+    regular_file(Path(path), "reference image", "not found")
+    want = sources[i].get("sha256") if i < len(sources) else None
+    if want and sha256_file(Path(path)) != want:
+        raise GSError(f"reference {i + 1} ({path}) is not the image measured as image {i + 1} "
+                      f"({sources[i].get('path')}): its sha256 differs")
+    return load_image(path, size, sidecar.get("preprocessing", {}).get("crop", "auto"))

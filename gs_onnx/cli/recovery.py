@@ -15,6 +15,7 @@ from .common import OneLineCommand, examples, models_dir_option, one_line_errors
 @click.command(cls=OneLineCommand, epilog=examples(
     "gs-export recovery --measurements meas.npy -o meas-graph/",
     "gs-export recovery --measurements meas.npy --model began --cut 2 --budget paper -o graph/",
+    "gs-export recovery --measurements meas.npy --reference face.jpg -o meas-graph/   # + reference.npy (PSNR)",
     "gs-recover meas-graph/                        # runs the folder: the same image, no host loop"))
 @click.option("--measurements", required=True, type=click.Path(dir_okay=False),
               help="A gs-measure .npy with its sidecar.")
@@ -37,6 +38,9 @@ from .common import OneLineCommand, examples, models_dir_option, one_line_errors
 @click.option("--init", default=None, help="Start latents: cn01 | zero | normal | normal5 | normal10  [default: cn01]")
 @click.option("--skip-prior", type=float, default=None, metavar="W",
               help="Weight of the skip-source prior  [default: the model's recommended weight]")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None,
+              help="The measured image itself: stored as reference.npy (preprocessed as measured) so that every "
+                   "client of the folder can show the truth and a PSNR. Never fed to the graph.")
 @output_option("Folder to write (recovery.onnx, inputs/, recovery.json)", file_okay=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty output folder (whole).")
 @click.option("--trust-sidecar", "trust_sidecar", is_flag=True,
@@ -47,7 +51,7 @@ from .common import OneLineCommand, examples, models_dir_option, one_line_errors
 @version_option
 @one_line_errors
 def main(measurements, index, model, cut, budget, restarts, max_iter, stop, holdout, patience, optimizer, lr, seed, init,
-         skip_prior, output, overwrite, trust_sidecar, check, models_dir):
+         skip_prior, reference, output, overwrite, trust_sidecar, check, models_dir):
     """Write the whole recovery of one image of MEASUREMENTS as one ONNX graph: recovery.onnx (an ONNX Loop
     running the paper's L-BFGS on the cut generator, the operator's ONNX form, held-out stopping and the winner
     among restarts), inputs/NAME.npy for every graph input (the operator as data, the start latents, the
@@ -59,7 +63,8 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
     from ..physics import operator_for
     from ..solve.methods import Settings, check_settings, cut_for, model_for, restart_budget
     from ..solve.methods import plan_inputs
-    from ..solve.recovery_graph import MEANING, OUTPUTS, GraphRecovery, recovery_model
+    from ..solve.recovery_graph import MEANING, GraphRecovery, interface_outputs, recovery_model, resume_spec
+    from .recover import load_ref
 
     if output is None:
         raise GSError("give the folder to write with -o")
@@ -73,19 +78,26 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
     man = model_for(sidecar, s)
     c = cut_for(man, s)
     op = operator_for(sidecar)
-    model_proto, values = recovery_model(man, c, op, history=restart_budget(man).history, optimizer=optimizer)
+    history = restart_budget(man).history
+    model_proto, values = recovery_model(man, c, op, history=history, optimizer=optimizer)
     inputs, plan = plan_inputs(man, c, op, y[index], s, index)
+    ref = None if reference is None else load_ref(reference, index, sidecar, man.image_shape[1])
+    if ref is not None and ref.shape != tuple(man.image_shape):
+        raise GSError(f"--reference is a {ref.shape} image, model {man.name} makes {tuple(man.image_shape)}")
     inputs.update(values)
     if check:
         GraphRecovery(model_proto, "cpu")  # loads: the folder is only written if this runtime accepts the graph
     info = {"model": man.name, "model_sha256": model_digest(man), "cut": c, "image": index,
             "image_shape": list(man.image_shape), "measurements": Path(measurements).name,
-            "operator": sidecar.get("operator"), "m": int(op.m), "n": int(op.n), "plan": plan}
-    write_folder(Path(output), model_proto, inputs, info, meaning=MEANING, outputs=OUTPUTS, overwrite=overwrite,
-                 sources=[measurements, Path(measurements).with_suffix(".json")])
+            "operator": sidecar.get("operator"), "m": int(op.m), "n": int(op.n), "plan": plan,
+            "resume": resume_spec(optimizer, int(inputs["z0"].shape[1]), history)}
+    write_folder(Path(output), model_proto, inputs, info, meaning=MEANING,
+                 outputs=interface_outputs(optimizer, int(inputs["z0"].shape[1]), history), overwrite=overwrite,
+                 sources=[measurements, Path(measurements).with_suffix(".json")] + ([reference] if reference else []),
+                 reference=ref)
     size = sum(int(np.asarray(v).nbytes) for v in inputs.values())
     click.echo(f"wrote {output}/ (recovery.onnx, {len(inputs)} inputs, {size / 1e6:.1f} MB of inputs, "
                f"recovery.json): {man.name} c={c}, {optimizer}, {plan['restarts']} restart(s) x {plan['max_iter']} iterations, "
-               f"{plan['stopping']['rule']} rule")
+               f"{plan['stopping']['rule']} rule{', reference.npy' if ref is not None else ''}")
 
 

@@ -6,6 +6,7 @@ Layout (docs/recovery-graph.md)::
     DIR/inputs/NAME.npy        one file per graph input, named by the input it feeds
     DIR/recovery.json          the interface: inputs and outputs (dtype, shape, meaning), the plan, the sha256 of
                                every file
+    DIR/reference.npy          optional: the true image (C, H, W) float32 in [0, 1], for the PSNR only
 
 :func:`write_folder` publishes it whole (staged, then renamed into place); :func:`read_folder` verifies every file
 against ``recovery.json`` (sha256, dtype, shape; regular files inside the folder only; never unpickled) before
@@ -28,6 +29,7 @@ FORMAT = "gs-onnx-recovery"
 FORMAT_VERSION = 1
 GRAPH = "recovery.onnx"
 INTERFACE = "recovery.json"
+REFERENCE = "reference.npy"
 #: Files larger than this are refused before they are read (a dense A of 128 px images at m/n 0.5 is 4.8 GB).
 MAX_FILE_BYTES = 8 << 30
 
@@ -43,10 +45,12 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 
 def write_folder(out: Path, model, inputs: dict[str, np.ndarray], info: dict, *, meaning: dict[str, str],
-                 outputs: dict[str, tuple[str, tuple]], overwrite: bool = False, sources=()) -> dict:
+                 outputs: dict[str, tuple[str, tuple]], overwrite: bool = False, sources=(),
+                 reference: np.ndarray | None = None) -> dict:
     """Write ``model`` (ModelProto), ``inputs`` and the interface to ``out``; returns the interface written.
     ``info``: model, cut, operator, plan (recorded as given); ``meaning``: a sentence per input and output name;
-    ``outputs``: name -> (dtype, symbolic shape); ``sources``: files the folder must not contain or be."""
+    ``outputs``: name -> (dtype, symbolic shape); ``sources``: files the folder must not contain or be;
+    ``reference``: the true image (C, H, W) in [0, 1], written as reference.npy (for the PSNR; never fed)."""
     out = Path(out)
     tmp = staging(out, overwrite, inputs=sources)
     try:
@@ -67,6 +71,11 @@ def write_folder(out: Path, model, inputs: dict[str, np.ndarray], info: dict, *,
             files[rel] = _sha(data)
             spec[name] = {"file": rel, "dtype": str(a.dtype), "shape": list(a.shape),
                           "meaning": meaning.get(name, "an input of the measurement operator")}
+        if reference is not None:
+            data = _npy_bytes(np.asarray(reference, np.float32))
+            (tmp / REFERENCE).write_bytes(data)
+            files[REFERENCE] = _sha(data)
+            info = {**info, "reference": REFERENCE}
         interface = {"format": FORMAT, "format_version": FORMAT_VERSION, **info, "graph": GRAPH,
                      "inputs": spec,
                      "outputs": {k: {"dtype": d, "shape": [v if isinstance(v, int) else str(v) for v in shp],
@@ -108,15 +117,7 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
         raise GSError(f"{iface_path} lacks its files, inputs or graph")
 
     def verified(rel: str) -> bytes:
-        if not isinstance(rel, str) or rel not in files:
-            raise GSError(f"{iface_path} lists no sha256 for {rel!r}")
-        p = regular_file(confined(folder, rel, "file", "the recovery folder"), "recovery file", "missing")
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise GSError(f"{p} is larger than {MAX_FILE_BYTES >> 30} GiB")
-        data = p.read_bytes()
-        if _sha(data) != files[rel]:
-            raise GSError(f"{p} does not match its sha256 in {INTERFACE}: the file was altered or replaced")
-        return data
+        return _verified(folder, files, rel)
 
     graph = verified(GRAPH)
     inputs = {}
@@ -137,10 +138,43 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
     return graph, inputs, iface
 
 
+def _verified(folder: Path, files: dict, rel: str) -> bytes:
+    """The bytes of ``rel`` inside ``folder``, checked against its sha256 in ``files``."""
+    if not isinstance(rel, str) or rel not in files:
+        raise GSError(f"{folder / INTERFACE} lists no sha256 for {rel!r}")
+    p = regular_file(confined(folder, rel, "file", "the recovery folder"), "recovery file", "missing")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise GSError(f"{p} is larger than {MAX_FILE_BYTES >> 30} GiB")
+    data = p.read_bytes()
+    if _sha(data) != files[rel]:
+        raise GSError(f"{p} does not match its sha256 in {INTERFACE}: the file was altered or replaced")
+    return data
+
+
+def read_reference(folder: Path, iface: dict) -> np.ndarray | None:
+    """The folder's reference image (C, H, W) float32 in [0, 1], verified, or None when it has none."""
+    rel = iface.get("reference")
+    if rel is None:
+        return None
+    if rel != REFERENCE:
+        raise GSError(f"{Path(folder) / INTERFACE}: reference must be {REFERENCE!r}, not {rel!r}")
+    path = Path(folder) / rel
+    try:
+        a = np.load(io.BytesIO(_verified(Path(folder), iface.get("files") or {}, rel)), allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise GSError(f"{path} is not a plain .npy array ({e})") from None
+    shape = list(iface.get("image_shape") or [])
+    if a.dtype != np.float32 or list(a.shape) != shape:
+        raise GSError(f"{path} holds {a.dtype} {list(a.shape)}, the image is float32 {shape}")
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise GSError(f"{path} has values outside [0, 1] (or NaN)")
+    return a
+
+
 def check_against_graph(session_inputs, inputs: dict[str, np.ndarray]) -> None:
     """Refuse inputs whose names, dtypes or fixed dimensions differ from the graph's declared inputs (an
     interface edited consistently with its files still meets the graph)."""
-    types = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64"}
+    types = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(bool)": "bool"}
     declared = {i.name: i for i in session_inputs}
     for name in sorted(set(declared) | set(inputs)):
         if name not in inputs:

@@ -626,7 +626,7 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
     (``init``, seed ``s.seed + image_index``), held-out rows, skip prior, L-BFGS numbers and stopping plan.
     Returns (inputs, plan description)."""
     from ..generator.latent import LatentLayout
-    from .recovery_graph import prior_arrays
+    from .recovery_graph import empty_state, prior_arrays
     from .restart import lbfgs_settings, start_points
     from .stopping import holdout_mask
 
@@ -644,14 +644,15 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
     w = (holdout_mask(op.m, rule.holdout, seed) if rule.uses_holdout else np.ones(op.m, np.float32))[None]
     mean, scale = prior_arrays(man, cut, layout, skip_prior_for(man, cut, s))
     inputs = {"z0": z0, "y": y, "w": w, "prior_mean": mean, "prior_scale": scale,
-              "patience": np.asarray(rule.patience if rule.uses_holdout else 0, np.int64)}
+              "patience": np.asarray(rule.patience if rule.uses_holdout else 0, np.int64),
+              "start": np.asarray(0, np.int64), **empty_state(optimizer, layout.size, budget.history)}
     plan = {"restarts": restarts, "max_iter": budget.max_iter, "history": budget.history, "stopping": rule.describe(),
             "optimizer": OPTIMIZER_WORDS[optimizer], "init": init, "seed": seed, "skip_prior": bool(scale.any())}
     if optimizer == "adam":
         st = adam_settings(s, budget)
         inputs.update(lr=np.asarray(st.lr, np.float64), beta1=np.asarray(st.beta1, np.float64),
                       beta2=np.asarray(st.beta2, np.float64), eps=np.asarray(st.eps, np.float64),
-                      max_iterations=np.asarray(st.iterations, np.int64))
+                      max_iterations=np.asarray(st.iterations, np.int64), chunk=np.asarray(st.iterations, np.int64))
         plan.update(lr=st.lr, betas=[st.beta1, st.beta2], eps=st.eps)
         return inputs, plan
     lr = s.lr if s.lr is not None else \
@@ -659,7 +660,8 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
     st = lbfgs_settings(budget, lr)
     inputs.update(lr=np.asarray(st.lr, np.float64), tolerance_grad=np.asarray(st.tolerance_grad, np.float64),
                   tolerance_change=np.asarray(st.tolerance_change, np.float64),
-                  steps=np.asarray(st.steps, np.int64), step_iters=np.asarray(st.max_iter, np.int64))
+                  steps=np.asarray(st.steps, np.int64), step_iters=np.asarray(st.max_iter, np.int64),
+                  chunk=np.asarray(st.steps * st.max_iter, np.int64))
     plan.update(lr=st.lr, steps=st.steps, step_iters=st.max_iter)
     return inputs, plan
 

@@ -55,9 +55,35 @@ OUTPUTS = {
     "objective": ("float64", ("iterations", "K")), "iterations": ("int64", ("K",)),
     "best_iteration": ("int64", ("K",)),
 }
-_ELEM = {"float32": FLOAT, "float64": DOUBLE, "int64": INT64}
+_ELEM = {"float32": FLOAT, "float64": DOUBLE, "int64": INT64, "bool": BOOL}
+#: A run can continue where the previous one stopped: its loop state comes out as ``next_NAME`` and goes back in as
+#: ``state_NAME`` (with ``start`` = the iterations run so far); at ``start`` = 0 the state inputs are not read.
+STATE_IN, STATE_OUT = "state_", "next_"
+INPUTS.update({"start": ("int64", ()), "chunk": ("int64", ())})
 #: torch.optim.LBFGS's curvature test: a pair (s, y) enters the history only where y.s exceeds it.
 CURVATURE_EPS = 1e-10
+
+
+def state_spec(optimizer: str, size: int, history: int) -> dict[str, tuple[str, tuple]]:
+    """The loop state of the recovery graph, in the Loop's order: name -> (dtype, shape), shapes with ``"K"`` the
+    restarts. Fed back as ``state_NAME`` and read as ``next_NAME``; clients treat it as opaque."""
+    kn, k = ("K", size), ("K",)
+    if optimizer == "lbfgs":
+        h = int(history)
+        return {"X": ("float64", kn), "G": ("float64", kn), "F": ("float64", k), "FH": ("float64", k),
+                "GP": ("float64", kn), "D": ("float64", kn), "T": ("float64", k), "W": ("float32", ("K", 2 * h, size)),
+                "SY": ("float64", ("K", h, h)), "YY": ("float64", ("K", h, h)), "HD": ("float64", k),
+                "ACT": ("bool", k), "STEPIT": ("int64", k), "STEPS": ("int64", k), "IT": ("int64", k),
+                "BX": ("float64", kn), "BH": ("float64", k), "BIT": ("int64", k)}
+    return {"X": ("float64", kn), "G": ("float64", kn), "F": ("float64", k), "FH": ("float64", k),
+            "M": ("float64", kn), "V": ("float64", kn), "ACT": ("bool", k), "IT": ("int64", k),
+            "BX": ("float64", kn), "BH": ("float64", k), "BIT": ("int64", k)}
+
+
+def empty_state(optimizer: str, size: int, history: int) -> dict[str, np.ndarray]:
+    """The ``state_NAME`` values of a first run (``start`` = 0, not read): every array with 0 restarts."""
+    return {STATE_IN + k: np.zeros(tuple(0 if d == "K" else d for d in shp), dtype)
+            for k, (dtype, shp) in state_spec(optimizer, size, history).items()}
 
 
 def _instantiate(nodes, prefix: str, inputs: dict[str, str]) -> tuple[list, dict[str, str]]:
@@ -167,17 +193,20 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
                                                             "fresh")], "stale")], "waited")
         return where(col(better), Xn, BX), where(better, FHn, BH), BITn, waited
 
-    # ---- before the loop: rows, the start's evaluation, the zero history
+    # ---- before the loop: rows, the budget; at start = 0 the start's evaluation and the zero history, else the
+    # state fed back from the previous run (an If: a resumed run does not evaluate z0)
     K = b.op("Slice", [b.op("Shape", ["z0"], "zshape"), i64([0]), i64([1])], "K")
     b.op("Expand", ["y", b.op("Concat", [K, i64([m])], "ym", axis=0)], outputs=["gs_yK"])
     b.op("Expand", ["w", b.op("Concat", [K, i64([m])], "wm", axis=0)], outputs=["gs_wK"])
+    patient = b.op("Greater", ["patience", i64(0)], "held")   # a held-out rule (read inside the loop too)
+    total = b.op("Mul", ["steps", "step_iters"], "total") if optimizer == "lbfgs" else "max_iterations"
+    init_at = len(b.nodes)
     X0 = b.op("Cast", ["z0"], "X0", to=DOUBLE)
     F0, G0, FH0 = evaluate(X0, "init/")
     zeros_kn = b.op("ConstantOfShape", [b.op("Concat", [K, i64([size])], "knshape", axis=0)], "zkn",
                     value=helper.make_tensor("v", DOUBLE, [1], [0.0]))   # (not X0 * 0: a NaN start stays NaN)
     zeros_k = b.op("ConstantOfShape", [K], "zk", value=helper.make_tensor("v", DOUBLE, [1], [0.0]))
     zeros_ki = b.op("ConstantOfShape", [K], "zki", value=helper.make_tensor("v", INT64, [1], [0]))
-    patient = b.op("Greater", ["patience", i64(0)], "held")   # a held-out rule (read inside the loop too)
     if optimizer == "lbfgs":
         W0 = b.op("ConstantOfShape", [b.op("Concat", [K, i64([2 * h, size])], "wshape", axis=0)], "W0",
                   value=helper.make_tensor("v", FLOAT, [1], [0.0]))
@@ -186,22 +215,40 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
         ones_k = b.op("Add", [zeros_k, f64(1.0)], "ones")
         act0 = b.op("Greater", [b.op("ReduceMax", [b.op("Abs", [G0], "ag"), ax1], "gmax", keepdims=0),
                                 "tolerance_grad"], "act0")
-        trip = b.op("Mul", ["steps", "step_iters"], "trip")
-        keep_going = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [act0], "a64", to=INT64)], "anyact", keepdims=0)],
-                          "cond0", to=BOOL)
-
-        state = [("X", DOUBLE, X0), ("G", DOUBLE, G0), ("F", DOUBLE, F0), ("FH", DOUBLE, FH0), ("GP", DOUBLE, G0),
-                 ("D", DOUBLE, zeros_kn), ("T", DOUBLE, zeros_k), ("W", FLOAT, W0), ("SY", DOUBLE, SY0),
-                 ("YY", DOUBLE, SY0), ("HD", DOUBLE, ones_k), ("ACT", BOOL, act0), ("STEPIT", INT64, zeros_ki),
-                 ("STEPS", INT64, zeros_ki), ("IT", INT64, zeros_ki), ("BX", DOUBLE, X0), ("BH", DOUBLE, FH0),
-                 ("BIT", INT64, zeros_ki)]
-
+        start_values = [X0, G0, F0, FH0, G0, zeros_kn, zeros_k, W0, SY0, SY0, ones_k, act0, zeros_ki, zeros_ki,
+                        zeros_ki, X0, FH0, zeros_ki]
+    else:
+        act0 = b.op("Equal", [zeros_ki, zeros_ki], "act0")
+        start_values = [X0, G0, F0, FH0, zeros_kn, zeros_kn, act0, zeros_ki, X0, FH0, zeros_ki]
+    spec = state_spec(optimizer, size, h)
+    init_nodes = b.nodes[init_at:]
+    del b.nodes[init_at:]
+    vi = helper.make_tensor_value_info
+    fresh_out = [f"fresh/{k}" for k in spec]
+    fed_out = [f"fed/{k}" for k in spec]
+    begin = helper.make_graph(init_nodes + [helper.make_node("Identity", [v], [o], name=f"rg/begin_{o}")
+                                            for v, o in zip(start_values, fresh_out)],
+                              "begin", [], [vi(o, _ELEM[d], None) for o, (d, _) in zip(fresh_out, spec.values())])
+    resume = helper.make_graph([helper.make_node("Identity", [STATE_IN + k], [o], name=f"rg/resume_{o}")
+                                for k, o in zip(spec, fed_out)],
+                               "resume", [], [vi(o, _ELEM[d], None) for o, (d, _) in zip(fed_out, spec.values())])
+    initial = [f"s0/{k}" for k in spec]
+    b.nodes.append(helper.make_node("If", [b.op("Equal", ["start", i64(0)], "fresh")], initial,
+                                    name="rg/begin_or_resume", then_branch=begin, else_branch=resume))
+    state = [(k, _ELEM[d], v) for (k, (d, _)), v in zip(spec.items(), initial)]
+    act_init = dict(zip(spec, initial))["ACT"]
+    trip = b.op("Min", ["chunk", b.op("Max", [b.op("Sub", [total, "start"], "left"), i64(0)], "remaining")], "trip")
+    keep_going = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [act_init], "a64", to=INT64)], "anyact", keepdims=0)],
+                      "cond0", to=BOOL)
+    kk = "body/kk"   # the iteration's index counted from the first run's start
+    if optimizer == "lbfgs":
         # ---- the loop body: one L-BFGS iteration of every row still running
         main_nodes = b.nodes
         b.nodes = []
+        b.op("Add", ["body/k", "start"], outputs=[kk])
         s_in = {k: f"body/{k}" for k, _, _ in state}
         X, Gr, Fv, FH, GP, D, T, Wh, SY, YY, HD, ACT, STEPIT, STEPS, IT, BX, BH, BIT = (s_in[k] for k, _, _ in state)
-        first = b.op("Equal", ["body/k", i64(0)], "first")
+        first = b.op("Equal", [kk, i64(0)], "first")
         yv = b.op("Sub", [Gr, GP], "yv")
         sv = b.op("Mul", [D, col(T)], "sv")
         ys = rsum(b.op("Mul", [yv, sv], "ysp"))
@@ -312,17 +359,12 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
                     "cond", to=BOOL)
         outs = [Xn, Gn, Fn, FHn, GPn, Dk, Tk, Wn, SYn, YYn, HDn, ACTn, STEPITn, STEPSn, ITn, BXn, BHn, BITn]
     else:  # Adam (torch.optim.Adam's update), one evaluation per iteration
-        trip = "max_iterations"
-        keep_going = b.op("Greater", ["max_iterations", i64(0)], "cond0")
-        act0 = b.op("Equal", [zeros_ki, zeros_ki], "act0")
-        state = [("X", DOUBLE, X0), ("G", DOUBLE, G0), ("F", DOUBLE, F0), ("FH", DOUBLE, FH0), ("M", DOUBLE, zeros_kn),
-                 ("V", DOUBLE, zeros_kn), ("ACT", BOOL, act0), ("IT", INT64, zeros_ki), ("BX", DOUBLE, X0),
-                 ("BH", DOUBLE, FH0), ("BIT", INT64, zeros_ki)]
         main_nodes = b.nodes
         b.nodes = []
+        b.op("Add", ["body/k", "start"], outputs=[kk])
         s_in = {k: f"body/{k}" for k, _, _ in state}
         X, Gr, Fv, FH, M1, M2, ACT, IT, BX, BH, BIT = (s_in[k] for k, _, _ in state)
-        t = b.op("Cast", [b.op("Add", ["body/k", i64(1)], "t1")], "t", to=DOUBLE)
+        t = b.op("Cast", [b.op("Add", [kk, i64(1)], "t1")], "t", to=DOUBLE)
         one = f64(1.0)
         M1n = b.op("Add", [b.op("Mul", ["beta1", M1], "bm"), b.op("Mul", [b.op("Sub", [one, "beta1"], "ob1"), Gr], "gm")],
                    "m1")
@@ -350,7 +392,6 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     for o, nm in zip(outs, out_names):
         body_nodes.append(helper.make_node("Identity", [o], [nm], name=f"rg/out_{nm}"))
     body_nodes.append(helper.make_node("Identity", [cond], ["body/cond_out"], name="rg/out_cond"))
-    vi = helper.make_tensor_value_info
     body_in = [vi("body/k", INT64, []), vi("body/cond", BOOL, [])] + [vi(s_in[k], t, None) for k, t, _ in state]
     body_out = [vi("body/cond_out", BOOL, [])] + [vi(nm, t, None) for nm, (_, t, _) in zip(out_names, state)] + \
         [vi("body/trace", DOUBLE, None)]
@@ -360,6 +401,11 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     b.nodes.append(helper.make_node("Loop", [trip, keep_going] + [v for _, _, v in state], finals + ["objective"],
                                     name="rg/loop", body=body))
     fin = dict(zip([k for k, _, _ in state], finals))
+    for k in spec:
+        b.op("Identity", [fin[k]], outputs=[STATE_OUT + k])
+    more = b.op("Cast", [b.op("ReduceMax", [b.op("Cast", [fin["ACT"], ], "fact", to=INT64)], "anyfin", keepdims=0)],
+                "more", to=BOOL)
+    b.op("And", [more, b.op("Less", [b.op("Add", ["start", "chunk"], "reached"), total], "unspent")], outputs=["running"])
 
     # ---- after the loop: each row's answer, the winner, the images
     Zsel = where(b.op("Unsqueeze", [b.op("Expand", [patient, K], "pk"), ax1], "pk2"), fin["BX"], fin["X"])
@@ -377,11 +423,14 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     graph_inputs = [vi("z0", FLOAT, ["K", size]), vi("y", FLOAT, [1, m]), vi("w", FLOAT, [1, m]),
                     vi("prior_mean", DOUBLE, [size]), vi("prior_scale", DOUBLE, [size])]
     graph_inputs += [vi(k, _ELEM[t], []) for k, (t, shp) in INPUTS.items() if shp == () and k in SCALARS[optimizer]]
+    graph_inputs += [vi("start", INT64, []), vi("chunk", INT64, [])]
+    graph_inputs += [vi(STATE_IN + k, _ELEM[d], ["K_state" if x == "K" else x for x in shp]) for k, (d, shp) in spec.items()]
     graph_inputs += [vi(k, FLOAT, list(shape)) for k, (shape, _) in form.inputs.items()]
     graph_inputs += [vi(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)) for k, v in lifted.items()]
     graph_outputs = [vi("image", FLOAT, [C, H, Wd]), vi("images", FLOAT, ["K", C, H, Wd]), vi("latent", FLOAT, [size]),
                      vi("winner", INT64, []), vi("score", DOUBLE, ["K"]), vi("objective", DOUBLE, ["iterations", "K"]),
-                     vi("iterations", INT64, ["K"]), vi("best_iteration", INT64, ["K"])]
+                     vi("iterations", INT64, ["K"]), vi("best_iteration", INT64, ["K"]), vi("running", BOOL, [])]
+    graph_outputs += [vi(STATE_OUT + k, _ELEM[d], list(shp)) for k, (d, shp) in spec.items()]
     _add_inits(inits, b.inits)
     graph = helper.make_graph(b.nodes, name, graph_inputs, graph_outputs, list(inits.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -419,7 +468,29 @@ MEANING = {
     "objective": "the objective after every iteration, per restart (rows that stopped repeat their last value)",
     "iterations": "iterations each restart ran",
     "best_iteration": "the iterate each restart returned under a held-out rule (0 under a fixed budget)",
+    "start": "iterations run before this run: 0 starts from z0 (the state inputs are not read); to continue, the "
+             "previous start + chunk, with every next_NAME output fed back as state_NAME",
+    "chunk": "iterations this run may take at most (the whole budget: one run does the recovery)",
+    "running": "true when some restart would continue in a further run (feed the state back, start + chunk)",
 }
+for _k in ("X", "G", "F", "FH", "GP", "D", "T", "W", "SY", "YY", "HD", "ACT", "STEPIT", "STEPS", "IT", "BX", "BH",
+           "BIT", "M", "V"):
+    MEANING[STATE_IN + _k] = f"loop state {_k} from the previous run's {STATE_OUT}{_k} (not read at start = 0: empty)"
+    MEANING[STATE_OUT + _k] = f"loop state {_k} after this run: feed it as {STATE_IN}{_k} to continue"
+
+
+def interface_outputs(optimizer: str, size: int, history: int) -> dict[str, tuple[str, tuple]]:
+    """Every output of a recovery graph: :data:`OUTPUTS`, ``running`` and the loop state ``next_NAME``."""
+    out = dict(OUTPUTS)
+    out["running"] = ("bool", ())
+    out.update({STATE_OUT + k: v for k, v in state_spec(optimizer, size, history).items()})
+    return out
+
+
+def resume_spec(optimizer: str, size: int, history: int) -> dict:
+    """recovery.json's ``resume``: the names a client needs to run the graph in chunks."""
+    return {"start": "start", "chunk": "chunk", "running": "running",
+            "state": {STATE_IN + k: STATE_OUT + k for k in state_spec(optimizer, size, history)}}
 
 
 def prior_arrays(man, cut: int, layout, prior) -> tuple[np.ndarray, np.ndarray]:
