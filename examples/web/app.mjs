@@ -1,0 +1,237 @@
+// The page: load a recovery folder (served, or picked), verify it (folder.mjs), run the recovery graph with
+// onnxruntime-web in chunks of iterations (the loop state fed back between runs, recovery.json's `resume`), and
+// show truth | what was measured | the recovery as it improves, with the PSNR, the iteration and the time.
+//
+// URL parameters: folder=URL (default folder/, what `python -m gs_onnx serve-demo` serves; none: wait for a
+// pick), threads=N (WASM threads; default: 2 when the page is cross-origin isolated, else 1), chunk=N (iterations
+// per run; default: about a quarter second's worth), max_mb=N (the largest file accepted, default 1024),
+// trace=i,j (keep the state going into and out of those chunks: window.gs.trace, for the tests).
+import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
+import { FolderError, checkAgainstGraph, fileSource, readFolder, urlSource } from './folder.mjs';
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const maxBytes = Number(params.get('max_mb') || 1024) * 1e6;
+const fixedChunk = params.get('chunk') ? Math.max(1, Number(params.get('chunk'))) : null;
+const traceAt = new Set((params.get('trace') || '').split(',').filter((s) => s !== '').map(Number));
+const isolated = globalThis.crossOriginIsolated === true;
+
+// What the tests and the benchmark read: state idle | loading | running | done | refused | error.
+const gs = { state: 'idle', message: '', result: null, trace: {}, webgpu: null, isolated };
+window.gs = gs;
+
+ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', location.href).href;
+
+function say(kind, text) {
+  const el = $('message');
+  el.className = kind;
+  el.textContent = text;
+  gs.message = text;
+}
+
+function setupThreads() {
+  const sel = $('threads');
+  const cores = navigator.hardwareConcurrency || 1;
+  const choices = isolated ? [...new Set([1, 2, 4, cores])].filter((t) => t <= Math.max(cores, 1)).sort((a, b) => a - b) : [1];
+  for (const t of choices) sel.add(new Option(String(t), String(t)));
+  const want = Number(params.get('threads') || (isolated ? Math.min(2, cores) : 1));
+  sel.value = String(choices.includes(want) ? want : choices[choices.length - 1]);
+  sel.title = isolated ? 'WASM threads' : 'one thread: the page is not cross-origin isolated (serve it with serve-demo)';
+}
+
+// (C, H, W) float32 in [0, 1] onto a canvas (values outside are clamped for display only)
+function draw(canvas, data, [C, H, W], caption) {
+  canvas.width = W;
+  canvas.height = H;
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(W, H);
+  for (let p = 0; p < H * W; p++) {
+    for (let c = 0; c < 4; c++) {
+      const v = c === 3 ? 1 : data[(C === 1 ? 0 : c) * H * W + p];
+      img.data[4 * p + c] = Math.round(255 * Math.min(1, Math.max(0, v)));
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+  if (caption) canvas.nextElementSibling.textContent = caption;
+}
+
+// A look at the measurements: the back-projection A^T y for a dense operator (contrast stretched between its 1st
+// and 99th percentiles), else the m numbers as a grey strip.
+function measuredView(iface, inputs) {
+  const [C, H, W] = iface.image_shape;
+  const y = inputs.y.data;
+  const m = iface.m;
+  const n = C * H * W;
+  let v;
+  let what;
+  if (inputs.A) {
+    const A = inputs.A.data;
+    v = new Float64Array(n);
+    for (let i = 0; i < m; i++) {
+      const yi = y[i];
+      const row = i * n;
+      for (let j = 0; j < n; j++) v[j] += A[row + j] * yi;
+    }
+    what = `A\u1d40y, the back-projection of the ${m} measurements (m/n ${(m / n).toFixed(3)})`;
+  } else {
+    const side = Math.ceil(Math.sqrt(m));
+    v = new Float64Array(side * side).fill(NaN);
+    v.set(y);
+    what = `the ${m} measurements (${iface.operator?.type || 'operator'}) as a grey strip`;
+    const out = stretch(v);
+    return { data: out, dims: [1, side, side], what };
+  }
+  return { data: stretch(v), dims: [C, H, W], what };
+}
+
+function stretch(v) {
+  const finite = Array.from(v).filter(Number.isFinite).sort((a, b) => a - b);
+  const lo = finite[Math.floor(0.01 * (finite.length - 1))];
+  const hi = finite[Math.ceil(0.99 * (finite.length - 1))];
+  return Float32Array.from(v, (x) => (Number.isFinite(x) ? (x - lo) / Math.max(hi - lo, 1e-12) : 0.5));
+}
+
+export function psnr(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) { const d = a[i] - b[i]; s += d * d; }
+  return 10 * Math.log10(a.length / s);
+}
+
+function tensor(a) {
+  return new ort.Tensor(a.dtype, a.data, a.dims);
+}
+
+function copyTensor(t) {
+  return { dtype: t.type, dims: [...t.dims], data: t.data.slice() };
+}
+
+let stopRequested = false;
+
+async function run(source) {
+  stopRequested = false;
+  gs.state = 'loading';
+  gs.result = null;
+  gs.trace = {};
+  $('load-served').disabled = true;
+  $('pick').disabled = true;
+  let session = null;
+  try {
+    say('info', `Checking ${source.label} against recovery.json\u2026`);
+    const folder = await readFolder(source, (step) => say('info', `Checking ${source.label}: ${step}\u2026`));
+    const { iface, inputs, reference } = folder;
+    const shape = iface.image_shape;
+    const plan = iface.plan || {};
+    $('s-model').textContent = `${iface.model}, cut ${iface.cut} (image ${shape.join(' x ')})`;
+    $('s-meas').textContent = `${iface.operator?.type || '?'}, m = ${iface.m} of n = ${iface.n} (${iface.measurements || ''})`;
+    $('s-plan').textContent = `${plan.restarts} restart(s) x ${plan.max_iter} iterations, ${plan.stopping?.rule} rule, ${plan.optimizer}`;
+    for (const id of ['truth', 'measured', 'recovered']) $(id).getContext('2d').clearRect(0, 0, 9999, 9999);
+    if (reference) draw($('truth'), reference.data, shape, 'truth (reference.npy)');
+    else $('truth-cap').textContent = 'truth: the folder has no reference.npy';
+    const mv = measuredView(iface, inputs);
+    draw($('measured'), mv.data, mv.dims, mv.what);
+
+    const threads = Number($('threads').value);
+    ort.env.wasm.numThreads = threads;
+    say('info', 'Files verified. Creating the onnxruntime-web session\u2026');
+    try {
+      session = await ort.InferenceSession.create(folder.graph, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    } catch (e) {
+      throw new Error(`onnxruntime-web cannot load this graph: ${e.message}`);
+    }
+    checkAgainstGraph(session, inputs);
+    $('s-runtime').textContent = `onnxruntime-web ${ort.env.versions?.web || ''}, WASM, ${threads} thread(s)` +
+      `${isolated ? '' : ' (not cross-origin isolated: one thread)'}; WebGPU: ${gs.webgpu || 'not checked'}`;
+
+    const feeds = {};
+    for (const [name, a] of Object.entries(inputs)) feeds[name] = tensor(a);
+    const total = Number(inputs.chunk.data[0]);
+    const state = iface.resume.state;
+    gs.state = 'running';
+    $('stop').disabled = false;
+    let start = 0;
+    let chunk = fixedChunk || Math.min(2, total);
+    let seconds = 0;
+    let runs = 0;
+    let out;
+    let objective = [];
+    for (;;) {
+      feeds.start = new ort.Tensor('int64', BigInt64Array.from([BigInt(start)]), []);
+      feeds.chunk = new ort.Tensor('int64', BigInt64Array.from([BigInt(chunk)]), []);
+      const keep = traceAt.has(runs);
+      const before = keep ? Object.fromEntries(Object.keys(state).map((k) => [k, copyTensor(feeds[k])])) : null;
+      const t0 = performance.now();
+      out = await session.run(feeds);
+      const dt = (performance.now() - t0) / 1000;
+      seconds += dt;
+      if (keep) {
+        gs.trace[runs] = { start, chunk, state: before,
+                           next: Object.fromEntries(Object.values(state).map((k) => [k, copyTensor(out[k])])),
+                           image: copyTensor(out.image) };
+      }
+      for (const [inName, outName] of Object.entries(state)) feeds[inName] = out[outName];
+      const obj = out.objective;
+      const K = obj.dims[1];
+      for (let r = 0; r < obj.dims[0]; r++) objective.push(Math.min(...obj.data.slice(r * K, (r + 1) * K)));
+      const reached = Math.max(...Array.from(out.iterations.data, Number));
+      runs += 1;
+      const done = !out.running.data[0] || stopRequested;
+      const p = reference ? psnr(out.image.data, reference.data) : null;
+      draw($('recovered'), out.image.data, shape,
+           `recovered: iteration ${reached}${p === null ? '' : `, ${p.toFixed(2)} dB`}`);
+      $('progress').value = reached / total;
+      $('s-iter').textContent = `${reached} of at most ${total} (${runs} run(s) of the graph)`;
+      $('s-obj').textContent = objective.length ? objective[objective.length - 1].toExponential(4) : '-';
+      $('s-psnr').textContent = p === null ? 'no reference' : `${p.toFixed(2)} dB`;
+      $('s-time').textContent = `${seconds.toFixed(2)} s, ${(1000 * seconds / Math.max(reached, 1)).toFixed(1)} ms / iteration`;
+      if (done) break;
+      start += chunk;
+      if (!fixedChunk) chunk = Math.max(1, Math.min(50, Math.round(0.25 / Math.max(dt / chunk, 1e-4))));
+      await new Promise((r) => setTimeout(r, 0));   // let the page draw and answer between runs
+    }
+    const iterations = Array.from(out.iterations.data, Number);
+    const winner = Number(out.winner.data[0]);
+    const p = reference ? psnr(out.image.data, reference.data) : null;
+    gs.result = { image: out.image.data, dims: out.image.dims, psnr: p, psnrText: $('s-psnr').textContent, iterations,
+                  winner, seconds, runs, threads, stopped: stopRequested,
+                  msPerIteration: 1000 * seconds / Math.max(iterations[winner], 1), objective };
+    gs.state = 'done';
+    say('ok', `${stopRequested ? 'Stopped' : 'Recovered'}: restart ${winner + 1} of ${iterations.length}, ` +
+              `${iterations[winner]} iterations in ${seconds.toFixed(2)} s${p === null ? '' : `, PSNR ${p.toFixed(2)} dB`}.`);
+  } catch (e) {
+    gs.state = e instanceof FolderError ? 'refused' : 'error';
+    say('error', `${e instanceof FolderError ? 'Refused, nothing was run' : 'Error'}: ${e.message}`);
+  } finally {
+    $('stop').disabled = true;
+    $('load-served').disabled = false;
+    $('pick').disabled = false;
+    if (session) await session.release();
+  }
+}
+
+async function main() {
+  setupThreads();
+  try {
+    const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+    gs.webgpu = adapter ? 'an adapter is offered (this page runs WASM)' : 'no adapter';
+  } catch (e) {
+    gs.webgpu = `no adapter (${e.message})`;
+  }
+  $('load-served').onclick = () => run(urlSource(params.get('folder') || 'folder/', maxBytes));
+  $('pick').onchange = (ev) => {
+    try {
+      run(fileSource(ev.target.files, maxBytes));
+    } catch (e) {
+      gs.state = 'refused';
+      say('error', `Refused, nothing was run: ${e.message}`);
+    }
+  };
+  $('stop').onclick = () => { stopRequested = true; };
+  say('info', 'Pick a recovery folder (gs-export recovery), or load the served one.');
+  if (params.get('folder') !== '') {
+    const probe = await fetch(new URL(`${params.get('folder') || 'folder/'}`.replace(/\/?$/, '/recovery.json'), location.href),
+                              { method: 'HEAD' }).catch(() => null);
+    if (probe?.ok) await run(urlSource(params.get('folder') || 'folder/', maxBytes));
+  }
+}
+
+main();
