@@ -112,8 +112,7 @@ async function run(source) {
   gs.state = 'loading';
   gs.result = null;
   gs.trace = {};
-  $('load-served').disabled = true;
-  $('pick').disabled = true;
+  for (const id of ['load-served', 'pick', 'pick-dir']) $(id).disabled = true;
   let session = null;
   try {
     say('info', `Checking ${source.label} against recovery.json\u2026`);
@@ -202,8 +201,7 @@ async function run(source) {
     say('error', `${e instanceof FolderError ? 'Refused, nothing was run' : 'Error'}: ${e.message}`);
   } finally {
     $('stop').disabled = true;
-    $('load-served').disabled = false;
-    $('pick').disabled = false;
+    for (const id of ['load-served', 'pick', 'pick-dir']) $(id).disabled = false;
     if (session) await session.release();
   }
 }
@@ -217,14 +215,16 @@ async function main() {
     gs.webgpu = `no adapter (${e.message})`;
   }
   $('load-served').onclick = () => run(urlSource(params.get('folder') || 'folder/', maxBytes));
-  $('pick').onchange = (ev) => {
-    try {
-      run(fileSource(ev.target.files, maxBytes));
-    } catch (e) {
-      gs.state = 'refused';
-      say('error', `Refused, nothing was run: ${e.message}`);
-    }
-  };
+  for (const id of ['pick', 'pick-dir']) {
+    $(id).onchange = (ev) => {
+      try {
+        run(fileSource(ev.target.files, maxBytes));
+      } catch (e) {
+        gs.state = 'refused';
+        say('error', `Refused, nothing was run: ${e.message}`);
+      }
+    };
+  }
   $('stop').onclick = () => { stopRequested = true; };
   say('info', 'Pick a recovery folder (gs-export recovery), or load the served one.');
   if (params.get('folder') !== '') {

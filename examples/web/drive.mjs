@@ -40,7 +40,7 @@ async function main() {
     await page.goto(o.url, { waitUntil: 'load' });
     if (o.pick.length) {
       await page.waitForFunction(() => window.gs && document.getElementById('message').textContent.startsWith('Pick'),
-                                 { timeout: 60000 });
+                                 { timeout: 60000, polling: 200 });
       const input = await page.$('#pick');
       await input.uploadFile(...o.pick);
     }
