@@ -1,13 +1,12 @@
 // The page: load a recovery folder (served, or picked), verify it (folder.mjs), run the recovery graph with
-// onnxruntime-web in chunks of iterations (the loop state fed back between runs, recovery.json's `resume`), and
+// onnxruntime-web in a worker (worker.mjs) in chunks of iterations (the loop state fed back between runs, recovery.json's `resume`), and
 // show truth | what was measured | the recovery as it improves, with the PSNR, the iteration and the time.
 //
 // URL parameters: folder=URL (default folder/, what `python -m gs_onnx serve-demo` serves; none: wait for a
 // pick), threads=N (WASM threads; default: 2 when the page is cross-origin isolated, else 1), chunk=N (iterations
-// per run; default: about a quarter second's worth), max_mb=N (the largest file accepted, default 1024),
+// per run; default: about a second's worth), max_mb=N (the largest file accepted, default 1024),
 // trace=i,j (keep the state going into and out of those chunks: window.gs.trace, for the tests).
-import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
-import { FolderError, checkAgainstGraph, fileSource, readFolder, urlSource } from './folder.mjs';
+import { FolderError, fileSource, readFolder, urlSource } from './folder.mjs';
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -17,10 +16,18 @@ const traceAt = new Set((params.get('trace') || '').split(',').filter((s) => s !
 const isolated = globalThis.crossOriginIsolated === true;
 
 // What the tests and the benchmark read: state idle | loading | running | done | refused | error.
-const gs = { state: 'idle', message: '', result: null, trace: {}, webgpu: null, isolated };
+const gs = { state: 'idle', message: '', result: null, trace: {}, webgpu: null, isolated, longestPauseMs: 0 };
 window.gs = gs;
 
-ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', location.href).href;
+// How responsive the page stays while the worker recovers: the longest gap between 50 ms ticks, while running.
+let lastTick = performance.now();
+setInterval(() => {
+  const now = performance.now();
+  if (gs.state === 'running') gs.longestPauseMs = Math.max(gs.longestPauseMs, now - lastTick);
+  lastTick = now;
+}, 50);
+
+const wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', location.href).href;
 
 function say(kind, text) {
   const el = $('message');
@@ -97,23 +104,30 @@ export function psnr(a, b) {
   return 10 * Math.log10(a.length / s);
 }
 
-function tensor(a) {
-  return new ort.Tensor(a.dtype, a.data, a.dims);
-}
+let worker = null;
 
-function copyTensor(t) {
-  return { dtype: t.type, dims: [...t.dims], data: t.data.slice() };
+// The worker's answers as a promise per run; progress drawn as it comes.
+function recoverInWorker(msg, transfer, onProgress) {
+  return new Promise((resolve, reject) => {
+    worker = new Worker(new URL('./worker.mjs', import.meta.url), { type: 'module' });
+    worker.onerror = (e) => reject(new Error(`the recovery worker failed: ${e.message || 'could not start'}`));
+    worker.onmessage = (ev) => {
+      const d = ev.data;
+      if (d.type === 'ready') onProgress(d);
+      else if (d.type === 'progress') onProgress(d);
+      else if (d.type === 'done') resolve(d);
+      else if (d.type === 'error') reject(d.refused ? new FolderError(d.message) : new Error(d.message));
+    };
+    worker.postMessage(msg, transfer);
+  }).finally(() => { worker.terminate(); worker = null; });
 }
-
-let stopRequested = false;
 
 async function run(source) {
-  stopRequested = false;
   gs.state = 'loading';
   gs.result = null;
   gs.trace = {};
+  gs.longestPauseMs = 0;
   for (const id of ['load-served', 'pick', 'pick-dir']) $(id).disabled = true;
-  let session = null;
   try {
     say('info', `Checking ${source.label} against recovery.json\u2026`);
     const folder = await readFolder(source, (step) => say('info', `Checking ${source.label}: ${step}\u2026`));
@@ -130,79 +144,47 @@ async function run(source) {
     draw($('measured'), mv.data, mv.dims, mv.what);
 
     const threads = Number($('threads').value);
-    ort.env.wasm.numThreads = threads;
     say('info', 'Files verified. Creating the onnxruntime-web session\u2026');
-    try {
-      session = await ort.InferenceSession.create(folder.graph, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
-    } catch (e) {
-      throw new Error(`onnxruntime-web cannot load this graph: ${e.message}`);
-    }
-    checkAgainstGraph(session, inputs);
-    $('s-runtime').textContent = `onnxruntime-web ${ort.env.versions?.web || ''}, WASM, ${threads} thread(s)` +
-      `${isolated ? '' : ' (not cross-origin isolated: one thread)'}; WebGPU: ${gs.webgpu || 'not checked'}`;
-
-    const feeds = {};
-    for (const [name, a] of Object.entries(inputs)) feeds[name] = tensor(a);
     const total = Number(inputs.chunk.data[0]);
-    const state = iface.resume.state;
-    gs.state = 'running';
-    $('stop').disabled = false;
-    let start = 0;
-    let chunk = fixedChunk || Math.min(2, total);
-    let seconds = 0;
-    let runs = 0;
-    let out;
-    let objective = [];
-    for (;;) {
-      feeds.start = new ort.Tensor('int64', BigInt64Array.from([BigInt(start)]), []);
-      feeds.chunk = new ort.Tensor('int64', BigInt64Array.from([BigInt(chunk)]), []);
-      const keep = traceAt.has(runs);
-      const before = keep ? Object.fromEntries(Object.keys(state).map((k) => [k, copyTensor(feeds[k])])) : null;
-      const t0 = performance.now();
-      out = await session.run(feeds);
-      const dt = (performance.now() - t0) / 1000;
-      seconds += dt;
-      if (keep) {
-        gs.trace[runs] = { start, chunk, state: before,
-                           next: Object.fromEntries(Object.values(state).map((k) => [k, copyTensor(out[k])])),
-                           image: copyTensor(out.image) };
+    const runtime = (v) => `onnxruntime-web ${v}, WASM in a worker, ${threads} thread(s)` +
+      `${isolated ? '' : ' (not cross-origin isolated: one thread)'}; WebGPU: ${gs.webgpu || 'not checked'}`;
+    const show = (d) => {
+      if (d.type === 'ready') {
+        gs.state = 'running';
+        $('stop').disabled = false;
+        $('s-runtime').textContent = runtime(d.version);
+        say('info', 'Recovering\u2026');
+        return;
       }
-      for (const [inName, outName] of Object.entries(state)) feeds[inName] = out[outName];
-      const obj = out.objective;
-      const K = obj.dims[1];
-      for (let r = 0; r < obj.dims[0]; r++) objective.push(Math.min(...obj.data.slice(r * K, (r + 1) * K)));
-      const reached = Math.max(...Array.from(out.iterations.data, Number));
-      runs += 1;
-      const done = !out.running.data[0] || stopRequested;
-      const p = reference ? psnr(out.image.data, reference.data) : null;
-      draw($('recovered'), out.image.data, shape,
-           `recovered: iteration ${reached}${p === null ? '' : `, ${p.toFixed(2)} dB`}`);
+      const reached = Math.max(...d.iterations);
+      const p = reference ? psnr(d.image, reference.data) : null;
+      draw($('recovered'), d.image, shape, `recovered: iteration ${reached}${p === null ? '' : `, ${p.toFixed(2)} dB`}`);
       $('progress').value = reached / total;
-      $('s-iter').textContent = `${reached} of at most ${total} (${runs} run(s) of the graph)`;
-      $('s-obj').textContent = objective.length ? objective[objective.length - 1].toExponential(4) : '-';
+      $('s-iter').textContent = `${reached} of at most ${total} (${d.runs} run(s) of the graph, the last of ${d.chunk})`;
+      if (d.objective.length) $('s-obj').textContent = d.objective[d.objective.length - 1].toExponential(4);
       $('s-psnr').textContent = p === null ? 'no reference' : `${p.toFixed(2)} dB`;
-      $('s-time').textContent = `${seconds.toFixed(2)} s, ${(1000 * seconds / Math.max(reached, 1)).toFixed(1)} ms / iteration`;
-      if (done) break;
-      start += chunk;
-      if (!fixedChunk) chunk = Math.max(1, Math.min(50, Math.round(0.25 / Math.max(dt / chunk, 1e-4))));
-      await new Promise((r) => setTimeout(r, 0));   // let the page draw and answer between runs
-    }
-    const iterations = Array.from(out.iterations.data, Number);
-    const winner = Number(out.winner.data[0]);
-    const p = reference ? psnr(out.image.data, reference.data) : null;
-    gs.result = { image: out.image.data, dims: out.image.dims, psnr: p, psnrText: $('s-psnr').textContent, iterations,
-                  winner, seconds, runs, threads, stopped: stopRequested,
-                  msPerIteration: 1000 * seconds / Math.max(iterations[winner], 1), objective };
+      $('s-time').textContent = `${d.seconds.toFixed(2)} s, ${(1000 * d.seconds / Math.max(reached, 1)).toFixed(1)} ms / iteration`;
+    };
+    const msg = { type: 'run', graph: folder.graph, inputs, state: iface.resume.state, threads, chunk: fixedChunk,
+                  trace: [...traceAt], wasmPaths };
+    const transfer = [folder.graph.buffer, ...Object.values(inputs).map((a) => a.data.buffer)];
+    const d = await recoverInWorker(msg, transfer, show);
+    show(d);
+    const winner = d.winner;
+    const p = reference ? psnr(d.image, reference.data) : null;
+    gs.trace = d.trace;
+    gs.result = { image: d.image, dims: d.dims, psnr: p, psnrText: $('s-psnr').textContent, iterations: d.iterations,
+                  winner, seconds: d.seconds, runs: d.runs, threads, stopped: d.stopped,
+                  msPerIteration: 1000 * d.seconds / Math.max(d.iterations[winner], 1), objective: d.objective };
     gs.state = 'done';
-    say('ok', `${stopRequested ? 'Stopped' : 'Recovered'}: restart ${winner + 1} of ${iterations.length}, ` +
-              `${iterations[winner]} iterations in ${seconds.toFixed(2)} s${p === null ? '' : `, PSNR ${p.toFixed(2)} dB`}.`);
+    say('ok', `${d.stopped ? 'Stopped' : 'Recovered'}: restart ${winner + 1} of ${d.iterations.length}, ` +
+              `${d.iterations[winner]} iterations in ${d.seconds.toFixed(2)} s${p === null ? '' : `, PSNR ${p.toFixed(2)} dB`}.`);
   } catch (e) {
     gs.state = e instanceof FolderError ? 'refused' : 'error';
     say('error', `${e instanceof FolderError ? 'Refused, nothing was run' : 'Error'}: ${e.message}`);
   } finally {
     $('stop').disabled = true;
     for (const id of ['load-served', 'pick', 'pick-dir']) $(id).disabled = false;
-    if (session) await session.release();
   }
 }
 
@@ -225,7 +207,7 @@ async function main() {
       }
     };
   }
-  $('stop').onclick = () => { stopRequested = true; };
+  $('stop').onclick = () => { if (worker) worker.postMessage({ type: 'stop' }); };
   say('info', 'Pick a recovery folder (gs-export recovery), or load the served one.');
   if (params.get('folder') !== '') {
     const probe = await fetch(new URL(`${params.get('folder') || 'folder/'}`.replace(/\/?$/, '/recovery.json'), location.href),

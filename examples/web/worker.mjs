@@ -1,0 +1,77 @@
+// The recovery itself, in a module worker so that the page never blocks: one onnxruntime-web session (WASM) runs
+// the recovery graph in chunks of iterations, the loop state kept here and fed back between runs (recovery.json's
+// `resume`), and after every run posts the current image, the iterations reached and the time.
+//
+// in:  {type: 'run', graph, inputs, state, threads, chunk, trace, wasmPaths}   then optionally {type: 'stop'}
+// out: {type: 'ready', version} | {type: 'progress', image, dims, iterations, objective, seconds, runs, chunk}
+//      | {type: 'done', ...progress, winner, stopped, trace} | {type: 'error', message, refused}
+import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
+import { FolderError, checkAgainstGraph } from './folder.mjs';
+
+let stop = false;
+
+function copy(t) {
+  return { dtype: t.type, dims: [...t.dims], data: t.data.slice() };
+}
+
+async function run(msg) {
+  ort.env.wasm.wasmPaths = msg.wasmPaths;
+  ort.env.wasm.numThreads = msg.threads;
+  let session;
+  try {
+    session = await ort.InferenceSession.create(msg.graph, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  } catch (e) {
+    throw new Error(`onnxruntime-web cannot load this graph: ${e.message}`);
+  }
+  try {
+    checkAgainstGraph(session, msg.inputs);
+    postMessage({ type: 'ready', version: ort.env.versions?.web || '' });
+    const feeds = {};
+    for (const [name, a] of Object.entries(msg.inputs)) feeds[name] = new ort.Tensor(a.dtype, a.data, a.dims);
+    const total = Number(msg.inputs.chunk.data[0]);
+    const trace = {};
+    const traceAt = new Set(msg.trace);
+    let start = 0;
+    let chunk = msg.chunk || Math.min(2, total);
+    let seconds = 0;
+    let runs = 0;
+    for (;;) {
+      feeds.start = new ort.Tensor('int64', BigInt64Array.from([BigInt(start)]), []);
+      feeds.chunk = new ort.Tensor('int64', BigInt64Array.from([BigInt(chunk)]), []);
+      const before = traceAt.has(runs) ? Object.fromEntries(Object.keys(msg.state).map((k) => [k, copy(feeds[k])])) : null;
+      const t0 = performance.now();
+      const out = await session.run(feeds);
+      const dt = (performance.now() - t0) / 1000;
+      seconds += dt;
+      if (before) {
+        trace[runs] = { start, chunk, state: before, image: copy(out.image),
+                        next: Object.fromEntries(Object.values(msg.state).map((k) => [k, copy(out[k])])) };
+      }
+      for (const [inName, outName] of Object.entries(msg.state)) feeds[inName] = out[outName];
+      runs += 1;
+      const o = out.objective;
+      const objective = [];
+      for (let r = 0; r < o.dims[0]; r++) objective.push(Math.min(...o.data.slice(r * o.dims[1], (r + 1) * o.dims[1])));
+      const report = { image: out.image.data, dims: out.image.dims, iterations: Array.from(out.iterations.data, Number),
+                       objective, seconds, runs, chunk, total };
+      await new Promise((r) => setTimeout(r, 0));   // let a 'stop' arrive
+      if (!out.running.data[0] || stop) {
+        postMessage({ type: 'done', ...report, winner: Number(out.winner.data[0]), stopped: stop, trace });
+        return;
+      }
+      postMessage({ type: 'progress', ...report });
+      start += chunk;
+      // about a second a run (the first run also evaluates the start: it only sets the pace)
+      if (!msg.chunk) chunk = Math.max(1, Math.min(100, Math.round(1.0 / Math.max(dt / chunk, 1e-4))));
+    }
+  } finally {
+    await session.release();
+  }
+}
+
+onmessage = (ev) => {
+  if (ev.data.type === 'stop') { stop = true; return; }
+  if (ev.data.type === 'run') {
+    run(ev.data).catch((e) => postMessage({ type: 'error', message: e.message, refused: e instanceof FolderError }));
+  }
+};
