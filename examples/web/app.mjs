@@ -192,7 +192,9 @@ async function main() {
   setupThreads();
   try {
     const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
-    gs.webgpu = adapter ? 'an adapter is offered (this page runs WASM)' : 'no adapter';
+    const info = adapter?.info || {};
+    gs.webgpu = adapter ? `adapter ${[info.vendor, info.architecture, info.description].filter((v) => v).join(' ') || '(no info)'}` +
+      `${adapter.isFallbackAdapter ? ', a fallback adapter' : ''} (this page runs WASM)` : 'no adapter';
   } catch (e) {
     gs.webgpu = `no adapter (${e.message})`;
   }
