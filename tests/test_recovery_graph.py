@@ -221,10 +221,18 @@ def _spoil(kind: str, d: Path) -> str:
         (d / "recovery.json").write_text(json.dumps(iface))
         _rehash(d, "inputs/z0.npy")
         return "z0"
+    if kind in ("resumed", "state"):  # consistent edits again: a folder that claims to continue a run
+        name, value = ("start", np.int64(5)) if kind == "resumed" else ("state_X", np.zeros((1, 3)))
+        np.save(d / "inputs" / f"{name}.npy", value)
+        iface = json.loads((d / "recovery.json").read_text())
+        iface["inputs"][name].update(dtype=str(value.dtype), shape=list(value.shape))
+        (d / "recovery.json").write_text(json.dumps(iface))
+        _rehash(d, f"inputs/{name}.npy")
+        return "starts at 0" if kind == "resumed" else "state_X"
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing", "altered", "graph", "reshaped", "dtype"])
+@pytest.mark.parametrize("kind", ["missing", "altered", "graph", "reshaped", "dtype", "resumed", "state"])
 def test_bad_folders_are_refused_in_one_line(folder, tmp_path, kind):
     from gs_onnx.cli import recover_main
 

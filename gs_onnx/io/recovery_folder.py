@@ -135,6 +135,11 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise GSError(f"{folder / d['file']} contains NaN or Inf")
         inputs[name] = a
+    if "start" in inputs and int(inputs["start"]) != 0:
+        raise GSError(f"{folder / 'inputs/start.npy'} is {int(inputs['start'])}: a recovery folder starts at 0 (a "
+                      f"client continues a run with the state it got back, not from files)")
+    if "chunk" in inputs and int(inputs["chunk"]) < 1:
+        raise GSError(f"{folder / 'inputs/chunk.npy'} is {int(inputs['chunk'])}: a run takes at least 1 iteration")
     return graph, inputs, iface
 
 

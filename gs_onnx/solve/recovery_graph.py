@@ -538,4 +538,9 @@ class GraphRecovery:
         if extra:
             raise GSError(f"the recovery graph has no input {extra[0]!r}")
         feed = {k: np.asarray(v, order="C") for k, v in inputs.items()}
-        return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
+        try:
+            return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
+        except Exception as e:   # onnxruntime's own exceptions (shapes the graph's declared inputs do not fix)
+            if type(e).__module__.split(".")[0] != "onnxruntime":
+                raise
+            raise GSError(f"the recovery graph failed to run: {str(e).splitlines()[0][:300]}") from None
