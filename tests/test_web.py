@@ -48,18 +48,11 @@ def web():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """A dcgan recovery folder of a bundled face (Gaussian m/n 0.163, the model's plan: 1 x 100), with its
-    reference.npy."""
-    from gs_onnx.cli import measure_main
-    from gs_onnx.cli.recovery import main as recovery_main
+    """What ``serve-demo`` serves without a folder: a dcgan recovery folder of a bundled face (Gaussian m/n 0.163,
+    the model's plan: 1 x 100), with its reference.npy."""
+    from gs_onnx.cli.serve_demo import default_folder
 
-    tmp = tmp_path_factory.mktemp("web")
-    r = CliRunner().invoke(measure_main, [str(SAMPLE), "--model", "dcgan", "--ratio", "0.1628", "-o", str(tmp / "meas.npy")])
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / "meas.npy"), "--reference", str(SAMPLE),
-                                           "-o", str(tmp / "rec")])
-    assert r.exit_code == 0, r.output
-    return tmp / "rec"
+    return default_folder(tmp_path_factory.mktemp("web"))
 
 
 def _serve(folder: Path):
@@ -245,3 +238,35 @@ def test_serve_demo_refuses_what_it_cannot_serve(tmp_path):
     (tmp_path / "recovery.json").write_text("{}")
     r = CliRunner().invoke(main, [str(tmp_path), "--page", str(tmp_path)])
     assert r.exit_code == 2 and "has no index.html" in r.output
+
+
+def test_the_server_serves_two_folders_and_nothing_else(folder, tmp_path):
+    """Files of the page and of the folder, with the isolation headers; no listings, nothing outside either root
+    (.., a symbolic link out), plain 404s."""
+    import urllib.error
+    import urllib.request
+
+    from gs_onnx.cli.serve_demo import make_server
+
+    page = tmp_path / "page"
+    page.mkdir()
+    (page / "index.html").write_text("<p>page</p>")
+    (tmp_path / "secret.txt").write_text("secret")
+    (page / "link.txt").symlink_to(tmp_path / "secret.txt")
+    server = make_server(folder, page, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with urllib.request.urlopen(base + "/") as r:
+            assert r.read() == b"<p>page</p>" and r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+            assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        with urllib.request.urlopen(base + "/folder/recovery.json") as r:
+            assert json.loads(r.read())["format"] == "gs-onnx-recovery"
+        for path in ("/folder/", "/folder/inputs/", "/../secret.txt", "/folder/../../secret.txt", "/link.txt",
+                     "/%2e%2e/secret.txt"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(base + path)
+            assert e.value.code == 404, path
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,7 +1,8 @@
 """``python -m gs_onnx serve-demo FOLDER``: serve the browser page (examples/web) and one recovery folder on
 localhost, with the cross-origin isolation headers that let onnxruntime-web use WebAssembly threads.
 
-The page is served from ``/``, the folder from ``/folder/`` (the page loads it by default). Only files inside the
+The page is served from ``/``, the folder from ``/folder/`` (the page loads it by default). Without a folder it
+serves a dcgan recovery folder of a bundled CelebA face, made for the session in a temporary folder. Only files inside the
 two directories are served (no listing outside them, no symbolic links out); nothing is written. The page checks
 every file against recovery.json itself (sha256) before it creates a session.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import http.server
 import os
 import posixpath
+import signal
+import tempfile
 import threading
 import urllib.parse
 from pathlib import Path
@@ -26,6 +29,21 @@ PAGE = Path(__file__).resolve().parents[2] / "examples" / "web"
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json",
          ".html": "text/html; charset=utf-8", ".css": "text/css", ".npy": "application/octet-stream",
          ".onnx": "application/octet-stream", ".png": "image/png", ".map": "application/json"}
+
+
+def default_folder(tmp: Path) -> Path:
+    """A dcgan recovery folder of a bundled test face (Gaussian m/n 0.163, the model's plan, reference.npy) in
+    ``tmp``: what the page shows when no folder is given."""
+    from .demo import default_image
+    from .measure import measure_main
+    from .recovery import main as recovery_main
+
+    face = default_image(64)
+    measure_main.main([str(face), "--model", "dcgan", "--ratio", "0.1628", "-o", str(tmp / "face.npy"), "-q"],
+                      standalone_mode=False)
+    recovery_main.main(["--measurements", str(tmp / "face.npy"), "--reference", str(face), "-o", str(tmp / "face-graph")],
+                       standalone_mode=False)
+    return tmp / "face-graph"
 
 
 def page_dir(page: str | None) -> Path:
@@ -52,7 +70,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         target = root.joinpath(*parts)
         real = Path(os.path.realpath(target))
         if real != root and root not in real.parents:
-            return str(root / "\0outside")   # a link out of the root: answered 404
+            return str(root / ".no-such-file-outside-the-root")   # a link out of the root: answered 404
         return str(target)
 
     def list_directory(self, path):
@@ -87,9 +105,10 @@ def make_server(folder: Path, page: Path, host: str = "127.0.0.1", port: int = 8
 
 @click.command(cls=OneLineCommand, epilog=examples(
     "gs-export recovery --measurements meas.npy --reference face.jpg -o meas-graph/",
-    "python -m gs_onnx serve-demo meas-graph/          # then open http://127.0.0.1:8000/",
+    "python -m gs_onnx serve-demo                      # a dcgan folder of a bundled face; open http://127.0.0.1:8000/",
+    "python -m gs_onnx serve-demo meas-graph/          # your folder",
     "python -m gs_onnx serve-demo meas-graph/ --port 0 # any free port (printed)"))
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("folder", type=click.Path(file_okay=False), required=False)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (the page's sha256 checks need localhost or https).")
@@ -100,17 +119,27 @@ def make_server(folder: Path, page: Path, host: str = "127.0.0.1", port: int = 8
 @one_line_errors
 def main(folder, port, host, page, verbose):
     """Serve the browser demo (examples/web: onnxruntime-web runs the recovery graph on this machine's browser)
-    with the recovery FOLDER (gs-export recovery) at /folder/, on localhost, with the headers for WASM threads.
-    Ctrl-C stops it."""
-    folder = Path(folder)
-    if not (folder / "recovery.json").is_file():
+    with the recovery FOLDER (gs-export recovery; default: a dcgan folder of a bundled face, made now) at
+    /folder/, on localhost, with the headers for WASM threads. Ctrl-C stops it."""
+    if folder is not None and not (Path(folder) / "recovery.json").is_file():
         raise GSError(f"{folder} is not a recovery folder (no recovery.json): gs-export recovery writes one")
-    server = make_server(folder, page_dir(page), host, port, verbose)
+    pages = page_dir(page)
+    with tempfile.TemporaryDirectory(prefix="gs-serve-demo-") as tmp:
+        folder = default_folder(Path(tmp)) if folder is None else Path(folder)
+        _serve(make_server(folder, pages, host, port, verbose), folder)
+
+
+def _serve(server, folder: Path) -> None:
     h, p = server.server_address[:2]
     click.echo(f"serving {folder}/ at http://{h}:{p}/ (page: {server.RequestHandlerClass.roots['']}); Ctrl-C stops",
                err=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+
+    def stop(*_):   # SIGTERM ends it as Ctrl-C does: the temporary default folder is removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         thread.join()
     except KeyboardInterrupt:
