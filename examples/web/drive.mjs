@@ -28,7 +28,7 @@ async function main() {
   const o = args(process.argv.slice(2));
   if (!o.url || !o.out) throw new Error('usage: node drive.mjs URL OUT.json [--screenshot PNG] [--pick FILE ...]');
   const browser = await puppeteer.launch({
-    executablePath: o.chromium, headless: true,
+    executablePath: o.chromium, headless: true, protocolTimeout: (o.timeout + 60) * 1000,
     args: ['--no-sandbox', '--disable-dev-shm-usage', '--enable-unsafe-webgpu'],
   });
   const logs = [];
