@@ -159,6 +159,10 @@ def test_folder_runs_in_a_client_with_only_numpy_and_onnxruntime(folder, tmp_pat
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     client = np.load(tmp_path / "client.npy")
+    r = subprocess.run([sys.executable, str(CLIENT), str(graph), "--chunk", "7", "--out", str(tmp_path / "chunks.npy")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.count("iteration ") >= 4, r.stderr
+    assert np.array_equal(np.load(tmp_path / "chunks.npy"), client)   # section 8's loop, run by the client
     r = CliRunner().invoke(recover_main, [str(meas), "--method", "gs", "--engine", "recovery-graph", "--restarts", "2",
                                           "--max-iter", "30", "-o", str(tmp_path / "engine"), "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -221,18 +225,20 @@ def _spoil(kind: str, d: Path) -> str:
         (d / "recovery.json").write_text(json.dumps(iface))
         _rehash(d, "inputs/z0.npy")
         return "z0"
-    if kind in ("resumed", "state"):  # consistent edits again: a folder that claims to continue a run
-        name, value = ("start", np.int64(5)) if kind == "resumed" else ("state_X", np.zeros((1, 3)))
+    if kind in ("resumed", "state", "start-shape"):  # consistent edits again: a folder that claims to continue a run
+        name, value = {"resumed": ("start", np.int64(5)), "state": ("state_X", np.zeros((1, 3))),
+                       "start-shape": ("start", np.zeros(2, np.int64))}[kind]
         np.save(d / "inputs" / f"{name}.npy", value)
         iface = json.loads((d / "recovery.json").read_text())
         iface["inputs"][name].update(dtype=str(value.dtype), shape=list(value.shape))
         (d / "recovery.json").write_text(json.dumps(iface))
         _rehash(d, f"inputs/{name}.npy")
-        return "starts at 0" if kind == "resumed" else "state_X"
+        return {"resumed": "starts at 0", "state": "state_X", "start-shape": "one int64 number"}[kind]
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing", "altered", "graph", "reshaped", "dtype", "resumed", "state"])
+@pytest.mark.parametrize("kind", ["missing", "altered", "graph", "reshaped", "dtype", "resumed", "state",
+                                  "start-shape"])
 def test_bad_folders_are_refused_in_one_line(folder, tmp_path, kind):
     from gs_onnx.cli import recover_main
 

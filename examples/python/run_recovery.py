@@ -1,11 +1,13 @@
 """Run a recovery folder written by ``gs-export recovery`` with nothing but numpy and onnxruntime.
 
-    python run_recovery.py FOLDER [--reference truth.npy] [--out image.npy]
+    python run_recovery.py FOLDER [--reference truth.npy] [--out image.npy] [--chunk N]
 
 Every file is checked against the sha256 that ``FOLDER/recovery.json`` lists, every ``inputs/NAME.npy`` is fed to
 the graph input ``NAME``, and the output ``image`` (C, H, W, float32 in [0, 1]) is saved. With a reference image
-(a .npy of the same shape, values in [0, 1]) the PSNR is printed. This file is the whole client: it is what a
-C++, C#, Java or JavaScript program does with the same folder (docs/recovery-graph.md).
+(a .npy of the same shape, values in [0, 1]; by default the folder's own reference.npy when it has one) the PSNR is
+printed. ``--chunk N`` runs the same graph N iterations at a time, feeding its loop state back between runs and
+printing the progress (docs/recovery-graph.md, section 8): the same image, bit for bit. This file is the whole
+client: it is what a C++, C#, Java or JavaScript program does with the same folder.
 """
 import argparse
 import hashlib
@@ -44,7 +46,28 @@ def load(folder: Path):
         if str(a.dtype) != spec["dtype"] or list(a.shape) != spec["shape"]:
             fail(f"{spec['file']} holds {a.dtype} {list(a.shape)}, expected {spec['dtype']} {spec['shape']}")
         feeds[name] = a
-    return graph, feeds, iface
+    reference = None
+    if iface.get("reference") == "reference.npy":
+        reference = np.load(io.BytesIO(read("reference.npy")), allow_pickle=False)
+    return graph, feeds, iface, reference
+
+
+def run(sess, feeds: dict, iface: dict, chunk: int | None):
+    """One run, or runs of ``chunk`` iterations with the loop state fed back (recovery.json's ``resume``)."""
+    names = [o.name for o in sess.get_outputs()]
+    if not chunk:
+        return dict(zip(names, sess.run(None, feeds)))
+    resume = iface["resume"]
+    feeds, start = dict(feeds), 0
+    while True:
+        feeds[resume["start"]] = np.asarray(start, np.int64)
+        feeds[resume["chunk"]] = np.asarray(chunk, np.int64)
+        out = dict(zip(names, sess.run(None, feeds)))
+        print(f"  iteration {int(out['iterations'].max())}: objective {out['objective'][-1].min():.4e}", flush=True)
+        if not out[resume["running"]]:
+            return out
+        feeds.update({k: out[v] for k, v in resume["state"].items()})
+        start += chunk
 
 
 def main() -> None:
@@ -52,21 +75,24 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--reference", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--chunk", type=int, default=None, help="iterations per run (progress); default: one run")
     a = ap.parse_args()
     if not (a.folder / "recovery.json").is_file():
         fail(f"{a.folder} has no recovery.json")
-    graph, feeds, iface = load(a.folder)
+    if a.chunk is not None and a.chunk < 1:
+        fail(f"--chunk {a.chunk}: a run takes at least 1 iteration")
+    graph, feeds, iface, reference = load(a.folder)
     sess = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     t = time.perf_counter()
-    out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    out = run(sess, feeds, iface, a.chunk)
     seconds = time.perf_counter() - t
     image = out["image"]
     if a.out is not None:
         np.save(a.out, image, allow_pickle=False)
-    line = (f"{iface['model']} c={iface['cut']}: restart {int(out['winner'])} of {len(out['score'])} won after "
+    line = (f"{iface['model']} c={iface['cut']}: restart {int(out['winner']) + 1} of {len(out['score'])} won after "
             f"{int(out['iterations'][int(out['winner'])])} iterations, {seconds:.1f} s")
-    if a.reference is not None:
-        ref = np.load(a.reference, allow_pickle=False).astype(np.float64)
+    if a.reference is not None or reference is not None:
+        ref = (np.load(a.reference, allow_pickle=False) if a.reference is not None else reference).astype(np.float64)
         mse = float(np.mean((image.astype(np.float64) - ref) ** 2))
         line += f", PSNR {10 * np.log10(1.0 / mse):.2f} dB"
     print(line)

@@ -116,15 +116,12 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
     if not isinstance(files, dict) or not isinstance(spec, dict) or iface.get("graph") != GRAPH:
         raise GSError(f"{iface_path} lacks its files, inputs or graph")
 
-    def verified(rel: str) -> bytes:
-        return _verified(folder, files, rel)
-
-    graph = verified(GRAPH)
+    graph = _verified(folder, files, GRAPH)
     inputs = {}
     for name, d in spec.items():
         if not isinstance(d, dict) or d.get("file") != f"inputs/{name}.npy":
             raise GSError(f"{iface_path}: input {name!r} must come from inputs/{name}.npy")
-        data = verified(d["file"])
+        data = _verified(folder, files, d["file"])
         try:
             a = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError) as e:
@@ -135,6 +132,9 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise GSError(f"{folder / d['file']} contains NaN or Inf")
         inputs[name] = a
+    for name in ("start", "chunk"):
+        if name in inputs and (inputs[name].shape != () or inputs[name].dtype != np.int64):
+            raise GSError(f"{folder / f'inputs/{name}.npy'} must hold one int64 number")
     if "start" in inputs and int(inputs["start"]) != 0:
         raise GSError(f"{folder / 'inputs/start.npy'} is {int(inputs['start'])}: a recovery folder starts at 0 (a "
                       f"client continues a run with the state it got back, not from files)")
