@@ -41,7 +41,7 @@ function setupThreads() {
   const cores = navigator.hardwareConcurrency || 1;
   const choices = isolated ? [...new Set([1, 2, 4, cores])].filter((t) => t <= Math.max(cores, 1)).sort((a, b) => a - b) : [1];
   for (const t of choices) sel.add(new Option(String(t), String(t)));
-  const want = Number(params.get('threads') || (isolated ? Math.min(2, cores) : 1));
+  const want = Number(params.get('threads') || (isolated ? Math.min(4, cores) : 1));
   sel.value = String(choices.includes(want) ? want : choices[choices.length - 1]);
   sel.title = isolated ? 'WASM threads' : 'one thread: the page is not cross-origin isolated (serve it with serve-demo)';
 }
