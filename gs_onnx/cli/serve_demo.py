@@ -52,7 +52,7 @@ def page_dir(page: str | None) -> Path:
     if not (d / "index.html").is_file():
         raise GSError(f"{d} has no index.html: give --page, the examples/web folder of a gs-onnx checkout")
     if not (d / ORT_FILE).is_file():
-        raise GSError(f"{d} lacks onnxruntime-web: run `npm ci` in {d} first")
+        raise GSError(f"{d} lacks onnxruntime-web: run `npm ci --ignore-scripts` in {d} first")
     return d.resolve()
 
 
