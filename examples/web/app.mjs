@@ -1,9 +1,10 @@
 // The page: load a recovery folder (served, or picked), verify it (folder.mjs), run the recovery graph with
-// onnxruntime-web in a worker (worker.mjs) in chunks of iterations (the loop state fed back between runs, recovery.json's `resume`), and
-// show truth | what was measured | the recovery as it improves, with the PSNR, the iteration and the time.
+// onnxruntime-web in a worker (worker.mjs) in chunks of iterations (the loop state fed back between runs,
+// recovery.json's `resume`), and show truth | what was measured | the recovery as it improves, with the PSNR, the
+// iteration and the time.
 //
 // URL parameters: folder=URL (default folder/, what `python -m gs_onnx serve-demo` serves; none: wait for a
-// pick), threads=N (WASM threads; default: 2 when the page is cross-origin isolated, else 1), chunk=N (iterations
+// pick), threads=N (WASM threads; default: min(4, cores) when cross-origin isolated, else 1), chunk=N (iterations
 // per run; default: about a second's worth), max_mb=N (the largest file accepted, default 1024),
 // trace=i,j (keep the state going into and out of those chunks: window.gs.trace, for the tests).
 import { FolderError, fileSource, readFolder, urlSource } from './folder.mjs';
@@ -98,7 +99,7 @@ function stretch(v) {
   return Float32Array.from(v, (x) => (Number.isFinite(x) ? (x - lo) / Math.max(hi - lo, 1e-12) : 0.5));
 }
 
-export function psnr(a, b) {
+function psnr(a, b) {
   let s = 0;
   for (let i = 0; i < a.length; i++) { const d = a[i] - b[i]; s += d * d; }
   return 10 * Math.log10(a.length / s);
@@ -127,6 +128,7 @@ async function run(source) {
   gs.result = null;
   gs.trace = {};
   gs.longestPauseMs = 0;
+  $('progress').value = 0;
   for (const id of ['load-served', 'pick', 'pick-dir']) $(id).disabled = true;
   try {
     say('info', `Checking ${source.label} against recovery.json\u2026`);
