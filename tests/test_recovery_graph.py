@@ -329,6 +329,13 @@ def test_a_run_in_chunks_is_the_run_in_one(optimizer):
     for k in ("image", "images", "iterations", "best_iteration", "winner", "score"):
         assert np.array_equal(out[k], whole[k]), k
     assert np.array_equal(np.concatenate(trace), whole["objective"])
+    # the same loop inside GraphRecovery.run (gs-recover's progress bar): the one run's outputs, progress per run
+    seen = []
+    again = runner.run({**inputs, **values}, chunk=7, progress=lambda it, budget, o: seen.append((it, budget)))
+    for k in ("image", "images", "iterations", "best_iteration", "winner", "score", "objective"):
+        assert np.array_equal(again[k], whole[k]), k
+    assert len(seen) == len(runs) and [b for _, b in seen] == [40] * len(seen)
+    assert [it for it, _ in seen] == sorted(it for it, _ in seen) and seen[-1][0] == int(whole["iterations"].max())
 
 
 def test_adam_matches_torch():

@@ -15,7 +15,7 @@ from ..io.images import grid, labelled, load_image, save_png
 from ..io.paths import regular_file
 from ..metrics import FIT_LIMIT, fit, fit_words
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
-from ..solve.methods import AUTO, GRAPH_ENGINE, METHODS
+from ..solve.methods import AUTO, GRAPH_CHUNK, GRAPH_ENGINE, METHODS
 from ..solve.objective import ENGINE_CHOICES
 from ..io.publish import discard, publish, staging
 from ..solve.restart import BATCH_MODES
@@ -139,7 +139,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     setup_logging(quiet, verbose)
     out = Path(output) if output else default_output(measurements, method)
     if Path(measurements).is_dir():
-        return _recover_folder(Path(measurements), out, overwrite, reference, quiet, method, options)
+        return _recover_folder(Path(measurements), out, overwrite, reference, quiet, method, options, progress)
     y, sidecar = read_measurements(measurements, trust_sidecar=trust_sidecar)
     settings = Settings(**options)
     method, why = resolve_method(method, sidecar, settings)
@@ -234,10 +234,13 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
         if not quiet:
             click.echo(f"warning: {words}", err=True)
 
-def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: bool, method: str, options: dict):
-    """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, one session
-    run; writes recovered_001.png, recovered.npy, report.json (and compare_001.png with a reference)."""
+def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: bool, method: str, options: dict,
+                    progress=None):
+    """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, the graph run in
+    chunks of iterations for the progress bar (the one run's result, bit for bit); writes recovered_001.png,
+    recovered.npy, report.json (and compare_001.png with a reference)."""
     from ..io.recovery_folder import check_against_graph, read_folder, read_reference
+    from ..io.progress import Progress
     from ..solve.recovery_graph import GraphRecovery
 
     if not (folder / "recovery.json").exists():
@@ -255,9 +258,13 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     check_against_graph(runner.session.get_inputs(), inputs)
     tmp = staging(out, overwrite, inputs=[folder, *reference])
     try:
+        bar = Progress(f"recover {folder.name}", enabled=False if quiet else progress)
         t0 = time.perf_counter()
-        res = runner.run(inputs)
+        res = runner.run(inputs, chunk=GRAPH_CHUNK, progress=lambda it, budget, o: bar.update(
+            it / max(budget, 1), f"iteration {it}/{budget}, objective {float(o['objective'][-1].min()):.4g}"
+            if len(o["objective"]) else f"iteration {it}/{budget}"))
         seconds = time.perf_counter() - t0
+        bar.close()
         image = res["image"]
         win = int(res["winner"])
         fields = {"index": int(iface.get("image", 0)), "winner": win, "score": [float(v) for v in res["score"]],

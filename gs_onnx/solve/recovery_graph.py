@@ -530,7 +530,27 @@ class GraphRecovery:
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], *, chunk: int | None = None, progress=None) -> dict[str, np.ndarray]:
+        """The outputs of a recovery. With ``chunk`` (a graph that resumes: section 8 of docs/recovery-graph.md),
+        runs of at most ``chunk`` iterations with the loop state fed back, ``progress(iterations, budget, outputs)``
+        after each; the result is the one run's (bit for bit), ``objective`` the whole trace."""
+        if chunk is None or "start" not in self.inputs:
+            return self._run(inputs)
+        feed, start, traces = dict(inputs), int(inputs["start"]), []
+        budget = int(inputs["chunk"])
+        while True:
+            feed.update(start=np.asarray(start, np.int64), chunk=np.asarray(max(1, int(chunk)), np.int64))
+            out = self._run(feed)
+            traces.append(out["objective"])
+            if progress is not None:
+                progress(int(out["iterations"].max()), budget, out)
+            if not out["running"]:
+                out["objective"] = np.concatenate(traces)
+                return out
+            feed.update({k: out[STATE_OUT + k[len(STATE_IN):]] for k in feed if k.startswith(STATE_IN)})
+            start += max(1, int(chunk))
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = sorted(set(self.inputs) - set(inputs))
         if missing:
             raise GSError(f"the recovery graph needs the input {missing[0]!r}, which was not given")
