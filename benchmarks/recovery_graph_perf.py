@@ -26,7 +26,7 @@ from gs_onnx.generator.registry import load  # noqa: E402
 from gs_onnx.physics import make  # noqa: E402
 from gs_onnx.solve.lbfgs import LBFGSSettings  # noqa: E402
 from gs_onnx.solve.objective import make_objective  # noqa: E402
-from gs_onnx.solve.recovery_graph import GraphRecovery, prior_arrays, recovery_model  # noqa: E402
+from gs_onnx.solve.recovery_graph import GraphRecovery, empty_state, prior_arrays, recovery_model  # noqa: E402
 from gs_onnx.solve.restart import Budget, recover_batch, start_points  # noqa: E402
 from gs_onnx.solve.skipprior import prior_for, with_skip_prior  # noqa: E402
 from gs_onnx.solve.stopping import PAPER  # noqa: E402
@@ -55,7 +55,8 @@ def case(model, cut, kind, lr, K, iters, device, rounds):
     feed = {"z0": z0, "y": y[None], "w": np.ones((1, op.m), np.float32), "prior_mean": mean, "prior_scale": scale,
             "lr": np.asarray(lr), "tolerance_grad": np.asarray(1e-7), "tolerance_change": np.asarray(1e-9),
             "steps": np.asarray(st.steps, np.int64), "step_iters": np.asarray(st.max_iter, np.int64),
-            "patience": np.asarray(0, np.int64), **values}
+            "patience": np.asarray(0, np.int64), "start": np.asarray(0, np.int64),
+            "chunk": np.asarray(st.steps * st.max_iter, np.int64), **empty_state("lbfgs", size, 100), **values}
 
     def host():
         recover_batch(obj, y[None], restarts=K, budget=Budget(max_iter=iters, max_fun=2 * iters, history=100),
