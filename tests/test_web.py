@@ -230,6 +230,23 @@ def test_picked_files_are_recovered(web, folder, tmp_path):
     assert report["longestPauseMs"] < 250, report["longestPauseMs"]
 
 
+def test_stop_ends_the_recovery_between_runs(web, folder, tmp_path):
+    """Stop, clicked once the page shows iteration 10 (runs of 5): the worker ends after the run under way; the
+    page says so and keeps the image reached, which Python's replay of the same iterations confirms."""
+    from gs_onnx.io.recovery_folder import read_folder
+    from gs_onnx.solve.recovery_graph import GraphRecovery
+
+    report = _drive(web, folder, "?chunk=5", tmp_path / "out.json", "--stop-at", "10")
+    res = report["result"]
+    assert report["state"] == "done" and res["stopped"] is True and report["message"].startswith("Stopped"), report
+    reached = res["iterations"][0]
+    assert 10 <= reached < 100 and reached % 5 == 0
+    graph, inputs, _ = read_folder(folder)
+    py = GraphRecovery(graph).run({**inputs, "chunk": np.int64(reached)})
+    assert int(py["iterations"][0]) == reached and bool(py["running"]) is True
+    assert np.abs(_array(res["image"]) - py["image"]).max() <= 0.05   # the drift of section 10, over few iterations
+
+
 def test_serve_demo_refuses_what_it_cannot_serve(tmp_path):
     from gs_onnx.cli.serve_demo import main
 
