@@ -241,7 +241,7 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     recovered.npy, report.json (and compare_001.png with a reference)."""
     from ..io.recovery_folder import check_against_graph, read_folder, read_reference
     from ..io.progress import Progress
-    from ..solve.recovery_graph import GraphRecovery
+    from ..solve.recovery_graph import GraphRecovery, progress_words
 
     if not (folder / "recovery.json").exists():
         raise GSError(f"{folder} is a directory, not a measurement file, nor a recovery folder (it has no recovery.json)")
@@ -261,8 +261,7 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
         bar = Progress(f"recover {folder.name}", enabled=False if quiet else progress)
         t0 = time.perf_counter()
         res = runner.run(inputs, chunk=GRAPH_CHUNK, progress=lambda it, budget, o: bar.update(
-            it / max(budget, 1), f"iteration {it}/{budget}, objective {float(o['objective'][-1].min()):.4g}"
-            if len(o["objective"]) else f"iteration {it}/{budget}"))
+            it / max(budget, 1), progress_words(it, budget, o)))
         seconds = time.perf_counter() - t0
         bar.close()
         image = res["image"]

@@ -115,6 +115,14 @@ def adam_settings(s: "Settings", budget):
 #: The paper's torch L-BFGS learning rates per architecture (DCGAN 0.1, BEGAN and VAE 1).
 PAPER_LR = {"dcgan": 0.1, "began": 1.0, "vae": 1.0}
 
+
+def lbfgs_lr(man, s: "Settings") -> float:
+    """The paper's L-BFGS learning rate: ``--lr``, else the model's recommended one, else the paper's for its
+    architecture."""
+    if s.lr is not None:
+        return s.lr
+    return float(man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(man.architecture, 1.0)))
+
 #: Upper bounds of the counts a command line gives (a mistyped 100000 restarts fails at once, not hours later).
 #: The optimiser's counts share the manifest's bounds (one home: gs_onnx.generator.manifest).
 UPPER = {"restarts": MAX_RESTARTS, "max_iter": MAX_ITERATIONS, "max_fun": MAX_ITERATIONS, "codes": 1000,
@@ -384,8 +392,7 @@ class _RestartSolver:
             if self.s.line_search not in (None, "none"):
                 raise GSError("--line-search applies to --optimizer lbfgs")
             return opt, adam_settings(self.s, self.budget)
-        lr = self.s.lr if self.s.lr is not None else \
-            float(self.man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(self.man.architecture, 1.0)))
+        lr = lbfgs_lr(self.man, self.s)
         ls = None if self.s.line_search in (None, "none") else self.s.line_search
         return opt, lbfgs_settings(self.budget, lr, ls)
 
@@ -606,13 +613,12 @@ class GraphSolver:
 
     def solve(self, i: int, y: np.ndarray, progress):
         from ..metrics import disagreement
+        from .recovery_graph import progress_words
 
         inputs, plan = plan_inputs(self.man, self.cut, self.op, y, self.s, i)
         progress(0.0, "running the recovery graph")
         out = self.runner.run({**inputs, **self.values}, chunk=GRAPH_CHUNK,
-                              progress=lambda it, budget, o: progress(it / max(budget, 1), f"iteration {it}, objective "
-                                                                      f"{float(o['objective'][-1].min()):.4g}"
-                                                                      if len(o["objective"]) else f"iteration {it}"))
+                              progress=lambda it, budget, o: progress(it / max(budget, 1), progress_words(it, budget, o)))
         image = out["image"]
         win = int(out["winner"])
         K = len(out["score"])
@@ -663,9 +669,7 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
                       max_iterations=np.asarray(st.iterations, np.int64), chunk=np.asarray(st.iterations, np.int64))
         plan.update(lr=st.lr, betas=[st.beta1, st.beta2], eps=st.eps)
         return inputs, plan
-    lr = s.lr if s.lr is not None else \
-        float(man.recommended.get("lbfgs", {}).get("lr", PAPER_LR.get(man.architecture, 1.0)))
-    st = lbfgs_settings(budget, lr)
+    st = lbfgs_settings(budget, lbfgs_lr(man, s))
     inputs.update(lr=np.asarray(st.lr, np.float64), tolerance_grad=np.asarray(st.tolerance_grad, np.float64),
                   tolerance_change=np.asarray(st.tolerance_change, np.float64),
                   steps=np.asarray(st.steps, np.int64), step_iters=np.asarray(st.max_iter, np.int64),

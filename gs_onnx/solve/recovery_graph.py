@@ -512,6 +512,12 @@ def prior_arrays(man, cut: int, layout, prior) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
+def progress_words(iterations: int, budget: int, out: dict) -> str:
+    """A progress line after a run of the graph: the iterations reached and the best restart's objective."""
+    words = f"iteration {iterations}/{budget}"
+    return words + (f", objective {float(out['objective'][-1].min()):.4g}" if len(out["objective"]) else "")
+
+
 class GraphRecovery:
     """A recovery graph in one ONNX Runtime session: ``run(inputs)`` -> the outputs by name.
 
