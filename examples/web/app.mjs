@@ -70,26 +70,22 @@ function measuredView(iface, inputs) {
   const y = inputs.y.data;
   const m = iface.m;
   const n = C * H * W;
-  let v;
-  let what;
   if (inputs.A) {
     const A = inputs.A.data;
-    v = new Float64Array(n);
+    const v = new Float64Array(n);
     for (let i = 0; i < m; i++) {
       const yi = y[i];
       const row = i * n;
       for (let j = 0; j < n; j++) v[j] += A[row + j] * yi;
     }
-    what = `A\u1d40y, the back-projection of the ${m} measurements (m/n ${(m / n).toFixed(3)})`;
-  } else {
-    const side = Math.ceil(Math.sqrt(m));
-    v = new Float64Array(side * side).fill(NaN);
-    v.set(y);
-    what = `the ${m} measurements (${iface.operator?.type || 'operator'}) as a grey strip`;
-    const out = stretch(v);
-    return { data: out, dims: [1, side, side], what };
+    return { data: stretch(v), dims: [C, H, W],
+             what: `A\u1d40y, the back-projection of the ${m} measurements (m/n ${(m / n).toFixed(3)})` };
   }
-  return { data: stretch(v), dims: [C, H, W], what };
+  const side = Math.ceil(Math.sqrt(m));
+  const v = new Float64Array(side * side).fill(NaN);
+  v.set(y);
+  return { data: stretch(v), dims: [1, side, side],
+           what: `the ${m} measurements (${iface.operator?.type || 'operator'}) as a grey strip` };
 }
 
 function stretch(v) {
