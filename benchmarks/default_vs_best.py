@@ -4,7 +4,7 @@
 
 Reads the results.jsonl of gs-experiment runs (physics and cs presets with --methods gs-tv,tv,lasso-dct, or
 gs,tv,lasso-dct where the model's default is gs). The default is what ``gs-recover --method auto`` runs: the
-model's recommended method for the operator (gs_onnx.solve.methods.recommended_method). GS alone is the plain gs
+model's recommended method for the operator (gs_onnx.solve.registry.recommended_method). GS alone is the plain gs
 row where there is one, else the GS stage of a gs-tv row (``gs_psnr``: the same plan, the same start). Only
 images that every method finished are compared. Prints mean PSNR per method, default - best other, the images,
 BEGAN's seam statistic against the truth's, and the slowest default run.
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gs_onnx.generator.registry import load
-from gs_onnx.solve.methods import recommended_method
+from gs_onnx.solve.registry import recommended_method
 
 
 def condition(r: dict) -> str:

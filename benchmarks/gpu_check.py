@@ -74,7 +74,7 @@ def parity(faces: np.ndarray, device: str) -> dict:
 def paper_budget(model: str, cut: int, face: np.ndarray, device: str) -> list[dict]:
     """One image at the paper's budget (3 restarts x 500 iterations, every measurement fitted), restarts
     batched, with each optimiser: wall time and the share outside the objective (the optimiser's own work)."""
-    from gs_onnx.solve.methods import PAPER_LR
+    from gs_onnx.solve.settings import PAPER_LR
     from gs_onnx.metrics import psnr
     from gs_onnx.solve.objective import make_objective
     from gs_onnx.solve.restart import Budget, lbfgs_settings, recover_batch

@@ -23,7 +23,7 @@ from gs_onnx.generator.registry import load
 from gs_onnx.io.images import list_images, load_image
 from gs_onnx.metrics import psnr
 from gs_onnx.physics import make, measure, sigma_for
-from gs_onnx.solve.methods import Settings, make_solver
+from gs_onnx.solve import Settings, make_solver
 from gs_onnx.solve.tv import default_lam, tv_batch
 
 model = sys.argv[1] if len(sys.argv) > 1 else "began"

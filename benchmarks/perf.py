@@ -202,7 +202,7 @@ def optimizer_child(model: str, cut: int, device: str, rows_list: list[int], its
     and the batched torch-semantics L-BFGS (one step of ``its`` iterations, tolerances 0: no early stop; its
     line-search-free steps make one evaluation per iteration, scipy's about 1.05)."""
     from gs_onnx.solve.lbfgs import LBFGSSettings
-    from gs_onnx.solve.methods import PAPER_LR
+    from gs_onnx.solve.settings import PAPER_LR
     from gs_onnx.solve.restart import Budget, recover_batch
 
     man, op, y, obj = setup(model, cut, RATIO, device)

@@ -1,7 +1,11 @@
-"""The installed version of gs-onnx (from the package metadata; the source tree's pyproject otherwise)."""
+"""The installed version of gs-onnx (from the package metadata; the source tree's pyproject otherwise) and the
+provenance every output file records (:func:`provenance`)."""
 from __future__ import annotations
 
+import datetime
+import os
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -19,3 +23,21 @@ def _version() -> str:
 
 
 __version__ = _version()
+
+
+def provenance(provider: str | None = None) -> dict:
+    """What every output file records: gs-onnx and onnxruntime versions, the provider that ran, a UTC
+    timestamp and the command line."""
+    ort = None
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            ort = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            pass
+    out = {"gs_onnx": __version__, "onnxruntime": ort,
+           "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+    if provider is not None:
+        out["provider"] = provider
+    return out

@@ -375,16 +375,16 @@ def test_ctrl_c_keeps_the_finished_images(work, monkeypatch):
     import gs_onnx.cli.recover as rec
 
     tmp, m = work
-    from gs_onnx.solve import methods
+    from gs_onnx.solve import registry
 
-    real = methods.solve_many
+    real = registry.solve_many
 
     def interrupt_second(solver, first, Y, progress):
         if first >= 1:
             raise KeyboardInterrupt
         return real(solver, first, Y, progress)
 
-    monkeypatch.setattr(methods, "solve_many", interrupt_second)
+    monkeypatch.setattr(registry, "solve_many", interrupt_second)
     r = invoke(cli.recover_main, [m, "-o", tmp / "o", *TINY, "--batch", "none"])
     assert r.exit_code == 130 and "interrupted" in r.stderr
     rep = json.loads((tmp / "o" / "report.json").read_text())
@@ -423,7 +423,7 @@ def test_absurd_noise_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------- experiments
 
 def _exp(args):
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
 
     return CliRunner().invoke(ecli.main, [str(a) for a in args])
 

@@ -90,7 +90,7 @@ def test_budget_preset_traces_other_measurement_models(tmp_path):
     every trace ends where the run ended and its last PSNR is the row's."""
     from click.testing import CliRunner
 
-    from gs_onnx.experiment.cli import main
+    from gs_onnx.cli.experiment import main
 
     out = tmp_path / "b"
     faces = tmp_path / "faces"  # two bundled CelebA faces: no data set outside the clone
@@ -122,7 +122,7 @@ def test_budget_preset_traces_other_measurement_models(tmp_path):
 def test_budget_preset_bad_conditions_one_line(tmp_path, args, needle):
     from click.testing import CliRunner
 
-    from gs_onnx.experiment.cli import main
+    from gs_onnx.cli.experiment import main
 
     r = CliRunner().invoke(main, ["budget", "--models", "dcgan", *args, "-o", str(tmp_path / "x")])
     assert r.exit_code != 0 and needle in r.output and "Traceback" not in r.output
@@ -194,7 +194,7 @@ def test_an_operator_without_a_validated_plan_gets_a_note(tmp_path):
 
     from gs_onnx.generator.registry import load
     from gs_onnx.physics import make, measuring_types
-    from gs_onnx.solve.methods import Settings, make_solver
+    from gs_onnx.solve import Settings, make_solver
     from gs_onnx.solve.stopping import has_plan
 
     for name in ("began", "dcgan"):
@@ -223,11 +223,11 @@ def test_an_operator_without_a_validated_plan_gets_a_note(tmp_path):
 
 def test_gs_recover_prints_the_note_unless_quiet(tmp_path, dcgan_meas_010, monkeypatch):
     from gs_onnx import cli
-    from gs_onnx.solve import methods
+    from gs_onnx.solve.methods import _restart
 
     from test_cli import invoke
 
-    monkeypatch.setattr(methods, "_unvalidated_note", lambda *a: "a budget note")
+    monkeypatch.setattr(_restart, "unvalidated_note", lambda *a: "a budget note")
     r = invoke(cli.recover_main, [dcgan_meas_010, "--max-iter", "2", "-o", tmp_path / "a"])
     assert r.exit_code == 0 and "note: a budget note" in r.stderr
     assert json.loads((tmp_path / "a" / "report.json").read_text())["note"] == "a budget note"

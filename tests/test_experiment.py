@@ -17,7 +17,7 @@ from PIL import Image
 
 from gs_onnx.generator import registry
 from gs_onnx.errors import GSError
-from gs_onnx.experiment import cli as ecli
+from gs_onnx.cli import experiment as ecli
 from gs_onnx.experiment.report import cells, markdown, winners
 from gs_onnx.experiment.results import ResultsFile
 from gs_onnx.experiment.cache import clear_caches

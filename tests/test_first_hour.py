@@ -43,7 +43,7 @@ def test_version_and_help_with_examples_on_every_command(cmd, tmp_path):
 
 
 def test_every_experiment_subcommand_has_help_and_only_its_options(tmp_path):
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
 
     for name, cmd in ecli.main.commands.items():
         r = CliRunner().invoke(ecli.main, [name, "-h"])
@@ -170,7 +170,7 @@ def test_export_and_train_without_torch_end_in_one_line(tmp_path):
 
 
 def test_plots_without_matplotlib_keep_results_and_summary(tmp_path):
-    code = ("BLOCKED = ('matplotlib',)\n" + BLOCK + "import sys\nfrom gs_onnx.experiment.cli import main\n"
+    code = ("BLOCKED = ('matplotlib',)\n" + BLOCK + "import sys\nfrom gs_onnx.cli.experiment import main\n"
             f"sys.argv = ['gs-experiment', 'samples', '--models', 'dcgan', '--count', '2', '--cuts', '1', '-o', "
             f"{str(tmp_path / 'exp')!r}]\nmain()")
     p = run([sys.executable, "-c", code], tmp_path)

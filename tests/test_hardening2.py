@@ -57,7 +57,7 @@ def test_a_sidecar_with_a_duplicated_key_or_a_nan_is_refused(work, edit, needle)
 def test_a_results_row_with_a_duplicated_key_or_a_nan_is_refused(tmp_path, line):
     from click.testing import CliRunner
 
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
 
     out = tmp_path / "exp"
     out.mkdir()
@@ -256,7 +256,7 @@ def test_a_loop_hidden_in_a_function_body_is_refused(work):
 def test_a_results_row_of_the_wrong_types_is_one_line(tmp_path, row, needle):
     from click.testing import CliRunner
 
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
 
     out = tmp_path / "exp"
     out.mkdir()
@@ -280,7 +280,7 @@ def test_a_fingerprint_of_the_wrong_types_is_one_line(work, value):
 def _cs(out, *extra):
     from click.testing import CliRunner
 
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
     from test_cli import IMG_A
 
     return CliRunner().invoke(ecli.main, ["cs", "--models", "dcgan", "--datasets", str(Path(IMG_A).parent),
@@ -336,7 +336,7 @@ def test_another_image_under_the_same_index_is_refused_and_never_pooled(tmp_path
         shutil.copy(p, moved / p.name)
     from click.testing import CliRunner
 
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
     r = CliRunner().invoke(ecli.main, ["cs", "--models", "dcgan", "--datasets", str(moved), "--images", "1",
                                        "--ratios", "0.05", "--methods", "gs", "--no-progress", "--no-plot",
                                        "--max-iter", "3", "-o", str(out)])
@@ -446,7 +446,7 @@ def test_a_sidecar_may_name_a_model_not_a_folder(work, named):
 def test_a_results_row_cannot_point_plot_outside_its_folder(tmp_path, files):
     from click.testing import CliRunner
 
-    from gs_onnx.experiment import cli as ecli
+    from gs_onnx.cli import experiment as ecli
 
     out = tmp_path / "exp"
     out.mkdir()

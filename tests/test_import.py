@@ -130,7 +130,7 @@ def test_samples_and_a_surgery_recovery_run(imported, tmp_path):
     from PIL import Image
 
     from gs_onnx.engine.cut import CutGenerator
-    from gs_onnx.experiment.cli import main as exp_main
+    from gs_onnx.cli.experiment import main as exp_main
     from gs_onnx.cli import measure_main, recover_main
     from gs_onnx.generator.manifest import load_manifest
     from gs_onnx.metrics import psnr

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from gs_onnx import cli
-from gs_onnx.solve import methods
+from gs_onnx.solve import registry
 from gs_onnx.engine.cut import CutGenerator
 from gs_onnx.errors import GSError
 from gs_onnx.generator.manifest import load_manifest
 from gs_onnx.io.measurement import read_measurements
 from gs_onnx.physics import operator_for
-from gs_onnx.solve.methods import Settings, make_solver
+from gs_onnx.solve import Settings, make_solver
 from gs_onnx.metrics import psnr
 
 from test_cli import IMG_A, IMG_B, assert_one_line_error, invoke, measure_pair
@@ -39,7 +39,7 @@ def meas(tmp_path_factory):
     return measure_pair(tmp_path_factory.mktemp("meas_methods"))
 
 
-@pytest.mark.parametrize("method", methods.METHODS)
+@pytest.mark.parametrize("method", registry.available())
 def test_every_method_writes_the_same_report(tmp_path, meas, method):
     out = tmp_path / method
     r = invoke(cli.recover_main, [meas, "--method", method, *FAST[method], "-o", out,
@@ -63,9 +63,12 @@ def test_every_method_writes_the_same_report(tmp_path, meas, method):
 
 
 def test_methods_registered_as_entry_points():
-    names = {ep.name for ep in metadata.entry_points(group=methods.ENTRY_POINT_GROUP)}
+    names = {ep.name for ep in metadata.entry_points(group=registry.ENTRY_POINT_GROUP)}
     assert {"deep-decoder", "iagan"} <= names
-    assert set(methods.available()) == set(methods.METHODS)
+    assert set(registry.available()) == set(FAST)  # every method has a fast setting above, so the test runs them all
+    for name in names:  # their traits are read without torch (the factory is imported only to make a solver)
+        m = registry.method(name)
+        assert isinstance(m.factory, str) and m.extra == "export" and m.name == name
 
 
 @pytest.mark.parametrize("method,args,needle", [
@@ -92,15 +95,24 @@ def test_bad_method_options_one_line(tmp_path, meas, method, args, needle):
 
 
 def test_method_without_torch_is_one_line(tmp_path, meas, monkeypatch):
+    import dataclasses
+
+    real = registry.method("iagan")
+
     class Broken:
         name = "iagan"
 
         def load(self):
             raise ModuleNotFoundError("No module named 'torch'")
 
-    monkeypatch.setattr(methods, "plugins", lambda: {"iagan": Broken()})
+    monkeypatch.setattr(registry, "plugins", lambda: {"iagan": Broken()})
     r = invoke(cli.recover_main, [meas, "--method", "iagan", "-o", tmp_path / "out"])
-    assert_one_line_error(r, "needs the export extra (torch)", "No module named 'torch'")
+    assert_one_line_error(r, "--method iagan: its package does not load", "No module named 'torch'")
+    # traits readable, the factory's module missing (torch not installed): the extra is named
+    monkeypatch.setattr(registry, "plugins", lambda: {"iagan": type("EP", (), {
+        "name": "iagan", "load": lambda self: dataclasses.replace(real, factory="no_such_module_here:iagan")})()})
+    r = invoke(cli.recover_main, [meas, "--method", "iagan", "-o", tmp_path / "out"])
+    assert_one_line_error(r, "--method iagan needs the export extra (torch)", "no_such_module_here")
 
 
 # ------------------------------------------------------------------------------------------ Deep Decoder

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from gs_onnx.cli import measure_main, recover_main
 from gs_onnx.experiment import presets as P
-from gs_onnx.experiment.cli import main as experiment
+from gs_onnx.cli.experiment import main as experiment
 
 from conftest import ROOT, SAMPLES
 

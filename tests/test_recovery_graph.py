@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from gs_onnx.generator.registry import load
 from gs_onnx.io.images import load_image
 from gs_onnx.physics import make, sidecar_fields
-from gs_onnx.solve.methods import Settings, make_solver, plan_inputs
+from gs_onnx.solve import Settings, make_solver
+from gs_onnx.solve.methods.gs_graph import plan_inputs
 from gs_onnx.solve.recovery_graph import GraphRecovery, recovery_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -175,7 +175,7 @@ def test_gs_recover_runs_the_models_recommended_method_by_default(tmp_path):
 
 def test_the_shipped_dcgan_recommends_gs_tv():
     from gs_onnx.generator.registry import load
-    from gs_onnx.solve.methods import recommended_method
+    from gs_onnx.solve.registry import recommended_method
 
     rec = load("dcgan").recommended
     assert all(recommended_method(rec, k) == "gs-tv" for k in ("gaussian", "mask", "fourier", "identity"))

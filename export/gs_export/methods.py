@@ -32,7 +32,8 @@ from torch import nn
 from gs_onnx.errors import GSError
 from gs_onnx.generator.latent import INITS, init_latent
 from gs_onnx.physics import operator_for
-from gs_onnx.solve.methods import Settings, cut_for, measurement_error, model_for
+from gs_onnx.physics.datafit import measurement_error
+from gs_onnx.solve.settings import Settings, cut_for, model_for
 
 from .from_onnx import torch_generator
 
@@ -150,8 +151,8 @@ class DeepDecoderSolver:
                        "evaluations": self.steps}
 
 
-def deep_decoder(y, sidecar, s):
-    """Entry point of ``gs-recover --method deep-decoder``."""
+def deep_decoder(y, sidecar, s, op=None):
+    """The factory of ``gs-recover --method deep-decoder`` (A is rebuilt in torch from the sidecar)."""
     return DeepDecoderSolver(y, sidecar, s)
 
 
@@ -220,6 +221,6 @@ class IAGANSolver:
                        "evaluations": total}
 
 
-def iagan(y, sidecar, s):
-    """Entry point of ``gs-recover --method iagan``."""
+def iagan(y, sidecar, s, op=None):
+    """The factory of ``gs-recover --method iagan`` (A is rebuilt in torch from the sidecar)."""
     return IAGANSolver(y, sidecar, s)

@@ -4,11 +4,11 @@ gs_onnx``, a group with every command as a subcommand. They parse, call :mod:`gs
 
 Bad input ends in one line ``error: <what is wrong>`` on stderr and exit status 2, with nothing written.
 """
-from .common import (EXIT_BAD_INPUT, OneLineCommand, OneLineGroup, examples, one_line_errors, provenance,
+from .common import (EXIT_BAD_INPUT, OneLineCommand, OneLineGroup, examples, one_line_errors,
                      version_option)
 from .measure import measure_images, measure_main
 from .models import models_main
 from .recover import recover_main
 
 __all__ = ["EXIT_BAD_INPUT", "OneLineCommand", "OneLineGroup", "examples", "measure_images", "measure_main",
-           "models_main", "one_line_errors", "provenance", "recover_main", "version_option"]
+           "models_main", "one_line_errors", "recover_main", "version_option"]

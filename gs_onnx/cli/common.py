@@ -1,14 +1,12 @@
 """What every command shares: one-line errors, ``-h``, ``--version``, ``-q/-v`` logging, examples at the end of
-``--help``, and the provenance every output file records.
+``--help`` (the provenance every output file records is :func:`gs_onnx._version.provenance`).
 
 Bad input ends in one line ``error: <what is wrong>`` on stderr and exit status 2, with nothing written.
 """
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
-import os
 import sys
 
 import click
@@ -108,19 +106,3 @@ def output_option(help: str, default=None, dir_okay=True, file_okay=True):
 def models_dir_option(f):
     return click.option("--models-dir", type=click.Path(file_okay=False), default=None,
                         help="Folder of models searched first (then $GS_ONNX_MODELS, then the shipped ones).")(f)
-
-
-def provenance(provider: str | None = None) -> dict:
-    """What every output file records: gs-onnx and onnxruntime versions, the provider that ran, a UTC
-    timestamp and the command line."""
-    from importlib import metadata
-
-    from ..engine.runtime import _installed
-
-    ort = next((metadata.version(d) for d in ("onnxruntime", "onnxruntime-gpu") if _installed(d)), None)
-    out = {"gs_onnx": __version__, "onnxruntime": ort,
-           "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
-    if provider is not None:
-        out["provider"] = provider
-    return out

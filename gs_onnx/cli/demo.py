@@ -12,7 +12,8 @@ import click
 import numpy as np
 
 from ..generator import registry
-from .common import (OneLineCommand, examples, one_line_errors, provenance, setup_logging, verbosity_options,
+from .._version import provenance
+from .common import (OneLineCommand, examples, one_line_errors, setup_logging, verbosity_options,
                          version_option)
 from ..engine.cut import CutGenerator
 from ..errors import GSError
@@ -53,7 +54,7 @@ def default_image(size: int) -> Path:
 def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, models_dir, quiet, verbose):
     """Recover a face from compressed measurements with c = 0 and with Generator Surgery; writes
     OUTPUT/side_by_side.png (truth | c = 0 | surgery, labelled with the PSNRs) and OUTPUT/demo.json."""
-    from ..solve.methods import Settings, recovery_plan
+    from ..solve.settings import Settings, recovery_plan
     from ..solve.stopping import rule_from  # noqa: F401 - the plan carries the rule
 
     setup_logging(quiet, verbose)

@@ -18,7 +18,7 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[^>]+?) -->\n)(?P<body>.*?)(<!-- 
 
 
 def _commands() -> dict[str, click.Command]:
-    from ..experiment.cli import main as experiment
+    from .experiment import main as experiment
     from .measure import measure_main
     from .models import models_main
     from .recover import recover_main
@@ -69,7 +69,7 @@ def methods_table() -> str:
     """The method ``gs-recover --method auto`` (the default) runs per shipped model (rows) and operator type
     (columns), with gs-tv's weights where they are the model's own."""
     from ..physics import measuring_types
-    from ..solve.methods import recommended_method
+    from ..solve.registry import recommended_method
 
     types = list(measuring_types())
     rows = ["| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]

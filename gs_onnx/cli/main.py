@@ -20,7 +20,7 @@ class _Lazy(OneLineGroup):
         "demo": ("gs_onnx.cli.demo", "main", "Measure a bundled face and recover it without and with surgery."),
         "recovery": ("gs_onnx.cli.recovery", "main", "Write one image's whole recovery as one ONNX graph and its inputs."),
         "serve-demo": ("gs_onnx.cli.serve_demo", "main", "Serve the browser demo page and a recovery folder on localhost."),
-        "experiment": ("gs_onnx.experiment.cli", "main", "The paper's experiments, one subcommand per figure."),
+        "experiment": ("gs_onnx.cli.experiment", "main", "The paper's experiments, one subcommand per figure."),
         "export": ("gs_export.cli", "main", "Export generators to model folders (needs the export extra)."),
         "train": ("gs_export.train", "main", "Train the paper's generators (needs the export extra)."),
     }

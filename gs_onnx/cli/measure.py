@@ -17,7 +17,8 @@ from ..errors import GSError
 from ..io.images import image_orientation, load_image
 from ..generator.manifest import sha256_file
 from ..physics import base as physics
-from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
+from .._version import provenance
+from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option,
                      setup_logging, verbosity_options, version_option)
 
 

@@ -14,13 +14,37 @@ from ..errors import GSError
 from ..io.images import grid, labelled, load_image, save_png
 from ..io.paths import regular_file
 from ..metrics import FIT_LIMIT, fit, fit_words
-from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
-from ..solve.methods import AUTO, GRAPH_CHUNK, GRAPH_ENGINE, METHODS
-from ..solve.objective import ENGINE_CHOICES
 from ..io.publish import discard, publish, staging
+from ..solve import registry
+from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
+from ..solve.methods.gs_graph import GRAPH_CHUNK, GRAPH_ENGINE
+from ..solve.objective import ENGINE_CHOICES
+from ..solve.registry import AUTO
 from ..solve.restart import BATCH_MODES
-from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option, provenance,
+from .._version import provenance
+from .common import (OneLineCommand, examples, models_dir_option, one_line_errors, output_option,
                      setup_logging, verbosity_options, version_option)
+
+
+class _MethodOption(click.Option):
+    """``--method``, whose help lists every registered method with its summary when help is shown (a method of
+    another package is only imported then, or when it is asked for)."""
+
+    def get_help_record(self, ctx):
+        base = self.help
+        self.help = base + "; " + "; ".join(registry.describe()) + "."
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = base
+
+
+def _known_method(name: str) -> str:
+    """``--method``: ``auto`` or a registered method (checked when the options are parsed: a method registered at
+    run time, from Python or a package's entry point, is accepted like a built-in one)."""
+    if name != AUTO and name not in registry.available():
+        raise click.BadParameter(f"unknown method {name!r}: choose one of {', '.join([AUTO, *registry.available()])}")
+    return name
 
 
 def default_output(measurements: str | Path, method: str = "gs") -> Path:
@@ -37,11 +61,8 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
     "gs-recover meas.npy --method lasso-dct -o lasso/             # the sparsity baseline, no model",
     "gs-recover meas.npy --method tv                               # total variation, no model"))
 @click.argument("measurements", type=click.Path())
-@click.option("--method", type=click.Choice([AUTO, *METHODS]), default=AUTO,
-              help="auto: the model's recommended method for the measurements' operator (gs-models shows it; dcgan: "
-                   "gs-tv); gs: Generator Surgery (--cut 0: plain CSGM); mganprior: N codes composed at the cut; "
-                   "gs-tv: GS, then total variation anchored to its image; lasso-dct: sparsity baseline (no model); "
-                   "tv: total variation (no model); deep-decoder, iagan: need torch (export extra).")
+@click.option("--method", cls=_MethodOption, default=AUTO, metavar="NAME", callback=lambda ctx, p, v: _known_method(v),
+              help="auto: the model's recommended method for the measurements' operator (gs-models shows it)")
 @click.option("--model", default=None, help="Model name or folder  [default: the one the sidecar names]")
 @click.option("--cut", type=int, default=None, help="Blocks to cut  [default: the model's recommended cut]")
 @output_option("Output folder  [default: MEASUREMENTS' name + -recovered (+ -METHOD for --method given, but gs), "
@@ -133,7 +154,8 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     recovered.npy, and with --reference compare_XXX.png (truth | the measurement, where it is an image |
     recovery) and contact_sheet.png."""
     from ..io.measurement import read_measurements
-    from ..solve.methods import Settings, make_solver, resolve_method, solve_many
+    from ..solve.registry import make_solver, resolve_method, solve_many
+    from ..solve.settings import Settings
     from ..io.progress import Progress
 
     setup_logging(quiet, verbose)

@@ -61,8 +61,9 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
     from ..io.measurement import read_measurements
     from ..io.recovery_folder import write_folder
     from ..physics import operator_for
-    from ..solve.methods import Settings, check_settings, cut_for, model_for, restart_budget
-    from ..solve.methods import plan_inputs
+    from ..solve.methods.gs_graph import plan_inputs
+    from ..solve.registry import method as method_named
+    from ..solve.settings import Settings, check_settings, cut_for, model_for, restart_budget
     from ..solve.recovery_graph import MEANING, GraphRecovery, interface_outputs, recovery_model, resume_spec
     from .recover import load_ref
 
@@ -74,7 +75,7 @@ def main(measurements, index, model, cut, budget, restarts, max_iter, stop, hold
     s = Settings(model=model, cut=cut, budget=budget, restarts=restarts, max_iter=max_iter, stop=stop,
                  holdout=holdout, patience=patience, lr=lr, seed=seed, init=init, skip_prior=skip_prior,
                  models_dir=models_dir, optimizer=optimizer, device="cpu")
-    check_settings("gs", s)
+    check_settings("gs", s, method_named("gs").settings)
     man = model_for(sidecar, s)
     c = cut_for(man, s)
     op = operator_for(sidecar)

@@ -36,7 +36,7 @@ def _publish(results: ResultsFile, task: Task, row: dict[str, Any]) -> None:
         names.append(rel)
     if names:
         row["files"] = names
-    from ..cli.common import provenance
+    from .._version import provenance
 
     row.setdefault("provenance", provenance(row.get("provider")))
     results.append(task, row)

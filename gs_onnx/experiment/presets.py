@@ -18,7 +18,8 @@ from ..errors import GSError
 from ..io.images import list_images
 from ..generator.latent import INITS
 from ..physics import make
-from .task import RESTART_METHODS, WARM_INIT, Task
+from ..solve.settings import WARM_INIT
+from .task import NOGS, Task, method_of
 
 #: The paper's measurement grid (m/n; 64 px: m = 100..6000, 128 px: m = 400..24000).
 PAPER_RATIOS = (0.0081, 0.0163, 0.0244, 0.0326, 0.0488, 0.0814, 0.1628, 0.2441, 0.3255, 0.4883)
@@ -27,8 +28,6 @@ PAPER_MODELS = ("dcgan", "began", "vae")
 RAW_STEPS = {"vae": 40}
 INNER_ITERS = 20
 PAPER_INITS = ("zero", "cn01", "normal5", "normal10", WARM_INIT)
-LABELS = {"nogs": "no GS (c=0)", "gs": "GS", "gs-tv": "GS + TV", "lasso-dct": "Lasso-DCT", "tv": "TV", "mganprior": "mGANprior",
-          "deep-decoder": "Deep Decoder", "iagan": "IAGAN"}
 #: Named datasets: folder under the data root for (64 px, 128 px) models.
 DATASETS = {
     "celeba-test": ("celeba_crops64/test", "celeba_aligned/test"),
@@ -146,15 +145,29 @@ def _check_ratios(ratios: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(float(r) for r in ratios)
 
 
-def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
-    for m in methods:
-        if m not in allowed:
-            raise GSError(f"unknown method {m!r} for this experiment: choose from {', '.join(allowed)}")
+def _check_methods(methods: tuple[str, ...], restarts_only: bool = False) -> tuple[str, ...]:
+    """Every method registered (or ``nogs``); with ``restarts_only`` (experiments about start latents, weights or
+    cuts) every method one that runs restarts from start latents (a trait of the method, not a list here)."""
+    for name in methods:
+        m = method_of(name)
+        if restarts_only and not m.restarts:
+            raise GSError(f"method {name!r} does not start from latents: this experiment takes {NOGS} or a method "
+                          "that does (gs, mganprior, ...)")
     return tuple(methods)
 
 
+def label(method: str) -> str:
+    """A method's name for legends: its registered label (``GS``, ``Lasso-DCT``), ``no GS (c=0)`` for nogs."""
+    if method == NOGS:
+        return "no GS (c=0)"
+    try:
+        return method_of(method).label or method
+    except GSError:  # a results file of a method that is not installed here
+        return method
+
+
 def _cut(man, cut: int | None) -> int:
-    from ..solve.methods import resolve_cut
+    from ..solve.settings import resolve_cut
 
     return resolve_cut(man, cut)  # GSError for a cut the model does not have
 
@@ -165,12 +178,10 @@ def _options(cfg: Config, method: str, plan: bool = False) -> tuple:
         o["budget"] = "auto"
         if cfg.restarts is not None:
             o["restarts"] = cfg.restarts
-    if method in ("deep-decoder", "iagan") and cfg.steps is not None:
-        o["steps"] = cfg.steps
-    if method in ("gs", "gs-tv") and cfg.skip_prior is not None:
-        o["skip_prior"] = cfg.skip_prior
-    if method == "iagan" and cfg.finetune_steps is not None:
-        o["finetune_steps"] = cfg.finetune_steps
+    reads = method_of(method).settings
+    for name in ("steps", "skip_prior", "finetune_steps"):
+        if name in reads and getattr(cfg, name) is not None:
+            o[name] = getattr(cfg, name)
     return tuple(sorted(o.items()))
 
 
@@ -189,17 +200,18 @@ def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, dataset
         for ratio in ratios:
             for method in methods:
                 for init in inits:
-                    plan = method in RESTART_METHODS and budget == "auto"
-                    restarts = 1 if plan or method not in RESTART_METHODS else cfg.restarts or PAPER_RESTARTS
+                    starts = method_of(method).restarts
+                    plan = starts and budget == "auto"
+                    restarts = 1 if plan or not starts else cfg.restarts or PAPER_RESTARTS
                     for i, path in enumerate(images):
                         for r in range(restarts):
                             out.append(Task(
                                 preset=preset, model=model, method=method, dataset=_dataset_label(ds), image=path,
                                 index=i, ratio=ratio, operator=operator or cfg.operator, noise=noise,
-                                cut=0 if method == "nogs" else (cut if method in ("gs", "mganprior", "gs-tv") else None),
-                                restart=r, seed=cfg.seed, init=init if method in RESTART_METHODS else "-",
-                                max_iter=(cfg.lasso_iter if method == "lasso-dct" else
-                                          max_iter if method in RESTART_METHODS else None),
+                                cut=0 if method == NOGS else (cut if starts else None),
+                                restart=r, seed=cfg.seed, init=init if starts else "-",
+                                max_iter=max_iter if starts else (
+                                    cfg.lasso_iter if "max_iter" in method_of(method).settings else None),
                                 options=_options(cfg, method, plan), variant=variant))
     return out
 
@@ -208,8 +220,7 @@ def _recovery_tasks(preset: str, cfg: Config, model: str, man, cut: int, dataset
 
 def cs(cfg: Config) -> list[Task]:
     """Fig. 2: PSNR vs m/n for no-GS, GS and Lasso-DCT, per model, on CelebA test and COCO."""
-    methods = _check_methods(cfg.methods or ("nogs", "gs", "lasso-dct"),
-                             ("nogs", "gs", "gs-tv", "lasso-dct", "tv", "mganprior"))
+    methods = _check_methods(cfg.methods or ("nogs", "gs", "lasso-dct"))
     ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
     out = []
     for model in cfg.models or PAPER_MODELS:
@@ -221,8 +232,7 @@ def cs(cfg: Config) -> list[Task]:
 
 def baselines(cfg: Config) -> list[Task]:
     """Fig. 3 and Table 1: GS vs mGANprior vs Deep Decoder vs IAGAN (rows carry ``free_parameters``)."""
-    methods = _check_methods(cfg.methods or ("gs", "mganprior", "deep-decoder", "iagan"),
-                             ("gs", "nogs", "mganprior", "deep-decoder", "iagan", "lasso-dct"))
+    methods = _check_methods(cfg.methods or ("gs", "mganprior", "deep-decoder", "iagan"))
     ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
     out = []
     for model in cfg.models or ("dcgan",):
@@ -239,7 +249,7 @@ def raw(cfg: Config) -> list[Task]:
     images the gap to the cut is representation error. Budget: the paper's 100 steps x 20 iterations
     (VAE 40 steps) unless ``max_iter`` is given.
     """
-    methods = _check_methods(cfg.methods or ("nogs", "gs"), ("nogs", "gs"))
+    methods = _check_methods(cfg.methods or ("nogs", "gs"), restarts_only=True)
     out = []
     for model in cfg.models or PAPER_MODELS:
         man = _manifest(model, cfg)
@@ -257,7 +267,7 @@ def untrained(cfg: Config) -> list[Task]:
     The untrained twin is ``cfg.untrained`` or the installed model ``<model>-untrained``; make one with
     ``gs-export untrained ARCH --out models/<model>-untrained`` (torch).
     """
-    methods = _check_methods(cfg.methods or ("gs",), ("gs", "nogs"))
+    methods = _check_methods(cfg.methods or ("gs",), restarts_only=True)
     ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
     out = []
     for model in cfg.models or ("dcgan",):
@@ -284,7 +294,7 @@ def init(cfg: Config) -> list[Task]:
     for i in inits:
         if i not in INITS + (WARM_INIT,):
             raise GSError(f"unknown init {i!r}: choose from {', '.join(INITS + (WARM_INIT,))}")
-    methods = _check_methods(cfg.methods or ("gs",), ("gs", "nogs"))
+    methods = _check_methods(cfg.methods or ("gs",), restarts_only=True)
     ratios = _check_ratios(cfg.ratios or PAPER_RATIOS)
     out = []
     for model in cfg.models or ("dcgan",):
@@ -388,13 +398,12 @@ PHYSICS_CONDITIONS = {
     "blur2": ("blur", {"sigma": 2.0}, None),
     "denoise": ("identity", {}, 0.1),
 }
-PHYSICS_METHODS = ("nogs", "gs", "gs-tv", "lasso-dct", "tv", "mganprior", "deep-decoder", "iagan")
 
 
 def _physics_tasks(preset: str, cfg: Config, conditions: list[tuple[str, str, dict, float | None]],
                    default_methods: tuple[str, ...]) -> list[Task]:
     """Tasks for (label, operator, parameters, sigma) conditions: every model, dataset, method and image."""
-    methods = _check_methods(cfg.methods or default_methods, PHYSICS_METHODS)
+    methods = _check_methods(cfg.methods or default_methods)
     out = []
     for model in cfg.models or ("dcgan", "began"):
         man = _manifest(model, cfg)

@@ -15,17 +15,26 @@ from typing import Any
 import numpy as np
 
 from ..errors import GSError
-from .presets import LABELS
+from .presets import label as method_label
+from .task import NOGS, method_of
 
 CONDITION = ("preset", "model", "variant", "method", "cut", "init", "dataset", "operator", "ratio", "plan",
              "settings")
+
+
+def _starts(method) -> bool:
+    """Whether a row's method runs restarts from start latents (False for one not installed here)."""
+    try:
+        return isinstance(method, str) and method_of(method).restarts
+    except GSError:
+        return False
 
 
 def plan_label(row: dict[str, Any]) -> str:
     """The budget a row ran, in words: ``auto: 1 x 100``, ``auto: holdout 0.1, patience 20, 1 x <= 200``,
     ``paper: <= 500 it per restart`` (one row per restart), ``<= 2000 it`` (Lasso-DCT), ``-``."""
     b = row.get("budget") if isinstance(row.get("budget"), dict) else {}
-    if row.get("method") in ("gs", "gs-tv", "nogs", "mganprior"):
+    if _starts(row.get("method")):
         opts = dict(tuple(kv) for kv in row.get("options") or [] if isinstance(kv, (list, tuple)) and len(kv) == 2)
         if b.get("plan") == "auto" and (opts.get("budget") == "auto" or opts.get("stop") == "auto"):
             st = row.get("stopping") if isinstance(row.get("stopping"), dict) else {}
@@ -68,8 +77,8 @@ def condition(row: dict[str, Any]) -> tuple:
 
 def label(cond: dict[str, Any]) -> str:
     """A method label for legends: ``GS (c=1)``, ``no GS (c=0)``, ``mGANprior (c=1)``, ``Lasso-DCT``."""
-    base = LABELS.get(cond["method"], cond["method"])
-    if cond["method"] in ("gs", "mganprior", "gs-tv") and cond.get("cut") is not None:
+    base = method_label(cond["method"])
+    if cond["method"] != NOGS and _starts(cond["method"]) and cond.get("cut") is not None:
         base += f" (c={cond['cut']})"
     return base
 

@@ -32,7 +32,7 @@ def run_samples(task, *, models_dir: str | None = None, device: str = "cpu", thr
     samples differ), ``saturated`` (fraction of values outside [0, 1] before clamping), ``seconds``, and
     the grid under ``_files``.
     """
-    from ..solve.methods import resolve_cut
+    from ..solve.settings import resolve_cut
     from .cache import generator_for, manifest_for
 
     t0 = time.perf_counter()

@@ -29,11 +29,25 @@ from ..errors import GSError
 from ..generator.manifest import model_digest
 from .cache import cached, generator_for, manifest_for
 
-#: Methods a task can run. ``nogs`` is gs at cut 0 (plain CSGM); ``gs`` uses the task's cut.
-RESTART_METHODS = ("gs", "nogs", "mganprior", "gs-tv")
-SINGLE_METHODS = ("lasso-dct", "tv", "deep-decoder", "iagan")
-TASK_METHODS = RESTART_METHODS + SINGLE_METHODS + ("samples",)
-from ..solve.methods import WARM_INIT  # noqa: E402 - the Lasso-DCT warm start, an init beyond gs_onnx.generator.latent.INITS
+#: The paper's "no GS" line: ``gs`` at cut 0 (plain CSGM). Every other task method is a registered method
+#: (:mod:`gs_onnx.solve.registry`), or ``samples`` (a grid of samples, no recovery).
+NOGS = "nogs"
+SAMPLES = "samples"
+
+
+def method_of(name: str):
+    """The registered :class:`~gs_onnx.solve.registry.Method` a task method runs (``nogs``: gs); GSError for an
+    unknown one."""
+    from ..solve.registry import available, method
+
+    if name not in (NOGS, *available()):
+        raise GSError(f"unknown method {name!r}: choose one of {', '.join((NOGS, *available(), SAMPLES))}")
+    return method("gs" if name == NOGS else name)
+
+
+def runs_restarts(name: str) -> bool:
+    """Whether a task method runs restarts from start latents (one task per restart under the paper's budget)."""
+    return name != SAMPLES and method_of(name).restarts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +58,7 @@ class Task:
     ----------
     preset : the experiment (``cs``, ``baselines``, ``raw``, ...)
     model : model name or folder (for ``lasso-dct``/``deep-decoder``: the model whose image size is used)
-    method : one of :data:`TASK_METHODS`
+    method : a registered method's name, :data:`NOGS` or :data:`SAMPLES`
     cut : the cut for gs / mganprior (``None``: the model's recommended cut); 0 for nogs
     dataset : a label (``celeba-test``, ``coco``, ``generated``, ...)
     image : image file path, or ``generated`` for an image the generator makes
@@ -156,56 +170,53 @@ def task_image(task: Task, man, device: str = "cpu", threads: int = 0) -> np.nda
 
 # --------------------------------------------------------------------------------------------- run
 
+#: Task options that set the budget and stopping rule (read below), not a Settings field of their own.
+_PLAN_OPTIONS = ("budget", "restarts", "stop", "holdout", "patience", "trace")
+
+
 def _settings(task: Task, man, device: str, threads: int):
-    """The task's method settings (one seed for every image: the solver adds the image index)."""
-    from ..solve.methods import Settings
+    """The task's method settings (one seed for every image: the solver adds the image index): the options the
+    method reads (its :attr:`~gs_onnx.solve.registry.Method.settings`), and for a restart method its cut, init,
+    budget and stopping rule."""
+    import dataclasses as dc
 
+    from ..solve.settings import UPPER, Settings
+
+    m = method_of(task.method)
     opts = dict(task.options)
-    s = Settings(model=str(man.root), seed=task.seed, device=device, threads=threads)
-    if task.method in RESTART_METHODS:
-        s.cut = 0 if task.method == "nogs" else task.cut
-        s.init, s.max_iter, s.max_fun, s.restarts = task.init, task.max_iter, task.max_fun, 1
-        if task.method == "mganprior":
-            s.codes = opts.get("codes")
-        if task.method in ("gs", "gs-tv"):
-            s.skip_prior = opts.get("skip_prior")
-        if task.method == "gs-tv":
-            s.lam, s.gamma = opts.get("lam"), opts.get("gamma")
-        s.budget, s.stop = "paper", None
-        stop = opts.get("stop")
-        if runs_plan(task):  # the validated plan as gs-recover runs it: its own restarts and budget, all in one task
-            s.budget, s.restarts = "auto", opts.get("restarts")
-        elif stop == "holdout":  # traced to max_iter (<= the patience's bound): the stop is replayed on the trace
-            from ..solve.methods import UPPER
-
-            s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), UPPER["patience"]
-    elif task.method == "tv":
-        s.model = None
-        s.lam = opts.get("lam")
-    elif task.method == "lasso-dct":
-        s.model = None
-        s.max_iter = task.max_iter
-        s.lam = opts.get("lam")
-    elif task.method == "deep-decoder":
-        s.steps, s.lr, s.channels = opts.get("steps"), opts.get("lr"), opts.get("channels")  # width matched to the model
-    elif task.method == "iagan":
-        s.steps, s.lr = opts.get("steps"), opts.get("lr")
-        s.finetune_steps, s.finetune_lr = opts.get("finetune_steps"), opts.get("finetune_lr")
+    s = Settings(model=str(man.root) if "model" in m.settings else None, seed=task.seed, device=device,
+                 threads=threads)
+    fields = {f.name for f in dc.fields(Settings)}
+    for k, v in opts.items():
+        if k not in _PLAN_OPTIONS and k in fields and k in m.settings:
+            setattr(s, k, v)
+    if not m.restarts:
+        if "max_iter" in m.settings:
+            s.max_iter = task.max_iter
+        return s
+    s.cut = 0 if task.method == NOGS else task.cut
+    s.init, s.max_iter, s.max_fun, s.restarts = task.init, task.max_iter, task.max_fun, 1
+    s.budget, s.stop = "paper", None
+    if runs_plan(task):  # the validated plan as gs-recover runs it: its own restarts and budget, all in one task
+        s.budget, s.restarts = "auto", opts.get("restarts")
+    elif opts.get("stop") == "holdout":  # traced to max_iter (<= the patience's bound): the stop is replayed on the trace
+        s.stop, s.holdout, s.patience = "holdout", float(opts.get("holdout", 0.1)), UPPER["patience"]
     return s
 
 
 def _solver(task: Task, man, op, m: int, y: np.ndarray, device: str, threads: int):
     """The method's solver (gs_onnx.solve.methods, the same code as gs-recover), cached for the next task of the
     same model, cut, operator and settings."""
-    from ..solve.methods import make_solver, resolve_cut
+    from ..solve.registry import make_solver
+    from ..solve.settings import resolve_cut
 
     s = _settings(task, man, device, threads)
-    method = "gs" if task.method == "nogs" else task.method
-    if task.method in RESTART_METHODS:
-        s.cut = resolve_cut(man, s.cut)
+    meth = method_of(task.method)
+    method = meth.name
     sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": m, "n": man.n}
-    if method not in ("gs", "mganprior", "gs-tv"):
+    if not meth.restarts:
         return make_solver(method, y.reshape(1, -1), sidecar, s, op=op)
+    s.cut = resolve_cut(man, s.cut)
     key = (method, str(man.root), s.cut, task.operator, task.operator_params, m, man.n, task.seed, device, threads,
            s.init, s.max_iter,
            s.max_fun, s.codes, s.budget, s.stop, s.holdout, s.patience, s.restarts, s.skip_prior, s.lam, s.gamma,
@@ -249,12 +260,11 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     from ..metrics import psnr
     from ..physics import measure, sigma_for
 
-    if task.method not in TASK_METHODS:
-        raise GSError(f"unknown experiment method {task.method!r}: choose one of {', '.join(TASK_METHODS)}")
-    if task.method == "samples":
+    if task.method == SAMPLES:
         from .samples import run_samples
 
         return run_samples(task, models_dir=models_dir, device=device, threads=threads)
+    restarts = runs_restarts(task.method)  # GSError for an unknown method, before any work
     t0 = time.perf_counter()
     man = manifest_for(task.model, models_dir)
     x = task_image(task, man, device, threads)
@@ -266,11 +276,11 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
                 "model_sha256": model_digest(man)})
     if task.operator_params or task.sigma is not None:
         row["setting"] = task.setting()
-    if task.method not in RESTART_METHODS and task.restart != 0:
+    if not restarts and task.restart != 0:
         raise GSError(f"{task.method} runs once per image: restart must be 0")
     solver = _solver(task, man, op, m, y, device, threads)
     h = solver.header
-    if task.method in RESTART_METHODS:
+    if restarts:
         opts = dict(task.options)
         trace = _Trace(solver, op, x, y, time.perf_counter()) if opts.get("trace") else None
         if runs_plan(task):
@@ -294,15 +304,13 @@ def run_task(task: Task, *, models_dir: str | None = None, device: str = "cpu", 
     else:
         image, fields = solver.solve(0, y, lambda f, msg: None)
         free = h.get("free_values") or h.get("parameters")
-        if task.method == "lasso-dct":
-            free = man.n  # one DCT coefficient per pixel value
         row.update({"cut": h.get("cut"), "measurement_error": fields["measurement_error"],
                     "objective": fields.get("objective"), "evaluations": fields.get("evaluations"),
                     "free_parameters": int(free) if free is not None else None, "provider": h.get("provider", ""),
                     "budget": {k: h[k] for k in ("solver", "optimizer", "lam", "channels") if k in h}})
     row["psnr"] = psnr(image, x)
     anchor = getattr(solver, "last_gs_image", None)
-    if task.method == "gs-tv" and anchor is not None:  # gs alone, the same run: its PSNR comes for free
+    if anchor is not None:  # a method refining gs's image (gs-tv): gs alone, the same run, its PSNR for free
         row["gs_psnr"] = psnr(anchor, x)
     if man.lattice_cell:  # a model with a skip source: how much its lattice shows, beside the truth's
         from ..metrics import seam

@@ -76,3 +76,18 @@ def data_fit(op: Operator, x: np.ndarray, y: np.ndarray, w: np.ndarray | None = 
         gx += (scale[:, start:stop] * rb) @ a
     f, f_held, _ = data_term(r, w)
     return f, f_held, gx
+
+
+def measurement_error(op: Operator, x: np.ndarray, y: np.ndarray) -> float:
+    """||A x - y||_2 for one image x (any shape with n values): what every method reports, and what picks the
+    winner among restarts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gs_onnx.physics import IdentityOperator
+    >>> measurement_error(IdentityOperator(4), np.ones(4, np.float32), np.zeros(4, np.float32))
+    2.0
+    """
+    return float(np.linalg.norm((op.forward(np.asarray(x).reshape(1, -1)) - np.asarray(y).reshape(1, -1))
+                                .astype(np.float64)))

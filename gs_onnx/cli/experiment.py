@@ -17,13 +17,14 @@ from pathlib import Path
 
 import click
 
-from ..cli.common import OneLineCommand, OneLineGroup, examples, one_line_errors, provenance, version_option
+from .._version import provenance
+from .common import OneLineCommand, OneLineGroup, examples, one_line_errors, version_option
 from ..errors import GSError
 from ..solve.lasso import MAX_ITER as LASSO_MAX_ITER
 from ..io.progress import Progress
-from . import presets as P
-from .pool import execute
-from .results import ResultsFile
+from ..experiment import presets as P
+from ..experiment.pool import execute
+from ..experiment.results import ResultsFile
 
 
 def _floats(s: str | None, option: str = "--ratios") -> tuple[float, ...] | None:
@@ -175,7 +176,7 @@ def _run(preset: str, kw: dict, extra: dict) -> None:
 
 
 def _plot(folder: Path, out: Path | None) -> None:
-    from .plot import plot
+    from ..experiment.plot import plot
 
     rows = ResultsFile(folder).rows() if (Path(folder) / "results.jsonl").is_file() else []
     if not rows:
@@ -292,7 +293,7 @@ def plot_cmd(folder: str, out: str | None) -> None:
 def data_cmd(celeba, coco, data_root, train, test, coco_images, overwrite, progress) -> None:
     """Lay out a downloaded CelebA (aligned faces and their 64 px crops, official train/test partition) and
     COCO where the presets' named data sets (celeba-test, celeba-train, coco) are read from."""
-    from .data import layout
+    from ..experiment.data import layout
 
     root = Path(data_root) if data_root else P.default_data_root()
     bar = Progress("gs-experiment data", progress, total=1.0)
