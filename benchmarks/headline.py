@@ -25,8 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-LABELS = {"nogs": "no surgery (c = 0)", "gs": "surgery (GS)", "default": "gs-recover default", "tv": "TV",
-          "pnp": "PnP (ONNX denoiser)", "pnp-bm3d": "PnP-BM3D", "lasso-dct": "Lasso-DCT", "gs-tv": "GS + TV"}
+LABELS = {"nogs": "no surgery", "gs": "GS", "default": "default", "tv": "TV", "pnp": "PnP", "pnp-bm3d": "PnP-BM3D",
+          "lasso-dct": "Lasso-DCT", "gs-tv": "GS + TV"}
 
 
 def run(args: list, cwd: Path) -> float:
@@ -44,24 +44,29 @@ def main() -> None:
     ap.add_argument("--ratio", default="0.1628")
     ap.add_argument("--methods", default="nogs,default,tv")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "figures" / "headline.png"))
+    ap.add_argument("--keep", default=None, help="keep the measurements and every recovery folder here")
     a = ap.parse_args()
 
     from gs_onnx.io.images import labelled, load_image, save_png
     from gs_onnx.metrics import psnr
+    from gs_onnx.solve import registry
 
     out = Path(a.output)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(a.keep or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         run([BIN / "gs-measure", a.image, "--model", a.model, "--ratio", a.ratio, "-o", tmp / "meas.npy"], tmp)
         sidecar = json.loads((tmp / "meas.json").read_text())
         truth = load_image(a.image, sidecar["image_shape"][1])
         panels = [(truth, "truth")]
         for name in a.methods.split(","):
             flags = {"nogs": ["--method", "gs", "--cut", "0"], "default": []}.get(name, ["--method", name])
+            if name in ("nogs", "default") or "model" in registry.method(name).settings:
+                flags = ["--model", a.model, *flags]
             folder = tmp / f"out-{name}"
-            seconds = run([BIN / "gs-recover", "--model", a.model, tmp / "meas.npy", *flags, "--reference", a.image,
-                           "-o", folder, "-q"], tmp)
+            seconds = run([BIN / "gs-recover", tmp / "meas.npy", *flags, "--reference", a.image, "-o", folder, "-q"],
+                          tmp)
             rep = json.loads((folder / "report.json").read_text())
             x = np.load(folder / "recovered.npy", allow_pickle=False)[0]
             row = {"method": name, "ran": rep["method"], "psnr": round(psnr(x, truth), 2),
@@ -73,7 +78,7 @@ def main() -> None:
     caption = (f"{a.model}, Gaussian m/n {a.ratio} (m = {sidecar['m']}), one CelebA test face, "
                f"the same y for every method")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_png(labelled(panels, caption), out)
+    save_png(labelled(panels, caption, scale=2 if truth.shape[1] <= 128 else 1), out)
     info = {"image": Path(a.image).name, "model": a.model, "ratio": float(a.ratio), "m": sidecar["m"], "rows": rows,
             "host": platform.processor() or platform.machine(), "command": " ".join(sys.argv)}
     out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")

@@ -240,7 +240,7 @@ def test_noise_error_lists_auto(tmp_path):
 # ------------------------------------------------------------------------------------------ docs
 
 
-@pytest.mark.parametrize("page", ["docs/methods.md", "docs/experiments.md"])
+@pytest.mark.parametrize("page", ["docs/methods.md", "docs/experiments.md", "docs/cli.md"])
 def test_documented_defaults_are_the_codes(page):
     """The tables of defaults in the docs are generated from the CLI and the shipped manifests; a default
     changed in the code without the page fails here (python -m gs_onnx.cli.docs --write PAGE mends it)."""

@@ -1,9 +1,9 @@
 """Tables of defaults for the documentation, generated from the code so that the two cannot disagree.
 
 A page marks a generated block with ``<!-- generated: NAME -->`` ... ``<!-- /generated -->``; NAME is a command
-(``gs-recover``, ``gs-measure``, ``gs-experiment cs``, ...: its options, defaults and help), ``plans`` (the
-stopping plan ``--budget auto`` runs for every shipped model and operator) or ``methods`` (the method
-``--method auto`` runs for each). ``python -m gs_onnx.cli.docs
+(``gs-recover``, ``gs-measure``, ``gs-experiment cs``, ...: its options, defaults and help as a table), ``help
+COMMAND`` (the command's ``--help`` as printed, docs/cli.md), ``plans`` (the stopping plan ``--budget auto`` runs
+for every shipped model and operator) or ``methods`` (the method ``--method auto`` runs for each). ``python -m gs_onnx.cli.docs
 --write docs/methods.md`` rewrites the blocks; ``--check`` (and a test) fails when a page is out of date.
 """
 from __future__ import annotations
@@ -18,14 +18,36 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[^>]+?) -->\n)(?P<body>.*?)(<!-- 
 
 
 def _commands() -> dict[str, click.Command]:
+    from .demo import main as demo
     from .experiment import main as experiment
+    from .main import main as group
     from .measure import measure_main
     from .models import models_main
     from .recover import recover_main
+    from .recovery import main as recovery
+    from .serve_demo import main as serve_demo
 
-    out = {"gs-recover": recover_main, "gs-measure": measure_main, "gs-models": models_main}
+    out = {"gs-recover": recover_main, "gs-measure": measure_main, "gs-models": models_main, "gs-demo": demo,
+           "gs-experiment": experiment, "gs-export recovery": recovery, "python -m gs_onnx serve-demo": serve_demo,
+           "python -m gs_onnx": group}
     out.update({f"gs-experiment {name}": cmd for name, cmd in experiment.commands.items()})
     return out
+
+
+#: The width --help is rendered at in the docs (a terminal's width would make the page depend on who wrote it).
+HELP_WIDTH = 100
+
+
+def help_text(name: str) -> str:
+    """``NAME --help`` as the command prints it, in a fenced block."""
+    cmd = _commands()[name]
+    words = name.split()
+    parent = None
+    if words[0] == "gs-experiment" and len(words) == 2:
+        parent = click.Context(_commands()["gs-experiment"], info_name="gs-experiment")
+    settings = {**(cmd.context_settings or {}), "terminal_width": HELP_WIDTH, "max_content_width": HELP_WIDTH}
+    ctx = click.Context(cmd, info_name=words[-1] if parent else name, parent=parent, **settings)
+    return "```text\n" + cmd.get_help(ctx).rstrip() + "\n```\n"
 
 
 def _cell(text: str) -> str:
@@ -109,6 +131,8 @@ def generate(name: str) -> str:
     if name == "methods":
         return methods_table()
     cmds = _commands()
+    if name.startswith("help ") and name[5:] in cmds:
+        return help_text(name[5:])
     if name not in cmds:
         raise KeyError(f"unknown generated block {name!r}: one of plans, methods, {', '.join(cmds)}")
     return options_table(cmds[name])
