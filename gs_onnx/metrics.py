@@ -127,6 +127,9 @@ def ssim(x_hat: np.ndarray, x: np.ndarray, data_range: float = 1.0) -> float:
 #: The discrepancy principle's bound: a recovery whose residual is above FIT_LIMIT x the declared noise's norm
 #: does not explain its measurements (``fit(...)["verdict"]``; ``gs-recover --strict`` exits non-zero).
 FIT_LIMIT = 3.0
+#: Where the declared noise's norm reaches this fraction of ||y||, the noise claim alone explains most of the
+#: measurements: whatever the residual, the fit proves nothing (a sidecar declaring sigma 1000, pure noise).
+UNINFORMATIVE = 0.5
 
 
 def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = None) -> dict:
@@ -139,13 +142,17 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
     ``relative`` = residual / ||y|| is the same without a noise scale (noise-free measurements: ratio None).
     ``verdict`` (where the noise is known): ``fits`` up to :data:`FIT_LIMIT`, else ``does not fit`` (the
     discrepancy principle: the prior cannot represent the image, or the operator, the model or the noise claim
-    does not fit these measurements; no checksum can tell which, this can tell that).
+    does not fit these measurements; no checksum can tell which, this can tell that); ``uninformative`` where the
+    declared noise's norm is :data:`UNINFORMATIVE` of ||y|| or more (a claim of that much noise explains any
+    measurements: the residual cannot be read against it). No noise declared (None or 0): no verdict.
 
     Examples
     --------
     >>> f = fit(1.02, 0.01, 10000, y_norm=50.0)
     >>> f["ratio"], f["relative"], f["verdict"]
     (1.02, 0.0204, 'fits')
+    >>> fit(1.02, 1000.0, 10000, y_norm=50.0)["verdict"]     # a noise claim that explains anything
+    'uninformative'
     """
     out: dict = {"residual": float(residual), "sigma": sigma, "m": int(m), "expected": None, "ratio": None,
                  "relative": None if not y_norm else round(float(residual) / float(y_norm), 6)}
@@ -153,6 +160,8 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
         out["expected"] = float(sigma) * float(np.sqrt(m))
         out["ratio"] = round(float(residual) / out["expected"], 4)
         out["verdict"] = "fits" if out["ratio"] <= FIT_LIMIT else "does not fit"
+        if y_norm and out["expected"] >= UNINFORMATIVE * float(y_norm):
+            out["verdict"] = "uninformative"
     return out
 
 

@@ -76,9 +76,14 @@ def _randomise_bn(gen):
 
 
 #: The tiny models exported once and committed (exporting them takes over a minute on 2 cores); used only while
-#: their fingerprint (the export stage's sources, the tiny settings and the torch/onnx versions) is the current
+#: their fingerprint (the exporter's sources, the tiny settings and the torch/onnx versions) is the current
 #: one: any change to gs_export exports them afresh. ``python tests/conftest.py`` refreshes the folder.
 TINY_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tiny_models"
+
+
+#: The export stage's sources that write a generator's folder (the exporter and what it imports): a change to another
+#: module of gs_export (the torch methods, the denoiser, the command line) does not change the tiny models.
+EXPORT_SOURCES = ("architectures.py", "exporter.py", "vjp.py")
 
 
 def tiny_fingerprint() -> str:
@@ -89,7 +94,8 @@ def tiny_fingerprint() -> str:
     import torch
 
     h = hashlib.sha256()
-    for f in sorted((ROOT / "export" / "gs_export").glob("*.py")):
+    for name in EXPORT_SOURCES:
+        f = ROOT / "export" / "gs_export" / name
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     h.update(json.dumps(TINY, sort_keys=True).encode())
     h.update(inspect.getsource(_randomise_bn).encode())
@@ -130,6 +136,55 @@ def tiny_models(tmp_path_factory):
     return {key: (_tiny_generator(key), root / key) for key in TINY}
 
 
+#: A tiny denoiser (the shipped architecture, 4 channels, seeded weights) exported once and committed, like the tiny
+#: models; refreshed by ``python tests/conftest.py`` and re-exported in a session whose fingerprint differs.
+TINY_DENOISER = Path(__file__).resolve().parent / "fixtures" / "tiny_denoiser"
+
+
+def tiny_denoiser_net():
+    import torch
+    from gs_export.denoiser import SmallUNet
+
+    torch.manual_seed(0)
+    return SmallUNet(channels=4).eval()
+
+
+def denoiser_fingerprint() -> str:
+    import hashlib
+
+    import onnx
+    import torch
+
+    h = hashlib.sha256((ROOT / "export" / "gs_export" / "denoiser.py").read_bytes())
+    h.update(f"torch {torch.__version__} onnx {onnx.__version__}".encode())
+    return h.hexdigest()
+
+
+def export_tiny_denoiser(out: Path) -> None:
+    import tempfile
+
+    import torch
+    from gs_export.denoiser import export
+
+    net = tiny_denoiser_net()
+    with tempfile.TemporaryDirectory() as run:
+        torch.save({"state_dict": net.state_dict(), "config": net.config}, Path(run) / "denoiser.pt")
+        export(run, out, "tiny", provenance={"weights": "random, tests"}, overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_denoiser(tmp_path_factory):
+    """(the torch net, its exported denoiser folder): a copy per session."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("tiny_denoiser") / "tiny"
+    stamp = TINY_DENOISER / "FINGERPRINT"
+    if stamp.is_file() and stamp.read_text().strip() == denoiser_fingerprint():
+        shutil.copytree(TINY_DENOISER / "tiny", out)
+    else:
+        export_tiny_denoiser(out)
+    return tiny_denoiser_net(), out
+
+
 @pytest.fixture(scope="session")
 def shipped():
     from gs_onnx.generator.registry import load
@@ -159,3 +214,9 @@ if __name__ == "__main__":  # refresh the committed tiny models: python tests/co
     export_tiny_models(TINY_FIXTURES)
     (TINY_FIXTURES / "FINGERPRINT").write_text(tiny_fingerprint() + "\n")
     print(f"wrote {TINY_FIXTURES}")
+    if TINY_DENOISER.exists():
+        shutil.rmtree(TINY_DENOISER)
+    TINY_DENOISER.mkdir(parents=True)
+    export_tiny_denoiser(TINY_DENOISER / "tiny")
+    (TINY_DENOISER / "FINGERPRINT").write_text(denoiser_fingerprint() + "\n")
+    print(f"wrote {TINY_DENOISER}")

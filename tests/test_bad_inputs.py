@@ -329,6 +329,7 @@ def test_output_folder_on_another_filesystem_is_published_by_copy(work, monkeypa
     out = tmp / "mnt"
     out.mkdir()
     (out / "old.txt").write_text("from an earlier run")
+    (out / pub.MARK).write_text("an earlier gs-onnx results folder\n")  # --overwrite replaces only those
     real = os.path.ismount
     monkeypatch.setattr(pub.os.path, "ismount", lambda p: Path(p) == out or real(p))
     r = invoke(cli.recover_main, [m, "-o", out, *TINY, "--overwrite"])

@@ -183,7 +183,7 @@ def test_recover_with_reference(tmp_path, meas):
     r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", out, *TINY, "--reference", IMG_A, "--reference", IMG_B])
     assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
     assert sorted(p.name for p in out.iterdir()) == [
-        "compare_001.png", "compare_002.png", "contact_sheet.png", "recovered.npy", "recovered_001.png",
+        ".gs-output", "compare_001.png", "compare_002.png", "contact_sheet.png", "recovered.npy", "recovered_001.png",
         "recovered_002.png", "report.json"]
     no_temp_dirs(tmp_path)
     for name in ("recovered_001.png", "recovered_002.png"):
@@ -258,6 +258,10 @@ def test_recover_refuses_a_non_empty_folder_and_replaces_it_whole_with_overwrite
     r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", out, "--restarts", "1", "--max-iter", "2"])
     assert_one_line_error(r, "not empty", "--overwrite")
     assert snapshot(tmp_path) == before
+    # --overwrite replaces only a folder gs-onnx wrote (it carries the mark): this one is taken for an earlier run's
+    from gs_onnx.io.publish import MARK
+
+    (out / MARK).write_text("an earlier results folder\n")
     r = invoke(cli.recover_main, [meas, "--cut", "1", "-o", out, "--restarts", "1", "--max-iter", "2", "--overwrite"])
     assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
     assert not (out / "keep.txt").exists() and (out / "report.json").is_file()  # replaced whole: no stale files

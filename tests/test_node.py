@@ -113,7 +113,7 @@ def test_node_fit_example_runs(node_reader, tmp_path):
     assert psnrs[-1] > psnrs[0] + 5 and (tmp_path / "recovered.npy").is_file()
 
 
-def _recovery_folder(tmp_path, model, image, operator, iters):
+def _recovery_folder(tmp_path, model, image, operator, iters, method="auto"):
     """gs-measure one bundled face, gs-export recovery its folder (a short plan), and Python's image of it."""
     from click.testing import CliRunner
 
@@ -128,7 +128,7 @@ def _recovery_folder(tmp_path, model, image, operator, iters):
                                           "-o", str(tmp_path / "meas.npy")])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(export_recovery, ["--measurements", str(tmp_path / "meas.npy"), "--max-iter", str(iters),
-                                             "-o", str(tmp_path / "graph")])
+                                             "--method", method, "-o", str(tmp_path / "graph")])
     assert r.exit_code == 0, r.output
     man = registry.load(model)
     np.save(tmp_path / "ref.npy", load_image(face, man.image_shape[1]))
@@ -136,14 +136,16 @@ def _recovery_folder(tmp_path, model, image, operator, iters):
     return GraphRecovery(graph).run(inputs)["image"]
 
 
-@pytest.mark.parametrize("model, image, operator, iters", [("dcgan", "celeba64_182638.jpg", "gaussian", 100),
-                                                           ("began", "celeba_aligned_00000.jpg", "srdct", 20)])
-def test_node_runs_a_recovery_folder(node_reader, tmp_path, model, image, operator, iters):
+# dcgan on the Gaussian: its default, gs-pnp (the PnP stage in the graph); began's DCT default is gs-tv, which the
+# graph does not run: gs
+@pytest.mark.parametrize("model, image, operator, iters, method", [
+    ("dcgan", "celeba64_182638.jpg", "gaussian", 100, "auto"), ("began", "celeba_aligned_00000.jpg", "srdct", 20, "gs")])
+def test_node_runs_a_recovery_folder(node_reader, tmp_path, model, image, operator, iters, method):
     """recover.js (one session run, files verified against recovery.json) gets Python's image of the same folder
     and prints its PSNR; an altered input is refused in one line with exit 2."""
     from gs_onnx.metrics import psnr
 
-    py = _recovery_folder(tmp_path, model, image, operator, iters)
+    py = _recovery_folder(tmp_path, model, image, operator, iters, method)
     p = _node(["recover.js", tmp_path / "graph", tmp_path / "ref.npy", tmp_path / "node.npy"], node_reader)
     assert p.returncode == 0, p.stderr
     node = np.load(tmp_path / "node.npy")

@@ -150,8 +150,8 @@ TINY = ["--models", "dcgan", "--datasets", SAMPLES, "--images", "1", "--ratios",
 
 def test_experiment_runs_the_models_plan_as_gs_recover_does(tmp_path):
     """The default budget: one task per image running the plan (dcgan: 1 restart x 100 iterations, here capped
-    at 15); its PSNR equals gs-recover's on the same face, operator, noise and starts, for gs and for gs-tv,
-    which gs-recover runs without --method (dcgan's recommended method); the summary names the plan."""
+    at 15); its PSNR equals gs-recover's on the same face, operator, noise and starts, for gs and for gs-tv; the
+    summary names the plan."""
     out = tmp_path / "cs"
     r = run(experiment, ["cs", *TINY, "--methods", "gs,gs-tv", "--max-iter", "15", "-o", out])
     assert r.exit_code == 0, r.output
@@ -162,7 +162,7 @@ def test_experiment_runs_the_models_plan_as_gs_recover_does(tmp_path):
     img = sorted(SAMPLES.glob("*.jpg"))[0]
     meas = tmp_path / "meas.npy"
     assert run(measure_main, [img, "--model", "dcgan", "--m", row["m"], "-o", meas, "-q"]).exit_code == 0
-    for method, args in (("gs", ["--method", "gs"]), ("gs-tv", [])):
+    for method, args in (("gs", ["--method", "gs"]), ("gs-tv", ["--method", "gs-tv"])):
         r = run(recover_main, [meas, *args, "--max-iter", "15", "--reference", img, "-o", tmp_path / method, "-q"])
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / method / "report.json").read_text())

@@ -141,7 +141,7 @@ def folder(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("recovery_folder")
     meas = _measure(tmp)
-    r = CliRunner().invoke(main, ["--measurements", str(meas), "--restarts", "2", "--max-iter", "30", "-o",
+    r = CliRunner().invoke(main, ["--measurements", str(meas), "--method", "gs", "--restarts", "2", "--max-iter", "30", "-o",
                                   str(tmp / "graph")])
     assert r.exit_code == 0, r.output
     return tmp / "graph", meas

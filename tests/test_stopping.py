@@ -164,8 +164,8 @@ def meas(dcgan_meas_010):
 
 def test_recover_reports_the_rule_and_each_restarts_stop(tmp_path, meas):
     out = tmp_path / "auto"
-    r = invoke(cli.recover_main, [meas, "--stop", "holdout", "--max-iter", "60", "--patience", "5", "--restarts", "2",
-                                  "-o", out])
+    r = invoke(cli.recover_main, [meas, "--method", "gs", "--stop", "holdout", "--max-iter", "60", "--patience", "5",
+                                  "--restarts", "2", "-o", out])
     assert r.exit_code == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     assert rep["stopping"] == {"rule": "holdout", "holdout": 0.1, "patience": 5}
@@ -178,14 +178,20 @@ def test_recover_reports_the_rule_and_each_restarts_stop(tmp_path, meas):
         held = [rr["held_out"] for rr in img["restarts"]]
         assert img["best_restart"] == int(np.argmin(held))  # the winner: the lowest held-out error
     out = tmp_path / "paper"
-    r = invoke(cli.recover_main, [meas, "--budget", "paper", "--max-iter", "5", "--restarts", "1", "-o", out])
+    r = invoke(cli.recover_main, [meas, "--method", "gs", "--budget", "paper", "--max-iter", "5", "--restarts", "1",
+                                  "-o", out])
     assert r.exit_code == 0, r.stderr
     assert json.loads((out / "report.json").read_text())["stopping"] == {"rule": "fixed"}
-    # --budget auto on the shipped dcgan: its validated plan, 1 restart x 100 iterations on every measurement
+    # --budget auto on the shipped dcgan: gs's validated plan, 1 restart x 100 iterations on every measurement
     out = tmp_path / "auto-plan"
-    r = invoke(cli.recover_main, [meas, "--max-iter", "3", "-o", out])
+    r = invoke(cli.recover_main, [meas, "--method", "gs", "--max-iter", "3", "-o", out])
     rep = json.loads((out / "report.json").read_text())
     assert rep["stopping"] == {"rule": "fixed"} and rep["restarts"] == 1 and rep["budget"]["plan"] == "auto"
+    # the Gaussian default, gs-pnp, runs the same plan with the rows held out (they choose its candidate)
+    out = tmp_path / "default"
+    r = invoke(cli.recover_main, [meas, "--max-iter", "3", "-o", out])
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["method"] == "gs-pnp" and rep["stopping"]["rule"] == "holdout" and rep["restarts"] == 1
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -173,12 +173,13 @@ def test_gs_recover_runs_the_models_recommended_method_by_default(tmp_path):
     assert chosen["tv"]["gamma"] == GAMMA["mask"]                 # not in the model's table: the general one
 
 
-def test_the_shipped_dcgan_recommends_gs_tv():
+def test_the_shipped_dcgan_recommends_gs_tv_and_gs_pnp_on_the_gaussian():
     from gs_onnx.generator.registry import load
     from gs_onnx.solve.registry import recommended_method
 
     rec = load("dcgan").recommended
-    assert all(recommended_method(rec, k) == "gs-tv" for k in ("gaussian", "mask", "fourier", "identity"))
+    assert all(recommended_method(rec, k) == "gs-tv" for k in ("fourier", "identity", "blur", "box"))
+    assert recommended_method(rec, "gaussian") == "gs-pnp"
     assert recommended_method(load("vae").recommended, "mask") == "gs"
 
 

@@ -5,13 +5,18 @@
 const fs = require('fs');
 
 function readNpy(path) {
-  const buf = fs.readFileSync(path);
+  return parseNpy(fs.readFileSync(path), path);
+}
+
+function parseNpy(buf, path) {
   if (buf.slice(0, 6).toString('latin1') !== '\x93NUMPY') throw new Error(`${path}: not a .npy file`);
   const major = buf[6];
   const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
   const start = major === 1 ? 10 : 12;
   const header = buf.slice(start, start + hlen).toString('latin1');
-  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  const d = /'descr':\s*'([^']+)'/.exec(header);
+  if (!d || !/'shape':\s*\(([^)]*)\)/.test(header)) throw new Error(`${path}: not a plain array header`);
+  const descr = d[1];
   if (/'fortran_order':\s*True/.test(header)) throw new Error(`${path}: Fortran order is not supported`);
   const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').map(s => s.trim()).filter(s => s).map(Number);
   const count = shape.reduce((a, b) => a * b, 1);
@@ -39,4 +44,4 @@ function writeNpy(path, array, shape) {
   fs.writeFileSync(path, Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(f32.buffer, f32.byteOffset, f32.byteLength)]));
 }
 
-module.exports = { readNpy, writeNpy };
+module.exports = { readNpy, parseNpy, writeNpy };

@@ -248,6 +248,23 @@ def upgrade(model_dir, out):
     click.echo(f"wrote {out or model_dir}")
 
 
+@main.command(cls=OneLineCommand, epilog=examples("gs-export denoiser runs/denoiser -o models/priors/unet-celeba"))
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", default="unet-celeba", show_default=True)
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Denoiser folder to write (models/priors/NAME to ship it).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty folder.")
+@one_line
+def denoiser(run_dir, name, out, overwrite):
+    """Export a gs-train denoiser run (denoiser.pt + train.json) as denoiser.onnx and manifest.json, checked
+    against torch."""
+    from .denoiser import export
+
+    man = export(run_dir, out, name, overwrite=overwrite)
+    click.echo(f"wrote {out} ({man['architecture']['parameters']} parameters, torch/ONNX max difference "
+               f"{man['check']['max_abs_diff']:.1e})")
+
+
 if __name__ == "__main__":
     sys.exit(main())
 

@@ -32,6 +32,11 @@ def export_main() -> None:
 
 def train_main() -> None:
     _need("gs-train")
+    if sys.argv[1:2] == ["denoiser"]:  # the denoiser prior of --method pnp (gs_export.denoiser)
+        from .denoiser import main as denoiser
+
+        denoiser(args=sys.argv[2:])
+        return
     from .train import main
 
     main()

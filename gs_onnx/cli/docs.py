@@ -73,7 +73,8 @@ def options_table(cmd: click.Command) -> str:
             default = p.opts[0] if p.default else p.secondary_opts[0]
         else:
             default = f"`{p.default}`"
-        help_ = re.sub(r"\s*\[default: [^\]]*\]", "", p.help or "")
+        record = p.get_help_record(ctx)  # what --help prints (an option may complete its help when shown)
+        help_ = re.sub(r"\s*\[default: [^\]]*\]", "", record[1] if record else (p.help or ""))
         rows.append(f"| {flags} | {_cell(default)} | {_cell(help_)} |")
     return "\n".join(rows) + "\n"
 

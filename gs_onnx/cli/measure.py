@@ -174,14 +174,17 @@ def measure_main(images, model, operator, ratio, m, seed, noise, crop, output, o
         raise GSError(f"output must end in .npy: {output}")
     if not out.parent.is_dir():
         raise GSError(f"output folder does not exist: {out.parent}")
-    for p in (out, out.with_suffix(".json"), *preview_paths(out, len(images))):
-        if p.exists() and not overwrite:
-            raise GSError(f"{p} exists: pass --overwrite to replace it, or -o another file")
-    y, sidecar, previews = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
-                                          models_dir=models_dir, operator=operator, **params)
-    extra = [] if previews is None else list(zip(preview_paths(out, len(y)), map(_png_bytes, previews)))
-    write_measurements(out, y, sidecar, extra=extra)
-    _remove_stale_previews(out, {p for p, _ in extra})
+    from ..io.publish import claimed
+
+    with claimed(out):   # a second gs-measure on the same -o is refused while this one runs
+        for p in (out, out.with_suffix(".json"), *preview_paths(out, len(images))):
+            if p.exists() and not overwrite:
+                raise GSError(f"{p} exists: pass --overwrite to replace it, or -o another file")
+        y, sidecar, previews = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
+                                              models_dir=models_dir, operator=operator, **params)
+        extra = [] if previews is None else list(zip(preview_paths(out, len(y)), map(_png_bytes, previews)))
+        write_measurements(out, y, sidecar, extra=extra)
+        _remove_stale_previews(out, {p for p, _ in extra})
     if not quiet:
         pngs = f" and {len(extra)} PNG(s) ({extra[0][0].name}...)" if extra else ""
         click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, {operator}, m/n = {sidecar['ratio']:.4f}, "

@@ -125,6 +125,8 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
               help="gs-tv: weight of ||x - G||^2, the pull towards the generator's image  [default: per operator, "
                    "chosen on CelebA train faces]")
 @click.option("--codes", type=int, default=None, help="mGANprior codes N  [default: 10 DCGAN, 20 otherwise]")
+@click.option("--denoiser", default=None, metavar="NAME_OR_FOLDER",
+              help="pnp, gs-pnp: the ONNX denoiser (gs-models lists them)  [default: unet-celeba]")
 @click.option("--skip-prior", type=float, default=None, metavar="W",
               help="gs: weight of a Gaussian prior on the skip source the cut frees (BEGAN's h1 at c >= 2), fitted "
                    "to the generator's own activations; it keeps recovery from drawing the model's 16-px lattice; "
@@ -161,7 +163,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     setup_logging(quiet, verbose)
     out = Path(output) if output else default_output(measurements, method)
     if Path(measurements).is_dir():
-        return _recover_folder(Path(measurements), out, overwrite, reference, quiet, method, options, progress)
+        return _recover_folder(Path(measurements), out, overwrite, reference, quiet, method, options, progress, strict)
     y, sidecar = read_measurements(measurements, trust_sidecar=trust_sidecar)
     settings = Settings(**options)
     method, why = resolve_method(method, sidecar, settings)
@@ -184,6 +186,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     sigma = sidecar.get("sigma") if isinstance(sidecar.get("sigma"), (int, float)) else None
     norms = np.linalg.norm(y.astype(np.float64), axis=1)
     cell = getattr(getattr(solver, "man", None), "lattice_cell", None)  # a model with a skip source: its seams
+    block = getattr(op, "block_period", None)  # measurements of blocks (x4 super-resolution): the staircase
 
     def fit_of(i: int, err: float) -> dict:
         return fit(err, sigma, y.shape[1], norms[i])
@@ -214,7 +217,7 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                     fracs[i] = 1.0
                     row, tile = _write_image(tmp, i, image, fields, seconds, refs, method,
                                              None if measured is None else measured[i], fit_of, cell,
-                                             getattr(solver, "disagreement", {}).pop(i, None))
+                                             getattr(solver, "disagreement", {}).pop(i, None), block)
                     rows.append(row)
                     images.append(image)
                     if tile is not None:
@@ -242,22 +245,44 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
             if r.get("seam"):
                 sm = r["seam"]
                 q += f"  seam {sm['recovered']:.2f}" + ("" if sm["truth"] is None else f" (truth {sm['truth']:.2f})")
+            if r.get("blocks"):
+                bl = r["blocks"]
+                q += f"  {bl['period']}-px blocks {bl['recovered']:.2f}" + \
+                    ("" if bl["truth"] is None else f" (truth {bl['truth']:.2f})")
             click.echo(f"image {r['image']}/{B}: {fit_words(r['fit'])}{q}  "
                        f"{r['seconds']:.1f} s, {r['evaluations']} {solver.unit}")
         extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
-    off = [r["image"] for r in rows if (r.get("fit") or {}).get("verdict") == "does not fit"]
+    _judge_fit(rows, strict, quiet, out)
+
+
+def _judge_fit(rows: list[dict], strict: bool, quiet: bool, out: Path) -> None:
+    """The fit's verdicts after the results are written: a warning, or with --strict exit 2 unless every image
+    fits (an image without a verdict, no noise declared, or with a noise claim that explains anything, fails it)."""
+    verdicts = [(r.get("fit") or {}).get("verdict") for r in rows]
+    off = [r["image"] for r, v in zip(rows, verdicts) if v == "does not fit"]
+    vague = [r["image"] for r, v in zip(rows, verdicts) if v == "uninformative"]
+    unknown = [r["image"] for r, v in zip(rows, verdicts) if v is None]
+    words = []
     if off:
-        words = (f"{len(off)} of {len(rows)} image(s) leave a residual above {FIT_LIMIT:g} x the noise the sidecar "
-                 "declares: the model cannot explain these measurements (an image off its range), or the operator, "
-                 "the model or the noise claim does not fit them")
-        if strict:
-            raise GSError(f"--strict: {words} (results written to {out}/)")
-        if not quiet:
-            click.echo(f"warning: {words}", err=True)
+        words.append(f"{len(off)} of {len(rows)} image(s) leave a residual above {FIT_LIMIT:g} x the noise the "
+                     "sidecar declares: the model cannot explain these measurements (an image off its range), or "
+                     "the operator, the model or the noise claim does not fit them")
+    if vague:
+        words.append(f"{len(vague)} of {len(rows)} image(s) have a declared noise that explains most of their "
+                     "measurements by itself: their fit proves nothing")
+    if strict and unknown:
+        words.append(f"{len(unknown)} of {len(rows)} image(s) have no declared noise to judge the fit against")
+    if not words:
+        return
+    if strict:
+        raise GSError(f"--strict: {'; '.join(words)} (results written to {out}/)")
+    if not quiet:
+        for w in words:
+            click.echo(f"warning: {w}", err=True)
 
 def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: bool, method: str, options: dict,
-                    progress=None):
+                    progress=None, strict: bool = False):
     """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, the graph run in
     chunks of iterations for the progress bar (the one run's result, bit for bit); writes recovered_001.png,
     recovered.npy, report.json (and compare_001.png with a reference)."""
@@ -268,13 +293,21 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     if not (folder / "recovery.json").exists():
         raise GSError(f"{folder} is a directory, not a measurement file, nor a recovery folder (it has no recovery.json)")
     given = [k for k, v in options.items() if v not in (None, 0, "auto") and k not in ("device", "threads")]
-    if method not in (AUTO, "gs") or given:
+    if method != AUTO or given:
         what = f"--{given[0].replace('_', '-')}" if given else f"--method {method}"
         raise GSError(f"{what} does not apply to a recovery folder: its plan is in recovery.json")
     graph, inputs, iface = read_folder(folder)
     if len(reference) > 1:
         raise GSError(f"{len(reference)} reference images for the one image of a recovery folder")
     shape = [int(v) for v in iface.get("image_shape", [])]
+    if reference:
+        from ..generator.manifest import sha256_file
+
+        regular_file(Path(reference[0]), "reference image", "not found")
+        want = (iface.get("source") or {}).get("sha256") if isinstance(iface.get("source"), dict) else None
+        if want and sha256_file(Path(reference[0])) != want:
+            raise GSError(f"reference {reference[0]} is not the image this folder's measurements were made from "
+                          f"({iface['source'].get('path')}): its sha256 differs")
     ref = load_image(reference[0], shape[1], "auto") if reference else read_reference(folder, iface)
     runner = GraphRecovery(graph, options.get("device") or "auto", options.get("threads") or 0)
     check_against_graph(runner.session.get_inputs(), inputs)
@@ -291,9 +324,22 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
         fields = {"index": int(iface.get("image", 0)), "winner": win, "score": [float(v) for v in res["score"]],
                   "iterations": [int(v) for v in res["iterations"]],
                   "best_iteration": [int(v) for v in res["best_iteration"]]}
-        row, _ = _write_image(tmp, 0, image, fields, seconds, None if ref is None else [ref], "gs")
+        folder_method = str(iface.get("method", "gs"))
+        if "pnp_chosen" in res:  # gs-pnp: which candidate the held-out rows chose
+            names = ["gs"] + list((iface.get("plan") or {}).get("pnp", {}).get("candidates", []))
+            chosen = int(res["pnp_chosen"])
+            fields["pnp"] = {"chosen": names[chosen] if chosen < len(names) else chosen,
+                             "held_out": [float(v) for v in res["pnp_held_out"]],
+                             "iterations": [int(v) for v in res["pnp_rows_iterations"]]}
+        sigma = iface.get("sigma") if isinstance(iface.get("sigma"), (int, float)) else None
+        y = inputs["y"].reshape(-1)
+        fit_of = (lambda i, err: fit(float(res["residual"]), sigma, y.size,
+                                     float(np.linalg.norm(y.astype(np.float64))))) if "residual" in res else None
+        fields["measurement_error"] = float(res["residual"]) if "residual" in res else None
+        row, _ = _write_image(tmp, 0, image, fields, seconds, None if ref is None else [ref], folder_method,
+                              fit_of=fit_of)
         np.save(tmp / "recovered.npy", image[None].astype(np.float32), allow_pickle=False)
-        report = {"method": "gs", "engine": GRAPH_ENGINE, "recovery_folder": str(folder),
+        report = {"method": folder_method, "engine": GRAPH_ENGINE, "recovery_folder": str(folder),
                   **{k: iface.get(k) for k in ("model", "model_sha256", "cut", "operator", "m", "n", "plan")},
                   "provider": runner.session.get_providers()[0], "psnr_mean": row["psnr"],
                   "provenance": provenance(runner.session.get_providers()[0]), "images": [row]}
@@ -308,6 +354,7 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
         click.echo(f"{iface.get('model')} c={iface.get('cut')}: restart {win + 1} of {len(res['score'])} won after "
                    f"{row['iterations'][win]} iterations{q}  {seconds:.1f} s")
         click.echo(f"wrote {out}/ (report.json, recovered_001.png) in one ONNX graph on {report['provider']}")
+    _judge_fit([row], strict, quiet, out)
 
 
 #: The deviation that shows white in disagreement_XXX.png (the same scale for every image and method).
@@ -315,7 +362,7 @@ DISAGREEMENT_TOP = 0.15
 
 
 def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, method: str, measured=None,
-                 fit_of=None, cell: int | None = None, spread=None):
+                 fit_of=None, cell: int | None = None, spread=None, block: int | None = None):
     """recovered_XXX.png (and compare_XXX.png with a reference: truth | the measurement where it is an image |
     recovery | where the restarts disagree) of image i; its report row. ``cell``: the model's lattice period (a
     skip source), for the seam; ``spread``: the (H, W) map of where its restarts disagree (two restarts or more),
@@ -337,6 +384,9 @@ def _write_image(tmp: Path, i: int, image, fields: dict, seconds: float, refs, m
     if cell is not None:
         row["seam"] = {"period": cell, "recovered": round(seam(image, cell), 4),
                        "truth": None if refs is None else round(seam(refs[i], cell), 4)}
+    if block is not None and min(image.shape[1:]) > block:
+        row["blocks"] = {"period": block, "recovered": round(seam(image, block), 4),
+                         "truth": None if refs is None else round(seam(refs[i], block), 4)}
     if refs is not None:
         row["psnr"], row["ssim"] = round(psnr(image, refs[i]), 4), round(ssim(image, refs[i]), 4)
         row["compare_png"] = f"compare_{i + 1:03d}.png"

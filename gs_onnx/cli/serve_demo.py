@@ -32,7 +32,7 @@ TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "applicat
 
 
 def default_folder(tmp: Path) -> Path:
-    """A dcgan recovery folder of a bundled test face (Gaussian m/n 0.163, the model's plan, reference.npy) in
+    """A dcgan gs recovery folder of a bundled test face (Gaussian m/n 0.163, the model's plan, reference.npy) in
     ``tmp``: what the page shows when no folder is given."""
     from .demo import default_image
     from .measure import measure_main
@@ -41,8 +41,9 @@ def default_folder(tmp: Path) -> Path:
     face = default_image(64)
     measure_main.main([str(face), "--model", "dcgan", "--ratio", "0.1628", "-o", str(tmp / "face.npy"), "-q"],
                       standalone_mode=False)
-    recovery_main.main(["--measurements", str(tmp / "face.npy"), "--reference", str(face), "-o", str(tmp / "face-graph")],
-                       standalone_mode=False)
+    # gs (not the Gaussian default gs-pnp): the page shows the generator's own recovery, chunk by chunk
+    recovery_main.main(["--measurements", str(tmp / "face.npy"), "--method", "gs", "--reference", str(face), "-o",
+                        str(tmp / "face-graph")], standalone_mode=False)
     return tmp / "face-graph"
 
 
@@ -62,16 +63,47 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     roots: dict[str, Path] = {}
 
     def translate_path(self, path: str) -> str:
-        path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
-        parts = [p for p in posixpath.normpath(path).split("/") if p and p not in (".", "..")]
         root = self.roots[""]
+        nowhere = str(root / ".no-such-file-outside-the-root")
+        path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+        if "\x00" in path:   # a NUL byte names no file (os.path would raise): 404
+            return nowhere
+        parts = [p for p in posixpath.normpath(path).split("/") if p and p not in (".", "..")]
         if parts and parts[0] == "folder":
             root, parts = self.roots["folder"], parts[1:]
         target = root.joinpath(*parts)
-        real = Path(os.path.realpath(target))
+        try:
+            real = Path(os.path.realpath(target))
+        except (OSError, ValueError):
+            return nowhere
         if real != root and root not in real.parents:
-            return str(root / ".no-such-file-outside-the-root")   # a link out of the root: answered 404
+            return nowhere   # a link out of the root: answered 404
         return str(target)
+
+    def send_head(self):
+        """Only regular files are served: a FIFO or a device in the folder would block the request forever (open
+        waits for a writer), so anything but a regular file (or a folder's index.html) is a 404."""
+        import stat
+
+        path = self.translate_path(self.path)
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
+            index = os.path.join(path, "index.html")
+            try:
+                mode = os.stat(index).st_mode if stat.S_ISREG(os.stat(index).st_mode) else None
+            except OSError:
+                mode = None
+            if mode is None:
+                self.send_error(404, "no directory listings")
+                return None
+            return super().send_head()
+        if mode is None or not stat.S_ISREG(mode):
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
 
     def list_directory(self, path):
         self.send_error(404, "no directory listings")
@@ -124,9 +156,15 @@ def main(folder, port, host, page, verbose):
     if folder is not None and not (Path(folder) / "recovery.json").is_file():
         raise GSError(f"{folder} is not a recovery folder (no recovery.json): gs-export recovery writes one")
     pages = page_dir(page)
+    signal.signal(signal.SIGTERM, _stop)   # from the start: a SIGTERM while the default folder is made removes it too
     with tempfile.TemporaryDirectory(prefix="gs-serve-demo-") as tmp:
         folder = default_folder(Path(tmp)) if folder is None else Path(folder)
         _serve(make_server(folder, pages, host, port, verbose), folder)
+
+
+def _stop(*_):
+    """SIGTERM ends serve-demo as Ctrl-C does: the temporary default folder is removed."""
+    raise KeyboardInterrupt
 
 
 def _serve(server, folder: Path) -> None:
@@ -136,10 +174,6 @@ def _serve(server, folder: Path) -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
 
-    def stop(*_):   # SIGTERM ends it as Ctrl-C does: the temporary default folder is removed
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     try:
         thread.join()
     except KeyboardInterrupt:

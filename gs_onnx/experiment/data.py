@@ -36,6 +36,38 @@ CELEBA_SPLITS = {"train": (1, 162770), "test": (182638, 202599)}
 CROP64_BOX = (35, 55, 143, 163)
 _NAME = re.compile(r"^(\d{6})\.jpg$", re.IGNORECASE)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: The largest image file read from a download (an aligned CelebA face is about 10 KB, a COCO photo 100-300 KB): a
+#: member above it, or one that inflates more than MAX_RATIO times (a zip bomb), is refused before it is read.
+MAX_IMAGE_BYTES = 64 << 20
+MAX_RATIO = 200
+
+
+def _member_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, src: Path) -> Callable[[], bytes]:
+    """A function that reads one zip member, every failure of the archive (corrupt, encrypted, an unsupported
+    compression, a size it lies about) a one-line GSError naming the member."""
+    def read() -> bytes:
+        import zlib
+
+        try:
+            with zf.open(info) as f:
+                data = f.read(MAX_IMAGE_BYTES + 1)
+        except RuntimeError as e:   # encrypted members
+            raise GSError(f"--celeba {src}: {info.filename} cannot be read ({e})".splitlines()[0]) from None
+        except NotImplementedError as e:
+            raise GSError(f"--celeba {src}: {info.filename} uses a compression zipfile cannot read ({e})") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise GSError(f"--celeba {src}: {info.filename} is corrupt ({e})".splitlines()[0]) from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise GSError(f"--celeba {src}: {info.filename} inflates beyond {MAX_IMAGE_BYTES >> 20} MB: not a CelebA "
+                          "face (a zip bomb?)")
+        return data
+
+    if info.file_size > MAX_IMAGE_BYTES or info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise GSError(f"--celeba {src}: {info.filename} would inflate to {info.file_size} bytes from "
+                      f"{info.compress_size}: not a CelebA face (a zip bomb?)")
+    if info.flag_bits & 0x1:
+        raise GSError(f"--celeba {src}: {info.filename} is encrypted")
+    return read
 
 
 def _celeba_files(src: Path) -> dict[int, Callable[[], bytes]]:
@@ -47,10 +79,15 @@ def _celeba_files(src: Path) -> dict[int, Callable[[], bytes]]:
             zf = zipfile.ZipFile(src)
         except (zipfile.BadZipFile, OSError) as e:
             raise GSError(f"--celeba {src}: not a readable zip file ({e})") from None
+        where: dict[int, str] = {}
         for info in zf.infolist():
             m = _NAME.match(Path(info.filename).name)
             if m and not info.is_dir():
-                out[int(m.group(1))] = (lambda i=info: zf.read(i))
+                i = int(m.group(1))
+                if i in out:
+                    raise GSError(f"--celeba {src}: two files for CelebA id {i:06d} ({where[i]} and {info.filename}): "
+                                  "which one is the face is not for gs-onnx to guess")
+                out[i], where[i] = _member_reader(zf, info, src), info.filename
         return out
     if not src.is_dir():
         raise GSError(f"--celeba {src}: no such folder or zip file")
@@ -58,8 +95,34 @@ def _celeba_files(src: Path) -> dict[int, Callable[[], bytes]]:
     for p in folder.iterdir():
         m = _NAME.match(p.name)
         if m and p.is_file():
-            out[int(m.group(1))] = (lambda q=p: q.read_bytes())
+            out[int(m.group(1))] = (lambda q=p: _read_image_file(q, "--celeba"))
     return out
+
+
+def _read_image_file(p: Path, flag: str) -> bytes:
+    """The bytes of an image file of a download, bounded (:data:`MAX_IMAGE_BYTES`), read errors one line."""
+    from ..io.paths import regular_file
+
+    regular_file(p, f"{flag} image")
+    if p.stat().st_size > MAX_IMAGE_BYTES:
+        raise GSError(f"{flag}: {p} is {p.stat().st_size} bytes: not an image of the data set")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise GSError(f"{flag}: cannot read {p}: {e.strerror or e}") from None
+
+
+def _checked_photo(p: Path) -> bytes:
+    """A COCO photo's bytes, refused unless they decode as an image (a file named .jpg that is not one is not data)."""
+    from PIL import Image, UnidentifiedImageError
+
+    data = _read_image_file(p, "--coco")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise GSError(f"--coco: {p} is not a readable image ({e})".splitlines()[0]) from None
+    return data
 
 
 def _crop64(data: bytes, name: str) -> bytes:
@@ -121,7 +184,7 @@ def layout(root: str | Path, celeba: str | Path | None = None, coco: str | Path 
         photos = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:coco_images]
         if len(photos) < coco_images:
             raise GSError(f"--coco {coco} has {len(photos)} images, fewer than --coco-images {coco_images}")
-        jobs.append(("coco", lambda: (("coco/test", p.name, p.read_bytes()) for p in photos), len(photos)))
+        jobs.append(("coco", lambda: (("coco/test", p.name, _checked_photo(p)) for p in photos), len(photos)))
     targets = {"celeba": ["celeba_aligned/train", "celeba_aligned/test", "celeba_crops64/train",
                           "celeba_crops64/test"], "coco": ["coco/test"]}
     wanted = [t for kind, _, _ in jobs for t in targets[kind]
@@ -130,9 +193,12 @@ def layout(root: str | Path, celeba: str | Path | None = None, coco: str | Path 
         d = root / t
         if d.exists() and (not d.is_dir() or any(d.iterdir())) and not overwrite:
             raise GSError(f"{d} exists and is not empty: use --overwrite to replace it")
+    from ..io.publish import clean_stale, staging_prefix
+
     try:
         root.mkdir(parents=True, exist_ok=True)
-        stage = Path(__import__("tempfile").mkdtemp(prefix=".gs-onnx-data-", dir=root))
+        clean_stale(root)   # the staging folders of runs that were killed
+        stage = Path(__import__("tempfile").mkdtemp(prefix=staging_prefix(), dir=root))
     except OSError as e:
         raise GSError(f"cannot write into {root}: {e.strerror or e}") from None
     total = sum(n for _, _, n in jobs)
@@ -163,5 +229,7 @@ def layout(root: str | Path, celeba: str | Path | None = None, coco: str | Path 
               "celeba": None if celeba is None else {"source": str(celeba), "partition": CELEBA_SPLITS,
                                                      "crop64": {"box": CROP64_BOX, "resample": "bilinear"}},
               "coco": None if coco is None else {"source": str(coco), "images": coco_images}}
-    (root / "LAYOUT.json").write_text(json.dumps(record, indent=1) + "\n")
-    return record
+    from ..io.publish import write_atomic
+
+    write_atomic([(root / "LAYOUT.json", (json.dumps(record, indent=1) + "\n").encode())])  # a link there is replaced,
+    return record                                                                        # not written through

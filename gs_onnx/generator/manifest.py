@@ -268,6 +268,26 @@ def _check_plan(stop: dict, where: str) -> None:
         raise GSError(f"invalid manifest: unknown {where}.rule {stop.get('rule')!r}")
 
 
+def read_manifest_json(mf: Path, what: str, fmt: str, version: int) -> dict:
+    """The JSON object of the manifest file ``mf`` (size-capped, strict JSON) whose ``format`` is ``fmt`` and
+    ``format_version`` is ``version``; ``what`` names the kind in the one-line :class:`GSError` otherwise."""
+    if not mf.is_file():
+        raise GSError(f"no manifest.json in {mf.parent}")
+    try:
+        if mf.stat().st_size > MAX_MANIFEST_BYTES:
+            raise GSError(f"manifest {mf} is {mf.stat().st_size} bytes: not a {what}")
+        raw = strictjson.loads(mf.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, strictjson.BadJSON) as e:
+        raise GSError(f"unreadable manifest {mf}: {e}".splitlines()[0]) from None
+    except RecursionError:
+        raise GSError(f"unreadable manifest {mf}: nested too deeply") from None
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
+        raise GSError(f"{mf} is not a {what}")
+    if raw.get("format_version") != version:
+        raise GSError(f"{mf}: unsupported format_version {raw.get('format_version')!r} (this runtime reads {version})")
+    return raw
+
+
 def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
     """Read and validate ``model_dir/manifest.json``.
 
@@ -279,20 +299,7 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
         raise GSError(f"model folder must be a path, got {model_dir!r}")
     root = Path(model_dir)
     mf = root / "manifest.json"
-    if not mf.is_file():
-        raise GSError(f"no manifest.json in {root}")
-    try:
-        if mf.stat().st_size > MAX_MANIFEST_BYTES:
-            raise GSError(f"manifest {mf} is {mf.stat().st_size} bytes: not a gs-onnx manifest")
-        raw = strictjson.loads(mf.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, strictjson.BadJSON) as e:
-        raise GSError(f"unreadable manifest {mf}: {e}".splitlines()[0]) from None
-    except RecursionError:
-        raise GSError(f"unreadable manifest {mf}: nested too deeply") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise GSError(f"{mf} is not a gs-onnx manifest")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise GSError(f"{mf}: unsupported format_version {raw.get('format_version')!r} (this runtime reads {FORMAT_VERSION})")
+    raw = read_manifest_json(mf, "gs-onnx manifest", FORMAT, FORMAT_VERSION)
     try:
         tensors = {}
         for k, v in _req(raw, "tensors", "").items():

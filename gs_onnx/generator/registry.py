@@ -39,19 +39,29 @@ def search_path(models_dir: str | Path | None = None) -> list[Path]:
     return dirs
 
 
+def is_path(name: str) -> bool:
+    """Whether a model (or denoiser) given on the command line is a folder (``./mine``, ``../m``, ``/opt/m``,
+    ``~/m``) rather than a name: a bare name is looked up on the search path only, never in the working
+    directory (a folder of that name there must not shadow the installed model)."""
+    return "/" in name or "\\" in name or name in (".", "..") or name.startswith("~") or Path(name).is_absolute()
+
+
 def resolve(name: str, models_dir: str | Path | None = None) -> Path:
-    """The folder of model ``name`` (a model name, or a path to a model folder)."""
-    if not isinstance(name, (str, Path)) or not str(name):
+    """The folder of model ``name``: a path (:func:`is_path`) is that folder; a bare name is looked up in
+    ``models_dir``, then ``$GS_ONNX_MODELS``, then the shipped models."""
+    if isinstance(name, Path):
+        name = str(name) if (str(name).startswith((".", "/", "~")) or name.is_absolute() or len(name.parts) > 1) \
+            else f"./{name}"
+    if not isinstance(name, str) or not name:
         raise GSError(f"model must be a name or a folder, got {name!r}")
-    name = str(name)
-    p = Path(name)
-    if (p / "manifest.json").is_file():
-        return p
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
+    if is_path(name):
+        p = Path(name).expanduser()
+        if (p / "manifest.json").is_file():
+            return p
         raise GSError(f"unknown model {name!r}: no manifest.json there")
     for d in search_path(models_dir):
         if (d / name / "manifest.json").is_file():
-            return d / name
+            return (d / name).absolute()
     known = ", ".join(sorted(available(models_dir))) or "none"
     raise GSError(f"unknown model {name!r} (installed: {known}); a model of your own: --model FOLDER, "
                   "--models-dir DIR or $GS_ONNX_MODELS")

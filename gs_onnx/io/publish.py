@@ -1,7 +1,9 @@
 """Publishing results: the one way every command writes its output, so that no reader ever sees a half-written
 file and a failure leaves nothing behind.
 
-* :func:`staging` claims an output folder (an exclusive lock beside it, held until :func:`discard`, which
+* :func:`staging` refuses an output that holds one of the run's inputs or lies inside one, and, with
+  ``overwrite``, a folder that gs-onnx did not write (it carries no :data:`MARK`: a model folder, a data folder,
+  a home folder typed by mistake are never replaced); it claims an output folder (an exclusive lock beside it, held until :func:`discard`, which
   every run calls at its end: a second run on the same output is refused, not silently replaced), makes a
   temp folder beside it (same filesystem, so the final rename is atomic) and removes the staging folders of
   earlier runs that were killed (their process is gone).
@@ -24,6 +26,8 @@ from pathlib import Path
 from ..errors import GSError
 
 _PREFIX = ".gs-staging."
+#: The file every published output folder carries: ``--overwrite`` replaces only a folder that has it.
+MARK = ".gs-output"
 
 
 def _io_error(what: str, path, e: OSError) -> GSError:
@@ -38,6 +42,12 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def staging_prefix() -> str:
+    """The prefix of this process's staging folders (``tempfile.mkdtemp(prefix=...)``): :func:`clean_stale` removes
+    them once the process is gone."""
+    return f"{_PREFIX}{os.getpid()}."
 
 
 def clean_stale(parent: Path) -> None:
@@ -85,9 +95,10 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
     """A fresh staging folder beside the output folder ``out`` (created with its parents), with ``out``
     claimed for this run until :func:`discard` (after :func:`publish`, or on failure).
 
-    An existing non-empty ``out`` is refused unless ``overwrite``; a file at ``out`` is refused, and so is an
-    ``out`` that holds (or is) one of ``inputs`` (replacing it would delete them); a second run claiming the
-    same ``out`` is refused while this one runs.
+    An existing non-empty ``out`` is refused unless ``overwrite``, and even then unless it carries :data:`MARK`
+    (only a folder gs-onnx wrote is replaced); a file at ``out`` is refused, and so is an ``out`` that is, holds or
+    lies inside one of ``inputs`` (replacing it would delete them); a second run claiming the same ``out`` is
+    refused while this one runs.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -98,6 +109,9 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
         if q == target or target in q.parents:
             raise GSError(f"output folder {out} holds the input {p}: replacing it would delete it; -o another "
                           "folder")
+        if q in target.parents:
+            raise GSError(f"output folder {out} lies inside the input {p}: writing there would change it; -o a "
+                          "folder outside it")
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -105,9 +119,13 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
         raise _io_error("create the folder", parent, e) from None
     claim = _claim(parent, target)  # first the claim, then the look: a run that finished meanwhile is seen
     try:
-        if out.is_dir() and any(out.iterdir()) and not overwrite:
-            raise GSError(f"output folder {out} exists and is not empty: pass --overwrite to replace it, or -o "
-                          "another folder")
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:
+                raise GSError(f"output folder {out} exists and is not empty: pass --overwrite to replace it, or -o "
+                              "another folder")
+            if not (out / MARK).is_file():
+                raise GSError(f"output folder {out} was not written by gs-onnx (it has no {MARK}): --overwrite "
+                              "replaces only results folders; remove it yourself, or -o another folder")
     except OSError as e:
         _release(claim)
         raise _io_error("read", out, e) from None
@@ -122,6 +140,22 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
         raise _io_error("write in", parent, e) from None
     _CLAIMS[tmp] = claim
     return tmp
+
+
+class claimed:
+    """``with claimed(path):``: ``path`` (a file a command writes, gs-measure's measurements) claimed for this run,
+    as :func:`staging` claims a folder: a second run writing the same path is refused while this one runs."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path).resolve()
+
+    def __enter__(self):
+        self.claim = _claim(self.path.parent, self.path)
+        return self
+
+    def __exit__(self, *exc):
+        _release(self.claim)
+        return False
 
 
 def discard(tmp: Path) -> None:
@@ -144,6 +178,10 @@ def _release(claim) -> None:
 def publish(tmp: Path, out: Path) -> None:
     """Replace the output folder ``out`` by the finished staging folder ``tmp``, whole (no stale files)."""
     tmp, out = Path(tmp), Path(out)
+    try:
+        (tmp / MARK).write_text("a results folder written by gs-onnx: --overwrite may replace it\n")
+    except OSError as e:
+        raise _io_error("write in", tmp, e) from None
     try:
         if out.exists() and os.path.ismount(out):
             raise OSError(errno.EXDEV, "mount point")

@@ -32,6 +32,12 @@ INTERFACE = "recovery.json"
 REFERENCE = "reference.npy"
 #: Files larger than this are refused before they are read (a dense A of 128 px images at m/n 0.5 is 4.8 GB).
 MAX_FILE_BYTES = 8 << 30
+#: recovery.json larger than this is refused before it is parsed.
+MAX_INTERFACE_BYTES = 4 << 20
+#: The dtypes a recovery folder's arrays may have.
+DTYPES = ("float32", "float64", "int64", "bool")
+#: An input's name: it is also a file name, inputs/NAME.npy.
+NAME = __import__("re").compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def _sha(data: bytes) -> str:
@@ -102,58 +108,85 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise GSError(f"{folder} is not a recovery folder (gs-export recovery writes one)")
-    iface_path = regular_file(folder / INTERFACE, "recovery interface", "not found")
+    from .strictjson import BadJSON
+
+    iface_path = _ruled(1, lambda: regular_file(confined(folder, INTERFACE, "recovery interface", "the recovery folder"),
+                                                "recovery interface", "not found"))
+    if iface_path.stat().st_size > MAX_INTERFACE_BYTES:
+        raise GSError(f"{iface_path} is {iface_path.stat().st_size} bytes, above {MAX_INTERFACE_BYTES >> 20} MB "
+                      "(rule 1)")
     try:
         iface = loads(iface_path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise GSError(f"{iface_path} is not UTF-8 JSON") from None
+        raise GSError(f"{iface_path} is not UTF-8 JSON (rule 1)") from None
+    except (BadJSON, ValueError, RecursionError) as e:
+        raise GSError(f"{iface_path} is not strict JSON: {e} (rule 1)".splitlines()[0]) from None
     if not isinstance(iface, dict) or iface.get("format") != FORMAT:
-        raise GSError(f"{iface_path} is not a recovery interface (format {FORMAT!r})")
+        raise GSError(f"{iface_path} is not a recovery interface (format {FORMAT!r}; a measurement sidecar or a "
+                      "model manifest is not one) (rule 2)")
     if iface.get("format_version") != FORMAT_VERSION:
         raise GSError(f"{iface_path} has format_version {iface.get('format_version')!r}; this gs-onnx reads "
-                      f"{FORMAT_VERSION}")
+                      f"{FORMAT_VERSION} (rule 2)")
     files, spec = iface.get("files"), iface.get("inputs")
     if not isinstance(files, dict) or not isinstance(spec, dict) or iface.get("graph") != GRAPH:
-        raise GSError(f"{iface_path} lacks its files, inputs or graph")
+        raise GSError(f"{iface_path} lacks its files, inputs or graph (rule 3)")
+    for name in spec:
+        if not (isinstance(name, str) and NAME.match(name)):
+            raise GSError(f"{iface_path}: input name {str(name)[:40]!r} is not [A-Za-z][A-Za-z0-9_]* (rule 3)")
+    from .recovery_rules import check_before_reading
+
+    check_before_reading(folder, iface)   # rules 3 and 4: nothing is read that the interface does not vouch for
 
     graph = _verified(folder, files, GRAPH)
     inputs = {}
     for name, d in spec.items():
         if not isinstance(d, dict) or d.get("file") != f"inputs/{name}.npy":
-            raise GSError(f"{iface_path}: input {name!r} must come from inputs/{name}.npy")
+            raise GSError(f"{iface_path}: input {name!r} must come from inputs/{name}.npy (rule 3)")
         data = _verified(folder, files, d["file"])
         try:
             a = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise GSError(f"{folder / d['file']} is not a plain .npy array ({e})") from None
-        if str(a.dtype) != d.get("dtype") or list(a.shape) != d.get("shape"):
+            raise GSError(f"{folder / d['file']} is not a plain .npy array ({e}) (rule 5)") from None
+        if str(a.dtype) not in DTYPES or str(a.dtype) != d.get("dtype") or list(a.shape) != d.get("shape"):
             raise GSError(f"{folder / d['file']} holds {a.dtype} {list(a.shape)}, but input {name!r} is "
-                          f"{d.get('dtype')} {d.get('shape')}")
+                          f"{d.get('dtype')} {d.get('shape')} (rule 5)")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise GSError(f"{folder / d['file']} contains NaN or Inf")
+            raise GSError(f"{folder / d['file']} contains NaN or Inf (rule 5)")
         inputs[name] = a
     for name in ("start", "chunk"):
         if name in inputs and (inputs[name].shape != () or inputs[name].dtype != np.int64):
-            raise GSError(f"{folder / f'inputs/{name}.npy'} must hold one int64 number")
+            raise GSError(f"{folder / f'inputs/{name}.npy'} must hold one int64 number (rule 8)")
     if "start" in inputs and int(inputs["start"]) != 0:
         raise GSError(f"{folder / 'inputs/start.npy'} is {int(inputs['start'])}: a recovery folder starts at 0 (a "
-                      f"client continues a run with the state it got back, not from files)")
+                      f"client continues a run with the state it got back, not from files) (rule 8)")
     if "chunk" in inputs and int(inputs["chunk"]) < 1:
-        raise GSError(f"{folder / 'inputs/chunk.npy'} is {int(inputs['chunk'])}: a run takes at least 1 iteration")
+        raise GSError(f"{folder / 'inputs/chunk.npy'} is {int(inputs['chunk'])}: a run takes at least 1 iteration "
+                      "(rule 8)")
+    from .recovery_rules import check_after_reading
+
+    check_after_reading(folder, graph, inputs, iface)   # rules 6, 7 and 8
     return graph, inputs, iface
 
 
 def _verified(folder: Path, files: dict, rel: str) -> bytes:
     """The bytes of ``rel`` inside ``folder``, checked against its sha256 in ``files``."""
     if not isinstance(rel, str) or rel not in files:
-        raise GSError(f"{folder / INTERFACE} lists no sha256 for {rel!r}")
-    p = regular_file(confined(folder, rel, "file", "the recovery folder"), "recovery file", "missing")
+        raise GSError(f"{folder / INTERFACE} lists no sha256 for {rel!r} (rule 4)")
+    p = _ruled(5, lambda: regular_file(confined(folder, rel, "file", "the recovery folder"), "recovery file", "missing"))
     if p.stat().st_size > MAX_FILE_BYTES:
-        raise GSError(f"{p} is larger than {MAX_FILE_BYTES >> 30} GiB")
+        raise GSError(f"{p} is larger than {MAX_FILE_BYTES >> 30} GiB (rule 5)")
     data = p.read_bytes()
     if _sha(data) != files[rel]:
-        raise GSError(f"{p} does not match its sha256 in {INTERFACE}: the file was altered or replaced")
+        raise GSError(f"{p} does not match its sha256 in {INTERFACE}: the file was altered or replaced (rule 5)")
     return data
+
+
+def _ruled(rule: int, fn):
+    """``fn()``, its GSError (a path out of the folder, a missing or odd file) tagged with the rule it breaks."""
+    try:
+        return fn()
+    except GSError as e:
+        raise GSError(f"{e} (rule {rule})") from None
 
 
 def read_reference(folder: Path, iface: dict) -> np.ndarray | None:
@@ -162,17 +195,17 @@ def read_reference(folder: Path, iface: dict) -> np.ndarray | None:
     if rel is None:
         return None
     if rel != REFERENCE:
-        raise GSError(f"{Path(folder) / INTERFACE}: reference must be {REFERENCE!r}, not {rel!r}")
+        raise GSError(f"{Path(folder) / INTERFACE}: reference must be {REFERENCE!r}, not {rel!r} (rule 3)")
     path = Path(folder) / rel
     try:
         a = np.load(io.BytesIO(_verified(Path(folder), iface.get("files") or {}, rel)), allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise GSError(f"{path} is not a plain .npy array ({e})") from None
+        raise GSError(f"{path} is not a plain .npy array ({e}) (rule 5)") from None
     shape = list(iface.get("image_shape") or [])
     if a.dtype != np.float32 or list(a.shape) != shape:
-        raise GSError(f"{path} holds {a.dtype} {list(a.shape)}, the image is float32 {shape}")
+        raise GSError(f"{path} holds {a.dtype} {list(a.shape)}, the image is float32 {shape} (rule 10)")
     if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise GSError(f"{path} has values outside [0, 1] (or NaN)")
+        raise GSError(f"{path} has values outside [0, 1] (or NaN) (rule 10)")
     return a
 
 

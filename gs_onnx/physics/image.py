@@ -389,6 +389,12 @@ class Downsample(Operator):
         self.blur = Blur((c, h, w), (f - 1) / 2) if kernel == "gaussian" else None
         self._set_shapes((c, h, w), (c, h // f, w // f))
 
+    @property
+    def block_period(self) -> int:
+        """The period of the blocks the measurements average: a recovery that draws them (TV's staircase) changes
+        faster across multiples of it (:func:`gs_onnx.metrics.seam` with this period; gs-recover reports it)."""
+        return self.factor
+
     def _area(self, x):
         c, h, w = self.in_shape
         f = self.factor

@@ -53,7 +53,7 @@ OUTPUTS = {
     "image": ("float32", ("C", "H", "W")), "images": ("float32", ("K", "C", "H", "W")),
     "latent": ("float32", ("size",)), "winner": ("int64", ()), "score": ("float64", ("K",)),
     "objective": ("float64", ("iterations", "K")), "iterations": ("int64", ("K",)),
-    "best_iteration": ("int64", ("K",)),
+    "best_iteration": ("int64", ("K",)), "residual": ("float64", ()),
 }
 _ELEM = {"float32": FLOAT, "float64": DOUBLE, "int64": INT64, "bool": BOOL}
 #: A run can continue where the previous one stopped: its loop state comes out as ``next_NAME`` and goes back in as
@@ -414,6 +414,7 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     b.nodes += nodes
     b.op("Where", [b.op("Expand", [patient, K], "pk3"), fin["BH"], names[G.ERR]], outputs=["score"])
     b.op("ArgMin", ["score"], outputs=["winner"], axis=0, keepdims=0)
+    b.op("Gather", [names[G.ERR], "winner"], outputs=["residual"], axis=0)
     b.op("Clip", [names[G.X01], b.const(np.float32(0.0), "lo"), b.const(np.float32(1.0), "hi")], outputs=["images"])
     b.op("Gather", ["images", "winner"], outputs=["image"], axis=0)
     b.op("Gather", [Z32, "winner"], outputs=["latent"], axis=0)
@@ -429,7 +430,8 @@ def recovery_model(manifest, cut: int, op, *, history: int = 100, optimizer: str
     graph_inputs += [vi(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)) for k, v in lifted.items()]
     graph_outputs = [vi("image", FLOAT, [C, H, Wd]), vi("images", FLOAT, ["K", C, H, Wd]), vi("latent", FLOAT, [size]),
                      vi("winner", INT64, []), vi("score", DOUBLE, ["K"]), vi("objective", DOUBLE, ["iterations", "K"]),
-                     vi("iterations", INT64, ["K"]), vi("best_iteration", INT64, ["K"]), vi("running", BOOL, [])]
+                     vi("iterations", INT64, ["K"]), vi("best_iteration", INT64, ["K"]), vi("running", BOOL, []),
+                     vi("residual", DOUBLE, [])]
     graph_outputs += [vi(STATE_OUT + k, _ELEM[d], list(shp)) for k, (d, shp) in spec.items()]
     _add_inits(inits, b.inits)
     graph = helper.make_graph(b.nodes, name, graph_inputs, graph_outputs, list(inits.values()))
@@ -461,6 +463,7 @@ MEANING = {
                 "iterate of lowest held-out error and stops after this many iterations without a better one; "
                 "the winner is the lowest held-out error",
     "image": "the winner's image in [0, 1]",
+    "residual": "||A image - y||, every measurement (what the fit is read from: docs/recovery-graph.md, section 7)",
     "images": "every restart's image in [0, 1]",
     "latent": "the winner's packed latents",
     "winner": "the index of the winning restart",
@@ -544,7 +547,12 @@ class GraphRecovery:
             return self._run(inputs)
         feed, start, traces = dict(inputs), int(inputs["start"]), []
         budget = int(inputs["chunk"])
+        runs, most = 0, -(-budget // max(1, int(chunk))) + 1   # a graph whose `running` never falls stops here
         while True:
+            runs += 1
+            if runs > most:
+                raise GSError(f"the recovery graph is still running after {most} runs of {chunk} iterations, past its "
+                              f"plan's {budget}: refused (docs/recovery-graph.md, rule 9)")
             feed.update(start=np.asarray(start, np.int64), chunk=np.asarray(max(1, int(chunk)), np.int64))
             out = self._run(feed)
             traces.append(out["objective"])

@@ -105,7 +105,7 @@ class Method:
 
 
 #: What each optional extra of gs-onnx brings, for the error that names it.
-EXTRAS = {"export": "torch"}
+EXTRAS = {"export": "torch", "bm3d": "BM3D, non-commercial licence"}
 
 
 def _extra_words(extra: str) -> str:

@@ -31,7 +31,8 @@ class Settings:
     ``operator_on``, ``cuda_graph``: options of the composed engine; ``budget``: ``auto`` (the model's
     validated stopping plan, :func:`gs_onnx.solve.stopping.stopping_plan`) or ``paper`` (3 restarts x 500
     iterations, every measurement fitted); ``stop``, ``holdout``, ``patience``: the stopping rule and its
-    settings (:mod:`gs_onnx.solve.stopping`), overriding the plan's.
+    settings (:mod:`gs_onnx.solve.stopping`), overriding the plan's; ``denoiser``: the ONNX denoiser of the
+    plug-and-play methods (a name in ``models/priors`` or a folder).
     """
 
     model: str | None = None
@@ -63,6 +64,7 @@ class Settings:
     cuda_graph: bool | None = None
     skip_prior: float | None = None
     gamma: float | None = None
+    denoiser: str | None = None
     models_dir: str | None = None
 
 

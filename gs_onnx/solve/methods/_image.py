@@ -11,14 +11,15 @@ from ..settings import Settings
 class ImageSolver:
     """A classical prior solved on the image itself (no model): the images of a chunk are solved together,
     sharing every application of A. Subclasses set ``how``, ``header`` (after :meth:`_setup`) and
-    ``_batch(Y, callback) -> [(image (C, H, W) in [0, 1], fields)]``."""
+    ``_batch(Y, callback, first) -> [(image (C, H, W) in [0, 1], fields)]`` (``first``: the index of Y's first image
+    in the file, which seeds what is drawn per image)."""
 
     unit = "iterations"
     batch = "images"
 
     def _setup(self, sidecar: dict, s: Settings, op, max_iter: int) -> None:
         from ...physics import operator_for
-        from ..lasso import spectral_norm_sq
+        from ..lasso import lipschitz
 
         self.shape = tuple(int(v) for v in sidecar.get("image_shape", []))
         if len(self.shape) != 3:
@@ -29,7 +30,7 @@ class ImageSolver:
                           f"{int(np.prod(self.shape))}")
         self.max_iter = max_iter if s.max_iter is None else s.max_iter
         self.batch_size = 8 if s.batch_size is None else s.batch_size
-        self.L = spectral_norm_sq(self.op, self.op.n)
+        self.L = lipschitz(self.op)
 
     def solve(self, i, y, progress):
         ((image, fields),) = self.solve_many(i, np.asarray(y).reshape(1, -1), lambda _i, f, w: progress(f, w))
@@ -42,4 +43,4 @@ class ImageSolver:
             for j in range(len(Y)):
                 progress(first + j, it / self.max_iter, f"iteration {it}, objective {obj[j]:.4g}")
 
-        return self._batch(Y, cb)
+        return self._batch(Y, cb, first)

@@ -4,6 +4,8 @@ ONNX Runtime session; ``--engine recovery-graph`` runs the whole recovery in one
 (:mod:`gs_onnx.solve.methods.gs_graph`)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..registry import Method, register
 from ..skipprior import with_skip_prior
 from ._restart import RESTART_SETTINGS, RestartSolver, skip_prior_for
@@ -39,6 +41,32 @@ class GSSolver(RestartSolver):
             h["engine_options"] = {"operator_on": eng.operator_on, "iobinding": eng.iobinding,
                                    "cuda_graph": eng.cuda_graph, "static_batch": eng.static_batch}
         return h
+
+
+class RefinedGS(GSSolver):
+    """GS, then a second stage on its images: subclasses give :meth:`refine_images` ``(images, fields, Y, first)``
+    -> ``[(image, fields)]``, called once per image from :meth:`solve` and once for the whole batch from
+    :meth:`solve_many` (GS's own batched run calls :meth:`solve` per image: the stage then waits for the batch)."""
+
+    _inner = False  # True while GS's own solve_many calls solve
+
+    def refine_images(self, images, fields, Y, first):
+        raise NotImplementedError
+
+    def solve(self, i, y, progress, restart: int | None = None, z0: np.ndarray | None = None, trace=None):
+        image, fields = super().solve(i, y, progress, restart=restart, z0=z0, trace=trace)
+        if self._inner:
+            return image, fields
+        ((out, f),) = self.refine_images([image], [fields], np.asarray(y, np.float32).reshape(1, -1), i)
+        return out, f
+
+    def solve_many(self, first: int, Y: np.ndarray, progress):
+        self._inner = True
+        try:
+            out = super().solve_many(first, Y, progress)
+        finally:
+            self._inner = False
+        return self.refine_images([im for im, _ in out], [f for _, f in out], np.asarray(Y, np.float32), first)
 
 
 def make(y, sidecar, s, op=None):

@@ -11,6 +11,9 @@ from ...physics.datafit import measurement_error
 from ..settings import OPTIMIZER_WORDS, adam_settings, cut_for, lbfgs_lr, model_for, recovery_plan, restart_budget
 from ._restart import skip_prior_for
 
+#: The methods a recovery graph runs (gs-pnp: GS, then its PnP stage, :mod:`gs_onnx.solve.pnp_graph`).
+GRAPH_METHODS = ("gs", "gs-pnp")
+
 #: ``gs-recover --engine recovery-graph``: gs run by the recovery graph (gs_onnx.solve.recovery_graph), one session
 #: run per image.
 GRAPH_ENGINE = "recovery-graph"
@@ -22,14 +25,15 @@ GRAPH_CHUNK = 20
 
 
 class GraphSolver:
-    """gs whose whole recovery runs in the recovery graph: the same plan, start latents, held-out rows, skip
-    prior and winner rule as ``gs-recover --optimizer lbfgs``, with no host loop (``--engine recovery-graph``)."""
+    """gs (or gs-pnp) whose whole recovery runs in the recovery graph: the same plan, start latents, held-out rows,
+    skip prior and winner rule as ``gs-recover --optimizer lbfgs`` (and gs-pnp's PnP stage), with no host loop
+    (``--engine recovery-graph``)."""
 
     unit = "iterations"
     batch = "none"
     batch_size = 1
 
-    def __init__(self, y: np.ndarray, sidecar: dict, s, op=None):
+    def __init__(self, y: np.ndarray, sidecar: dict, s, op=None, method: str = "gs"):
         from ...physics import operator_for
         from ..recovery_graph import GraphRecovery, recovery_model
 
@@ -46,9 +50,16 @@ class GraphSolver:
         history = restart_budget(man).history
         self.model, self.values = recovery_model(man, self.cut, self.op, history=history,
                                                  optimizer=s.optimizer or "lbfgs")
+        self.method, pnp_plan = method, None
+        if method == "gs-pnp":
+            from ..pnp_graph import graph_stage
+
+            self.model, stage, pnp_plan, _, _ = graph_stage(self.model, man, self.op, s.denoiser, s.models_dir)
+            self.values = {**self.values, **stage}
         self.runner = GraphRecovery(self.model, s.device, s.threads)
         provider = self.runner.session.get_providers()[0]
-        _, plan = plan_inputs(man, self.cut, self.op, np.asarray(y, np.float32).reshape(-1, self.op.m)[0], s, 0)
+        _, plan = plan_inputs(man, self.cut, self.op, np.asarray(y, np.float32).reshape(-1, self.op.m)[0], s, 0,
+                              holdout_rows=method == "gs-pnp")
         self.note = None
         self.disagreement: dict[int, np.ndarray] = {}
         self.how = f"in one ONNX graph on {provider}"
@@ -60,12 +71,15 @@ class GraphSolver:
                                   "history": plan["history"], "lr": plan["lr"], "plan": s.budget or "auto",
                                   **{k: plan[k] for k in ("steps", "step_iters", "betas", "eps") if k in plan}},
                        "stopping": plan["stopping"], "skip_prior": plan["skip_prior"]}
+        if pnp_plan is not None:
+            self.header["pnp"] = pnp_plan
+            self.how += " (GS + PnP)"
 
     def solve(self, i: int, y: np.ndarray, progress):
         from ...metrics import disagreement
         from ..recovery_graph import progress_words
 
-        inputs, plan = plan_inputs(self.man, self.cut, self.op, y, self.s, i)
+        inputs, plan = plan_inputs(self.man, self.cut, self.op, y, self.s, i, holdout_rows=self.method == "gs-pnp")
         progress(0.0, "running the recovery graph")
         out = self.runner.run({**inputs, **self.values}, chunk=GRAPH_CHUNK,
                               progress=lambda it, budget, o: progress(it / max(budget, 1), progress_words(it, budget, o)))
@@ -80,15 +94,24 @@ class GraphSolver:
                   "evaluations": int(out["iterations"].sum()) + K, "best_restart": win, "restarts": restarts}
         if K >= 2:
             self.disagreement[i], fields["disagreement"] = disagreement(out["images"])
+        if "pnp_chosen" in out:
+            names = ["gs"] + list(self.header["pnp"]["candidates"])
+            fields["gs_measurement_error"] = measurement_error(self.op, out["gs_image"], y)
+            fields["pnp"] = {"chosen": names[int(out["pnp_chosen"])],
+                             "held_out": dict(zip(names, (float(v) for v in out["pnp_held_out"]))),
+                             "iterations": dict(zip(names[1:], (int(v) for v in out["pnp_rows_iterations"])))}
+            self.last_gs_image = out["gs_image"]
         progress(1.0, "done")
         return image, fields
 
 
-def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0,
+                holdout_rows: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     """Every input of the recovery graph but the operator's, as ``gs-recover --optimizer lbfgs`` would run image
-    ``image_index`` of a file with settings ``s`` (:class:`gs_onnx.solve.methods.Settings`): its start latents
+    ``image_index`` of a file with settings ``s`` (:class:`gs_onnx.solve.settings.Settings`): its start latents
     (``init``, seed ``s.seed + image_index``), held-out rows, skip prior, L-BFGS numbers and stopping plan.
-    Returns (inputs, plan description)."""
+    ``holdout_rows``: a fixed plan holds rows out all the same (gs-pnp chooses on rows GS never fitted:
+    :func:`gs_onnx.solve.pnp.held_out_rule`). Returns (inputs, plan description)."""
     from ...generator.latent import LatentLayout
     from ..recovery_graph import empty_state, prior_arrays
     from ..restart import lbfgs_settings, start_points
@@ -96,6 +119,10 @@ def plan_inputs(man, cut: int, op, y: np.ndarray, s, image_index: int = 0) -> tu
 
     kind = (op.describe() or {}).get("type")
     restarts, budget, rule = recovery_plan(man, s, kind, True)
+    if holdout_rows:
+        from ..pnp import held_out_rule
+
+        rule = held_out_rule(rule, budget.max_iter)
     if rule.name == "refit":
         raise GSError("the recovery graph runs the fixed and held-out rules, not refit: use --stop holdout")
     optimizer = s.optimizer or "lbfgs"

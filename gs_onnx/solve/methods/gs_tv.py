@@ -7,10 +7,10 @@ from ...errors import GSError
 from ...physics.datafit import measurement_error
 from ..registry import Method, register
 from ..settings import Settings
-from .gs import GS_SETTINGS, GSSolver
+from .gs import GS_SETTINGS, RefinedGS
 
 
-class GSTVSolver(GSSolver):
+class GSTVSolver(RefinedGS):
     """gs-tv: Generator Surgery, then total variation anchored to the generator's image,
     ``min_x ||A x - y||^2 + lam TV(x) + gamma ||x - G||^2`` over x in [0, 1] (:func:`gs_onnx.solve.tv.tv_batch`).
     The generator brings what it knows of faces, TV fills what it cannot represent and keeps the image close to
@@ -21,7 +21,7 @@ class GSTVSolver(GSSolver):
     warm_start = False
 
     def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
-        from ..lasso import spectral_norm_sq
+        from ..lasso import lipschitz
         from ..tv import MAX_ITER, default_gamma, default_lam
 
         super().__init__(method, y, sidecar, s, op)
@@ -29,7 +29,7 @@ class GSTVSolver(GSSolver):
         own = self.man.recommended.get("gs_tv") or {}  # the model's own weights, chosen on its validation images
         self.lam = (own.get("lam") or {}).get(kind, default_lam(kind)) if s.lam is None else s.lam
         self.gamma = (own.get("gamma") or {}).get(kind, default_gamma(kind)) if s.gamma is None else s.gamma
-        self.L = spectral_norm_sq(self.op, self.op.n)
+        self.L = lipschitz(self.op)
         self.header["tv"] = {"lam": self.lam, "gamma": self.gamma, "max_iter": MAX_ITER}
         self.how += " + TV"
 
@@ -40,22 +40,9 @@ class GSTVSolver(GSSolver):
         Y = np.asarray(Y, np.float32).reshape(len(G), -1)
         return tv_batch(self.op, Y, G.shape[1:], self.lam, lipschitz=self.L, anchor=G, gamma=self.gamma)
 
-    _inner = False  # True while gs's own solve_many calls solve (the refinement then comes once, batched)
-
-    def solve(self, i, y, progress, restart: int | None = None, z0: np.ndarray | None = None, trace=None):
-        image, fields = super().solve(i, y, progress, restart=restart, z0=z0, trace=trace)
-        if self._inner:
-            return image, fields
-        return self._with_tv(image, fields, y, self._refine([image], y)[0])
-
-    def solve_many(self, first: int, Y: np.ndarray, progress):
-        self._inner = True
-        try:
-            out = super().solve_many(first, Y, progress)
-        finally:
-            self._inner = False
-        refined = self._refine([im for im, _ in out], Y)
-        return [self._with_tv(im, f, y, r) for (im, f), y, r in zip(out, np.asarray(Y, np.float32), refined)]
+    def refine_images(self, images, fields, Y, first):
+        Y = np.asarray(Y, np.float32)
+        return [self._with_tv(im, f, y, r) for im, f, y, r in zip(images, fields, Y, self._refine(images, Y))]
 
     def _with_tv(self, gs_image, fields, y, res):
         self.last_gs_image = gs_image  # the generator's image the refinement was anchored to (gs alone)

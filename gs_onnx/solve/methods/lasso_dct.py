@@ -25,7 +25,7 @@ class LassoSolver(ImageSolver):
                        "solver": {"algorithm": "FISTA with adaptive restart and continuation",
                                   "max_iter": self.max_iter, "tol": TOL}}
 
-    def _batch(self, Y, cb):
+    def _batch(self, Y, cb, first=0):
         from ..lasso import lasso_dct_batch
 
         out = []

@@ -25,7 +25,7 @@ class TVSolver(ImageSolver):
                        "solver": {"algorithm": "FISTA with adaptive restart, isotropic TV prox by dual fast "
                                                "gradient projection, box [0, 1]", "max_iter": self.max_iter, "tol": TOL}}
 
-    def _batch(self, Y, cb):
+    def _batch(self, Y, cb, first=0):
         from ..tv import tv_batch
 
         return [(res.image, {"measurement_error": measurement_error(self.op, res.image, y), "objective": res.objective,

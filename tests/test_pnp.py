@@ -1,0 +1,111 @@
+"""Plug-and-play (gs_onnx.solve.pnp) against known truths: with an identity "denoiser" it is projected gradient
+descent (the measured pixels of a mask are put in place, the others untouched); the held-out error it reports is the
+held-out error of the image it returns; rows solved together are rows solved alone; a heavy anchor keeps the
+anchor; gs-pnp's choice among candidates follows held-out measurements, never the truth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gs_onnx.physics import GaussianOperator, Mask
+from gs_onnx.solve.pnp import Schedule, pnp_batch
+
+SHAPE = (3, 8, 8)
+N = 192
+
+
+def identity(z, s):
+    return z
+
+
+def smooth(z, s):
+    """A toy denoiser: a 3x3 box filter, stronger for larger sigma (an averaging towards the local mean)."""
+    pad = np.pad(z, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    box = sum(pad[:, :, i:i + z.shape[2], j:j + z.shape[3]] for i in range(3) for j in range(3)) / 9.0
+    a = np.clip(np.asarray(s, np.float32).reshape(-1, 1, 1, 1) * 5, 0, 1)
+    return (1 - a) * z + a * box
+
+
+def image(seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.clip(0.5 + 0.2 * rng.standard_normal(SHAPE), 0, 1).astype(np.float32)
+    return x.reshape(1, -1)
+
+
+def test_the_schedule_falls_geometrically():
+    s = Schedule(5, 0.16, 0.01).sigmas()
+    np.testing.assert_allclose(s, [0.16, 0.08, 0.04, 0.02, 0.01], rtol=1e-6)
+    assert Schedule(1, 0.1, 0.05).sigmas().tolist() == [0.05]
+    with pytest.raises(ValueError):
+        Schedule(3, 0.01, 0.1)
+
+
+def test_with_an_identity_denoiser_a_mask_puts_the_measured_pixels_in_place():
+    A = Mask(SHAPE, keep=0.5, seed=1)
+    x = image()
+    y = A.forward(x)
+    start = np.full((1, N), 0.25, np.float32)
+    (r,) = pnp_batch(A, y, SHAPE, identity, Schedule(3, 0.1, 0.1), x0=start, lipschitz=1.0, momentum=False)
+    kept = A.adjoint(np.ones((1, A.m), np.float32))[0] > 0
+    np.testing.assert_allclose(r.image.reshape(-1)[kept], x[0, kept], atol=1e-6)
+    np.testing.assert_allclose(r.image.reshape(-1)[~kept], 0.25, atol=1e-6)
+    assert r.iterations == 3 and r.held_out is None
+
+
+@pytest.mark.parametrize("momentum", [True, False])
+def test_the_reported_held_out_error_is_that_of_the_returned_image(momentum):
+    A = GaussianOperator(100, N, seed=0)
+    x = image()
+    y = A.forward(x) + 0.01 * np.random.default_rng(1).standard_normal((1, 100)).astype(np.float32)
+    w = np.ones(100, np.float32)
+    w[::7] = 0.0
+    (r,) = pnp_batch(A, y, SHAPE, smooth, Schedule(25, 0.2, 0.01), w=w, patience=3, momentum=momentum)
+    res = (A.forward(r.image.reshape(1, -1)) - y)[0].astype(np.float64)
+    assert r.held_out == pytest.approx(float((res[w == 0] ** 2).mean()), rel=1e-4)
+    assert r.objective == pytest.approx(float((res ** 2).mean()), rel=1e-4)
+    assert 0 <= r.best_iteration <= r.iterations
+
+
+def test_rows_together_are_rows_alone():
+    A = GaussianOperator(90, N, seed=3)
+    X = np.concatenate([image(0), image(1), image(2)])
+    Y = A.forward(X)
+    w = np.ones((3, 90), np.float32)
+    w[:, :9] = 0
+    sched = [Schedule(10, 0.1, 0.01), Schedule(6, 0.05, 0.02), Schedule(10, 0.1, 0.01)]
+    together = pnp_batch(A, Y, SHAPE, smooth, sched, w=w, patience=2)
+    for j in range(3):
+        (alone,) = pnp_batch(A, Y[j:j + 1], SHAPE, smooth, sched[j], w=w[j:j + 1], patience=2)
+        np.testing.assert_allclose(together[j].image, alone.image, atol=1e-5)
+        assert (together[j].iterations, together[j].best_iteration) == (alone.iterations, alone.best_iteration)
+
+
+def test_a_heavy_anchor_keeps_the_anchor():
+    A = GaussianOperator(60, N, seed=0)
+    x, G = image(0), image(5)
+    (r,) = pnp_batch(A, A.forward(x), SHAPE, identity, Schedule(20, 0.1, 0.1), x0=G, anchor=G, gamma=1e6)
+    np.testing.assert_allclose(r.image.reshape(1, -1), G, atol=1e-3)
+    (free,) = pnp_batch(A, A.forward(x), SHAPE, identity, Schedule(20, 0.1, 0.1), x0=G, anchor=G, gamma=0.0)
+    assert np.abs(free.image.reshape(1, -1) - G).max() > 0.01
+
+
+def test_gs_pnp_chooses_by_held_out_measurements():
+    """refine() never sees the truth: given the truth as G it keeps G (no candidate explains held-out rows better);
+    given a useless G (flat grey) it takes a PnP candidate."""
+    from gs_onnx.solve.methods.gs_pnp import refine
+
+    A = GaussianOperator(150, N, seed=0)
+    x = image(0)
+    y = A.forward(x)
+    W = np.ones((1, 150), np.float32)
+    W[0, ::10] = 0
+    plan = {"iterations": 15, "sigma_max": 0.2, "sigma_min": 0.05}
+    anchored = {"iterations": 10, "sigma_max": 0.1, "sigma_min": 0.05, "gammas": [1.0]}
+    blur = lambda z, s: smooth(z, np.ones(len(z)))  # noqa: E731 - a denoiser that always blurs: PnP can't be exact
+    (img,), (info,) = refine(A, y, x.reshape(1, *SHAPE), W, blur, plan, anchored, A.norm_sq_bound(), 3)
+    assert info["chosen"] == "gs" and info["held_out"]["gs"] < 1e-10
+    np.testing.assert_array_equal(img.reshape(1, -1), x)
+    grey = np.full((1, *SHAPE), 0.5, np.float32)
+    (img,), (info,) = refine(A, y, grey, W, smooth, plan, anchored, A.norm_sq_bound(), 3)
+    assert info["chosen"] != "gs" and set(info["held_out"]) == {"gs", "pnp", "anchored 1"}
+    assert min(v for k, v in info["held_out"].items() if k != "gs") < info["held_out"]["gs"]

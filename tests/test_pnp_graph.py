@@ -1,0 +1,104 @@
+"""gs-pnp in the recovery graph: the PnP stage the graph runs after GS (candidates, held-out choice, polish, the
+denoiser's nodes inlined) gives what the host's gs_pnp.refine gives on the graph's own GS image, to float32
+rounding; a folder written by `gs-export recovery --method gs-pnp` runs with `gs-recover FOLDER`, chunked or not."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gs_onnx.generator.denoiser import INPUTS as DEN_IN, OUTPUTS as DEN_OUT, load_denoiser
+from gs_onnx.generator.manifest import load_graph
+from gs_onnx.generator.registry import load
+from gs_onnx.io.images import load_image
+from gs_onnx.physics import GaussianOperator, Mask, measure
+from gs_onnx.solve import Settings
+from gs_onnx.solve.lasso import lipschitz
+from gs_onnx.solve.methods.gs_graph import plan_inputs
+from gs_onnx.solve.methods.gs_pnp import refine
+from gs_onnx.solve.pnp_graph import stage_values
+from gs_onnx.solve.pnp_graph import with_pnp_stage
+from gs_onnx.solve.recovery_graph import GraphRecovery, recovery_model
+
+from test_cli import IMG_A, invoke
+
+PLAIN = {"iterations": 8, "sigma_max": 0.2, "sigma_min": 0.02, "step": 1.5}
+ANCHORED = {"iterations": 5, "sigma_max": 0.05, "sigma_min": 0.02, "step": 1.2, "gammas": [0.1, 1.0]}
+
+
+@pytest.mark.parametrize("kind,flip", [("mask", False), ("gaussian", True)])
+def test_the_graphs_stage_is_the_hosts(kind, flip, tiny_denoiser):
+    from gs_onnx.engine.denoiser import Denoiser
+
+    man = load("dcgan")
+    x = load_image(IMG_A, 64)
+    op = Mask(man.image_shape, keep=0.3, seed=0) if kind == "mask" else GaussianOperator(900, man.n, 0)
+    y = measure(x.reshape(1, -1), op, 0.01, 0)
+    inputs, _ = plan_inputs(man, 1, op, y[0], Settings(max_iter=8), 0, holdout_rows=True)
+    assert (inputs["w"] == 0).any()           # gs-pnp holds rows out even where GS's plan is fixed
+    model, values = recovery_model(man, 1, op)
+    dman = load_denoiser(tiny_denoiser[1])
+    model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), man.image_shape, op.m,
+                           flip=flip)
+    L = lipschitz(op)
+    out = GraphRecovery(model, "cpu").run({**inputs, **values, **stage_values(PLAIN, ANCHORED, L, 2, 2)})
+    (img,), (info,) = refine(op, y, out["gs_image"][None], inputs["w"], Denoiser(dman, device="cpu", flip=flip), PLAIN,
+                             ANCHORED, L, 2, 2)
+    names = ["gs", "pnp", "anchored 0.1", "anchored 1"]
+    assert names[int(out["pnp_chosen"])] == info["chosen"]
+    np.testing.assert_allclose(out["pnp_held_out"], [info["held_out"][k] for k in names], rtol=1e-4)
+    assert list(out["pnp_rows_iterations"]) == [info["iterations"][k] for k in names[1:]]
+    np.testing.assert_allclose(out["image"], img, atol=1e-4)
+
+
+def test_a_gs_pnp_folder_runs_in_gs_recover(tmp_path, tiny_denoiser):
+    from gs_onnx import cli
+    from gs_onnx.cli.recovery import main as export_recovery
+
+    meas = tmp_path / "m.npy"
+    r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--operator", "mask", "--keep", "0.3", "-o", meas])
+    assert r.exit_code == 0, r.stderr
+    r = invoke(export_recovery, ["--measurements", meas, "--method", "gs-pnp", "--denoiser", tiny_denoiser[1],
+                                 "--max-iter", "6", "--reference", IMG_A, "-o", tmp_path / "fold"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    iface = json.loads((tmp_path / "fold" / "recovery.json").read_text())
+    assert iface["method"] == "gs-pnp" and iface["plan"]["pnp"]["candidates"][0] == "pnp"
+    assert {"pnp_sigma", "pnp_gamma", "pnp_tau", "pnp_from_grey"} <= set(iface["inputs"])
+    jsonschema = pytest.importorskip("jsonschema")
+    from pathlib import Path
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "gs_onnx" / "schema" / "recovery.schema.json").read_text())
+    jsonschema.validate(iface, schema)
+    r = invoke(cli.recover_main, [tmp_path / "fold", "-o", tmp_path / "out", "-q"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    row = rep["images"][0]
+    assert rep["method"] == "gs-pnp" and row["pnp"]["chosen"] in ["gs", *iface["plan"]["pnp"]["candidates"]]
+    assert len(row["pnp"]["held_out"]) == len(iface["plan"]["pnp"]["candidates"]) + 1
+    # chunks of 2 GS iterations (the PnP stage runs in the last) give the one run's image, bit for bit
+    from gs_onnx.io.recovery_folder import read_folder
+
+    graph, inputs, _ = read_folder(tmp_path / "fold")
+    runner = GraphRecovery(graph, "cpu")
+    one = runner.run(inputs)
+    chunked = runner.run(inputs, chunk=2)
+    np.testing.assert_array_equal(one["image"], chunked["image"])
+    assert int(one["pnp_chosen"]) == int(chunked["pnp_chosen"])
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "recovered.npy")[0], one["image"])
+
+
+def test_gs_recover_runs_gs_pnp_in_the_graph_engine(tmp_path, tiny_denoiser):
+    from gs_onnx import cli
+
+    meas = tmp_path / "m.npy"
+    r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--ratio", "0.1", "-o", meas])
+    assert r.exit_code == 0, r.stderr
+    r = invoke(cli.recover_main, [meas, "--method", "gs-pnp", "--engine", "recovery-graph", "--denoiser",
+                                  tiny_denoiser[1], "--max-iter", "6", "-o", tmp_path / "out", "-q"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    row = rep["images"][0]
+    assert rep["method"] == "gs-pnp" and rep["engine"] == "recovery-graph" and set(row["pnp"]["held_out"]) == \
+        {"gs", *rep["pnp"]["candidates"]}
+    assert row["pnp"]["chosen"] in row["pnp"]["held_out"] and rep["stopping"]["rule"] == "holdout"
