@@ -6,7 +6,7 @@ Measures a face with ``gs-measure`` (the default model, Gaussian, m/n 0.1628, th
 (truth | each method, with its PSNR and seconds) and a JSON of the numbers::
 
     python benchmarks/headline.py -o docs/figures/headline.png
-    python benchmarks/headline.py --image ../shared/data/celeba_aligned/test/000123.jpg --methods nogs,gs,default
+    python benchmarks/headline.py --image ../shared/data/celeba_aligned/test/000123.jpg --methods nogs,gs,pnp,default,tv
 
 Every recovery runs one after another in its own process (nothing else should run: the seconds are reported).
 """
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--image", default=str(ROOT / "gs_onnx" / "samples" / "celeba_aligned_00000.jpg"))
     ap.add_argument("--model", default="began")
     ap.add_argument("--ratio", default="0.1628")
-    ap.add_argument("--methods", default="nogs,default,tv")
+    ap.add_argument("--methods", default="nogs,gs,pnp,default")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "figures" / "headline.png"))
     ap.add_argument("--keep", default=None, help="keep the measurements and every recovery folder here")
     ap.add_argument("--repeat", type=int, default=1,
@@ -77,7 +77,8 @@ def main() -> None:
                    "seconds": round(seconds, 1), "seconds_runs": [round(t, 1) for t in times]}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            panels.append((x, f"{LABELS.get(name, name)}: {row['psnr']:.2f} dB"))
+            label = f"default ({rep['method']})" if name == "default" else LABELS.get(name, name)
+            panels.append((x, f"{label}: {row['psnr']:.2f} dB"))
     caption = (f"{a.model}, Gaussian m/n {a.ratio} (m = {sidecar['m']}), one CelebA test face, "
                f"the same y for every method")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,7 @@ def run_gs(model, cond, split, i, force=False):
     seconds = time.perf_counter() - t
     p.parent.mkdir(parents=True, exist_ok=True)
     np.savez(p, G=image, x=x, y=y, seconds=seconds, sigma=sigma)
-    log({"model": model, "cond": cond, "split": split, "image": i, "method": "gs", "psnr": psnr(image, x),
+    log({"model": model, "cond": cond, "split": split, "image": i, "method": "gs-stage", "psnr": psnr(image, x),
          "seconds": round(seconds, 2)})
     return dict(np.load(p, allow_pickle=False))
 
@@ -239,7 +239,7 @@ def run_methods(a):
 
 def table(a):
     """Mean PSNR per (model, condition) and method of the ``run`` rows of results.jsonl for a split: a markdown
-    table (n images each; the images every method of a row was run on)."""
+    table over the images the first method ran on (n); a method not run on all of them shows "-"."""
     rows = [json.loads(l) for l in open(CACHE / "results.jsonl") if l.strip()]
     rows = [r for r in rows if r.get("split") == a.split and "image" in r and not str(r["method"]).startswith("sweep")
             and (a.model == "all" or r["model"] == a.model)]
@@ -251,16 +251,14 @@ def table(a):
     print("| model | condition | n | " + " | ".join(methods) + " |")
     print("|---|---|---|" + "---|" * len(methods))
     for model, cond in conds:
-        imgs = sorted({i for (m, c, i, meth) in latest if (m, c) == (model, cond)})
-        imgs = [i for i in imgs if all((model, cond, i, meth) in latest for meth in methods)]
+        imgs = sorted({i for (m, c, i, meth) in latest if (m, c) == (model, cond) and meth == methods[0]})
         if not imgs:
             continue
-        cells = []
-        means = {meth: float(np.mean([latest[(model, cond, i, meth)]["psnr"] for i in imgs])) for meth in methods}
+        means = {meth: float(np.mean([latest[(model, cond, i, meth)]["psnr"] for i in imgs])) for meth in methods
+                 if all((model, cond, i, meth) in latest for i in imgs)}   # a method not run on every image: "-"
         top = max(means.values())
-        for meth in methods:
-            v = f"{means[meth]:.2f}"
-            cells.append(f"**{v}**" if means[meth] == top else v)
+        cells = [("-" if meth not in means else f"**{means[meth]:.2f}**" if means[meth] == top else f"{means[meth]:.2f}")
+                 for meth in methods]
         print(f"| {model} | {cond} | {len(imgs)} | " + " | ".join(cells) + " |")
 
 

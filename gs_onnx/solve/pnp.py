@@ -199,9 +199,12 @@ def pnp_batch(op, Y: np.ndarray, shape: tuple[int, int, int], denoise: Callable[
             for b in range(B)]
 
 
-#: Plug-and-play's plan per denoiser kind and operator type: the schedule (iterations, sigma from max to min), the
-#: held-out fraction and the patience past the schedule's end, chosen on CelebA train faces
-#: (benchmarks/pnp_tune.py; docs/results.md). ``default``: an operator type not listed (your own operator).
+#: Plug-and-play's plan per denoiser kind and operator type: the schedule (iterations, sigma from max to min) and the
+#: step (times 1 / ||A||^2), chosen on the first 3 CelebA train faces by benchmarks/pnp_tune.py sweep
+#: (docs/results.md): ONNX gaussian on dcgan and began at m/n 0.163 and 0.0488 (step 4 diverged on one face, 3.2
+#: was the best that did not: 3 kept as a margin); mask and downsample on dcgan (mask20, x4). BM3D's gaussian plan
+#: on began m/n 0.163 (sigma_min 0.01; 0.02 not finished); its mask and downsample plans are the ONNX ones with
+#: sigma_min 0.01, not tuned. ``default``: an operator type not listed (your own operator), not tuned.
 PLANS: dict[str, dict[str, dict]] = {
     "onnx": {"default": {"iterations": 40, "sigma_max": 0.1, "sigma_min": 0.01, "step": 1.0},
              "gaussian": {"iterations": 40, "sigma_max": 0.2, "sigma_min": 0.005, "step": 3.0},
@@ -241,13 +244,22 @@ def held_out_rule(rule, max_iter: int):
 
 
 #: The candidates' plans per operator type: the anchored runs' schedule and anchor weights (plain PnP runs the
-#: ``pnp`` plan, :data:`gs_onnx.solve.pnp.PLANS`), chosen on CelebA train faces (benchmarks/pnp_tune.py).
+#: ``pnp`` plan, :data:`PLANS`), chosen on the first 3 CelebA train faces (benchmarks/pnp_tune.py sweep --what
+#: anchored): the weight 0.03 was the best tried wherever it was tried (began m/n 0.163, 0.0488, mask30, x4; dcgan
+#: mask20, x4), 0.1 the best of 0.1, 0.3, 1 on dcgan's Gaussian (0.03 not tried there). ``gs_max_iter``: GS's iterations inside gs-pnp on the
+#: dense Gaussian (40: the headline's time; GS's image is an anchor there, and its own plan runs 100-200), 100 for
+#: masks and x4 (began's own plan: 200). x4 offers no anchored candidate: on the train faces plain PnP was above
+#: every anchored run (dcgan 27.48 against 26.95, began 28.36 against 27.49), and on dcgan's test faces the
+#: held-out rows chose an anchored run over plain PnP on 2 faces of 5 at a cost of 0.57 dB on average; x4 is then
+#: plain PnP or G, whichever the held-out rows prefer.
 ANCHORED: dict[str, dict] = {
     "default": {"iterations": 20, "sigma_max": 0.05, "sigma_min": 0.01, "gammas": [0.3, 3.0]},
     "gaussian": {"iterations": 20, "sigma_max": 0.05, "sigma_min": 0.005, "step": 3.0, "gammas": [0.03, 0.1],
                  "gs_max_iter": 40},
-    "mask": {"iterations": 20, "sigma_max": 0.1, "sigma_min": 0.005, "step": 1.5, "gammas": [0.03, 0.1]},
-    "downsample": {"iterations": 20, "sigma_max": 0.05, "sigma_min": 0.005, "step": 1.0, "gammas": [0.03, 0.1]},
+    "mask": {"iterations": 20, "sigma_max": 0.1, "sigma_min": 0.005, "step": 1.5, "gammas": [0.03, 0.1],
+             "gs_max_iter": 100},
+    "downsample": {"iterations": 20, "sigma_max": 0.05, "sigma_min": 0.005, "step": 1.0, "gammas": [],
+                   "gs_max_iter": 100},
 }
 #: Iterations on every row (the held-out ones too) after the choice, at the chosen run's last noise level.
 POLISH = 3
