@@ -93,13 +93,9 @@ def search_folders(models_dir: str | Path | None = None) -> list[Path]:
 
 def available_denoisers(models_dir: str | Path | None = None) -> dict[str, Path]:
     """{name: folder} of every denoiser on the search path (the first of a name wins)."""
-    out: dict[str, Path] = {}
-    for d in search_folders(models_dir):
-        if d.is_dir():
-            for sub in sorted(d.iterdir()):
-                if (sub / "manifest.json").is_file() and sub.name not in out:
-                    out[sub.name] = sub
-    return out
+    from .registry import folders_with_manifest
+
+    return folders_with_manifest(search_folders(models_dir))
 
 
 def find_denoiser(name: str | None = None, models_dir: str | Path | None = None) -> DenoiserManifest:

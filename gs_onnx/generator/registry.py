@@ -72,12 +72,17 @@ def load(name: str, models_dir: str | Path | None = None, verify: bool = True) -
     return load_manifest(resolve(name, models_dir), verify=verify)
 
 
-def available(models_dir: str | Path | None = None) -> dict[str, Path]:
-    """{name: folder} of every model on the search path (first one wins)."""
+def folders_with_manifest(dirs) -> dict[str, Path]:
+    """{name: folder} of the subfolders of ``dirs`` that hold a manifest.json (the first of a name wins)."""
     out: dict[str, Path] = {}
-    for d in search_path(models_dir):
+    for d in dirs:
         if d.is_dir():
             for sub in sorted(d.iterdir()):
                 if (sub / "manifest.json").is_file() and sub.name not in out:
                     out[sub.name] = sub
     return out
+
+
+def available(models_dir: str | Path | None = None) -> dict[str, Path]:
+    """{name: folder} of every model on the search path (first one wins)."""
+    return folders_with_manifest(search_path(models_dir))
