@@ -146,6 +146,21 @@ def denoiser(kind="onnx", name=None):
     return denoiser_for(kind, name, "cpu", 0, flip=FLIP if kind == "onnx" else None)
 
 
+def denoiser_tag(method: str, name: str | None = None) -> dict:
+    """Which ONNX denoiser a row's method ran with (the first 12 hex digits of its manifest's sha256), so that rows
+    of a re-trained denoiser are told from the old ones."""
+    from gs_onnx.solve import registry
+
+    if method not in ("pnp", "gs-pnp") and "denoiser" not in registry.method(method).settings:
+        return {}
+    import hashlib
+
+    from gs_onnx.generator.denoiser import find_denoiser
+
+    man = find_denoiser(name)
+    return {"denoiser_sha": hashlib.sha256((man.root / "manifest.json").read_bytes()).hexdigest()[:12]}
+
+
 def sweep(a):
     """PnP candidates on cached GS images: plain PnP over a grid of schedules, anchored PnP over schedules and
     weights, and the held-out choice; mean PSNR per configuration."""
@@ -193,7 +208,8 @@ def sweep(a):
              "denoiser": a.denoiser_kind, "step": st, "momentum": not a.no_momentum, "iterations": it, "sigma_max": s1,
              "sigma_min": s0, "psnr": ps,
              "mean": float(np.mean(ps)) if isinstance(ps, list) else {k: float(np.mean(v)) for k, v in ps.items()},
-             "seconds": round(time.perf_counter() - t, 1), **extra})
+             "seconds": round(time.perf_counter() - t, 1), **extra,
+             **(denoiser_tag("pnp", a.denoiser) if a.denoiser_kind == "onnx" else {})})
 
 
 def run_methods(a):
@@ -234,7 +250,7 @@ def run_methods(a):
                     extra[key] = round(float(seam(image, period)), 4)
                     extra[key + "_truth"] = round(float(seam(x, period)), 4)
             log({"model": a.model, "cond": a.cond, "split": a.split, "image": i, "method": method,
-                 "psnr": psnr(image, x), "seconds": round(seconds, 2), **extra})
+                 "psnr": psnr(image, x), "seconds": round(seconds, 2), **extra, **denoiser_tag(method)})
 
 
 def table(a):

@@ -79,3 +79,34 @@ def test_the_shipped_denoiser_denoises():
     noisy = x + 0.05 * np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
     out = d(noisy[None], 0.05)[0]
     assert psnr(out, x) > psnr(noisy, x) + 5
+
+
+def test_mixed_sampling_trains_the_low_noise_levels_and_a_resumed_run_records_its_phases(tmp_path):
+    """``--sigma-sampling mixed`` draws half of the levels log-uniformly (about a fifth of all below 0.01, against
+    5 % uniformly); a run resumed with another sampling records where each phase began, and its step count and
+    exported weights follow the checkpoint."""
+    torch = pytest.importorskip("torch")
+    from conftest import SAMPLES
+    from gs_export.denoiser import SIGMA_FLOOR, SIGMA_MAX, noisy, train
+
+    g = torch.Generator().manual_seed(0)
+    _, s_uni = noisy(torch.zeros(4000, 1, 1, 1), g)
+    _, s_mix = noisy(torch.zeros(4000, 1, 1, 1), g, sampling="mixed")
+    low = lambda s: float((s < 0.01).float().mean())  # noqa: E731
+    assert 0.03 < low(s_uni) < 0.07 and 0.15 < low(s_mix) < 0.25
+    assert SIGMA_FLOOR <= float(s_mix[1::2].min()) and float(s_mix.max()) <= SIGMA_MAX  # odd rows: the log half
+    with pytest.raises(ValueError, match="unknown sigma sampling"):
+        noisy(torch.zeros(2, 1, 1, 1), g, sampling="loguniform")
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for p in SAMPLES.glob("celeba64_*.jpg"):
+        shutil.copy(p, faces / p.name)
+    run = tmp_path / "run"
+    kw = dict(batch=2, patch=32, channels=4, threads=1, log=lambda s: None)
+    train(None, str(faces), run, steps=3, **kw)
+    info = train(None, str(faces), run, steps=5, sigma_sampling="mixed", **kw)
+    assert info["steps"] == 5
+    assert info["phases"] == [{"from_step": 0, "sigma_sampling": "uniform"},
+                              {"from_step": 3, "sigma_sampling": "mixed"}]
+    assert json.loads((run / "train.json").read_text())["phases"] == info["phases"]

@@ -10,12 +10,14 @@
 * serve-demo: a NUL byte or a FIFO is a 404, a SIGTERM while starting removes its folder;
 * gs-experiment data: corrupt, encrypted, oddly compressed or inflating archives, duplicate ids, files that are
   not images: one line each; LAYOUT.json never written through a link; a killed run's staging folder removed;
-* concurrent runs: a second gs-measure on the same output is refused while the first runs.
+* concurrent runs: a second gs-measure on the same output is refused while the first runs;
+* Ctrl-C: a pool of workers ends at once (the queued tasks dropped, the running ones killed).
 """
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -323,3 +325,36 @@ def test_a_second_gs_measure_on_the_same_output_is_refused_while_the_first_runs(
     assert not out.exists() and not list(tmp_path.glob(".gs-claim.*"))
     r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--ratio", "0.05", "-o", out, "-q"])
     assert r.exit_code == 0 and out.exists() and not list(tmp_path.glob(".gs-claim.*"))
+
+
+def test_ctrl_c_ends_a_pool_of_workers_at_once(tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group) while a pool of workers runs long tasks: gs-experiment
+    exits 130 within seconds, no worker left behind. It used to wait for every submitted task: the queued ones
+    ran in full after the running ones had taken the KeyboardInterrupt."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    samples = Path(registry.__file__).resolve().parents[1] / "samples"
+    exe = Path(sys.executable).parent / "gs-experiment"
+    p = subprocess.Popen([str(exe), "cs", "--models", "dcgan", "--datasets", str(samples), "--images", "4",
+                          "--ratios", "0.05", "--methods", "deep-decoder", "--max-iter", "100000", "--workers", "2", "--threads", "1", "--no-progress", "--no-plot",
+                          "-o", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    t0 = time.time()
+    while len(children.read_text().split()) < 2:  # the two workers (and the spawn helper) are up
+        assert p.poll() is None and time.time() - t0 < 120, "the workers did not start"
+        time.sleep(0.2)
+    workers = [int(c) for c in children.read_text().split()]
+    time.sleep(8)                                 # into their tasks
+    os.killpg(p.pid, signal.SIGINT)
+    t1 = time.time()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and time.time() - t1 < 20, (p.returncode, time.time() - t1, err)
+    assert "Traceback" not in err, err
+    time.sleep(1)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists() and
+                "zombie" not in Path(f"/proc/{w}/status").read_text()], "workers left running"

@@ -10,7 +10,9 @@ multiples of 4.
 
 Training (:func:`train`): 64 x 64 patches of the CelebA train faces (the 128 px aligned crops the 128 px models
 see and the 64 px crops the 64 px models see), horizontal flips, Gaussian noise of a level drawn uniformly in
-[0, :data:`SIGMA_MAX`] per patch, L1 loss, Adam with a cosine decay over the steps or a time budget, whichever
+[0, :data:`SIGMA_MAX`] per patch (``--sigma-sampling mixed``: half of the patches instead log-uniformly in
+[:data:`SIGMA_FLOOR`, :data:`SIGMA_MAX`], so that the low levels of PnP's last iterations are trained as often as
+the high ones), L1 loss, Adam with a cosine decay over the steps or a time budget, whichever
 ends first. Validation: PSNR on held-out test faces (the validation split, images 100-199 of the aligned test
 folder) at a few noise levels, recorded in the manifest beside the torch/ONNX agreement.
 
@@ -36,6 +38,10 @@ SIGMA_MAX = 0.2
 #: Validation noise levels reported in the manifest.
 VALIDATION_SIGMAS = (0.01, 0.02, 0.05, 0.1, 0.2)
 ARCH = "unet-s"
+#: The lowest level of the log-uniform half of ``mixed`` sampling.
+SIGMA_FLOOR = 0.002
+#: How the noise level of a training patch is drawn.
+SIGMA_SAMPLINGS = ("uniform", "mixed")
 
 
 class ResBlock(nn.Module):
@@ -113,8 +119,17 @@ class Patches:
         return torch.stack(out).float() / 255.0
 
 
-def noisy(x: torch.Tensor, gen: torch.Generator, sigma_max: float = SIGMA_MAX) -> tuple[torch.Tensor, torch.Tensor]:
+def noisy(x: torch.Tensor, gen: torch.Generator, sigma_max: float = SIGMA_MAX,
+          sampling: str = "uniform") -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` with Gaussian noise of a level drawn per patch (see :data:`SIGMA_SAMPLINGS`), and the levels."""
     sigma = torch.rand(x.shape[0], 1, 1, 1, generator=gen) * sigma_max
+    if sampling == "mixed":
+        u = torch.rand(x.shape[0], 1, 1, 1, generator=gen)
+        log = math.log(SIGMA_FLOOR) + u * (math.log(sigma_max) - math.log(SIGMA_FLOOR))
+        half = torch.arange(x.shape[0]).view(-1, 1, 1, 1) % 2 == 1
+        sigma = torch.where(half, log.exp(), sigma)
+    elif sampling != "uniform":
+        raise ValueError(f"unknown sigma sampling {sampling!r} (one of {', '.join(SIGMA_SAMPLINGS)})")
     return x + sigma * torch.randn(x.shape, generator=gen), sigma
 
 
@@ -144,10 +159,12 @@ def validate(net: nn.Module, images: torch.Tensor, sigmas=VALIDATION_SIGMAS, see
 
 def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: str | None = None,
           steps: int = 20000, batch: int = 32, patch: int = 64, lr: float = 1e-3, time_budget: float = 0.0,
-          channels: int = 32, seed: int = 0, threads: int = 0, limit: int | None = None, log=print) -> dict:
+          channels: int = 32, seed: int = 0, threads: int = 0, limit: int | None = None,
+          sigma_sampling: str = "uniform", log=print) -> dict:
     """Train the denoiser; writes ``OUT/denoiser.pt`` (state_dict and config), ``OUT/checkpoint.pt`` and
     ``OUT/train.json``. The learning rate decays (cosine) over ``steps`` or ``time_budget`` seconds, whichever
-    ends first."""
+    ends first. A resumed run may change ``sigma_sampling``: each change starts a phase, recorded with its first
+    step."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -169,13 +186,16 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
     net = SmallUNet(channels)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     ck = out / "checkpoint.pt"
-    step, spent, log_rows = 0, 0.0, []
+    step, spent, log_rows, phases = 0, 0.0, [], []
     if ck.exists():
         state = torch.load(ck, weights_only=True)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         step, spent, log_rows = int(state["step"]), float(state["spent"]), json.loads(state["log"])
+        phases = json.loads(state.get("phases", '[{"from_step": 0, "sigma_sampling": "uniform"}]'))
         log(f"resumed at step {step} ({spent:.0f} s)")
+    if not phases or phases[-1]["sigma_sampling"] != sigma_sampling:
+        phases.append({"from_step": step, "sigma_sampling": sigma_sampling})
     patches = Patches(stacks, patch, seed + step)
     gen = torch.Generator().manual_seed(seed + 10_000 + step)
     t0 = time.time() - spent
@@ -187,7 +207,7 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
         for g in opt.param_groups:
             g["lr"] = 1e-6 + 0.5 * (lr - 1e-6) * (1 + math.cos(math.pi * progress))
         x = patches.next(batch)
-        y, sigma = noisy(x, gen)
+        y, sigma = noisy(x, gen, sampling=sigma_sampling)
         loss = F.l1_loss(net(y, sigma), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,13 +219,14 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
                    "lr": opt.param_groups[0]["lr"]}
             running = []
             if val is not None and step % 1000 == 0:
-                row["val_psnr"] = validate(net, val, sigmas=(0.05, 0.1))
+                row["val_psnr"] = validate(net, val, sigmas=(0.01, 0.05, 0.1))
             log_rows.append(row)
             log(json.dumps(row))
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "spent": time.time() - t0,
-                        "log": json.dumps(log_rows)}, ck)
+                        "log": json.dumps(log_rows), "phases": json.dumps(phases)}, ck)
     info = {"architecture": ARCH, "config": net.config, "parameters": parameters(net), "steps": step,
-            "batch": batch, "patch": patch, "lr": lr, "sigma_max": SIGMA_MAX, "loss": "l1", "seed": seed,
+            "batch": batch, "patch": patch, "lr": lr, "sigma_max": SIGMA_MAX, "phases": phases, "loss": "l1",
+            "seed": seed,
             "seconds": round(time.time() - t0, 1), "hardware": f"{platform.processor() or platform.machine()}, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}",
             "data": {"128": data_128, "64": data_64, "images": [len(s) for s in stacks]}, "log": log_rows}
@@ -311,7 +332,7 @@ def export(run: str | Path, out: str | Path, name: str = "unet-celeba", provenan
         "opset": 18,
         "files": {"denoiser.onnx": hashlib.sha256(data).hexdigest()},
         "check": {"against": "torch", "shapes": [list(c) for c in CHECK_SHAPES], "max_abs_diff": worst},
-        "training": {k: info.get(k) for k in ("steps", "batch", "patch", "lr", "loss", "sigma_max", "seconds",
+        "training": {k: info.get(k) for k in ("steps", "batch", "patch", "lr", "loss", "sigma_max", "phases", "seconds",
                                               "hardware", "data", "seed", "stopped") if k in info},
         "validation": info.get("validation"),
         "provenance": provenance or {
@@ -350,11 +371,15 @@ def _command():
                   help="Seconds; the schedule decays over the steps or this, whichever ends first (0: none).")
     @click.option("--threads", type=int, default=0, show_default=True, help="torch threads (0: torch's default).")
     @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--sigma-sampling", type=click.Choice(SIGMA_SAMPLINGS), default="uniform", show_default=True,
+                  help="How each patch's noise level is drawn: uniform in [0, 0.2], or mixed (half log-uniform "
+                       "from 0.002, for PnP's low levels).")
     @version_option
-    def main(data_128, data_64, valid, out, steps, batch, lr, channels, time_budget, threads, seed):
+    def main(data_128, data_64, valid, out, steps, batch, lr, channels, time_budget, threads, seed, sigma_sampling):
         """Train the noise-level-conditioned denoiser of --method pnp on face crops (resumes from OUT/checkpoint.pt)."""
         info = train(data_128, data_64, out, valid=valid, steps=steps, batch=batch, lr=lr, time_budget=time_budget,
-                     channels=channels, seed=seed, threads=threads, log=lambda s: click.echo(s, err=True))
+                     channels=channels, seed=seed, threads=threads, sigma_sampling=sigma_sampling,
+                     log=lambda s: click.echo(s, err=True))
         click.echo(f"trained {info['steps']} steps in {info['seconds']:.0f} s; validation {info.get('validation')}")
 
     return main

@@ -9,7 +9,6 @@ import base64
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import GSError
@@ -69,6 +68,19 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _stop_now(ex: ProcessPoolExecutor) -> None:
+    """End a pool at once (Ctrl-C, a task's error): the queued tasks dropped, the running ones killed where they
+    are (a worker inside ONNX Runtime or BLAS would not see KeyboardInterrupt until its call returns, and a plain
+    ``shutdown`` would wait for every submitted task); their rows were never published, a rerun runs them."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())  # the executor keeps no public handle on them
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=5)
+
+
 def _worker_run(task_dict: dict, models_dir: str | None, device: str, threads: int) -> dict:
     return run_task(Task.from_dict(task_dict), models_dir=models_dir, device=device, threads=threads)
 
@@ -93,8 +105,8 @@ def run_local(tasks: list[Task], results: ResultsFile, *, workers: int = 1, thre
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update({k: str(per) for k in _THREAD_VARS})  # inherited by the spawned workers only
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_die_with_parent) as ex:
+        ex = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent)
+        try:
             queue = list(tasks)
             running: dict[Any, Task] = {}
             while queue or running:
@@ -108,6 +120,10 @@ def run_local(tasks: list[Task], results: ResultsFile, *, workers: int = 1, thre
                     _publish(results, t, row)
                     done += 1
                     tick(t)
+        except BaseException:
+            _stop_now(ex)
+            raise
+        ex.shutdown(wait=True)
     finally:
         for k, v in saved.items():
             if v is None:
