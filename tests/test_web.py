@@ -134,6 +134,38 @@ def test_the_page_recovers_the_face_python_recovers(page_run, folder):
     assert _psnr(image, truth) > 25.0
 
 
+def test_the_page_runs_the_recovery_on_webgpu(web, tmp_path):
+    """?ep=webgpu on Chromium's WebGPU (here SwiftShader, a software adapter that runs the same WebGPU code path as a
+    GPU): the session is created on the WebGPU backend, the generator's convolutions run as WebGPU kernels (counted by
+    onnxruntime-web's WebGPU profiling, not a fall-back whole to WASM), and the image is Python's. A 2-iteration
+    dcgan folder of the bundled face: SwiftShader takes about 20 s an iteration (docs/benchmarks.md)."""
+    from gs_onnx.cli.demo import default_image
+    from gs_onnx.cli.measure import measure_main
+    from gs_onnx.cli.recovery import main as recovery_main
+    from gs_onnx.io.recovery_folder import read_folder, read_reference
+    from gs_onnx.solve.recovery_graph import GraphRecovery
+
+    face = default_image(64)
+    measure_main.main([str(face), "--model", "dcgan", "--ratio", "0.1628", "-o", str(tmp_path / "face.npy"), "-q"],
+                      standalone_mode=False)
+    folder = tmp_path / "two"
+    recovery_main.main(["--measurements", str(tmp_path / "face.npy"), "--method", "gs", "--max-iter", "2",
+                        "--reference", str(face), "-o", str(folder)], standalone_mode=False)
+    report = _drive(web, folder, "?ep=webgpu&proof=1&chunk=1", tmp_path / "out.json", "--timeout", "600")
+    assert report["state"] == "done", report["message"] + "\n" + "\n".join(report["console"][-20:])
+    res = report["result"]
+    assert report["ep"] == res["ep"] == "webgpu" and report["device"] is True, report["webgpu"]
+    kernels = res["kernels"]
+    assert kernels.get("Conv", 0) > 0 and kernels.get("ConvTranspose", 0) > 0, kernels
+    graph, inputs, iface = read_folder(folder)
+    py = GraphRecovery(graph).run(inputs)
+    image = _array(res["image"])
+    assert res["iterations"] == [int(v) for v in py["iterations"]] == [2]
+    assert np.abs(image - py["image"]).max() <= 1e-4
+    truth = read_reference(folder, iface)
+    assert abs(_psnr(image, truth) - _psnr(py["image"], truth)) <= 0.01
+
+
 def test_the_psnr_shown_is_the_psnr_of_the_image_returned(page_run, folder):
     from gs_onnx.io.recovery_folder import read_folder, read_reference
     from gs_onnx.metrics import psnr

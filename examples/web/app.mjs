@@ -6,7 +6,10 @@
 // URL parameters: folder=URL (default folder/, what `python -m gs_onnx serve-demo` serves; none: wait for a
 // pick), threads=N (WASM threads; default: min(4, cores) when cross-origin isolated, else 1), chunk=N (iterations
 // per run; default: about a second's worth), max_mb=N (the largest file accepted, default 1024),
-// trace=i,j (keep the state going into and out of those chunks: window.gs.trace, for the tests).
+// trace=i,j (keep the state going into and out of those chunks: window.gs.trace, for the tests), ep=webgpu|wasm (the
+// execution provider; default: WebGPU where navigator.gpu offers a hardware adapter, WASM where it offers none or only
+// a software one such as SwiftShader, on which a recovery is hundreds of times slower than on WASM), proof=1 (count
+// the WebGPU kernels that ran: window.gs.result.kernels).
 import { FolderError, fileSource, readFolder, urlSource } from './folder.mjs';
 
 const params = new URLSearchParams(location.search);
@@ -15,9 +18,10 @@ const maxBytes = Number(params.get('max_mb') || 1024) * 1e6;
 const fixedChunk = params.get('chunk') ? Math.max(1, Number(params.get('chunk'))) : null;
 const traceAt = new Set((params.get('trace') || '').split(',').filter((s) => s !== '').map(Number));
 const isolated = globalThis.crossOriginIsolated === true;
+const proof = params.get('proof') === '1';
 
 // What the tests and the benchmark read: state idle | loading | running | done | refused | error.
-const gs = { state: 'idle', message: '', result: null, trace: {}, webgpu: null, isolated, longestPauseMs: 0 };
+const gs = { state: 'idle', message: '', result: null, trace: {}, webgpu: null, ep: null, isolated, longestPauseMs: 0 };
 window.gs = gs;
 
 // How responsive the page stays while the worker recovers: the longest gap between 50 ms ticks, while running.
@@ -144,11 +148,13 @@ async function run(source) {
     const threads = Number($('threads').value);
     say('info', 'Files verified. Creating the onnxruntime-web session\u2026');
     const total = Number(inputs.chunk.data[0]);
-    const runtime = (v) => `onnxruntime-web ${v}, WASM in a worker, ${threads} thread(s)` +
-      `${isolated ? '' : ' (not cross-origin isolated: one thread)'}; WebGPU: ${gs.webgpu || 'not checked'}`;
+    const runtime = (v) => `onnxruntime-web ${v}, ${gs.ep === 'webgpu' ? 'WebGPU (what it lacks on WASM)' : 'WASM'} ` +
+      `in a worker, ${threads} WASM thread(s)${isolated ? '' : ' (not cross-origin isolated: one thread)'}; ` +
+      `WebGPU: ${gs.webgpu || 'not checked'}`;
     const show = (d) => {
       if (d.type === 'ready') {
         gs.state = 'running';
+        gs.device = d.device;
         $('stop').disabled = false;
         $('s-runtime').textContent = runtime(d.version);
         say('info', 'Recovering\u2026');
@@ -164,7 +170,7 @@ async function run(source) {
       $('s-time').textContent = `${d.seconds.toFixed(2)} s, ${(1000 * d.seconds / Math.max(reached, 1)).toFixed(1)} ms / iteration`;
     };
     const msg = { type: 'run', graph: folder.graph, inputs, state: iface.resume.state, threads, chunk: fixedChunk,
-                  trace: [...traceAt], wasmPaths };
+                  trace: [...traceAt], wasmPaths, ep: gs.ep, proof };
     const transfer = [folder.graph.buffer, ...Object.values(inputs).map((a) => a.data.buffer)];
     const d = await recoverInWorker(msg, transfer, show);
     show(d);
@@ -173,7 +179,8 @@ async function run(source) {
     gs.trace = d.trace;
     gs.result = { image: d.image, dims: d.dims, psnr: p, psnrText: $('s-psnr').textContent, iterations: d.iterations,
                   winner, seconds: d.seconds, runs: d.runs, threads, stopped: d.stopped,
-                  msPerIteration: 1000 * d.seconds / Math.max(d.iterations[winner], 1), objective: d.objective };
+                  msPerIteration: 1000 * d.seconds / Math.max(d.iterations[winner], 1), objective: d.objective,
+                  ep: gs.ep, kernels: d.kernels };
     gs.state = 'done';
     say('ok', `${d.stopped ? 'Stopped' : 'Recovered'}: restart ${winner + 1} of ${d.iterations.length}, ` +
               `${d.iterations[winner]} iterations in ${d.seconds.toFixed(2)} s${p === null ? '' : `, PSNR ${p.toFixed(2)} dB`}.`);
@@ -191,10 +198,19 @@ async function main() {
   try {
     const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
     const info = adapter?.info || {};
+    const software = adapter && (adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i
+      .test(`${info.vendor} ${info.architecture} ${info.description}`));
+    gs.ep = params.get('ep') || (adapter && !software ? 'webgpu' : 'wasm');
     gs.webgpu = adapter ? `adapter ${[info.vendor, info.architecture, info.description].filter((v) => v).join(' ') || '(no info)'}` +
-      `${adapter.isFallbackAdapter ? ', a fallback adapter' : ''} (this page runs WASM)` : 'no adapter';
+      `${software ? ', a software adapter' : ''}` : 'no adapter';
   } catch (e) {
+    gs.ep = params.get('ep') || 'wasm';
     gs.webgpu = `no adapter (${e.message})`;
+  }
+  if (!['webgpu', 'wasm'].includes(gs.ep)) {
+    say('error', `Unknown ep=${gs.ep}: webgpu or wasm`);
+    gs.state = 'error';
+    return;
   }
   $('load-served').onclick = () => run(urlSource(params.get('folder') || 'folder/', maxBytes));
   for (const id of ['pick', 'pick-dir']) {

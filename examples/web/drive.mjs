@@ -71,6 +71,7 @@ async function main() {
                      next: Object.fromEntries(Object.entries(t.next).map(([k, v]) => [k, b64(v)])) };
       }
       return { state: gs.state, message: gs.message, result: res, trace, isolated: gs.isolated, webgpu: gs.webgpu,
+               ep: gs.ep, device: gs.device ?? null,
                longestPauseMs: gs.longestPauseMs,
                psnrShown: document.getElementById('s-psnr').textContent,
                userAgent: navigator.userAgent, cores: navigator.hardwareConcurrency };

@@ -1,13 +1,21 @@
-// The recovery itself, in a module worker so that the page never blocks: one onnxruntime-web session (WASM) runs
-// the recovery graph in chunks of iterations, the loop state kept here and fed back between runs (recovery.json's
+// The recovery itself, in a module worker so that the page never blocks: one onnxruntime-web session runs the
+// recovery graph in chunks of iterations, the loop state kept here and fed back between runs (recovery.json's
 // `resume`), and after every run posts the current image, the iterations reached and the time.
 //
-// in:  {type: 'run', graph, inputs, state, threads, chunk, trace, wasmPaths}   then optionally {type: 'stop'}
-// out: {type: 'ready', version} | {type: 'progress', image, dims, iterations, objective, seconds, runs, chunk}
-//      | {type: 'done', ...progress, winner, stopped, trace} | {type: 'error', message, refused}
-import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
+// The execution provider (msg.ep): 'wasm' (onnxruntime-web's WASM bundle, as before) or 'webgpu' (its default bundle:
+// the WebGPU backend, JSEP, runs what it supports - the generator's convolutions, float32 element-wise work - and WASM
+// the rest, the float64 L-BFGS bookkeeping and the Loop; docs/recovery-graph.md section 11 lists the placement).
+// With msg.proof the WebGPU kernels that ran are counted by type (onnxruntime-web's WebGPU profiling), so that a test
+// can tell a WebGPU run from one that fell back whole to WASM.
+//
+// in:  {type: 'run', graph, inputs, state, threads, chunk, trace, wasmPaths, ep, proof}   then optionally {type: 'stop'}
+// out: {type: 'ready', version, ep, device} | {type: 'progress', image, dims, iterations, objective, seconds, runs, chunk}
+//      | {type: 'done', ...progress, winner, stopped, trace, kernels} | {type: 'error', message, refused}
 import { FolderError, checkAgainstGraph } from './folder.mjs';
 
+const BUNDLES = { wasm: './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs',
+                  webgpu: './node_modules/onnxruntime-web/dist/ort.min.mjs' };
+let ort = null;
 let stop = false;
 
 function copy(t) {
@@ -15,17 +23,25 @@ function copy(t) {
 }
 
 async function run(msg) {
+  const ep = msg.ep || 'wasm';
+  if (!(ep in BUNDLES)) throw new Error(`unknown execution provider ${JSON.stringify(ep)} (wasm or webgpu)`);
+  ort = await import(BUNDLES[ep]);
   ort.env.wasm.wasmPaths = msg.wasmPaths;
   ort.env.wasm.numThreads = msg.threads;
+  const kernels = {};
+  if (ep === 'webgpu' && msg.proof) {
+    ort.env.webgpu.profiling = { mode: 'default', ondata: (d) => { kernels[d.kernelType] = (kernels[d.kernelType] || 0) + 1; } };
+  }
   let session;
   try {
-    session = await ort.InferenceSession.create(msg.graph, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    session = await ort.InferenceSession.create(msg.graph, { executionProviders: [ep], graphOptimizationLevel: 'all' });
   } catch (e) {
-    throw new Error(`onnxruntime-web cannot load this graph: ${e.message}`);
+    throw new Error(`onnxruntime-web cannot load this graph on ${ep}: ${e.message}`);
   }
   try {
     checkAgainstGraph(session, msg.inputs);
-    postMessage({ type: 'ready', version: ort.env.versions?.web || '' });
+    const device = ep === 'webgpu' ? Boolean(ort.env.webgpu.device) : null;
+    postMessage({ type: 'ready', version: ort.env.versions?.web || '', ep, device });
     const feeds = {};
     for (const [name, a] of Object.entries(msg.inputs)) feeds[name] = new ort.Tensor(a.dtype, a.data, a.dims);
     const total = Number(msg.inputs.chunk.data[0]);
@@ -56,7 +72,7 @@ async function run(msg) {
                        objective, seconds, runs, chunk, total };
       await new Promise((r) => setTimeout(r, 0));   // let a 'stop' arrive
       if (!out.running.data[0] || stop) {
-        postMessage({ type: 'done', ...report, winner: Number(out.winner.data[0]), stopped: stop, trace });
+        postMessage({ type: 'done', ...report, winner: Number(out.winner.data[0]), stopped: stop, trace, kernels });
         return;
       }
       postMessage({ type: 'progress', ...report });
