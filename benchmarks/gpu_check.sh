@@ -9,6 +9,9 @@
 #   recovery_graph.json  the whole recovery in one ONNX graph vs the host-driven L-BFGS, ms per iteration
 #   check.json   PSNR parity against the committed CPU run, wall time per image at the paper budget (with the
 #                share spent in scipy), DCGAN images per second with images x restarts batched
+#   webgpu.txt   the WebGPU plugin provider (onnxruntime-ep-webgpu, where installed): the devices ONNX Runtime lists,
+#                a dcgan recovery with --device webgpu against --device cpu; Chromium's WebGPU page test where
+#                chromium and node are there
 #   log.txt      everything printed
 # Usage: bash benchmarks/gpu_check.sh RESULTS_DIR [--device cpu] [--quick]
 #   --device cpu --quick runs the same steps here on the CPU, small, to test the script before GPU time
@@ -52,7 +55,7 @@ import onnxruntime as ort
 print("onnxruntime", ort.__version__, ort.__file__)
 print("available providers", ort.get_available_providers())
 from gs_onnx.engine.runtime import resolve_device
-for d in ("cpu", "cuda"):
+for d in ("cpu", "cuda", "webgpu"):
     try:
         print(d, "->", resolve_device(d))
     except Exception as e:
@@ -88,6 +91,30 @@ timeout 150 $PY benchmarks/recovery_graph_perf.py --device "$DEVICE" "${RG[@]}" 
 step check
 timeout 170 $PY benchmarks/gpu_check.py run --data .devdata --device "$DEVICE" --out "$OUT/check.json" "${CHECK[@]}" \
   >> "$LOG" 2>&1 || echo "gpu_check.py failed or timed out (exit $?)" | tee -a "$LOG"
+
+step webgpu
+{
+  timeout 30 $PY - <<'EOF'
+from gs_onnx.engine.runtime import webgpu_devices
+try:
+    print("webgpu devices", [(d.ep_vendor, d.device.type, dict(d.device.metadata)) for d in webgpu_devices()])
+except Exception as e:
+    print("webgpu:", e)
+EOF
+  M=$(mktemp -d)
+  $PY -c "from gs_onnx.cli import measure_main; measure_main()" gs_onnx/samples/celeba64_182638.jpg --model dcgan \
+    --ratio 0.1628 -o "$M/m.npy" -q 2>&1
+  for d in cpu webgpu; do
+    /usr/bin/time -f "$d: %e s wall" timeout 60 $PY -c "from gs_onnx.cli import recover_main; recover_main()" \
+      "$M/m.npy" --method gs --device "$d" -o "$M/out-$d" -q 2>&1 | tail -2
+  done
+  if command -v chromium >/dev/null && command -v node >/dev/null && [ -d examples/web/node_modules ]; then
+    timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_web.py -k webgpu 2>&1 | tail -3
+  else
+    echo "no chromium/node/examples/web/node_modules here: the browser's WebGPU run is skipped"
+  fi
+} > "$OUT/webgpu.txt" 2>&1
+tail -6 "$OUT/webgpu.txt" | tee -a "$LOG"
 
 step "done"
 ls -la "$OUT" >> "$LOG"

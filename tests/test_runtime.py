@@ -169,6 +169,26 @@ def test_cuda_refused_without_cuda(shipped):
         CutGenerator(shipped, 1, "cuda")
 
 
+def test_webgpu_is_a_device_and_refused_in_one_line_without_one(shipped):
+    """--device webgpu: without the plugin (pip install 'gs-onnx[webgpu]') or without a WebGPU device that ONNX
+    Runtime lists (the plugin lists hardware GPUs only), one GSError naming the problem; where a device is listed (a
+    GPU machine: benchmarks/gpu_check.sh) the generator runs with WebGPU among its providers."""
+    from gs_onnx.engine.runtime import DEVICE_CHOICES, webgpu_devices
+
+    assert "webgpu" in DEVICE_CHOICES
+    try:
+        listed = webgpu_devices()
+    except GSError as e:
+        assert "pip install 'gs-onnx[webgpu]'" in str(e)
+        listed = None
+    if listed:
+        gen = CutGenerator(shipped, 1, "webgpu")
+        assert gen.provider == "WebGpuExecutionProvider"
+        return
+    with pytest.raises(GSError, match="--device webgpu.*(plugin|no WebGPU device)"):
+        CutGenerator(shipped, 1, "webgpu")
+
+
 def test_lockstep_equals_sequential_bit_for_bit():
     """Batched restarts with an evaluator that computes each row on its own give the sequential iterates
     exactly: each restart keeps its own L-BFGS-B state and stopping (here they stop at different steps)."""

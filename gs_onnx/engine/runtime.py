@@ -8,6 +8,11 @@ Device truth: onnxruntime-gpu lists ``CUDAExecutionProvider`` even where CUDA ca
 runs on the CPU; with both ``onnxruntime`` and ``onnxruntime-gpu`` installed the CPU package hides the CUDA
 provider. :func:`create_session` checks ``session.get_providers()`` after creation and fails in one line when
 ``cuda`` was asked for and does not run; :func:`placement` reports how many nodes each provider runs.
+
+WebGPU (``--device webgpu``) is ONNX Runtime's plugin execution provider from the ``onnxruntime-ep-webgpu`` package
+(``pip install 'gs-onnx[webgpu]'``): the plugin library is registered with ONNX Runtime and the session is given the
+WebGPU devices ONNX Runtime lists. The plugin lists hardware GPUs only (through Dawn: Vulkan, Metal, D3D12); on a
+machine without one ONNX Runtime lists no WebGPU device, and ``--device webgpu`` is refused in one line saying so.
 ONNX Runtime's own log lines and Python warnings never reach the terminal: what matters is reported here.
 """
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Literal
 
 from ..errors import GSError
 
-Device = Literal["auto", "cpu", "cuda"]
-CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+Device = Literal["auto", "cpu", "cuda", "webgpu"]
+CPU, CUDA, WEBGPU = "CPUExecutionProvider", "CUDAExecutionProvider", "WebGpuExecutionProvider"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +43,8 @@ class DeviceSpec:
 DEVICES: dict[str, DeviceSpec] = {
     "cpu": DeviceSpec("cpu", (CPU,), "cpu", "ONNX Runtime's CPU provider"),
     "cuda": DeviceSpec("cuda", (CUDA, CPU), "cuda", "NVIDIA GPU through onnxruntime-gpu's CUDA provider"),
+    "webgpu": DeviceSpec("webgpu", (WEBGPU, CPU), "cpu", "a GPU through WebGPU (Dawn), ONNX Runtime's plugin provider "
+                         "from onnxruntime-ep-webgpu; tensors are fed from the host"),
 }
 #: What ``--device`` accepts.
 DEVICE_CHOICES = ("auto",) + tuple(DEVICES)
@@ -88,6 +95,9 @@ def resolve_device(device: str) -> DeviceSpec:
     spec = DEVICES.get(device)
     if spec is None:
         raise GSError(f"unknown device {device!r}: use {', '.join(DEVICE_CHOICES)}")
+    if device == "webgpu" and not webgpu_devices():
+        raise GSError("--device webgpu: ONNX Runtime lists no WebGPU device on this machine (the plugin lists "
+                      "hardware GPUs only); use --device cpu")
     if device == "cuda":
         avail = available_providers()
         if CUDA not in avail:
@@ -98,6 +108,27 @@ def resolve_device(device: str) -> DeviceSpec:
             raise GSError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
                           "(install onnxruntime-gpu: pip install 'gs-onnx[gpu]')")
     return spec
+
+
+def webgpu_devices() -> list:
+    """The WebGPU devices ONNX Runtime lists once the onnxruntime-ep-webgpu plugin is registered (GSError where the
+    plugin is not installed or cannot be registered)."""
+    ort = _ort()
+    try:
+        import onnxruntime_ep_webgpu as plugin
+    except ImportError:
+        raise GSError("--device webgpu needs the WebGPU plugin provider: pip install 'gs-onnx[webgpu]' "
+                      "(onnxruntime-ep-webgpu)") from None
+    if not getattr(webgpu_devices, "_registered", False):
+        if not hasattr(ort, "register_execution_provider_library"):
+            raise GSError(f"--device webgpu: onnxruntime {ort.__version__} cannot load plugin providers (1.23 or later)")
+        try:
+            ort.register_execution_provider_library(plugin.get_ep_name(), plugin.get_library_path())
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+            if "already registered" not in str(e):
+                raise GSError(f"--device webgpu: the WebGPU plugin did not register: {str(e).splitlines()[0]}") from None
+        webgpu_devices._registered = True
+    return [d for d in ort.get_ep_devices() if d.ep_name == WEBGPU]
 
 
 def requested_providers(device: Device) -> list[str]:
@@ -125,11 +156,14 @@ def create_session(path: str | Path | bytes, device: Device = "auto", threads: i
     if provider_options and provs[0] != CPU:
         provs[0] = (provs[0], dict(provider_options))
     so = options if options is not None else session_options(threads, record_placement=True)
+    if spec.name == "webgpu":   # a plugin provider: given by its devices, not by name
+        so.add_provider_for_devices(webgpu_devices(), dict(provider_options or {}))
+        provs = None
     try:
         src = path if isinstance(path, bytes) else str(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sess = ort.InferenceSession(src, so, providers=provs)
+            sess = ort.InferenceSession(src, so, providers=provs) if provs else ort.InferenceSession(src, so)
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
         what = "(built in memory)" if isinstance(path, bytes) else str(path)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -138,6 +172,8 @@ def create_session(path: str | Path | bytes, device: Device = "auto", threads: i
     if spec.name == "cuda" and CUDA not in active:
         raise GSError("--device cuda: CUDAExecutionProvider failed to load (CUDA/cuDNN libraries missing? "
                       "pip install 'gs-onnx[gpu]' brings them); use --device cpu or fix the CUDA installation")
+    if spec.name == "webgpu" and WEBGPU not in active:
+        raise GSError("--device webgpu: the WebGPU provider did not load for this graph; use --device cpu")
     return sess
 
 
