@@ -158,3 +158,29 @@ def test_node_runs_a_recovery_folder(node_reader, tmp_path, model, image, operat
     p = _node(["recover.js", tmp_path / "graph"], node_reader)
     assert p.returncode == 2 and p.stderr.startswith("error:") and "sha256" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+SWIFTSHADER_ICD = Path("/usr/lib/chromium/vk_swiftshader_icd.json")
+
+
+@pytest.mark.skipif(not SWIFTSHADER_ICD.is_file(), reason="no Vulkan driver Dawn accepts here: Chromium's SwiftShader "
+                    "ICD is missing (.ci/run installs chromium)")
+def test_node_runs_a_recovery_folder_on_webgpu(node_reader, tmp_path):
+    """recover.js --ep webgpu: onnxruntime-node's WebGPU provider (Dawn on Vulkan; here Chromium's SwiftShader, a
+    software Vulkan: Debian 12's lavapipe lacks a feature Dawn requires) runs a 2-iteration dcgan folder to Python's
+    image; without a Vulkan driver it is refused in one line."""
+    import os
+
+    py = _recovery_folder(tmp_path, "dcgan", "celeba64_182638.jpg", "gaussian", 2, "gs")
+    env = {**os.environ, "VK_ICD_FILENAMES": str(SWIFTSHADER_ICD), "XDG_RUNTIME_DIR": str(tmp_path)}
+    p = subprocess.run(["node", "recover.js", str(tmp_path / "graph"), str(tmp_path / "ref.npy"),
+                        str(tmp_path / "node.npy"), "--ep", "webgpu"], cwd=node_reader, capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "s on webgpu" in p.stdout
+    assert np.abs(np.load(tmp_path / "node.npy") - py).max() <= 1e-4
+    env["VK_ICD_FILENAMES"] = str(tmp_path / "none.json")   # no driver at all
+    p = subprocess.run(["node", "recover.js", str(tmp_path / "graph"), "--ep", "webgpu"], cwd=node_reader,
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1].startswith("error: --ep webgpu: onnxruntime-node could not start WebGPU")
