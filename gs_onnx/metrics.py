@@ -130,6 +130,11 @@ FIT_LIMIT = 3.0
 #: Where the declared noise's norm reaches this fraction of ||y||, the noise claim alone explains most of the
 #: measurements: whatever the residual, the fit proves nothing (a sidecar declaring sigma 1000, pure noise).
 UNINFORMATIVE = 0.5
+#: Where the residual is this fraction of ||y|| or more, the recovery explains less than three quarters of the
+#: measurements' energy, whatever noise is declared: measurements of another operator (another seed: 0.84-1.00 on
+#: Gaussian and DCT measurements of a dcgan face, GS and gs-pnp) or pure noise, not an image the model cannot
+#: represent (the right operator: 0.02-0.05). The verdict ``mismatch``; gs-recover exits non-zero on it.
+MISMATCH = 0.5
 
 
 def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = None) -> dict:
@@ -144,7 +149,10 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
     discrepancy principle: the prior cannot represent the image, or the operator, the model or the noise claim
     does not fit these measurements; no checksum can tell which, this can tell that); ``uninformative`` where the
     declared noise's norm is :data:`UNINFORMATIVE` of ||y|| or more (a claim of that much noise explains any
-    measurements: the residual cannot be read against it). No noise declared (None or 0): no verdict.
+    measurements: the residual cannot be read against it). No noise declared (None or 0): no verdict, unless
+    ``mismatch``: a residual of :data:`MISMATCH` of ||y|| or more (the measurements do not come from this operator,
+    or are noise), judged from the measurements alone, whatever the declared noise (unless that noise is
+    uninformative).
 
     Examples
     --------
@@ -153,6 +161,8 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
     (1.02, 0.0204, 'fits')
     >>> fit(1.02, 1000.0, 10000, y_norm=50.0)["verdict"]     # a noise claim that explains anything
     'uninformative'
+    >>> fit(45.0, 0.01, 10000, y_norm=50.0)["verdict"]       # 90 % of ||y|| unexplained: another operator's
+    'mismatch'
     """
     out: dict = {"residual": float(residual), "sigma": sigma, "m": int(m), "expected": None, "ratio": None,
                  "relative": None if not y_norm else round(float(residual) / float(y_norm), 6)}
@@ -162,6 +172,8 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
         out["verdict"] = "fits" if out["ratio"] <= FIT_LIMIT else "does not fit"
         if y_norm and out["expected"] >= UNINFORMATIVE * float(y_norm):
             out["verdict"] = "uninformative"
+    if out.get("verdict") != "uninformative" and out["relative"] is not None and out["relative"] >= MISMATCH:
+        out["verdict"] = "mismatch"
     return out
 
 

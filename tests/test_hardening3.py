@@ -6,7 +6,8 @@
 * recovery folders: a file of several images needs ``--index``; ``--strict`` and ``--reference`` apply to folders
   (the rules of docs/recovery-graph.md section 12 have their own kit: tests/test_conformance.py);
 * the fit: ``--strict`` fails without a noise to judge against, and where the declared noise explains the
-  measurements by itself;
+  measurements by itself; measurements that leave half of ||y|| unexplained (another operator's, noise) exit 2
+  without it;
 * serve-demo: a NUL byte or a FIFO is a 404, a SIGTERM while starting removes its folder;
 * gs-experiment data: corrupt, encrypted, oddly compressed or inflating archives, duplicate ids, files that are
   not images: one line each; LAYOUT.json never written through a link; a killed run's staging folder removed;
@@ -293,15 +294,33 @@ def test_strict_needs_a_noise_claim_that_can_be_read(tmp_path, noise, needle):
     assert verdict == (None if noise == "none" else "uninformative")
 
 
+def test_measurements_that_are_noise_are_refused_without_strict(tmp_path, meas):
+    """y replaced by noise of the same size, its sidecar re-signed (the checksums are public): whatever noise the
+    sidecar declares, the recovery leaves most of ||y|| unexplained: exit 2 in one line, the results written."""
+    import numpy as np
+
+    from gs_onnx.io.measurement import read_measurements, write_measurements
+
+    y, side = read_measurements(meas)
+    fields = {k: v for k, v in side.items() if k not in ("format", "format_version", "shape", "dtype", "sha256",
+                                                         "meta_sha256")}
+    noise = tmp_path / "noise.npy"
+    write_measurements(noise, np.random.default_rng(0).standard_normal(y.shape).astype(np.float32) *
+                       float(np.std(y)), fields)
+    r = invoke(cli.recover_main, [noise, "--method", "gs", "-o", tmp_path / "o", *TINY])
+    assert_one_line_error(r, "unexplained", "not made by the operator")
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["images"][0]["fit"]["verdict"] == "mismatch"
+
+
 def test_strict_and_the_reference_apply_to_recovery_folders(tmp_path, meas):
     from gs_onnx.cli.recovery import main as export_recovery
 
     fold = tmp_path / "fold"
-    r = invoke(export_recovery, ["--measurements", meas, "--method", "gs", "-o", fold, "--max-iter", "2"])
+    r = invoke(export_recovery, ["--measurements", meas, "--method", "gs", "-o", fold, "--max-iter", "8"])
     assert r.exit_code == 0, r.stderr
     iface = json.loads((fold / "recovery.json").read_text())
     assert iface["sigma"] > 0 and iface["source"]["sha256"]
-    # two iterations leave a residual far above the noise: --strict says so for a folder too
+    # eight iterations leave a residual far above the noise: --strict says so for a folder too
     r = invoke(cli.recover_main, [fold, "-o", tmp_path / "o", "--strict"])
     assert_one_line_error(r, "--strict", "residual above")
     rep = json.loads((tmp_path / "o" / "report.json").read_text())

@@ -258,8 +258,15 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
 
 def _judge_fit(rows: list[dict], strict: bool, quiet: bool, out: Path) -> None:
     """The fit's verdicts after the results are written: a warning, or with --strict exit 2 unless every image
-    fits (an image without a verdict, no noise declared, or with a noise claim that explains anything, fails it)."""
+    fits (an image without a verdict, no noise declared, or with a noise claim that explains anything, fails it).
+    A ``mismatch`` (half of ||y|| or more unexplained: another operator's measurements, or noise) exits 2 always."""
     verdicts = [(r.get("fit") or {}).get("verdict") for r in rows]
+    wrong = [r for r, v in zip(rows, verdicts) if v == "mismatch"]
+    if wrong:
+        worst = max(r["fit"]["relative"] for r in wrong)
+        raise GSError(f"{len(wrong)} of {len(rows)} image(s) leave {100 * worst:.0f} % of ||y|| unexplained: these "
+                      "measurements were not made by the operator the sidecar describes (another seed, size or type), "
+                      f"they are noise, or the recovery stopped far too early (results written to {out}/)")
     off = [r["image"] for r, v in zip(rows, verdicts) if v == "does not fit"]
     vague = [r["image"] for r, v in zip(rows, verdicts) if v == "uninformative"]
     unknown = [r["image"] for r, v in zip(rows, verdicts) if v is None]
