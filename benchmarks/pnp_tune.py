@@ -31,6 +31,7 @@ CACHE = Path(os.environ.get("GS_TUNE_DIR", ROOT.parent / "runs" / "tune"))
 CONDITIONS = {
     "cs163": ("gaussian", {}, 0.1628, None),
     "cs049": ("gaussian", {}, 0.0488, None),
+    "dct163": ("srdct", {}, 0.1628, None),
     "mask30": ("mask", {"keep": 0.3}, None, None),
     "mask20": ("mask", {"keep": 0.2}, None, None),
     "mask10": ("mask", {"keep": 0.1}, None, None),

@@ -405,14 +405,18 @@ def test_a_forged_operator_is_caught_by_the_residual(tmp_path, dcgan_cs, operato
     """Both checksums recomputed for another seed's or another type's operator: the files check out, the
     recovery cannot explain the measurements: more than half of ||y|| is left unexplained (the right operator:
     a few %), judged from the measurements alone, so gs-recover exits 2 in one line, with or without --strict,
-    the results written for inspection and fit.verdict "mismatch" in the report."""
+    the results written for inspection and fit.verdict "mismatch" in the report; a run shortened by --max-iter
+    only warns (a few iterations explain little of anything), unless --strict."""
     from test_cli import invoke
 
     forged = _forge(dcgan_cs, tmp_path / "forged.npy", **operator)
-    for extra, out in (([], "a"), (["--strict"], "b")):
-        r = invoke(cli.recover_main, [forged, "--method", "gs", "--max-iter", "30", *extra, "-o", tmp_path / out])
-        assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, r.output
-        assert r.stderr.startswith("error: 1 of 1 image(s) leave") and "not made by the operator" in r.stderr
+    for extra, out in (([], "a"), (["--max-iter", "30", "--strict"], "b"), (["--max-iter", "30"], "c")):
+        r = invoke(cli.recover_main, [forged, "--method", "gs", "--restarts", "1", *extra, "-o", tmp_path / out])
+        if out == "c":
+            assert r.exit_code == 0 and "warning: 1 of 1 image(s) leave" in r.stderr, r.output
+        else:
+            assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, r.output
+            assert r.stderr.startswith("error: 1 of 1 image(s) leave") and "not made by the operator" in r.stderr
         row = json.loads((tmp_path / out / "report.json").read_text())["images"][0]
         assert row["fit"]["verdict"] == "mismatch" and row["fit"]["relative"] > 0.5 and row["fit"]["ratio"] > 10
 

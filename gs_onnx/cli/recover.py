@@ -253,20 +253,26 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
                        f"{r['seconds']:.1f} s, {r['evaluations']} {solver.unit}")
         extra = ", comparison PNGs, contact_sheet.png" if tiles else ""
         click.echo(f"wrote {out}/ (report.json, {len(rows)} recovered PNG{extra}) {solver.how}")
-    _judge_fit(rows, strict, quiet, out)
+    _judge_fit(rows, strict, quiet, out, shortened=any(options.get(k) is not None for k in ("max_iter", "max_fun")))
 
 
-def _judge_fit(rows: list[dict], strict: bool, quiet: bool, out: Path) -> None:
+def _judge_fit(rows: list[dict], strict: bool, quiet: bool, out: Path, shortened: bool = False) -> None:
     """The fit's verdicts after the results are written: a warning, or with --strict exit 2 unless every image
     fits (an image without a verdict, no noise declared, or with a noise claim that explains anything, fails it).
-    A ``mismatch`` (half of ||y|| or more unexplained: another operator's measurements, or noise) exits 2 always."""
+    A ``mismatch`` (half of ||y|| or more unexplained: another operator's measurements, or noise) exits 2 even
+    without --strict, unless the run was ``shortened`` (``--max-iter`` or ``--max-fun`` given: an image a few
+    iterations from its start explains little of anything), where it is a warning."""
     verdicts = [(r.get("fit") or {}).get("verdict") for r in rows]
     wrong = [r for r, v in zip(rows, verdicts) if v == "mismatch"]
     if wrong:
         worst = max(r["fit"]["relative"] for r in wrong)
-        raise GSError(f"{len(wrong)} of {len(rows)} image(s) leave {100 * worst:.0f} % of ||y|| unexplained: these "
-                      "measurements were not made by the operator the sidecar describes (another seed, size or type), "
-                      f"they are noise, or the recovery stopped far too early (results written to {out}/)")
+        what = (f"{len(wrong)} of {len(rows)} image(s) leave {100 * worst:.0f} % of ||y|| unexplained: these "
+                "measurements were not made by the operator the sidecar describes (another seed, size or type), or "
+                "they are noise")
+        if not shortened or strict:
+            raise GSError(f"{what} (results written to {out}/)")
+        if not quiet:
+            click.echo(f"warning: {what}, or --max-iter/--max-fun stopped the recovery far too early", err=True)
     off = [r["image"] for r, v in zip(rows, verdicts) if v == "does not fit"]
     vague = [r["image"] for r, v in zip(rows, verdicts) if v == "uninformative"]
     unknown = [r["image"] for r, v in zip(rows, verdicts) if v is None]
