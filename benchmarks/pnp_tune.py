@@ -196,6 +196,11 @@ def sweep(a):
                             patience=PATIENCE, momentum=not a.no_momentum)
             ps = [psnr(r.image, X[j]) for j, r in enumerate(res)]
             extra = {"best_iteration": [r.best_iteration for r in res]}
+            if getattr(op, "block_period", None):   # x4: the 4-px boundary statistic, and the truth's
+                from gs_onnx.metrics import seam
+
+                extra["blocks"] = [round(float(seam(r.image, op.block_period)), 4) for r in res]
+                extra["blocks_truth"] = [round(float(seam(X[j], op.block_period)), 4) for j in range(len(res))]
         else:
             B = len(imgs)
             rows = [(j, g) for j in range(B) for g in gammas]
@@ -219,7 +224,7 @@ def run_methods(a):
     from gs_onnx.solve.lasso import lipschitz
     from gs_onnx.solve.methods.gs_pnp import refine
     from gs_onnx.solve.pnp import anchored_plan
-    from gs_onnx.solve.pnp import HOLDOUT, PATIENCE, plan_for
+    from gs_onnx.solve.pnp import HOLDOUT, PATIENCE, plan_for, polish_for
     from gs_onnx.solve.stopping import holdout_mask
 
     for i in indices(a.images):
@@ -232,7 +237,7 @@ def run_methods(a):
                 kind = op.describe()["type"]
                 W = holdout_mask(op.m, HOLDOUT, i)[None]
                 (image,), (info,) = refine(op, y, c["G"][None], W, denoiser(), plan_for("onnx", kind),
-                                           anchored_plan(kind), lipschitz(op), PATIENCE)
+                                           anchored_plan(kind), lipschitz(op), PATIENCE, polish_for(kind))
                 seconds = float(c["seconds"]) + time.perf_counter() - t
                 extra = {"chosen": info["chosen"], "gs_psnr": psnr(c["G"], x)}
             else:

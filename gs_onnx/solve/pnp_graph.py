@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import GSError
 from ..physics.onnxform import DOUBLE, FLOAT, INT64, Builder, onnx_modules
-from .pnp import FLIP, PATIENCE, POLISH, TIE, Schedule, anchored_plan, candidates, plan_for
+from .pnp import FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, plan_for, polish_for
 
 BOOL = 9
 
@@ -322,10 +322,11 @@ def graph_stage(model, man, op, denoiser: str | None, models_dir=None):
     L = lipschitz(op)
     model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), tuple(man.image_shape),
                            op.m, flip=FLIP)
-    values = stage_values(pnp_plan, anch, L, PATIENCE, POLISH)
+    polish = polish_for(kind)
+    values = stage_values(pnp_plan, anch, L, PATIENCE, polish)
     plan = {"denoiser": {"name": dman.name, "manifest_sha256": _sha(dman.root / "manifest.json")},
             "candidates": [name for name, _ in candidates(anch)], "plain": pnp_plan, "anchored": anch, "flip": FLIP,
-            "lipschitz": L, "patience": PATIENCE, "polish": POLISH}
+            "lipschitz": L, "patience": PATIENCE, "polish": polish}
     return model, values, plan, dict(MEANING), dict(OUTPUTS)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...physics.datafit import measurement_error
 from ..registry import Method, register
-from ..pnp import POLISH, TIE, anchored_plan, candidates, held_out_rule
+from ..pnp import POLISH, TIE, anchored_plan, candidates, held_out_rule, polish_for
 from ..settings import Settings
 from .gs import GS_SETTINGS, RefinedGS
 
@@ -50,13 +50,13 @@ class GSPnPSolver(RefinedGS):
         self.stop = held_out_rule(self.stop, self.budget.max_iter)
         self.header["stopping"] = self.stop.describe()
         kind = (self.op.describe() or {}).get("type")
-        self.pnp_plan, self.anchor_plan = plan_for("onnx", kind), anchored_plan(kind)
+        self.pnp_plan, self.anchor_plan, self.polish = plan_for("onnx", kind), anchored_plan(kind), polish_for(kind)
         self.holdout = self.stop.holdout if self.stop.uses_holdout else HOLDOUT
         self.patience = PATIENCE
         self.denoiser = denoiser_for("onnx", s.denoiser, s.device, s.threads, s.models_dir)
         self.L = lipschitz(self.op)
         self.header["pnp"] = {"denoiser": self.denoiser.describe(), "plain": self.pnp_plan,
-                              "anchored": self.anchor_plan, "holdout": self.holdout, "polish": POLISH}
+                              "anchored": self.anchor_plan, "holdout": self.holdout, "polish": self.polish}
         self.how += " + PnP"
 
     def refine_images(self, images, fields, Y, first):
@@ -66,7 +66,7 @@ class GSPnPSolver(RefinedGS):
         Y = np.asarray(Y, np.float32).reshape(B, -1)
         W = np.stack([holdout_mask(self.op.m, self.holdout, self.s.seed + first + j) for j in range(B)])
         outs, infos = refine(self.op, Y, np.stack(images), W, self.denoiser, self.pnp_plan, self.anchor_plan,
-                             self.L, self.patience)
+                             self.L, self.patience, self.polish)
         results = []
         for j, (image, info) in enumerate(zip(outs, infos)):
             self.last_gs_image = images[j]  # the generator's image (gs-experiment reports its PSNR beside)
