@@ -136,8 +136,8 @@ def _recovery_folder(tmp_path, model, image, operator, iters, method="auto"):
     return GraphRecovery(graph).run(inputs)["image"]
 
 
-# dcgan on the Gaussian: its default, gs-pnp (the PnP stage in the graph); began's DCT default is gs-tv, which the
-# graph does not run: gs
+# dcgan on the Gaussian: its default, gs-pnp (the PnP stage in the graph); began on the DCT operator: gs (20
+# iterations, short enough for a test; its default there is gs-pnp too)
 @pytest.mark.parametrize("model, image, operator, iters, method", [
     ("dcgan", "celeba64_182638.jpg", "gaussian", 100, "auto"), ("began", "celeba_aligned_00000.jpg", "srdct", 20, "gs")])
 def test_node_runs_a_recovery_folder(node_reader, tmp_path, model, image, operator, iters, method):

@@ -88,10 +88,10 @@ def test_skip_prior_option_errors_are_one_line(tmp_path):
 
 
 def test_began_recovery_with_the_prior_draws_no_lattice(tmp_path):
-    """End to end on the shipped BEGAN (a structured operator to keep it short; --method gs: the prior is gs's, and
-    gs-tv, BEGAN's default for this operator, smooths the lattice away by itself): the same measurements and
-    budget with and without the prior; without it the 16-px lattice shows (seam well above the truth's), with
-    it the seam comes back near the truth's."""
+    """End to end on the shipped BEGAN (a structured operator to keep it short; --method gs: the prior is gs's; the
+    default for this operator, gs-pnp, ends with the denoiser): the same measurements and budget with and without
+    the prior; without it the 16-px lattice shows (seam well above the truth's), with it the seam comes back near
+    the truth's."""
     img = SAMPLES / "celeba_aligned_00001.jpg"
     r = CliRunner().invoke(cli.measure_main, [str(img), "--model", "began", "--operator", "srdct", "--ratio", "0.1628",
                                               "-o", str(tmp_path / "m.npy")])
