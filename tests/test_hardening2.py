@@ -581,8 +581,11 @@ def test_ctrl_c_in_a_lockstep_batch_stops_at_once_and_publishes(tmp_path, batch)
     meas = _many(tmp_path, 40)
     out = tmp_path / "out"
     exe = Path(sys.executable).parent / "gs-recover"
+    # a terminal's Ctrl-C: SIGINT not ignored in the child, even where this test runs in the background (a
+    # non-interactive shell's `cmd &` starts it with SIGINT ignored, and Python then never raises KeyboardInterrupt)
     p = subprocess.Popen([str(exe), str(meas), "--method", "gs", "--max-iter", "60",
-                          *batch, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          *batch, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not list(tmp_path.glob(".gs-staging.*/recovered_001.png")):  # the first image is finished
         assert p.poll() is None and time.time() - t0 < 120, "no image finished"
@@ -619,9 +622,13 @@ def test_ctrl_c_ends_every_lockstep_thread_before_it_propagates():
         return (Z ** 2).sum(axis=1), 2 * Z
 
     before = set(threading.enumerate())
-    with pytest.raises(KeyboardInterrupt):
-        minimize_lockstep(evaluate, [np.full(5, 1.0 + k) for k in range(6)], Budget(max_iter=1000, max_fun=1000,
-                                                                                    gtol=0, ftol=0))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if run in the background
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            minimize_lockstep(evaluate, [np.full(5, 1.0 + k) for k in range(6)], Budget(max_iter=1000, max_fun=1000,
+                                                                                        gtol=0, ftol=0))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # the threads this call started (threads of earlier tests may end meanwhile: compare sets, not counts)
     left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
     assert not left, f"optimiser threads still running after Ctrl-C: {left}"

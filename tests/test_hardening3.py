@@ -358,10 +358,12 @@ def test_ctrl_c_ends_a_pool_of_workers_at_once(tmp_path):
 
     samples = Path(registry.__file__).resolve().parents[1] / "samples"
     exe = Path(sys.executable).parent / "gs-experiment"
+    # SIGINT not ignored in the child (as at a terminal), even where this test runs in a background job
     p = subprocess.Popen([str(exe), "cs", "--models", "dcgan", "--datasets", str(samples), "--images", "4",
-                          "--ratios", "0.05", "--methods", "deep-decoder", "--max-iter", "100000", "--workers", "2", "--threads", "1", "--no-progress", "--no-plot",
-                          "-o", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                          "--ratios", "0.05", "--methods", "deep-decoder", "--max-iter", "100000", "--workers", "2",
+                          "--threads", "1", "--no-progress", "--no-plot", "-o", str(tmp_path / "out")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
     t0 = time.time()
     while len(children.read_text().split()) < 2:  # the two workers (and the spawn helper) are up
