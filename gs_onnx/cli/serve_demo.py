@@ -159,11 +159,19 @@ def main(folder, port, host, page, verbose):
     signal.signal(signal.SIGTERM, _stop)   # from the start: a SIGTERM while the default folder is made removes it too
     with tempfile.TemporaryDirectory(prefix="gs-serve-demo-") as tmp:
         folder = default_folder(Path(tmp)) if folder is None else Path(folder)
+        if _TERMINATED.is_set():   # the SIGTERM's KeyboardInterrupt was swallowed while the folder was made
+            raise KeyboardInterrupt
         _serve(make_server(folder, pages, host, port, verbose), folder)
+
+
+#: Set by SIGTERM: the KeyboardInterrupt its handler raises can land where Python swallows exceptions (an
+#: import lock's or a weak reference's callback: "Exception ignored in ..."), so the main flow also checks this.
+_TERMINATED = threading.Event()
 
 
 def _stop(*_):
     """SIGTERM ends serve-demo as Ctrl-C does: the temporary default folder is removed."""
+    _TERMINATED.set()
     raise KeyboardInterrupt
 
 
@@ -175,7 +183,8 @@ def _serve(server, folder: Path) -> None:
     thread.start()
 
     try:
-        thread.join()
+        while thread.is_alive() and not _TERMINATED.is_set():
+            thread.join(0.2)
     except KeyboardInterrupt:
         pass
     finally:
