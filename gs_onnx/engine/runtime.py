@@ -18,6 +18,7 @@ ONNX Runtime's own log lines and Python warnings never reach the terminal: what 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -110,25 +111,24 @@ def resolve_device(device: str) -> DeviceSpec:
     return spec
 
 
-def webgpu_devices() -> list:
+@functools.lru_cache(maxsize=1)
+def webgpu_devices() -> tuple:
     """The WebGPU devices ONNX Runtime lists once the onnxruntime-ep-webgpu plugin is registered (GSError where the
-    plugin is not installed or cannot be registered)."""
+    plugin is not installed or cannot be registered). Registered and listed once per process."""
     ort = _ort()
     try:
         import onnxruntime_ep_webgpu as plugin
     except ImportError:
         raise GSError("--device webgpu needs the WebGPU plugin provider: pip install 'gs-onnx[webgpu]' "
                       "(onnxruntime-ep-webgpu)") from None
-    if not getattr(webgpu_devices, "_registered", False):
-        if not hasattr(ort, "register_execution_provider_library"):
-            raise GSError(f"--device webgpu: onnxruntime {ort.__version__} cannot load plugin providers (1.23 or later)")
-        try:
-            ort.register_execution_provider_library(plugin.get_ep_name(), plugin.get_library_path())
-        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-            if "already registered" not in str(e):
-                raise GSError(f"--device webgpu: the WebGPU plugin did not register: {str(e).splitlines()[0]}") from None
-        webgpu_devices._registered = True
-    return [d for d in ort.get_ep_devices() if d.ep_name == WEBGPU]
+    if not hasattr(ort, "register_execution_provider_library"):
+        raise GSError(f"--device webgpu: onnxruntime {ort.__version__} cannot load plugin providers (1.23 or later)")
+    try:
+        ort.register_execution_provider_library(plugin.get_ep_name(), plugin.get_library_path())
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+        if "already registered" not in str(e):
+            raise GSError(f"--device webgpu: the WebGPU plugin did not register: {str(e).splitlines()[0]}") from None
+    return tuple(d for d in ort.get_ep_devices() if d.ep_name == WEBGPU)
 
 
 def requested_providers(device: Device) -> list[str]:
@@ -157,7 +157,7 @@ def create_session(path: str | Path | bytes, device: Device = "auto", threads: i
         provs[0] = (provs[0], dict(provider_options))
     so = options if options is not None else session_options(threads, record_placement=True)
     if spec.name == "webgpu":   # a plugin provider: given by its devices, not by name
-        so.add_provider_for_devices(webgpu_devices(), dict(provider_options or {}))
+        so.add_provider_for_devices(list(webgpu_devices()), dict(provider_options or {}))
         provs = None
     try:
         src = path if isinstance(path, bytes) else str(path)
