@@ -3,6 +3,7 @@ verified like a model folder (checksums, confined paths, the interface its manif
 denoises."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -110,3 +111,44 @@ def test_mixed_sampling_trains_the_low_noise_levels_and_a_resumed_run_records_it
     assert info["phases"] == [{"from_step": 0, "sigma_sampling": "uniform"},
                               {"from_step": 3, "sigma_sampling": "mixed"}]
     assert json.loads((run / "train.json").read_text())["phases"] == info["phases"]
+
+
+def test_a_fine_tune_on_faces_and_photos_starts_from_the_weights_and_records_where_its_data_came_from(tmp_path):
+    """``--init`` starts from a trained run's weights (its sha256 recorded), ``--photos`` adds patches of other
+    images for a share of each batch (laid out at every size of PHOTO_SIZES), validated on a disjoint range; the
+    manifest's provenance names the photos and their licence. Overlapping or malformed ranges are refused."""
+    torch = pytest.importorskip("torch")
+    from conftest import SAMPLES
+    from gs_export.denoiser import PHOTO_SIZES, Patches, export, load_photos, load_trained, parse_span, train
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for p in SAMPLES.glob("celeba64_*.jpg"):
+        shutil.copy(p, faces / p.name)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, p in enumerate(sorted(SAMPLES.glob("*.jpg"))[:4]):
+        shutil.copy(p, photos / f"{i:02d}.jpg")
+    laid = load_photos(photos, (0, 2))
+    assert len(laid) == 2 * len(PHOTO_SIZES) and sorted({a.shape[1] for a in laid}) == sorted(PHOTO_SIZES)
+    # a share of 0.5: the first half of each batch from the photos (a flat photo stands out from the faces)
+    flat = [np.full((3, 128, 128), 7, np.uint8)]
+    batch = Patches([np.zeros((2, 3, 64, 64), np.uint8)], 32, 0, flat, 0.5).next(8)
+    assert torch.allclose(batch[:4], torch.tensor(7 / 255)) and float(batch[4:].abs().max()) == 0.0
+
+    kw = dict(batch=2, patch=32, channels=4, threads=1, log=lambda s: None)
+    train(None, str(faces), tmp_path / "base", steps=2, **kw)
+    info = train(None, str(faces), tmp_path / "ft", steps=2, photos=str(photos), photos_range="0:3",
+                 photos_valid="3:4", init=str(tmp_path / "base"), **kw)
+    assert info["init"]["sha256"] == hashlib.sha256((tmp_path / "base" / "denoiser.pt").read_bytes()).hexdigest()
+    assert info["data"]["photos"]["images"] == 3 and "0.01" in info["validation_photos"]
+    man = export(tmp_path / "ft", tmp_path / "out")
+    assert "3 photos" in man["provenance"]["training_data"] and "fine-tuned from" in man["provenance"]["weights"]
+    assert man["training"]["init"] == info["init"] and man["validation_photos"] == info["validation_photos"]
+    assert load_trained(tmp_path / "ft").config == load_trained(tmp_path / "base").config
+    with pytest.raises(SystemExit, match="overlap"):
+        train(None, str(faces), tmp_path / "bad", steps=1, photos=str(photos), photos_range="0:3", photos_valid="2:4",
+              **kw)
+    for bad in ("3", "a:b", "4:2"):
+        with pytest.raises(SystemExit, match="range"):
+            parse_span(bad)

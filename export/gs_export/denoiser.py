@@ -96,23 +96,55 @@ def load_faces(folder: str | Path, size: int, crop: str, limit: int | None = Non
     return load_folder(folder, size, crop, limit)
 
 
-class Patches:
-    """Random 64 x 64 patches (float32 in [0, 1], flipped at random) from uint8 image stacks."""
+#: The sizes (pixels, after a centre crop to the largest square) at which ``--photos`` are laid out for patches.
+PHOTO_SIZES = (128, 192, 256)
 
-    def __init__(self, stacks: list[np.ndarray], patch: int, seed: int):
+
+def load_photos(folder: str | Path, span: tuple[int, int | None], sizes=PHOTO_SIZES) -> list[np.ndarray]:
+    """Images ``span[0]:span[1]`` of ``folder`` (sorted by name), each centre-cropped to its largest square and
+    resized to every size of ``sizes``: uint8 (3, s, s) arrays, one per image and size."""
+    from gs_onnx.io.images import list_images, load_uint8
+
+    files = list_images(folder)[span[0]:span[1]]
+    if not files:
+        raise SystemExit(f"error: no images {span[0]}:{span[1] if span[1] is not None else ''} in {folder}")
+    return [load_uint8(f, s, "center").transpose(2, 0, 1).copy() for f in files for s in sizes]
+
+
+def parse_span(text: str) -> tuple[int, int | None]:
+    """``"100:124"`` -> (100, 124); ``"100:"`` -> (100, None)."""
+    a, sep, b = text.partition(":")
+    try:
+        start, stop = int(a or 0), (int(b) if b else None)
+    except ValueError:
+        raise SystemExit(f"error: a range is START:STOP (e.g. 100:124), not {text!r}") from None
+    if not sep or start < 0 or (stop is not None and stop <= start):
+        raise SystemExit(f"error: a range is START:STOP with 0 <= START < STOP, not {text!r}")
+    return start, stop
+
+
+class Patches:
+    """Random 64 x 64 patches (float32 in [0, 1], flipped at random) from uint8 image stacks (faces, taken in turn),
+    and from ``photos`` (uint8 (3, h, w) arrays of any size) for a share ``photo_share`` of the patches."""
+
+    def __init__(self, stacks: list[np.ndarray], patch: int, seed: int, photos: list[np.ndarray] | None = None,
+                 photo_share: float = 0.0):
         self.stacks = [torch.from_numpy(s) for s in stacks if len(s)]
+        self.photos = [torch.from_numpy(p) for p in photos or []]
+        self.photo_share = photo_share if self.photos else 0.0
         self.patch = patch
         self.gen = torch.Generator().manual_seed(seed)
 
     def next(self, batch: int) -> torch.Tensor:
         out = []
+        n_photos = int(round(batch * self.photo_share))
         for j in range(batch):
-            st = self.stacks[j % len(self.stacks)]
+            st = self.photos if j < n_photos else self.stacks[(j - n_photos) % len(self.stacks)]
             i = int(torch.randint(len(st), (1,), generator=self.gen))
-            h, w = st.shape[2], st.shape[3]
+            h, w = st[i].shape[-2], st[i].shape[-1]
             top = int(torch.randint(h - self.patch + 1, (1,), generator=self.gen))
             left = int(torch.randint(w - self.patch + 1, (1,), generator=self.gen))
-            p = st[i, :, top:top + self.patch, left:left + self.patch]
+            p = st[i][:, top:top + self.patch, left:left + self.patch]
             if torch.rand(1, generator=self.gen) < 0.5:
                 p = p.flip(2)
             out.append(p)
@@ -160,11 +192,17 @@ def validate(net: nn.Module, images: torch.Tensor, sigmas=VALIDATION_SIGMAS, see
 def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: str | None = None,
           steps: int = 20000, batch: int = 32, patch: int = 64, lr: float = 1e-3, time_budget: float = 0.0,
           channels: int = 32, seed: int = 0, threads: int = 0, limit: int | None = None,
-          sigma_sampling: str = "uniform", log=print) -> dict:
+          sigma_sampling: str = "uniform", photos: str | None = None, photos_range: str = "0:",
+          photos_valid: str | None = None, photo_share: float = 0.25, init: str | None = None, log=print) -> dict:
     """Train the denoiser; writes ``OUT/denoiser.pt`` (state_dict and config), ``OUT/checkpoint.pt`` and
     ``OUT/train.json``. The learning rate decays (cosine) over ``steps`` or ``time_budget`` seconds, whichever
     ends first. A resumed run may change ``sigma_sampling``: each change starts a phase, recorded with its first
-    step."""
+    step.
+
+    ``photos`` (a folder, its images ``photos_range``, laid out by :func:`load_photos`) adds patches of other
+    images for a share ``photo_share`` of each batch; ``photos_valid`` (a range of the same folder, disjoint from
+    ``photos_range``) is validated beside the faces. ``init`` (a run folder or its ``denoiser.pt``) starts a new run
+    from trained weights (fine-tuning; its sha256 is recorded)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -177,6 +215,20 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
         stacks.append(load_faces(data_64, 64, "center", limit))
     if not stacks:
         raise SystemExit("error: give --data-128 and/or --data-64")
+    photo_arrays, photo_val, photo_info = None, None, None
+    if photos:
+        span = parse_span(photos_range)
+        photo_arrays = load_photos(photos, span)
+        photo_info = {"folder": photos, "range": photos_range, "sizes": list(PHOTO_SIZES), "share": photo_share,
+                      "images": len(photo_arrays) // len(PHOTO_SIZES)}
+        if photos_valid:
+            vspan = parse_span(photos_valid)
+            if vspan[0] < (span[1] if span[1] is not None else float("inf")) and \
+                    span[0] < (vspan[1] if vspan[1] is not None else float("inf")):
+                raise SystemExit(f"error: the validation photos {photos_valid} overlap the training photos "
+                                 f"{photos_range}")
+            photo_val = torch.from_numpy(np.stack(load_photos(photos, vspan, sizes=(128,)))).float() / 255.0
+            photo_info["valid_range"] = photos_valid
     val = None
     if valid:
         from gs_onnx.io.images import list_images
@@ -184,6 +236,15 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
         files = list_images(valid)[100:132]  # the validation split (images 100-199), its first 32
         val = torch.from_numpy(np.stack([_one(f) for f in files])).float() / 255.0
     net = SmallUNet(channels)
+    init_info = None
+    if init:
+        import hashlib
+
+        src = Path(init) / "denoiser.pt" if Path(init).is_dir() else Path(init)
+        state = torch.load(src, weights_only=True)
+        net = SmallUNet(int(state["config"]["channels"]), tuple(state["config"]["blocks"]))
+        net.load_state_dict(state["state_dict"])
+        init_info = {"file": str(src), "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     ck = out / "checkpoint.pt"
     step, spent, log_rows, phases = 0, 0.0, [], []
@@ -196,7 +257,7 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
         log(f"resumed at step {step} ({spent:.0f} s)")
     if not phases or phases[-1]["sigma_sampling"] != sigma_sampling:
         phases.append({"from_step": step, "sigma_sampling": sigma_sampling})
-    patches = Patches(stacks, patch, seed + step)
+    patches = Patches(stacks, patch, seed + step, photo_arrays, photo_share)
     gen = torch.Generator().manual_seed(seed + 10_000 + step)
     t0 = time.time() - spent
     running = []
@@ -220,6 +281,8 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
             running = []
             if val is not None and step % 1000 == 0:
                 row["val_psnr"] = validate(net, val, sigmas=(0.01, 0.05, 0.1))
+            if photo_val is not None and step % 1000 == 0:
+                row["val_photos_psnr"] = validate(net, photo_val, sigmas=(0.005, 0.01, 0.05))
             log_rows.append(row)
             log(json.dumps(row))
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "spent": time.time() - t0,
@@ -229,9 +292,12 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
             "seed": seed,
             "seconds": round(time.time() - t0, 1), "hardware": f"{platform.processor() or platform.machine()}, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}",
-            "data": {"128": data_128, "64": data_64, "images": [len(s) for s in stacks]}, "log": log_rows}
+            "data": {"128": data_128, "64": data_64, "images": [len(s) for s in stacks], "photos": photo_info},
+            "init": init_info, "log": log_rows}
     if val is not None:
         info["validation"] = validate(net, val)
+    if photo_val is not None:
+        info["validation_photos"] = validate(net, photo_val)
     torch.save({"state_dict": net.state_dict(), "config": net.config}, out / "denoiser.pt")
     (out / "train.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
@@ -333,16 +399,30 @@ def export(run: str | Path, out: str | Path, name: str = "unet-celeba", provenan
         "files": {"denoiser.onnx": hashlib.sha256(data).hexdigest()},
         "check": {"against": "torch", "shapes": [list(c) for c in CHECK_SHAPES], "max_abs_diff": worst},
         "training": {k: info.get(k) for k in ("steps", "batch", "patch", "lr", "loss", "sigma_max", "phases", "seconds",
-                                              "hardware", "data", "seed", "stopped") if k in info},
+                                              "hardware", "data", "seed", "stopped", "init") if k in info},
         "validation": info.get("validation"),
-        "provenance": provenance or {
-            "weights": "trained by gs-onnx: gs-train denoiser (gs_export.denoiser), from random initialisation",
-            "training_data": "CelebA (Liu et al., ICCV 2015) train faces: 5,000 aligned faces cropped to 128 px and "
-                             "20,000 64 px crops of the official train partition",
-            "licence": "the weights inherit CelebA's terms: non-commercial research purposes only"},
+        "provenance": provenance or _provenance(info),
     }
+    if info.get("validation_photos"):
+        manifest["validation_photos"] = info["validation_photos"]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _provenance(info: dict) -> dict:
+    photos = (info.get("data") or {}).get("photos")
+    data = ("CelebA (Liu et al., ICCV 2015) train faces: 5,000 aligned faces cropped to 128 px and 20,000 64 px "
+            "crops of the official train partition")
+    licence = "the weights inherit CelebA's terms: non-commercial research purposes only"
+    if photos:
+        data += (f"; {photos['images']} photos ({photos['folder']}, images {photos['range']}: COCO 2017 train images "
+                 f"outside the toolkit's test split, each under its own Flickr Creative Commons licence) for "
+                 f"{photos['share']:.0%} of the patches")
+        licence += "; the photos' own Creative Commons terms (COCO terms of use)"
+    weights = "trained by gs-onnx: gs-train denoiser (gs_export.denoiser), " + (
+        f"fine-tuned from {info['init']['file']} (sha256 {info['init']['sha256'][:12]})" if info.get("init")
+        else "from random initialisation")
+    return {"weights": weights, "training_data": data, "licence": licence}
 
 
 # ------------------------------------------------------------------------------------------ command
@@ -374,11 +454,24 @@ def _command():
     @click.option("--sigma-sampling", type=click.Choice(SIGMA_SAMPLINGS), default="uniform", show_default=True,
                   help="How each patch's noise level is drawn: uniform in [0, 0.2], or mixed (half log-uniform "
                        "from 0.002, for PnP's low levels).")
+    @click.option("--photos", type=click.Path(exists=True, file_okay=False), default=None,
+                  help="Folder of other photos (e.g. COCO) whose patches join the faces' (centre square at "
+                       "128, 192 and 256 px).")
+    @click.option("--photos-range", default="0:", show_default=True,
+                  help="Which of --photos' images (sorted by name) to train on, START:STOP.")
+    @click.option("--photos-valid", default=None, help="A range of --photos' images, disjoint from --photos-range, "
+                                                       "validated beside the faces.")
+    @click.option("--photo-share", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True,
+                  help="Share of each batch's patches taken from --photos.")
+    @click.option("--init", type=click.Path(exists=True), default=None,
+                  help="Start from a trained denoiser (a run folder or its denoiser.pt): fine-tuning.")
     @version_option
-    def main(data_128, data_64, valid, out, steps, batch, lr, channels, time_budget, threads, seed, sigma_sampling):
+    def main(data_128, data_64, valid, out, steps, batch, lr, channels, time_budget, threads, seed, sigma_sampling,
+             photos, photos_range, photos_valid, photo_share, init):
         """Train the noise-level-conditioned denoiser of --method pnp on face crops (resumes from OUT/checkpoint.pt)."""
         info = train(data_128, data_64, out, valid=valid, steps=steps, batch=batch, lr=lr, time_budget=time_budget,
-                     channels=channels, seed=seed, threads=threads, sigma_sampling=sigma_sampling,
+                     channels=channels, seed=seed, threads=threads, sigma_sampling=sigma_sampling, photos=photos,
+                     photos_range=photos_range, photos_valid=photos_valid, photo_share=photo_share, init=init,
                      log=lambda s: click.echo(s, err=True))
         click.echo(f"trained {info['steps']} steps in {info['seconds']:.0f} s; validation {info.get('validation')}")
 
