@@ -109,3 +109,24 @@ def test_gs_pnp_chooses_by_held_out_measurements():
     (img,), (info,) = refine(A, y, grey, W, smooth, plan, anchored, A.norm_sq_bound(), 3)
     assert info["chosen"] != "gs" and set(info["held_out"]) == {"gs", "pnp", "anchored 1"}
     assert min(v for k, v in info["held_out"].items() if k != "gs") < info["held_out"]["gs"]
+
+
+def test_the_polish_smoothing_is_a_mirrored_separable_convolution():
+    """smoothing() against scipy's convolve1d (mode 'mirror': numpy's and ONNX's 'reflect'), and what it is for:
+    a gradient constant over 4 x 4 blocks (A^T r of x4 downsampling) leaves it without jumps at the block edges."""
+    from scipy.ndimage import convolve1d
+
+    from gs_onnx.physics import Downsample
+    from gs_onnx.solve.pnp import smoothing, tent
+
+    rng = np.random.default_rng(0)
+    shape = (3, 16, 12)
+    g = rng.standard_normal((2, int(np.prod(shape)))).astype(np.float32)
+    k = tent(4)
+    want = convolve1d(convolve1d(g.reshape(2, *shape), k, axis=2, mode="mirror"), k, axis=3, mode="mirror")
+    np.testing.assert_allclose(smoothing(k, shape)(g, None).reshape(2, *shape), want, atol=1e-5)
+    op = Downsample(shape, 4)
+    blocky = op.adjoint(rng.standard_normal((1, op.m)).astype(np.float32)).reshape(shape)
+    smooth = smoothing(k, shape)(blocky.reshape(1, -1), None).reshape(shape)
+    jump = lambda a: np.abs(np.diff(a, axis=2))[:, :, 3::4].mean() / np.abs(np.diff(a, axis=2)).mean()  # noqa: E731
+    assert jump(blocky) > 5 and jump(smooth) < 2   # 5.5 and 1.58 here

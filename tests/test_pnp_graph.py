@@ -12,7 +12,7 @@ from gs_onnx.generator.denoiser import INPUTS as DEN_IN, OUTPUTS as DEN_OUT, loa
 from gs_onnx.generator.manifest import load_graph
 from gs_onnx.generator.registry import load
 from gs_onnx.io.images import load_image
-from gs_onnx.physics import GaussianOperator, Mask, measure
+from gs_onnx.physics import Downsample, GaussianOperator, Mask, measure
 from gs_onnx.solve import Settings
 from gs_onnx.solve.lasso import lipschitz
 from gs_onnx.solve.methods.gs_graph import plan_inputs
@@ -27,24 +27,35 @@ PLAIN = {"iterations": 8, "sigma_max": 0.2, "sigma_min": 0.02, "step": 1.5}
 ANCHORED = {"iterations": 5, "sigma_max": 0.05, "sigma_min": 0.02, "step": 1.2, "gammas": [0.1, 1.0]}
 
 
-@pytest.mark.parametrize("kind,flip", [("mask", False), ("gaussian", True)])
+@pytest.mark.parametrize("kind,flip", [("mask", False), ("gaussian", True), ("downsample", False)])
 def test_the_graphs_stage_is_the_hosts(kind, flip, tiny_denoiser):
+    """x4 also checks the polish at a level of its own with the block tent on the data gradient (the plan of
+    ANCHORED['downsample'])."""
     from gs_onnx.engine.denoiser import Denoiser
+    from gs_onnx.solve.pnp import tent
 
     man = load("dcgan")
     x = load_image(IMG_A, 64)
-    op = Mask(man.image_shape, keep=0.3, seed=0) if kind == "mask" else GaussianOperator(900, man.n, 0)
+    op = {"mask": lambda: Mask(man.image_shape, keep=0.3, seed=0), "gaussian": lambda: GaussianOperator(900, man.n, 0),
+          "downsample": lambda: Downsample(man.image_shape, 4)}[kind]()
+    polish = {"polish_sigma": 0.05, "polish_kernel": tent(4)} if kind == "downsample" else {}
     y = measure(x.reshape(1, -1), op, 0.01, 0)
-    inputs, _ = plan_inputs(man, 1, op, y[0], Settings(max_iter=8), 0, holdout_rows=True)
+    # x4: GS stopped after 1 iteration, so that a candidate (and the polish) beats its image
+    inputs, _ = plan_inputs(man, 1, op, y[0], Settings(max_iter=1 if polish else 8), 0, holdout_rows=True)
     assert (inputs["w"] == 0).any()           # gs-pnp holds rows out even where GS's plan is fixed
     model, values = recovery_model(man, 1, op)
     dman = load_denoiser(tiny_denoiser[1])
     model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), man.image_shape, op.m,
-                           flip=flip)
+                           flip=flip, **polish)
     L = lipschitz(op)
     out = GraphRecovery(model, "cpu").run({**inputs, **values, **stage_values(PLAIN, ANCHORED, L, 2, 2)})
     (img,), (info,) = refine(op, y, out["gs_image"][None], inputs["w"], Denoiser(dman, device="cpu", flip=flip), PLAIN,
+                             ANCHORED, L, 2, 2, **polish)
+    if polish:   # the polish ran (a candidate was chosen) and its settings changed the image
+        assert info["chosen"] != "gs"
+        (plain,), _ = refine(op, y, out["gs_image"][None], inputs["w"], Denoiser(dman, device="cpu", flip=flip), PLAIN,
                              ANCHORED, L, 2, 2)
+        assert np.abs(plain - img).max() > 1e-3
     names = ["gs", "pnp", "anchored 0.1", "anchored 1"]
     assert names[int(out["pnp_chosen"])] == info["chosen"]
     np.testing.assert_allclose(out["pnp_held_out"], [info["held_out"][k] for k in names], rtol=1e-4)

@@ -12,7 +12,10 @@ an ``If`` runs what :func:`gs_onnx.solve.methods.gs_pnp.refine` runs on the host
   schedule without a better one;
 * the choice: the lowest held-out error among ``gs_image`` and the candidates (``pnp_held_out``, ``pnp_chosen``: 0
   is GS, r > 0 candidate r - 1);
-* the polish: ``pnp_polish`` iterations on every row from the chosen iterate at its last noise level.
+* the polish: ``pnp_polish`` iterations on every row from the chosen iterate at its last noise level, or at the
+  plan's polish level where it sets one (a constant of the graph, ``plan.polish_sigma`` in ``recovery.json``), the
+  data gradient smoothed where the plan says so (x4: the block tent of ``plan.polish_kernel``, constants of the graph;
+  :func:`gs_onnx.solve.pnp.smoothing`).
 
 While GS is still running (a chunked run), ``image`` is ``gs_image`` and the PnP outputs are empty.
 """
@@ -22,7 +25,8 @@ import numpy as np
 
 from ..errors import GSError
 from ..physics.onnxform import DOUBLE, FLOAT, INT64, Builder, onnx_modules
-from .pnp import FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, plan_for, polish_for
+from .pnp import (FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, plan_for, polish_for, polish_kernel,
+                  polish_sigma_for)
 
 BOOL = 9
 
@@ -42,7 +46,8 @@ MEANING = {
     "pnp_tau": "per candidate row, the gradient step 1 / (||A||^2 + gamma)",
     "pnp_from_grey": "per candidate row: true starts one gradient step from grey (plain PnP), false from GS's image",
     "pnp_patience": "iterations past its schedule without a lower held-out error before a row stops",
-    "pnp_polish": "iterations on every measurement from the chosen candidate at its last noise level (0: none)",
+    "pnp_polish": "iterations on every measurement from the chosen candidate at its last noise level, or at the "
+                  "plan's polish_sigma where it has one (0: none)",
     "gs_image": "GS's image (the first stage's winner) in [0, 1]",
     "gs_residual": "||A gs_image - y||",
     "pnp_held_out": "held-out error of GS's image, then of each candidate's kept iterate",
@@ -79,11 +84,13 @@ def _denoiser_nodes(den_model, init_prefix: str, prefix: str, x: str, sigma: str
     return nodes
 
 
-def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m: int, flip: bool = False):
+def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m: int, flip: bool = False,
+                   polish_sigma: float | None = None, polish_kernel: np.ndarray | None = None):
     """``model`` (a recovery graph) extended by gs-pnp's PnP stage (see the module's docstring); ``form``: the
     operator's ONNX form (the same nodes the GS stage uses: its inputs are already the graph's); ``den_model``: the
     denoiser's verified ModelProto (:func:`gs_onnx.generator.manifest.load_graph`); ``flip``: its mirror
-    self-ensemble (as :class:`gs_onnx.engine.denoiser.Denoiser` with ``flip``)."""
+    self-ensemble (as :class:`gs_onnx.engine.denoiser.Denoiser` with ``flip``); ``polish_sigma``, ``polish_kernel``:
+    the polish's level and gradient smoothing (as :func:`gs_onnx.solve.methods.gs_pnp.refine`)."""
     onnx, helper, _ = onnx_modules()
     C, H, Wd = image_shape
     n = C * H * Wd
@@ -145,13 +152,26 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         Vn = b.op("Add", [Xn, b.op("Mul", [col(beta), b.op("Sub", [Xn, X], "dx")], "mom")], "vn")
         return Vn, Tn, beta
 
-    def step(V, X, T, BETA, AXP, G_rows, gam, tau, s, w_rows):
+    def smooth(g, k):  # (rows, n): each channel convolved with the 1-D kernel k along H, then W, mirrored borders
+        r = len(k) // 2
+        kk = np.asarray(k, np.float32)
+        a = b.op("Reshape", [g, b.const(np.array([-1, C, H, Wd], np.int64), "sm4")], "sm")
+        a = b.op("Pad", [a, i64([0, 0, r, 0, 0, 0, r, 0])], "smph", mode="reflect")
+        a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, -1, 1), (C, 1, 1, 1)), "smkh")], "smh", group=C)
+        a = b.op("Pad", [a, i64([0, 0, 0, r, 0, 0, 0, r])], "smpw", mode="reflect")
+        a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, 1, -1), (C, 1, 1, 1)), "smkw")], "smw", group=C)
+        return b.op("Reshape", [a, b.const(np.array([-1, n], np.int64), "smn")], "smflat")
+
+    def step(V, X, T, BETA, AXP, G_rows, gam, tau, s, w_rows, kernel=None):
         """One PnP iteration at V: (A x for the current X, the new X, V, T, beta)."""
         Av = form.forward(b, V)
         Ax = b.op("Div", [b.op("Add", [Av, b.op("Mul", [col(BETA), AXP], "bax")], "axs"),
                           b.op("Add", [col(BETA), f32(1.0)], "b1")], "Ax")
         r = b.op("Mul", [b.op("Sub", [Av, "y"], "rv"), w_rows], "rw")
-        grad = b.op("Add", [form.adjoint(b, r), b.op("Mul", [col(gam), b.op("Sub", [V, G_rows], "vg")], "ga")], "grad")
+        data = form.adjoint(b, r)
+        if kernel is not None:
+            data = smooth(data, kernel)
+        grad = b.op("Add", [data, b.op("Mul", [col(gam), b.op("Sub", [V, G_rows], "vg")], "ga")], "grad")
         Z = b.op("Sub", [V, b.op("Mul", [col(tau), grad], "tg")], "Z")
         Xn = denoise(Z, s)
         Vn, Tn, beta = momentum(V, Xn, X, T)
@@ -236,6 +256,8 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     last = b.op("Sub", [pick("pnp_iterations"), i64(1)], "lastk")
     s_last = b.op("GatherElements", [pick("pnp_sigma"), b.op("Unsqueeze", [last, ax1], "lk")], "slast", axis=1)
     s_last = b.op("Reshape", [s_last, i64([1])], "slast1")
+    if polish_sigma:
+        s_last = b.const(np.array([polish_sigma], np.float32), "spolish")
     ones_m = b.op("Add", [b.op("Mul", ["w", f32(0.0)], "w0"), f32(1.0)], "wall")
     # ---- the polish: pnp_polish iterations on every row, from the chosen iterate (a fresh momentum)
     pstate = [("X", FLOAT, start_x), ("V", FLOAT, start_x), ("T", DOUBLE, b.op("Add", [b.op(
@@ -246,7 +268,7 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     b.nodes = []
     p_in = {k: f"pnpp/{k}" for k, _, _ in pstate}
     Ax, Xn, Vn, Tn, beta = step(p_in["V"], p_in["X"], p_in["T"], p_in["BETA"], p_in["AXP"], Gflat, gam1, tau1, s_last,
-                                ones_m)
+                                ones_m, polish_kernel)
     pouts = [Xn, Vn, Tn, beta, Ax]
     pnodes = b.nodes
     pnames = [f"pnpp/{k}_out" for k, _, _ in pstate]
@@ -320,13 +342,15 @@ def graph_stage(model, man, op, denoiser: str | None, models_dir=None):
     kind = (op.describe() or {}).get("type")
     pnp_plan, anch = plan_for("onnx", kind), anchored_plan(kind)
     L = lipschitz(op)
+    polish, polish_sigma, kernel = polish_for(kind), polish_sigma_for(kind), polish_kernel(op)
     model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), tuple(man.image_shape),
-                           op.m, flip=FLIP)
-    polish = polish_for(kind)
+                           op.m, flip=FLIP, polish_sigma=polish_sigma, polish_kernel=kernel)
     values = stage_values(pnp_plan, anch, L, PATIENCE, polish)
     plan = {"denoiser": {"name": dman.name, "manifest_sha256": _sha(dman.root / "manifest.json")},
             "candidates": [name for name, _ in candidates(anch)], "plain": pnp_plan, "anchored": anch, "flip": FLIP,
-            "lipschitz": L, "patience": PATIENCE, "polish": polish}
+            "lipschitz": L, "patience": PATIENCE, "polish": polish,
+            **({"polish_sigma": polish_sigma} if polish_sigma else {}),
+            **({"polish_kernel": kernel.tolist()} if kernel is not None else {})}
     return model, values, plan, dict(MEANING), dict(OUTPUTS)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...physics.datafit import measurement_error
 from ..registry import Method, register
-from ..pnp import POLISH, TIE, anchored_plan, candidates, held_out_rule, polish_for
+from ..pnp import POLISH, TIE, anchored_plan, candidates, held_out_rule, polish_for, polish_kernel, polish_sigma_for
 from ..settings import Settings
 from .gs import GS_SETTINGS, RefinedGS
 
@@ -51,12 +51,16 @@ class GSPnPSolver(RefinedGS):
         self.header["stopping"] = self.stop.describe()
         kind = (self.op.describe() or {}).get("type")
         self.pnp_plan, self.anchor_plan, self.polish = plan_for("onnx", kind), anchored_plan(kind), polish_for(kind)
+        self.polish_sigma, self.polish_kernel = polish_sigma_for(kind), polish_kernel(self.op)
         self.holdout = self.stop.holdout if self.stop.uses_holdout else HOLDOUT
         self.patience = PATIENCE
         self.denoiser = denoiser_for("onnx", s.denoiser, s.device, s.threads, s.models_dir)
         self.L = lipschitz(self.op)
         self.header["pnp"] = {"denoiser": self.denoiser.describe(), "plain": self.pnp_plan,
-                              "anchored": self.anchor_plan, "holdout": self.holdout, "polish": self.polish}
+                              "anchored": self.anchor_plan, "holdout": self.holdout, "polish": self.polish,
+                              **({"polish_sigma": self.polish_sigma} if self.polish_sigma else {}),
+                              **({"polish_kernel": self.polish_kernel.tolist()} if self.polish_kernel is not None
+                                 else {})}
         self.how += " + PnP"
 
     def refine_images(self, images, fields, Y, first):
@@ -66,7 +70,7 @@ class GSPnPSolver(RefinedGS):
         Y = np.asarray(Y, np.float32).reshape(B, -1)
         W = np.stack([holdout_mask(self.op.m, self.holdout, self.s.seed + first + j) for j in range(B)])
         outs, infos = refine(self.op, Y, np.stack(images), W, self.denoiser, self.pnp_plan, self.anchor_plan,
-                             self.L, self.patience, self.polish)
+                             self.L, self.patience, self.polish, self.polish_sigma, self.polish_kernel)
         results = []
         for j, (image, info) in enumerate(zip(outs, infos)):
             self.last_gs_image = images[j]  # the generator's image (gs-experiment reports its PSNR beside)
@@ -77,12 +81,15 @@ class GSPnPSolver(RefinedGS):
 
 
 def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: dict, anchor_plan: dict, L: float,
-           patience: int, polish: int = POLISH) -> tuple[list[np.ndarray], list[dict]]:
+           patience: int, polish: int = POLISH, polish_sigma: float | None = None,
+           polish_kernel: np.ndarray | None = None) -> tuple[list[np.ndarray], list[dict]]:
     """The candidates for images measured as ``Y`` ((B, m)) whose generator images are ``G`` ((B, C, H, W)), held
     out rows ``W`` ((B, m), 0 where held out): plain PnP and anchored PnP in one batch, the lowest held-out error
-    per image among them and G, the chosen PnP run polished on every row. Returns the images (C, H, W) in [0, 1]
-    and per image {chosen, held_out per candidate, iterations per candidate}."""
-    from ..pnp import Schedule, pnp_batch
+    per image among them and G, the chosen PnP run polished on every row (``polish`` iterations at ``polish_sigma``,
+    or the chosen run's last level, the data gradient smoothed by ``polish_kernel`` where given:
+    :func:`gs_onnx.solve.pnp.smoothing`). Returns the images (C, H, W) in [0, 1] and per image {chosen, held_out per
+    candidate, iterations per candidate}."""
+    from ..pnp import Schedule, pnp_batch, smoothing
 
     G = np.asarray(G, np.float32)
     B, shape = len(G), tuple(G.shape[1:])
@@ -119,11 +126,12 @@ def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: 
     out = [G[j].reshape(shape) if c is None else res[j * K + c].image for j, c in enumerate(chosen)]
     pol = [(j, c) for j, c in enumerate(chosen) if c is not None]
     if pol and polish:
-        last = [(anch if cands[c][1] is not None else plain).sigma_min for _, c in pol]
+        last = [polish_sigma or (anch if cands[c][1] is not None else plain).sigma_min for _, c in pol]
         pres = pnp_batch(op, Y[[j for j, _ in pol]], shape, denoiser, [Schedule(polish, s_, s_) for s_ in last],
                          x0=np.stack([out[j].reshape(n) for j, _ in pol]), anchor=G[[j for j, _ in pol]],
                          gamma=np.array([cands[c][1] or 0.0 for _, c in pol]), lipschitz=L,
-                         step=np.array([steps[j * K + c] for j, c in pol]))
+                         step=np.array([steps[j * K + c] for j, c in pol]),
+                         precondition=None if polish_kernel is None else smoothing(polish_kernel, shape))
         for (j, _), pr in zip(pol, pres):
             out[j] = pr.image
     return [np.clip(o, 0.0, 1.0).astype(np.float32) for o in out], infos
