@@ -37,6 +37,7 @@ VALID = {
     "dcgan-fourier-gs": ("dcgan", FACE64, ["--operator", "fourier", "--keep", "0.25"], ["--method", "gs"]),
     "began-mask-gs": ("began", FACE128, ["--operator", "mask", "--keep", "0.3"], ["--method", "gs"]),
     "vae-blur-gs": ("vae", FACE128, ["--operator", "blur", "--sigma", "2"], ["--method", "gs"]),
+    "dcgan-blur-gs-tv": ("dcgan", FACE64, ["--operator", "blur", "--sigma", "2"], ["--method", "gs-tv"]),
 }
 BASE = "dcgan-mask-adam-gs"
 
@@ -67,8 +68,8 @@ def write_valid(kit: Path) -> None:
 class Variant:
     """A copy of the base folder (files hard-linked until changed) under invalid/NAME."""
 
-    def __init__(self, kit: Path, name: str):
-        self.src, self.dir = kit / "valid" / BASE, kit / "invalid" / name
+    def __init__(self, kit: Path, name: str, base: str = BASE):
+        self.src, self.dir = kit / "valid" / base, kit / "invalid" / name
         if self.dir.exists():
             shutil.rmtree(self.dir)
         for p in self.src.rglob("*"):
@@ -107,8 +108,8 @@ def write_invalid(kit: Path) -> list[dict]:
 
     out = []
 
-    def case(name: str, rule: int, why: str, change) -> None:
-        v = Variant(kit, name)
+    def case(name: str, rule: int, why: str, change, base: str = BASE) -> None:
+        v = Variant(kit, name, base)
         change(v)
         out.append({"folder": f"invalid/{name}", "expect": "refuse", "rule": rule, "why": why})
 
@@ -143,7 +144,7 @@ def write_invalid(kit: Path) -> list[dict]:
     # rule 3: its fields
     case("model-sha-not-hex", 3, "model_sha256 not hex", edit(model_sha256="xyz"))
     case("n-not-chw", 3, "n disagrees with image_shape", lambda v: edit(n=v.iface["n"] + 1)(v))
-    case("method-unknown", 3, "a method the graph cannot be", edit(method="gs-tv"))
+    case("method-unknown", 3, "a method the graph cannot be", edit(method="gs-magic"))
     case("restarts-zero", 3, "plan.restarts 0", lambda v: (v.iface["plan"].update(restarts=0), v.save()))
     case("cut-negative", 3, "cut -1", edit(cut=-1))
     case("image-shape-two", 3, "image_shape of two numbers", edit(image_shape=[64, 64]))
@@ -212,6 +213,12 @@ def write_invalid(kit: Path) -> list[dict]:
         int(v.load("max_iterations")) + 1)), v.save()))
     case("start-not-zero", 8, "start 5", lambda v: (v.array("start", np.asarray(5)), v.save()))
     case("patience-negative", 8, "patience -1", lambda v: (v.array("patience", np.asarray(-1)), v.save()))
+    case("tv-max-iter-huge", 8, "gs-tv: tv_max_iter 10^9", lambda v: (v.array("tv_max_iter", np.asarray(10 ** 9)),
+                                                                     v.save()), base="dcgan-blur-gs-tv")
+    case("tv-lam-negative", 8, "gs-tv: tv_lam < 0", lambda v: (v.array("tv_lam", np.asarray(-0.1)), v.save()),
+         base="dcgan-blur-gs-tv")
+    case("tv-plan-missing", 3, "a gs-tv folder without plan.tv", lambda v: (v.iface["plan"].pop("tv"), v.save()),
+         base="dcgan-blur-gs-tv")
     # rule 10: the reference
     case("reference-out-of-range", 10, "reference.npy above 1", lambda v: (
         v.put("reference.npy", npy(np.load(v.dir / "reference.npy") + 2)), v.save()))

@@ -188,7 +188,7 @@ function checkFields(iface) {                                          // rule 3
   need(iface.operator && typeof iface.operator === 'object' && typeof iface.operator.type === 'string', 'operator needs a type');
   need(isInt(iface.m, 1, 2 ** 40), 'm must be an integer >= 1');
   need(iface.n === s[0] * s[1] * s[2], 'n must be C * H * W of image_shape');
-  need(iface.method === undefined || ['gs', 'gs-pnp'].includes(iface.method), 'method must be gs or gs-pnp');
+  need(iface.method === undefined || ['gs', 'gs-pnp', 'gs-tv'].includes(iface.method), 'method must be gs, gs-pnp or gs-tv');
   const p = iface.plan;
   need(p && typeof p === 'object' && isInt(p.restarts, 1, 1000) && isInt(p.max_iter, 1) && p.stopping && typeof p.stopping === 'object',
        'plan must give restarts, max_iter and stopping');
@@ -201,6 +201,7 @@ function checkFields(iface) {                                          // rule 3
   need(iface.outputs && typeof iface.outputs === 'object' && iface.outputs.image, 'outputs must name image');
   need(iface.reference === undefined || iface.reference === 'reference.npy', 'reference must be reference.npy');
   if (iface.method === 'gs-pnp') need(p.pnp && Array.isArray(p.pnp.candidates), 'a gs-pnp plan must give pnp.candidates');
+  if (iface.method === 'gs-tv') need(p.tv && typeof p.tv === 'object', 'a gs-tv plan must give tv');
 }
 
 function checkFiles(iface) {                                           // rule 4
@@ -241,6 +242,9 @@ function checkValues(inputs, iface) {                                  // rule 8
   for (const k of ['beta1', 'beta2']) if (k in inputs) { const v = scalar(inputs[k]); need(v >= 0 && v < 1, `${k} must be in [0, 1)`); }
   for (const k of ['steps', 'step_iters', 'max_iterations']) if (k in inputs) need(isInt(scalar(inputs[k]), 1), `${k} must be in 1..${MAX_COUNT}`);
   for (const k of ['patience', 'pnp_patience', 'pnp_polish']) if (k in inputs) { const v = scalar(inputs[k]); need(v >= 0 && v <= MAX_COUNT, `${k} must be in 0..${MAX_COUNT}`); }
+  for (const k of ['tv_lam', 'tv_gamma', 'tv_tol']) if (k in inputs) { const v = scalar(inputs[k]); need(Number.isFinite(v) && v >= 0, `${k} must be >= 0`); }
+  if ('tv_lipschitz' in inputs) { const v = scalar(inputs.tv_lipschitz); need(Number.isFinite(v) && v > 0, 'tv_lipschitz must be > 0'); }
+  if ('tv_max_iter' in inputs) { const v = scalar(inputs.tv_max_iter); need(v >= 1 && v <= MAX_COUNT, `tv_max_iter must be in 1..${MAX_COUNT}`); }
   need(('steps' in inputs) !== ('max_iterations' in inputs), 'steps (L-BFGS) or max_iterations (Adam), not both');
   const total = 'steps' in inputs ? scalar(inputs.steps) * scalar(inputs.step_iters) : scalar(inputs.max_iterations);
   need(total <= MAX_COUNT, `the plan's budget ${total} is above ${MAX_COUNT}`);

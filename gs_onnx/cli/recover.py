@@ -344,6 +344,9 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
             fields["pnp"] = {"chosen": names[chosen] if chosen < len(names) else chosen,
                              "held_out": [float(v) for v in res["pnp_held_out"]],
                              "iterations": [int(v) for v in res["pnp_rows_iterations"]]}
+        if "tv_iterations" in res:  # gs-tv: the TV stage's run
+            fields["tv"] = {"iterations": int(res["tv_iterations"]), "objective": float(res["tv_objective"]),
+                            "converged": bool(res["tv_converged"])}
         sigma = iface.get("sigma") if isinstance(iface.get("sigma"), (int, float)) else None
         y = inputs["y"].reshape(-1)
         fit_of = (lambda i, err: fit(float(res["residual"]), sigma, y.size,

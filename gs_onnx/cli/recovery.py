@@ -25,7 +25,7 @@ from .common import OneLineCommand, examples, models_dir_option, one_line_errors
                    "file of one image]")
 @click.option("--method", type=click.Choice(["auto", *GRAPH_METHODS]), default="auto",
               help="gs: Generator Surgery; gs-pnp: GS, then the plug-and-play candidates and the held-out choice, "
-                   "the ONNX denoiser inside the graph; auto: the model's recommended method for the measurements' "
+                   "the ONNX denoiser inside the graph; gs-tv: GS, then TV anchored to its image; auto: the model's recommended method for the measurements' "
                    "operator (what gs-recover runs by default)  [default: auto]")
 @click.option("--denoiser", default=None, metavar="NAME_OR_FOLDER",
               help="gs-pnp: the ONNX denoiser  [default: unet-celeba]")
@@ -108,13 +108,18 @@ def main(measurements, index, method, denoiser, model, cut, budget, restarts, ma
     model_proto, values = recovery_model(man, c, op, history=history, optimizer=optimizer)
     inputs, plan = plan_inputs(man, c, op, y[index], s, index, holdout_rows=method == "gs-pnp")
     meaning, outputs = dict(MEANING), interface_outputs(optimizer, int(inputs["z0"].shape[1]), history)
-    if method == "gs-pnp":
-        from ..solve.pnp_graph import graph_stage
+    if method in ("gs-pnp", "gs-tv"):
+        if method == "gs-pnp":
+            from ..solve.pnp_graph import graph_stage
 
-        model_proto, stage_inputs, pnp_plan, stage_meaning, stage_outputs = graph_stage(model_proto, man, op, denoiser,
-                                                                                         models_dir)
+            model_proto, stage_inputs, stage_plan, stage_meaning, stage_outputs = graph_stage(
+                model_proto, man, op, denoiser, models_dir)
+        else:
+            from ..solve.tv_graph import graph_stage as tv_stage
+
+            model_proto, stage_inputs, stage_plan, stage_meaning, stage_outputs = tv_stage(model_proto, man, op)
         inputs.update(stage_inputs)
-        plan["pnp"] = pnp_plan
+        plan["pnp" if method == "gs-pnp" else "tv"] = stage_plan
         meaning.update(stage_meaning)
         outputs.update(stage_outputs)
     ref = None if reference is None else load_ref(reference, index, sidecar, man.image_shape[1])

@@ -21,7 +21,7 @@ OPSETS = range(13, 19)
 #: Counts a folder may ask for (iterations, patience, polish): beyond them a run is refused, not started.
 MAX_COUNT = 1_000_000
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
-METHODS = ("gs", "gs-pnp")
+METHODS = ("gs", "gs-pnp", "gs-tv")
 
 
 def _fail(rule: int, folder: Path, what: str) -> GSError:
@@ -60,6 +60,8 @@ def check_fields(folder: Path, iface: dict) -> None:
     if iface.get("method") == "gs-pnp":
         need(isinstance(plan.get("pnp"), dict) and isinstance(plan["pnp"].get("candidates"), list),
              "a gs-pnp folder's plan must give pnp.candidates")
+    if iface.get("method") == "gs-tv":
+        need(isinstance(plan.get("tv"), dict), "a gs-tv folder's plan must give tv")
 
 
 def check_files(folder: Path, iface: dict) -> None:
@@ -206,6 +208,14 @@ def check_values(folder: Path, inputs: dict[str, np.ndarray], iface: dict) -> No
              "pnp_gamma must be >= 0 and pnp_tau > 0")
         cands = (iface["plan"].get("pnp") or {}).get("candidates") or []
         need(len(cands) == R, f"plan.pnp.candidates must name the {R} candidate rows")
+    for name, lo in (("tv_lam", 0.0), ("tv_gamma", 0.0), ("tv_tol", 0.0), ("tv_lipschitz", None)):
+        if name in inputs:
+            v = scalar(name)
+            ok = v is not None and math.isfinite(v) and (v > 0 if lo is None else v >= lo)
+            need(ok, f"{name} must be one finite number {'> 0' if lo is None else '>= 0'}")
+    if "tv_max_iter" in inputs:
+        v = scalar("tv_max_iter")
+        need(v is not None and 1 <= v <= MAX_COUNT, f"tv_max_iter must be in 1..{MAX_COUNT}")
 
 
 def _malformed(folder: Path, rule: int, e: Exception) -> GSError:

@@ -11,8 +11,9 @@ from ...physics.datafit import measurement_error
 from ..settings import OPTIMIZER_WORDS, adam_settings, cut_for, lbfgs_lr, model_for, recovery_plan, restart_budget
 from ._restart import skip_prior_for
 
-#: The methods a recovery graph runs (gs-pnp: GS, then its PnP stage, :mod:`gs_onnx.solve.pnp_graph`).
-GRAPH_METHODS = ("gs", "gs-pnp")
+#: The methods a recovery graph runs (gs-pnp: GS, then its PnP stage, :mod:`gs_onnx.solve.pnp_graph`; gs-tv: GS,
+#: then its TV stage, :mod:`gs_onnx.solve.tv_graph`).
+GRAPH_METHODS = ("gs", "gs-pnp", "gs-tv")
 
 #: ``gs-recover --engine recovery-graph``: gs run by the recovery graph (gs_onnx.solve.recovery_graph), one session
 #: run per image.
@@ -50,11 +51,16 @@ class GraphSolver:
         history = restart_budget(man).history
         self.model, self.values = recovery_model(man, self.cut, self.op, history=history,
                                                  optimizer=s.optimizer or "lbfgs")
-        self.method, pnp_plan = method, None
+        self.method, pnp_plan, tv_plan = method, None, None
         if method == "gs-pnp":
             from ..pnp_graph import graph_stage
 
             self.model, stage, pnp_plan, _, _ = graph_stage(self.model, man, self.op, s.denoiser, s.models_dir)
+            self.values = {**self.values, **stage}
+        elif method == "gs-tv":
+            from ..tv_graph import graph_stage as tv_stage
+
+            self.model, stage, tv_plan, _, _ = tv_stage(self.model, man, self.op, s.lam, s.gamma)
             self.values = {**self.values, **stage}
         self.runner = GraphRecovery(self.model, s.device, s.threads)
         provider = self.runner.session.get_providers()[0]
@@ -74,6 +80,9 @@ class GraphSolver:
         if pnp_plan is not None:
             self.header["pnp"] = pnp_plan
             self.how += " (GS + PnP)"
+        if tv_plan is not None:
+            self.header["tv"] = tv_plan
+            self.how += " (GS + TV)"
 
     def solve(self, i: int, y: np.ndarray, progress):
         from ...metrics import disagreement
@@ -100,6 +109,11 @@ class GraphSolver:
             fields["pnp"] = {"chosen": names[int(out["pnp_chosen"])],
                              "held_out": dict(zip(names, (float(v) for v in out["pnp_held_out"]))),
                              "iterations": dict(zip(names[1:], (int(v) for v in out["pnp_rows_iterations"])))}
+            self.last_gs_image = out["gs_image"]
+        if "tv_iterations" in out:
+            fields["gs_measurement_error"] = measurement_error(self.op, out["gs_image"], y)
+            fields["tv"] = {"iterations": int(out["tv_iterations"]), "objective": float(out["tv_objective"]),
+                            "converged": bool(out["tv_converged"])}
             self.last_gs_image = out["gs_image"]
         progress(1.0, "done")
         return image, fields

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import GSError
 from ...physics.datafit import measurement_error
 from ..registry import Method, register
 from ..settings import Settings
@@ -22,13 +21,10 @@ class GSTVSolver(RefinedGS):
 
     def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
         from ..lasso import lipschitz
-        from ..tv import MAX_ITER, default_gamma, default_lam
+        from ..tv import MAX_ITER
 
         super().__init__(method, y, sidecar, s, op)
-        kind = (self.op.describe() or {}).get("type")
-        own = self.man.recommended.get("gs_tv") or {}  # the model's own weights, chosen on its validation images
-        self.lam = (own.get("lam") or {}).get(kind, default_lam(kind)) if s.lam is None else s.lam
-        self.gamma = (own.get("gamma") or {}).get(kind, default_gamma(kind)) if s.gamma is None else s.gamma
+        self.lam, self.gamma = tv_weights(self.man, (self.op.describe() or {}).get("type"), s.lam, s.gamma)
         self.L = lipschitz(self.op)
         self.header["tv"] = {"lam": self.lam, "gamma": self.gamma, "max_iter": MAX_ITER}
         self.how += " + TV"
@@ -53,11 +49,24 @@ class GSTVSolver(RefinedGS):
         return res.image, fields
 
 
+def tv_weights(man, kind: str | None, lam: float | None = None, gamma: float | None = None) -> tuple[float, float]:
+    """gs-tv's (lam, gamma) for model ``man`` and an operator type: the model's ``recommended.gs_tv`` (its own
+    weights, chosen on its validation images), else :func:`gs_onnx.solve.tv.default_lam` and
+    :func:`gs_onnx.solve.tv.default_gamma`; ``lam``/``gamma`` (``--lam``/``--gamma``) override them."""
+    from ..tv import default_gamma, default_lam
+
+    own = man.recommended.get("gs_tv") or {}
+    return (float((own.get("lam") or {}).get(kind, default_lam(kind)) if lam is None else lam),
+            float((own.get("gamma") or {}).get(kind, default_gamma(kind)) if gamma is None else gamma))
+
+
 def make(y, sidecar, s, op=None):
     from .gs_graph import GRAPH_ENGINE
 
     if s.engine == GRAPH_ENGINE:
-        raise GSError(f"--engine {GRAPH_ENGINE} runs gs, not gs-tv: give --method gs")
+        from .gs_graph import GraphSolver
+
+        return GraphSolver(y, sidecar if op is None else {**sidecar, "operator": op.describe()}, s, op, method="gs-tv")
     return GSTVSolver("gs-tv", y, sidecar, s, op)
 
 
