@@ -130,3 +130,40 @@ def test_the_polish_smoothing_is_a_mirrored_separable_convolution():
     smooth = smoothing(k, shape)(blocky.reshape(1, -1), None).reshape(shape)
     jump = lambda a: np.abs(np.diff(a, axis=2))[:, :, 3::4].mean() / np.abs(np.diff(a, axis=2)).mean()  # noqa: E731
     assert jump(blocky) > 5 and jump(smooth) < 2   # 5.5 and 1.58 here
+
+
+def test_denoising_polishes_once_at_the_noise_level_which_is_the_denoiser_applied_to_y():
+    """Under the identity, gs-pnp's plan chooses plain PnP or G by the held-out pixels PnP inpaints, then polishes
+    once at the measurements' noise level with the step 1 / ||A||^2 = 1: exactly D(y, sigma). The level comes from
+    the sidecar, else from y itself (estimate_sigma), and the plan refuses to guess it otherwise."""
+    from gs_onnx.physics import IdentityOperator
+    from gs_onnx.solve.lasso import lipschitz
+    from gs_onnx.solve.methods.gs_pnp import refine
+    from gs_onnx.solve.pnp import PLANS, anchored_plan, noise_level, polish_for, polish_sigma_for, wants_noise
+
+    op = IdentityOperator(SHAPE)
+    rng = np.random.default_rng(3)
+    x = np.tile(np.linspace(0.1, 0.9, 8, dtype=np.float32), (3, 8, 1)).reshape(1, -1)   # smooth: worth inpainting
+    y = (x + 0.1 * rng.standard_normal(x.shape)).astype(np.float32)
+    W = np.ones((1, N), np.float32)
+    W[0, ::10] = 0
+    seen = []
+
+    def den(z, s):
+        seen.append(np.asarray(s).copy())
+        return smooth(z, s)
+
+    grey = np.full((1, *SHAPE), 0.5, np.float32)
+    assert wants_noise("identity") and polish_for("identity") == 1 and anchored_plan("identity")["gammas"] == []
+    # ||I||^2 = 1 exactly here (lipschitz(op) keeps a 1 % margin: the polish's input is then 0.99 y + 0.01 x)
+    assert 1.0 <= lipschitz(op) <= 1.011
+    (img,), (info,) = refine(op, y, grey, W, den, PLANS["onnx"]["default"], anchored_plan("identity"), 1.0,
+                             5, polish_for("identity"), polish_sigma_for("identity", 0.1))
+    assert info["chosen"] == "pnp" and np.allclose(seen[-1], 0.1)
+    np.testing.assert_allclose(img, np.clip(smooth(y.reshape(1, *SHAPE), np.array([0.1]))[0], 0, 1),
+                               atol=1e-6)
+    assert noise_level({"sigma": 0.07}, y[0], op) == 0.07
+    big = np.random.default_rng(0).standard_normal((3, 64, 64)).astype(np.float32) * 0.05 + 0.5
+    assert abs(noise_level({"sigma": None}, big.reshape(-1), IdentityOperator((3, 64, 64))) - 0.05) < 0.005
+    with pytest.raises(ValueError, match="noise level"):
+        polish_sigma_for("identity", None)

@@ -112,8 +112,11 @@ def main(measurements, index, method, denoiser, model, cut, budget, restarts, ma
         if method == "gs-pnp":
             from ..solve.pnp_graph import graph_stage
 
+            from ..solve.pnp import noise_level, wants_noise
+
+            noise = noise_level(sidecar, y[index], op) if wants_noise(op.describe().get("type")) else None
             model_proto, stage_inputs, stage_plan, stage_meaning, stage_outputs = graph_stage(
-                model_proto, man, op, denoiser, models_dir)
+                model_proto, man, op, denoiser, models_dir, noise)
         else:
             from ..solve.tv_graph import graph_stage as tv_stage
 

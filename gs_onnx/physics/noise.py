@@ -131,3 +131,31 @@ def sigma_for(spec, op: Operator) -> float:
     if isinstance(spec, str) and spec.strip().lower() == "auto":
         spec = op.noise_default
     return noise_sigma(spec, op.n, op.m)
+
+
+def estimate_sigma(image: np.ndarray) -> float:
+    """The std of white Gaussian noise on an image, estimated from the image alone: the median absolute value of
+    its finest diagonal Haar detail coefficients divided by 0.6745 (Donoho & Johnstone 1994), per channel, the
+    median over channels. What gs-pnp's denoising plan uses where the measurements do not record their sigma.
+
+    Parameters
+    ----------
+    image : ndarray, float, shape (C, H, W) or (H, W), H and W >= 2
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (3, 64, 1))
+    >>> noisy = x + 0.05 * np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    >>> round(estimate_sigma(noisy), 2)
+    0.05
+    """
+    a = np.asarray(image, np.float64)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or min(a.shape[1:]) < 2:
+        raise GSError(f"estimate_sigma needs a (C, H, W) image of at least 2 x 2, got {a.shape}")
+    h, w = a.shape[1] // 2 * 2, a.shape[2] // 2 * 2
+    a = a[:, :h, :w]
+    hh = (a[:, 0::2, 0::2] - a[:, 0::2, 1::2] - a[:, 1::2, 0::2] + a[:, 1::2, 1::2]) / 2.0
+    return float(np.median(np.median(np.abs(hh).reshape(len(a), -1), axis=1)) / 0.6745)

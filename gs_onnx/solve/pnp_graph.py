@@ -330,10 +330,11 @@ def _copy(node):
     return c
 
 
-def graph_stage(model, man, op, denoiser: str | None, models_dir=None):
+def graph_stage(model, man, op, denoiser: str | None, models_dir=None, noise: float | None = None):
     """gs-pnp's PnP stage added to a recovery graph (:func:`gs_onnx.solve.pnp_graph.with_pnp_stage`) with the plans
     this method runs on the host: (model, the stage's input values, the plan described, the meaning and the
-    declared outputs of its names)."""
+    declared outputs of its names). ``noise``: the measured image's noise level, for plans that polish at it
+    (:func:`gs_onnx.solve.pnp.noise_level`; a constant of the graph, as the polish's level)."""
     from ..generator.denoiser import INPUTS as DEN_IN, OUTPUTS as DEN_OUT, find_denoiser
     from ..generator.manifest import load_graph
     from .lasso import lipschitz
@@ -342,7 +343,7 @@ def graph_stage(model, man, op, denoiser: str | None, models_dir=None):
     kind = (op.describe() or {}).get("type")
     pnp_plan, anch = plan_for("onnx", kind), anchored_plan(kind)
     L = lipschitz(op)
-    polish, polish_sigma, kernel = polish_for(kind), polish_sigma_for(kind), polish_kernel(op)
+    polish, polish_sigma, kernel = polish_for(kind), polish_sigma_for(kind, noise), polish_kernel(op)
     model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), tuple(man.image_shape),
                            op.m, flip=FLIP, polish_sigma=polish_sigma, polish_kernel=kernel)
     values = stage_values(pnp_plan, anch, L, PATIENCE, polish)

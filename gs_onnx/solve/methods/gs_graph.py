@@ -55,7 +55,12 @@ class GraphSolver:
         if method == "gs-pnp":
             from ..pnp_graph import graph_stage
 
-            self.model, stage, pnp_plan, _, _ = graph_stage(self.model, man, self.op, s.denoiser, s.models_dir)
+            from ..pnp import noise_level, wants_noise
+
+            # a plan polishing at the noise level: the sidecar's sigma, else the first image's estimate (one graph)
+            noise = noise_level(sidecar, np.asarray(y, np.float32).reshape(-1, self.op.m)[0], self.op) \
+                if wants_noise((self.op.describe() or {}).get("type")) else None
+            self.model, stage, pnp_plan, _, _ = graph_stage(self.model, man, self.op, s.denoiser, s.models_dir, noise)
             self.values = {**self.values, **stage}
         elif method == "gs-tv":
             from ..tv_graph import graph_stage as tv_stage

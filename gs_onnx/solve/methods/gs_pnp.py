@@ -14,7 +14,8 @@ import numpy as np
 
 from ...physics.datafit import measurement_error
 from ..registry import Method, register
-from ..pnp import POLISH, TIE, anchored_plan, candidates, held_out_rule, polish_for, polish_kernel, polish_sigma_for
+from ..pnp import (POLISH, TIE, anchored_plan, candidates, held_out_rule, noise_level, polish_for, polish_kernel,
+                   polish_sigma_for, wants_noise)
 from ..settings import Settings
 from .gs import GS_SETTINGS, RefinedGS
 
@@ -51,14 +52,17 @@ class GSPnPSolver(RefinedGS):
         self.header["stopping"] = self.stop.describe()
         kind = (self.op.describe() or {}).get("type")
         self.pnp_plan, self.anchor_plan, self.polish = plan_for("onnx", kind), anchored_plan(kind), polish_for(kind)
-        self.polish_sigma, self.polish_kernel = polish_sigma_for(kind), polish_kernel(self.op)
+        self.kind, self.sidecar = kind, sidecar
+        self.polish_sigma = None if wants_noise(kind) else polish_sigma_for(kind)   # "noise": per image
+        self.polish_kernel = polish_kernel(self.op)
         self.holdout = self.stop.holdout if self.stop.uses_holdout else HOLDOUT
         self.patience = PATIENCE
         self.denoiser = denoiser_for("onnx", s.denoiser, s.device, s.threads, s.models_dir)
         self.L = lipschitz(self.op)
         self.header["pnp"] = {"denoiser": self.denoiser.describe(), "plain": self.pnp_plan,
                               "anchored": self.anchor_plan, "holdout": self.holdout, "polish": self.polish,
-                              **({"polish_sigma": self.polish_sigma} if self.polish_sigma else {}),
+                              **({"polish_sigma": self.polish_sigma} if self.polish_sigma else
+                                 {"polish_sigma": "noise"} if wants_noise(kind) else {}),
                               **({"polish_kernel": self.polish_kernel.tolist()} if self.polish_kernel is not None
                                  else {})}
         self.how += " + PnP"
@@ -69,8 +73,11 @@ class GSPnPSolver(RefinedGS):
         B = len(images)
         Y = np.asarray(Y, np.float32).reshape(B, -1)
         W = np.stack([holdout_mask(self.op.m, self.holdout, self.s.seed + first + j) for j in range(B)])
+        sig = self.polish_sigma
+        if wants_noise(self.kind):   # the plan polishes at each image's noise level
+            sig = np.array([noise_level(self.sidecar, Y[j], self.op) for j in range(B)])
         outs, infos = refine(self.op, Y, np.stack(images), W, self.denoiser, self.pnp_plan, self.anchor_plan,
-                             self.L, self.patience, self.polish, self.polish_sigma, self.polish_kernel)
+                             self.L, self.patience, self.polish, sig, self.polish_kernel)
         results = []
         for j, (image, info) in enumerate(zip(outs, infos)):
             self.last_gs_image = images[j]  # the generator's image (gs-experiment reports its PSNR beside)
@@ -81,12 +88,12 @@ class GSPnPSolver(RefinedGS):
 
 
 def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: dict, anchor_plan: dict, L: float,
-           patience: int, polish: int = POLISH, polish_sigma: float | None = None,
+           patience: int, polish: int = POLISH, polish_sigma: float | np.ndarray | None = None,
            polish_kernel: np.ndarray | None = None) -> tuple[list[np.ndarray], list[dict]]:
     """The candidates for images measured as ``Y`` ((B, m)) whose generator images are ``G`` ((B, C, H, W)), held
     out rows ``W`` ((B, m), 0 where held out): plain PnP and anchored PnP in one batch, the lowest held-out error
-    per image among them and G, the chosen PnP run polished on every row (``polish`` iterations at ``polish_sigma``,
-    or the chosen run's last level, the data gradient smoothed by ``polish_kernel`` where given:
+    per image among them and G, the chosen PnP run polished on every row (``polish`` iterations at ``polish_sigma``
+    (one level, or one per image), or the chosen run's last level, the data gradient smoothed by ``polish_kernel`` where given:
     :func:`gs_onnx.solve.pnp.smoothing`). Returns the images (C, H, W) in [0, 1] and per image {chosen, held_out per
     candidate, iterations per candidate}."""
     from ..pnp import Schedule, pnp_batch, smoothing
@@ -126,7 +133,9 @@ def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: 
     out = [G[j].reshape(shape) if c is None else res[j * K + c].image for j, c in enumerate(chosen)]
     pol = [(j, c) for j, c in enumerate(chosen) if c is not None]
     if pol and polish:
-        last = [polish_sigma or (anch if cands[c][1] is not None else plain).sigma_min for _, c in pol]
+        own = np.broadcast_to(np.asarray(polish_sigma if polish_sigma is not None else np.nan, np.float64), (B,))
+        last = [float(own[j]) if np.isfinite(own[j]) else (anch if cands[c][1] is not None else plain).sigma_min
+                for j, c in pol]
         pres = pnp_batch(op, Y[[j for j, _ in pol]], shape, denoiser, [Schedule(polish, s_, s_) for s_ in last],
                          x0=np.stack([out[j].reshape(n) for j, _ in pol]), anchor=G[[j for j, _ in pol]],
                          gamma=np.array([cands[c][1] or 0.0 for _, c in pol]), lipschitz=L,
