@@ -194,3 +194,12 @@ def _objective(op, x: np.ndarray, Y: np.ndarray, lam: float, base: np.ndarray | 
         d = (x - anchor).reshape(len(x), -1).astype(np.float64)
         out += gamma * (d * d).sum(axis=1)
     return out
+
+
+def tv_weights(man, kind: str | None, lam: float | None = None, gamma: float | None = None) -> tuple[float, float]:
+    """gs-tv's (lam, gamma) for model ``man`` and an operator type: the model's ``recommended.gs_tv`` (its own
+    weights, chosen on its validation images), else :func:`gs_onnx.solve.tv.default_lam` and
+    :func:`gs_onnx.solve.tv.default_gamma`; ``lam``/``gamma`` (``--lam``/``--gamma``) override them."""
+    own = man.recommended.get("gs_tv") or {}
+    return (float((own.get("lam") or {}).get(kind, default_lam(kind)) if lam is None else lam),
+            float((own.get("gamma") or {}).get(kind, default_gamma(kind)) if gamma is None else gamma))

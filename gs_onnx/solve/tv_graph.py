@@ -246,7 +246,7 @@ def graph_stage(model, man, op, lam: float | None = None, gamma: float | None = 
     ``recommended.gs_tv``, else the operator type's defaults; ``lam``/``gamma`` override them): (model, the stage's
     input values, the plan described, the meaning and the declared outputs of its names)."""
     from .lasso import lipschitz
-    from .methods.gs_tv import tv_weights
+    from .tv import tv_weights
 
     kind = (op.describe() or {}).get("type")
     lam, gamma = tv_weights(man, kind, lam, gamma)

@@ -21,7 +21,7 @@ class GSTVSolver(RefinedGS):
 
     def __init__(self, method: str, y: np.ndarray, sidecar: dict, s: Settings, op=None):
         from ..lasso import lipschitz
-        from ..tv import MAX_ITER
+        from ..tv import MAX_ITER, tv_weights
 
         super().__init__(method, y, sidecar, s, op)
         self.lam, self.gamma = tv_weights(self.man, (self.op.describe() or {}).get("type"), s.lam, s.gamma)
@@ -48,16 +48,6 @@ class GSTVSolver(RefinedGS):
                       tv={"iterations": res.iterations, "objective": res.objective, "converged": res.converged})
         return res.image, fields
 
-
-def tv_weights(man, kind: str | None, lam: float | None = None, gamma: float | None = None) -> tuple[float, float]:
-    """gs-tv's (lam, gamma) for model ``man`` and an operator type: the model's ``recommended.gs_tv`` (its own
-    weights, chosen on its validation images), else :func:`gs_onnx.solve.tv.default_lam` and
-    :func:`gs_onnx.solve.tv.default_gamma`; ``lam``/``gamma`` (``--lam``/``--gamma``) override them."""
-    from ..tv import default_gamma, default_lam
-
-    own = man.recommended.get("gs_tv") or {}
-    return (float((own.get("lam") or {}).get(kind, default_lam(kind)) if lam is None else lam),
-            float((own.get("gamma") or {}).get(kind, default_gamma(kind)) if gamma is None else gamma))
 
 
 def make(y, sidecar, s, op=None):
