@@ -152,3 +152,30 @@ def test_a_fine_tune_on_faces_and_photos_starts_from_the_weights_and_records_whe
     for bad in ("3", "a:b", "4:2"):
         with pytest.raises(SystemExit, match="range"):
             parse_span(bad)
+
+
+def test_a_fine_tune_can_start_from_an_exported_denoiser_folder(tmp_path):
+    """``--init FOLDER`` with an exported denoiser (what ships in models/priors): the graph's weights, verified by
+    the manifest's sha256, rebuilt into the torch network exactly; a tampered graph is refused."""
+    torch = pytest.importorskip("torch")
+    from conftest import SAMPLES
+    from gs_export.denoiser import export, from_exported, load_trained, train
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for p in SAMPLES.glob("celeba64_*.jpg"):
+        shutil.copy(p, faces / p.name)
+    kw = dict(batch=2, patch=32, channels=4, threads=1, log=lambda s: None)
+    train(None, str(faces), tmp_path / "base", steps=2, **kw)
+    export(tmp_path / "base", tmp_path / "exported")
+    net, rec = from_exported(tmp_path / "exported")
+    trained = load_trained(tmp_path / "base").state_dict()
+    assert set(net.state_dict()) == set(trained)
+    assert all(torch.equal(v, trained[k]) for k, v in net.state_dict().items())
+    assert rec["sha256"] == hashlib.sha256((tmp_path / "exported" / "denoiser.onnx").read_bytes()).hexdigest()
+    info = train(None, str(faces), tmp_path / "ft", steps=1, init=str(tmp_path / "exported"), **kw)
+    assert info["init"] == rec
+    g = tmp_path / "exported" / "denoiser.onnx"
+    g.write_bytes(g.read_bytes()[:-1] + bytes([g.read_bytes()[-1] ^ 1]))
+    with pytest.raises(SystemExit, match="checksum"):
+        from_exported(tmp_path / "exported")

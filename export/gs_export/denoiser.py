@@ -240,11 +240,14 @@ def train(data_128: str | None, data_64: str | None, out: str | Path, *, valid: 
     if init:
         import hashlib
 
-        src = Path(init) / "denoiser.pt" if Path(init).is_dir() else Path(init)
-        state = torch.load(src, weights_only=True)
-        net = SmallUNet(int(state["config"]["channels"]), tuple(state["config"]["blocks"]))
-        net.load_state_dict(state["state_dict"])
-        init_info = {"file": str(src), "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
+        if (Path(init) / "manifest.json").exists():  # an exported denoiser folder (e.g. the shipped one)
+            net, init_info = from_exported(init)
+        else:
+            src = Path(init) / "denoiser.pt" if Path(init).is_dir() else Path(init)
+            state = torch.load(src, weights_only=True)
+            net = SmallUNet(int(state["config"]["channels"]), tuple(state["config"]["blocks"]))
+            net.load_state_dict(state["state_dict"])
+            init_info = {"file": str(src), "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     ck = out / "checkpoint.pt"
     step, spent, log_rows, phases = 0, 0.0, [], []
@@ -321,6 +324,47 @@ def load_trained(run: str | Path) -> SmallUNet:
         net = SmallUNet(int(state["head.weight"].shape[0]))
         net.load_state_dict(state)
     return net.eval()
+
+
+def from_exported(folder: str | Path) -> tuple[SmallUNet, dict]:
+    """The torch network of an exported denoiser folder (``manifest.json`` and ``denoiser.onnx``, every file verified
+    by :func:`gs_onnx.generator.denoiser.load_denoiser`): the graph's initializers, by name, into a
+    :class:`SmallUNet` of the manifest's configuration (strict: every weight present, no other), refused unless
+    torch and ONNX Runtime then give the same images. Returns (network, the ``init`` record: file and sha256)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from gs_onnx.errors import GSError
+    from gs_onnx.generator.denoiser import INPUTS, OUTPUTS, load_denoiser
+
+    try:
+        man = load_denoiser(folder)
+    except GSError as e:
+        raise SystemExit(f"error: {e}") from None
+    if man.architecture != ARCH:
+        raise SystemExit(f"error: {folder}: architecture {man.architecture!r} is not {ARCH!r}")
+    cfg = man.raw["architecture"]["config"]
+    net = SmallUNet(int(cfg["channels"]), tuple(int(b) for b in cfg["blocks"]))
+    path = man.root / man.graph
+    model = onnx.load(str(path))
+    names = set(net.state_dict())
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer
+               if i.name in names}
+    try:
+        net.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise SystemExit(f"error: {path} does not hold the weights of {ARCH} {cfg}: {str(e).splitlines()[0]}") from None
+    net.eval()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    x, sigma = torch.rand(2, 3, 64, 64, generator=gen), torch.tensor([0.02, 0.1]).reshape(2, 1, 1, 1)
+    with torch.no_grad():
+        ref = net(x, sigma).numpy()
+    got = sess.run(list(OUTPUTS), dict(zip(INPUTS, (x.numpy(), sigma.numpy()))))[0]
+    if float(np.abs(got - ref).max()) > 1e-4:
+        raise SystemExit(f"error: {path}: the rebuilt network differs from the graph by {np.abs(got - ref).max():.2e}")
+    return net, {"file": str(path), "sha256": man.raw["files"][man.graph]}
 
 
 def _interrupted(run: Path) -> dict:
@@ -464,7 +508,8 @@ def _command():
     @click.option("--photo-share", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True,
                   help="Share of each batch's patches taken from --photos.")
     @click.option("--init", type=click.Path(exists=True), default=None,
-                  help="Start from a trained denoiser (a run folder or its denoiser.pt): fine-tuning.")
+                  help="Start from a trained denoiser: a run folder, its denoiser.pt, or an exported denoiser folder (e.g. "
+                       "models/priors/unet-celeba, its weights read from the verified graph): fine-tuning.")
     @version_option
     def main(data_128, data_64, valid, out, steps, batch, lr, channels, time_budget, threads, seed, sigma_sampling,
              photos, photos_range, photos_valid, photo_share, init):
