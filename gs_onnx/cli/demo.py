@@ -1,6 +1,8 @@
-"""``gs-demo``: measure a bundled CelebA test face at m/n = 0.163 and recover it without and with surgery.
+"""``gs-demo``: measure a bundled CelebA test face at m/n = 0.163 and recover it without and with surgery, then with
+the model's default method (what ``gs-recover meas.npy`` runs on these measurements: gs-pnp for BEGAN and DCGAN).
 
-Prints both PSNRs and writes ``OUT/side_by_side.png`` (truth | c = 0 | c = recommended cut, labelled).
+Prints the PSNRs and writes ``OUT/side_by_side.png`` (truth | c = 0 | c = recommended cut | the default where it is
+not plain GS, labelled).
 """
 from __future__ import annotations
 
@@ -52,8 +54,9 @@ def default_image(size: int) -> Path:
 @version_option
 @one_line_errors
 def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, models_dir, quiet, verbose):
-    """Recover a face from compressed measurements with c = 0 and with Generator Surgery; writes
-    OUTPUT/side_by_side.png (truth | c = 0 | surgery, labelled with the PSNRs) and OUTPUT/demo.json."""
+    """Recover a face from compressed measurements with c = 0 and with Generator Surgery, then with the model's
+    default method (gs-recover's, where it is not plain GS); writes OUTPUT/side_by_side.png (truth | c = 0 | surgery |
+    default, labelled with the PSNRs) and OUTPUT/demo.json."""
     from ..solve.settings import Settings, recovery_plan
     from ..solve.stopping import rule_from  # noqa: F401 - the plan carries the rule
 
@@ -92,12 +95,19 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
                 f", seam {seam(rec.image, man.lattice_cell):.2f} (truth {seam(x, man.lattice_cell):.2f})"
             click.echo(f"cut {cut} ({gen.size} free values): PSNR {p:.2f} dB, SSIM {ssim(rec.image, x):.3f}{lattice}, "
                        f"{its} iterations, {rec.seconds:.1f} s on {gen.provider}")
+    default = _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter, models_dir, quiet)
+    if default is not None and not quiet:
+        name, image, seconds = default
+        click.echo(f"default ({name}, what gs-recover runs on these measurements): PSNR {psnr(image, x):.2f} dB, "
+                   f"SSIM {ssim(image, x):.3f}, {seconds:.1f} s")
     outd = Path(out)
     try:
         outd.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GSError(f"cannot create {outd}: {e.strerror or e}") from None
     panels = [(x, "truth")] + [(results[c_][0].image, f"c = {c_}: {results[c_][1]:.2f} dB") for c_ in cuts]
+    if default is not None:
+        panels.append((default[1], f"{default[0]}: {psnr(default[1], x):.2f} dB"))
     gain = results[cuts[1]][1] - results[0][1]
     caption = f"{man.name}, m/n = {m / man.n:.3f}: surgery (c = {cuts[1]}) {gain:+.2f} dB over c = 0"
     save_png(labelled(panels, caption), outd / "side_by_side.png")
@@ -107,10 +117,34 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
                "ssim": {f"cut{c_}": round(ssim(results[c_][0].image, x), 4) for c_ in cuts},
                "seconds": {f"cut{c_}": round(results[c_][0].seconds, 2) for c_ in cuts},
                "provenance": provenance()}
+    if default is not None:
+        summary["default"] = {"method": default[0], "psnr": round(psnr(default[1], x), 3),
+                              "ssim": round(ssim(default[1], x), 4), "seconds": round(default[2], 2)}
     (outd / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
     if not quiet:
         click.echo(f"surgery (c={cuts[1]}) vs no surgery (c=0): {gain:+.2f} dB; wrote {outd / 'side_by_side.png'} "
-                   "(truth | c=0 | surgery)")
+                   f"(truth | c=0 | surgery{' | ' + default[0] if default is not None else ''})")
+
+
+def _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter, models_dir, quiet):
+    """(name, image, seconds) of the model's default method on the demo's measurements, run as gs-recover runs it
+    (:func:`gs_onnx.solve.registry.make_solver`), with the demo's budget flags; None where the default is plain GS
+    (the surgery panel already shows it)."""
+    from ..solve.registry import AUTO, make_solver, resolve_method
+    from ..solve.settings import Settings
+
+    sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": op.m, "n": op.n,
+               "model": man.name, "sigma": sigma}
+    s = Settings(model=man.name, seed=seed, device=device, budget=budget, restarts=restarts, max_iter=max_iter,
+                 models_dir=models_dir)
+    name, _ = resolve_method(AUTO, sidecar, s)
+    if name == "gs":
+        return None
+    bar = Progress(name, enabled=False if quiet else None)
+    t = time.perf_counter()
+    image, _ = make_solver(name, y[None], sidecar, s, op=op).solve(0, y, lambda f, what: bar.update(f, what))
+    bar.close()
+    return name, np.asarray(image, np.float32).reshape(man.image_shape), time.perf_counter() - t
 
 
 if __name__ == "__main__":
