@@ -77,3 +77,26 @@ def test_a_gs_tv_folder_is_the_default_beyond_cs_and_gives_gs_recovers_image(tmp
     host_img = np.load(tmp_path / "host" / "recovered.npy")[0]
     ref = load_image(IMG_A, 64)
     assert abs(psnr(folder_img, ref) - psnr(host_img, ref)) < 0.1
+
+
+def test_under_a_box_the_default_runs_the_graphs_optimizer_on_the_host_too(tmp_path):
+    """Inside a centre box only GS fills the hole, so the host's gs-tv runs the paper's L-BFGS there, as the graph
+    does (gs_onnx.solve.tv.GS_OPTIMIZER): `gs-recover meas.npy` and `gs-recover FOLDER` give the same image."""
+    from gs_onnx import cli
+    from gs_onnx.cli.recovery import main as export_recovery
+
+    meas = tmp_path / "m.npy"
+    r = invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--operator", "box", "-o", meas])
+    assert r.exit_code == 0, r.stderr
+    r = invoke(export_recovery, ["--measurements", meas, "--max-iter", "6", "-o", tmp_path / "fold"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    assert json.loads((tmp_path / "fold" / "recovery.json").read_text())["method"] == "gs-tv"
+    r = invoke(cli.recover_main, [tmp_path / "fold", "-o", tmp_path / "out", "-q"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    r = invoke(cli.recover_main, [meas, "--max-iter", "6", "-o", tmp_path / "host", "-q"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    rep = json.loads((tmp_path / "host" / "report.json").read_text())
+    assert rep["method"] == "gs-tv" and "lbfgs" in json.dumps(rep["budget"]).lower()
+    folder_img = np.load(tmp_path / "out" / "recovered.npy")[0]
+    host_img = np.load(tmp_path / "host" / "recovered.npy")[0]
+    assert np.abs(folder_img - host_img).max() < 1e-3

@@ -92,7 +92,8 @@ def default_output(measurements: str | Path, method: str = "gs") -> Path:
               help="gs, mganprior: scipy = scipy's L-BFGS-B (the reference); lbfgs = the paper's torch L-BFGS "
                    "(steps of 20 iterations, history 100, its learning rates), batched over images x restarts "
                    "with its algebra where the engine runs; adam = torch's Adam (--lr, default 0.1), the "
-                   "budget's iterations  [default: scipy]")
+                   "budget's iterations  [default: scipy; gs-tv under a centre box: lbfgs, as the recovery "
+                   "graph runs it]")
 @click.option("--line-search", "line_search", type=click.Choice(["none", "strong_wolfe"]), default=None,
               help="--optimizer lbfgs: torch's strong-Wolfe line search  [default: none, as the paper]")
 @click.option("--lr", type=float, default=None,

@@ -51,8 +51,16 @@ class GSTVSolver(RefinedGS):
 
 
 def make(y, sidecar, s, op=None):
+    """gs-tv's factory: its GS stage with the operator's optimiser (:data:`gs_onnx.solve.tv.GS_OPTIMIZER`, unless
+    ``--optimizer`` is given); the recovery graph for ``--engine recovery-graph``."""
+    import dataclasses
+
+    from ..tv import GS_OPTIMIZER
     from .gs_graph import GRAPH_ENGINE
 
+    kind = ((op.describe() if op is not None else sidecar.get("operator")) or {}).get("type")
+    if s.optimizer is None and kind in GS_OPTIMIZER:
+        s = dataclasses.replace(s, optimizer=GS_OPTIMIZER[kind])
     if s.engine == GRAPH_ENGINE:
         from .gs_graph import GraphSolver
 
