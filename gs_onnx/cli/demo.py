@@ -58,7 +58,6 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
     default method (gs-recover's, where it is not plain GS); writes OUTPUT/side_by_side.png (truth | c = 0 | surgery |
     default, labelled with the PSNRs) and OUTPUT/demo.json."""
     from ..solve.settings import Settings, recovery_plan
-    from ..solve.stopping import rule_from  # noqa: F401 - the plan carries the rule
 
     setup_logging(quiet, verbose)
     man = registry.load(model, models_dir)
@@ -96,10 +95,12 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
             click.echo(f"cut {cut} ({gen.size} free values): PSNR {p:.2f} dB, SSIM {ssim(rec.image, x):.3f}{lattice}, "
                        f"{its} iterations, {rec.seconds:.1f} s on {gen.provider}")
     default = _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter, models_dir, quiet)
-    if default is not None and not quiet:
-        name, image, seconds = default
-        click.echo(f"default ({name}, what gs-recover runs on these measurements): PSNR {psnr(image, x):.2f} dB, "
-                   f"SSIM {ssim(image, x):.3f}, {seconds:.1f} s")
+    if default is not None:
+        d_name, d_image, d_seconds = default
+        d_psnr, d_ssim = psnr(d_image, x), ssim(d_image, x)
+        if not quiet:
+            click.echo(f"default ({d_name}, what gs-recover runs on these measurements): PSNR {d_psnr:.2f} dB, "
+                       f"SSIM {d_ssim:.3f}, {d_seconds:.1f} s")
     outd = Path(out)
     try:
         outd.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
         raise GSError(f"cannot create {outd}: {e.strerror or e}") from None
     panels = [(x, "truth")] + [(results[c_][0].image, f"c = {c_}: {results[c_][1]:.2f} dB") for c_ in cuts]
     if default is not None:
-        panels.append((default[1], f"{default[0]}: {psnr(default[1], x):.2f} dB"))
+        panels.append((d_image, f"{d_name}: {d_psnr:.2f} dB"))
     gain = results[cuts[1]][1] - results[0][1]
     caption = f"{man.name}, m/n = {m / man.n:.3f}: surgery (c = {cuts[1]}) {gain:+.2f} dB over c = 0"
     save_png(labelled(panels, caption), outd / "side_by_side.png")
@@ -118,12 +119,12 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
                "seconds": {f"cut{c_}": round(results[c_][0].seconds, 2) for c_ in cuts},
                "provenance": provenance()}
     if default is not None:
-        summary["default"] = {"method": default[0], "psnr": round(psnr(default[1], x), 3),
-                              "ssim": round(ssim(default[1], x), 4), "seconds": round(default[2], 2)}
+        summary["default"] = {"method": d_name, "psnr": round(d_psnr, 3), "ssim": round(d_ssim, 4),
+                              "seconds": round(d_seconds, 2)}
     (outd / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
     if not quiet:
         click.echo(f"surgery (c={cuts[1]}) vs no surgery (c=0): {gain:+.2f} dB; wrote {outd / 'side_by_side.png'} "
-                   f"(truth | c=0 | surgery{' | ' + default[0] if default is not None else ''})")
+                   f"(truth | c=0 | surgery{' | ' + d_name if default is not None else ''})")
 
 
 def _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter, models_dir, quiet):
@@ -133,8 +134,9 @@ def _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter,
     from ..solve.registry import AUTO, make_solver, resolve_method
     from ..solve.settings import Settings
 
-    sidecar = {"operator": op.describe(), "image_shape": list(man.image_shape), "m": op.m, "n": op.n,
-               "model": man.name, "sigma": sigma}
+    from ..physics.sidecar import sidecar_fields
+
+    sidecar = {**sidecar_fields(op), "image_shape": list(man.image_shape), "model": man.name, "sigma": sigma}
     s = Settings(model=man.name, seed=seed, device=device, budget=budget, restarts=restarts, max_iter=max_iter,
                  models_dir=models_dir)
     name, _ = resolve_method(AUTO, sidecar, s)

@@ -49,7 +49,6 @@ class GSTVSolver(RefinedGS):
         return res.image, fields
 
 
-
 def make(y, sidecar, s, op=None):
     """gs-tv's factory: its GS stage with the operator's optimiser (:data:`gs_onnx.solve.tv.GS_OPTIMIZER`, unless
     ``--optimizer`` is given); the recovery graph for ``--engine recovery-graph``."""
