@@ -1,6 +1,6 @@
 """The recovery-folder conformance kit (docs/recovery-graph.md, sections 12-13): valid folders of every model family,
 several operators, both optimisers and both graph methods, and invalid folders that each break one rule; the Python
-reader (gs_onnx) and the Node example (examples/node/rules.js) handle every folder as kit.json says, and the Node
+reader (gs_onnx) and the Node example (examples/web/rules.mjs, the page's too) handle every folder as kit.json says, and the Node
 reader's images are the Python reader's (1e-4)."""
 from __future__ import annotations
 

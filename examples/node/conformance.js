@@ -1,21 +1,21 @@
 'use strict';
 // node conformance.js KIT
-// Run this directory's reader (rules.js: docs/recovery-graph.md, section 12) on every folder of a conformance kit
+// Run the JavaScript reader (../web/rules.mjs, the page's too: docs/recovery-graph.md, section 12) on every folder of a conformance kit
 // (python examples/conformance/make_kit.py KIT) and compare with KIT/kit.json: valid folders must run (the image
 // finite, of image_shape; where the Python reader left its image beside the folder, the same to 1e-4), invalid ones
 // must be refused by the rule kit.json names. One line per folder; exit 1 if any is not handled as kit.json says.
 const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
-const { readFolder, GSError } = require('./rules');
+const { loadRules, readFolder } = require('./fs_source');
 const { readNpy } = require('./npy');
 
 async function run(folder) {
   let r;
   try {
-    r = readFolder(folder);
+    r = await readFolder(folder);
   } catch (e) {
-    if (!(e instanceof GSError)) throw e;
+    if (!(e instanceof (await loadRules()).GSError)) throw e;
     const m = /\(rule (\d+)\)$/.exec(e.message);
     return { outcome: 'refuse', rule: m ? Number(m[1]) : null, message: e.message };
   }
@@ -48,7 +48,7 @@ async function run(folder) {
 
 async function main() {
   const kit = process.argv[2];
-  if (!kit) throw new GSError('usage: node conformance.js KIT');
+  if (!kit) throw new Error('usage: node conformance.js KIT');
   const spec = JSON.parse(fs.readFileSync(path.join(kit, 'kit.json'), 'utf8'));
   let wrong = 0;
   for (const e of spec.folders) {

@@ -1,8 +1,8 @@
 'use strict';
 // node recover.js FOLDER [REFERENCE.npy] [OUT.npy] [--ep cpu|webgpu]
 // Run a recovery folder written by `gs-export recovery --measurements meas.npy -o FOLDER` (docs/recovery-graph.md):
-// every rule of docs/recovery-graph.md section 12 checked first (rules.js: files, sha256, the interface, the graph, the
-// numbers), every inputs/NAME.npy fed to the graph input NAME,
+// every rule of docs/recovery-graph.md section 12 checked first (../web/rules.mjs, shared with the browser page: files, sha256, the interface, the graph,
+// the numbers), every inputs/NAME.npy fed to the graph input NAME,
 // one session run does the whole recovery (optimiser, stopping, winner), the output `image` (C, H, W) is written
 // to OUT.npy (default FOLDER/../recovered.npy) and, with a reference image ((C, H, W) float32 .npy in [0, 1]), its
 // PSNR printed. --ep webgpu runs the session on onnxruntime-node's WebGPU provider (Dawn; Linux: a Vulkan driver it
@@ -12,7 +12,7 @@ const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
 const { readNpy, writeNpy } = require('./npy');
-const { readFolder, GSError } = require('./rules');
+const { loadRules, readFolder } = require('./fs_source');
 
 function psnr(a, b) {
   let s = 0;
@@ -23,6 +23,7 @@ function psnr(a, b) {
 const EPS = ['cpu', 'webgpu'];
 
 async function main() {
+  const { GSError } = await loadRules();
   const args = process.argv.slice(2);
   let ep = 'cpu';
   const at = args.indexOf('--ep');
@@ -33,7 +34,7 @@ async function main() {
   }
   const [folder, refPath, outArg] = args;
   if (!folder) throw new GSError('usage: node recover.js FOLDER [REFERENCE.npy] [OUT.npy] [--ep cpu|webgpu]');
-  const { graph, inputs, iface } = readFolder(folder);   // every rule of docs/recovery-graph.md, section 12
+  const { graph, inputs, iface } = await readFolder(folder);   // every rule of docs/recovery-graph.md, section 12
   const feeds = {};
   for (const [name, a] of Object.entries(inputs)) feeds[name] = new ort.Tensor(a.dtype, a.data, a.shape);
   let session;

@@ -1,13 +1,16 @@
 // node drive.mjs URL OUT.json [--screenshot PNG] [--pick FILE ...] [--stop-at ITERATION] [--timeout SECONDS]
-//                [--chromium PATH]
+//                [--chromium PATH] [--kit]
 //
 // Opens URL (the page served by `python -m gs_onnx serve-demo`) in headless Chromium (the system's: CHROMIUM or
 // --chromium, default /usr/bin/chromium) through puppeteer-core, optionally picks FILEs in the page's file input
 // (and clicks Stop once the page reports an iteration >= ITERATION),
 // waits until the page reports done, refused or error, and writes OUT.json: the page's state and message, its
 // result (the recovered image as base64 float32), the kept trace (every array as base64), whether the page was
-// cross-origin isolated and what WebGPU offered. --screenshot saves the page. Exit 0 when the page finished
-// (whatever its state), 2 when the browser could not be driven.
+// cross-origin isolated and what WebGPU offered. --screenshot saves the page. --kit: the served folder is a
+// conformance kit (examples/conformance/make_kit.py); the page's own reader (folder.mjs on rules.mjs) reads every
+// folder of its kit.json in the browser, and OUT.json lists { folder, outcome: 'read' | 'refuse', rule, message }
+// (open the page with ?folder= so that it loads nothing itself). Exit 0 when the page finished (whatever its
+// state), 2 when the browser could not be driven.
 import fs from 'node:fs';
 import puppeteer from 'puppeteer-core';
 
@@ -20,6 +23,7 @@ function args(argv) {
     else if (a === '--timeout') o.timeout = Number(argv[++i]);
     else if (a === '--chromium') o.chromium = argv[++i];
     else if (a === '--stop-at') o.stopAt = Number(argv[++i]);
+    else if (a === '--kit') o.kit = true;
     else if (a === '--pick') { while (i + 1 < argv.length && !argv[i + 1].startsWith('--')) o.pick.push(argv[++i]); }
     else rest.push(a);
   }
@@ -41,6 +45,28 @@ async function main() {
     page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
     await page.setViewport({ width: 1000, height: 900 });
     await page.goto(o.url, { waitUntil: 'load' });
+    if (o.kit) {
+      await page.waitForFunction(() => window.gs, { timeout: 60000, polling: 200 });
+      const results = await page.evaluate(async () => {
+        const { readFolder, urlSource } = await import(new URL('./folder.mjs', location.href).href);
+        const kit = await (await fetch('folder/kit.json')).json();
+        const out = [];
+        for (const e of kit.folders) {
+          try {
+            await readFolder(urlSource(`folder/${e.folder}`, 2 ** 31));
+            out.push({ folder: e.folder, outcome: 'read' });
+          } catch (err) {
+            const m = /\(rule (\d+)\)$/.exec(err.message);
+            out.push({ folder: e.folder, outcome: 'refuse', rule: m ? Number(m[1]) : null, message: err.message,
+                       error: err.constructor.name });
+          }
+        }
+        return out;
+      });
+      fs.writeFileSync(o.out, JSON.stringify({ kit: results, console: logs }));
+      console.log(`read ${results.length} folders of the kit`);
+      return;
+    }
     if (o.pick.length) {
       await page.waitForFunction(() => window.gs && document.getElementById('message').textContent.startsWith('Pick'),
                                  { timeout: 60000, polling: 200 });

@@ -43,7 +43,7 @@ async function run(msg) {
     const device = ep === 'webgpu' ? Boolean(ort.env.webgpu.device) : null;
     postMessage({ type: 'ready', version: ort.env.versions?.web || '', ep, device });
     const feeds = {};
-    for (const [name, a] of Object.entries(msg.inputs)) feeds[name] = new ort.Tensor(a.dtype, a.data, a.dims);
+    for (const [name, a] of Object.entries(msg.inputs)) feeds[name] = new ort.Tensor(a.dtype, a.data, a.shape);
     const total = Number(msg.inputs.chunk.data[0]);
     const trace = {};
     const traceAt = new Set(msg.trace);

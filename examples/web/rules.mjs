@@ -1,18 +1,19 @@
-'use strict';
-// The reader's rules for a recovery folder (docs/recovery-graph.md, section 12), in JavaScript, written from that page:
-// readFolder(folder) checks rules 1-8 and 10 and returns { graph, inputs, iface, reference } or throws a GSError whose
-// message ends with "(rule N)". recover.js and conformance.js use it.
-const fs = require('fs');
-const path = require('path');
-const crypto = require('crypto');
-const { parseNpy } = require('./npy');
+// The reader's rules for a recovery folder (docs/recovery-graph.md, section 12) in JavaScript, written from that page:
+// the one implementation the browser page (folder.mjs) and the Node example (examples/node: recover.js,
+// conformance.js) share. It runs wherever WebCrypto and TextDecoder exist (browsers in a secure context, Node >= 20).
+//
+// readFolder(source) checks rules 1-8 and 10 and resolves to { graph, inputs, iface, reference }, or rejects with a
+// GSError whose message ends with "(rule N)". A source reads the folder's files:
+//   { label, async read(rel, rule, maxBytes) -> Uint8Array }
+// and refuses (GSError, that rule) a file that is missing, not a regular file, leaves the folder, or is larger than
+// maxBytes or than what the source can hold: files on disk in Node (examples/node/fs_source.js), a served folder or
+// picked files in the page (folder.mjs).
 
-class GSError extends Error {}
-const fail = (rule, what) => new GSError(`${what} (rule ${rule})`);
+export class GSError extends Error {}
+export const fail = (rule, what) => new GSError(`${what} (rule ${rule})`);
 
-const MAX_INTERFACE = 4 << 20;
-const MAX_FILE = 8 * 2 ** 30;
-const MAX_NODE_FILE = 2 ** 31 - 1;   // what fs.readFileSync can hold in one Buffer
+export const MAX_INTERFACE = 4 << 20;
+export const MAX_FILE = 8 * 2 ** 30;
 const MAX_COUNT = 1000000;
 const HEX64 = /^[0-9a-f]{64}$/;
 const NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
@@ -20,7 +21,7 @@ const DTYPES = ['float32', 'float64', 'int64', 'bool'];
 
 // ---------------------------------------------------------------------------------------------- strict JSON (rule 1)
 // JSON.parse takes the last of two equal keys without a word: this parser refuses them (and NaN, as JSON.parse does).
-function strictJson(text) {
+export function strictJson(text) {
   let i = 0;
   const ws = () => { while (i < text.length && ' \t\n\r'.includes(text[i])) i++; };
   const err = (what) => { throw new Error(`${what} at ${i}`); };
@@ -101,7 +102,7 @@ function fields(buf, start = 0, end = buf.length) {
   return out;
 }
 const sub = (buf, f) => fields(buf, f.from, f.to);
-const text = (buf, f) => buf.slice(f.from, f.to).toString('utf8');
+const text = (buf, f) => new TextDecoder('utf-8').decode(buf.subarray(f.from, f.to));
 
 function* tensors(buf, graph) {      // every TensorProto of a graph and of its subgraphs (GraphProto field list)
   for (const f of graph) {
@@ -151,27 +152,64 @@ function checkGraph(buf, iface, initializersOut) {
   if (a !== b) throw fail(6, "the graph's inputs and the interface's differ");
 }
 
-// ------------------------------------------------------------------------------------------------------- the folder
-function inside(folder, rel, rule) {
-  if (typeof rel !== 'string' || !rel || path.isAbsolute(rel) || rel.includes('\\') || rel.split('/').includes('..')
-      || /^[A-Za-z]:/.test(rel)) {
-    throw fail(rule, `${JSON.stringify(rel)} is not a relative path inside the recovery folder`);
+// ------------------------------------------------------------------------------------------------- .npy (rule 5)
+const KINDS = { '<f4': [Float32Array, 'float32'], '<f8': [Float64Array, 'float64'], '<i8': [BigInt64Array, 'int64'],
+                '|b1': [Uint8Array, 'bool'] };
+
+// A plain .npy (format 1.0 or 2.0, C order, little-endian float32 / float64 / int64 / bool; never pickled) ->
+// { dtype, shape, data }; anything else throws an Error saying why.
+export function parseNpy(bytes, label = 'the file') {
+  const bad = (why) => new Error(`${label}: ${why}`);
+  if (bytes.length < 10 || String.fromCharCode(...bytes.subarray(0, 6)) !== '\x93NUMPY') throw bad('no .npy magic');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6];
+  if (![1, 2].includes(major) || bytes[7] !== 0) throw bad(`format ${major}.${bytes[7]} (1.0 or 2.0 are read)`);
+  const hlen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = major === 1 ? 10 : 12;
+  if (start + hlen > bytes.length) throw bad('a truncated header');
+  const header = new TextDecoder('latin1').decode(bytes.subarray(start, start + hlen));
+  const descr = /'descr':\s*'([^']+)'/.exec(header);
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
+  if (!descr || !fortran || !shape) throw bad('not a plain array header');
+  if (fortran[1] === 'True') throw bad('Fortran order');
+  if (!(descr[1] in KINDS)) throw bad(`dtype ${descr[1]} (<f4, <f8, <i8 and |b1 are read)`);
+  const dims = shape[1].split(',').map((s) => s.trim()).filter((s) => s).map(Number);
+  if (dims.some((d) => !Number.isInteger(d) || d < 0)) throw bad('a bad shape');
+  const [Kind, dtype] = KINDS[descr[1]];
+  const count = dims.reduce((a, b) => a * b, 1);
+  const body = bytes.subarray(start + hlen);
+  if (body.length !== count * Kind.BYTES_PER_ELEMENT) {
+    throw bad(`the header says ${count} values, the file holds ${body.length / Kind.BYTES_PER_ELEMENT}`);
   }
-  const p = path.join(folder, rel);
-  let st;
-  try { st = fs.statSync(p); } catch (e) { throw fail(rule, `${rel} is missing from ${folder}`); }
-  if (!st.isFile()) throw fail(rule, `${rel} is not a regular file`);
-  const real = fs.realpathSync(p), root = fs.realpathSync(folder);
-  if (!real.startsWith(root + path.sep)) throw fail(rule, `${rel} escapes the recovery folder`);
-  if (st.size > MAX_FILE) throw fail(5, `${rel} is larger than 8 GiB`);
-  if (st.size > MAX_NODE_FILE) throw fail(5, `${rel} is ${st.size} bytes: this reader holds files up to 2 GiB`);
-  return p;
+  const data = new Kind(count);
+  new Uint8Array(data.buffer).set(body);
+  return { dtype, shape: dims, data };
 }
 
-function verified(folder, files, rel) {
-  const data = fs.readFileSync(inside(folder, rel, 5));
-  if (crypto.createHash('sha256').update(data).digest('hex') !== files[rel]) {
-    throw fail(5, `${rel} does not match its sha256 in recovery.json`);
+// ------------------------------------------------------------------------------------------------------- the folder
+export async function sha256hex(bytes) {
+  if (!globalThis.crypto?.subtle) {
+    throw new GSError('sha256 cannot be checked here: WebCrypto is missing (open the page on localhost or https)');
+  }
+  const d = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// Rule 5's path syntax: a relative path inside the folder (the source then refuses links that leave it).
+export function checkRel(rel, rule) {
+  if (typeof rel !== 'string' || !rel || rel.startsWith('/') || rel.includes('\\') || rel.split('/').includes('..')
+      || /^[A-Za-z]:/.test(rel) || rel.includes('\0')) {
+    throw fail(rule, `${JSON.stringify(rel)} is not a relative path inside the recovery folder`);
+  }
+  return rel;
+}
+
+async function verified(source, files, rel, onStep) {
+  const data = await source.read(checkRel(rel, 5), 5, MAX_FILE);
+  onStep(`checking ${rel}`);
+  if (await sha256hex(data) !== files[rel]) {
+    throw fail(5, `${rel} does not match its sha256 in recovery.json: the file was altered or replaced`);
   }
   return data;
 }
@@ -260,27 +298,44 @@ function checkValues(inputs, iface) {                                  // rule 8
   }
 }
 
-function readFolder(folder) {
-  const ifacePath = inside(folder, 'recovery.json', 1);
-  if (fs.statSync(ifacePath).size > MAX_INTERFACE) throw fail(1, 'recovery.json is above 4 MB');
+// What a file that is not a recovery interface is (rule 2's refusals name it).
+function whatElse(obj) {
+  if (obj && typeof obj === 'object' && !Array.isArray(obj)) {
+    if (obj.format === 'gs-onnx-manifest') return 'a model manifest (gs-export), not a recovery folder';
+    if (obj.format === 'gs-onnx-denoiser') return 'a denoiser manifest (gs-train denoiser), not a recovery folder';
+    if (obj.format === 'gs-onnx-measurements' || ('operator_fingerprint' in obj && !('format' in obj))) {
+      return "this is a measurement file's sidecar (gs-measure), not a recovery folder: make one with " +
+             'gs-export recovery --measurements FILE.npy -o FOLDER';
+    }
+  }
+  return 'not a recovery interface (format gs-onnx-recovery)';
+}
+
+function npy(bytes, rel) {
+  try {
+    return parseNpy(bytes, rel);
+  } catch (e) {
+    throw fail(5, `${rel} is not a plain .npy array (${e.message.replace(`${rel}: `, '')})`);
+  }
+}
+
+export async function readFolder(source, onStep = () => {}) {
+  const raw = await source.read('recovery.json', 1, MAX_INTERFACE);
+  if (raw.length > MAX_INTERFACE) throw fail(1, 'recovery.json is above 4 MB');
   let textIn;
-  try { textIn = new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(ifacePath)); } catch (e) { throw fail(1, 'recovery.json is not UTF-8'); }
+  try { textIn = new TextDecoder('utf-8', { fatal: true }).decode(raw); } catch (e) { throw fail(1, 'recovery.json is not UTF-8'); }
   let iface;
   try { iface = strictJson(textIn); } catch (e) { throw fail(1, `recovery.json is not strict JSON (${e.message})`); }
   if (!iface || typeof iface !== 'object' || Array.isArray(iface) || iface.format !== 'gs-onnx-recovery') {
-    throw fail(2, 'not a recovery interface (format gs-onnx-recovery)');
+    throw fail(2, whatElse(iface));
   }
   if (iface.format_version !== 1) throw fail(2, `format_version ${iface.format_version}; this reader reads 1`);
   checkFields(iface);
   checkFiles(iface);
-  const graph = verified(folder, iface.files, 'recovery.onnx');
+  const graph = await verified(source, iface.files, 'recovery.onnx', onStep);
   const inputs = {};
   for (const [name, spec] of Object.entries(iface.inputs)) {
-    let a;
-    try { a = parseNpy(verified(folder, iface.files, spec.file), spec.file); } catch (e) {
-      if (e instanceof GSError) throw e;
-      throw fail(5, `${spec.file} is not a plain .npy array (${e.message})`);
-    }
+    const a = npy(await verified(source, iface.files, spec.file, onStep), spec.file);
     if (!DTYPES.includes(a.dtype) || a.dtype !== spec.dtype || JSON.stringify(a.shape) !== JSON.stringify(spec.shape)) {
       throw fail(5, `${spec.file} holds ${a.dtype} [${a.shape}], the interface says ${spec.dtype} [${spec.shape}]`);
     }
@@ -292,16 +347,10 @@ function readFolder(folder) {
   checkValues(inputs, iface);
   let reference = null;
   if (iface.reference) {
-    let r;
-    try { r = parseNpy(verified(folder, iface.files, 'reference.npy'), 'reference.npy'); } catch (e) {
-      if (e instanceof GSError) throw e;
-      throw fail(5, `reference.npy is not a plain .npy array (${e.message})`);
-    }
+    const r = npy(await verified(source, iface.files, 'reference.npy', onStep), 'reference.npy');
     if (r.dtype !== 'float32' || JSON.stringify(r.shape) !== JSON.stringify(iface.image_shape)) throw fail(10, 'reference.npy is not float32 of image_shape');
     if (!r.data.every((v) => v >= 0 && v <= 1)) throw fail(10, 'reference.npy has values outside [0, 1] (or NaN)');
     reference = r;
   }
   return { graph, inputs, iface, reference };
 }
-
-module.exports = { GSError, readFolder, strictJson };
