@@ -226,6 +226,7 @@ def run_methods(a):
     from gs_onnx.solve.pnp import anchored_plan
     from gs_onnx.solve.pnp import (HOLDOUT, PATIENCE, noise_level, plan_for, polish_for, polish_kernel,
                                    polish_sigma_for, wants_noise)
+    from gs_onnx.solve.priors import classical_candidates
     from gs_onnx.solve.stopping import holdout_mask
 
     for i in indices(a.images):
@@ -240,7 +241,8 @@ def run_methods(a):
                 (image,), (info,) = refine(op, y, c["G"][None], W, denoiser(), plan_for("onnx", kind),
                                            anchored_plan(kind), lipschitz(op), PATIENCE, polish_for(kind),
                                            polish_sigma_for(kind, noise_level({"sigma": sigma}, y[0], op)
-                                                            if wants_noise(kind) else None), polish_kernel(op))
+                                                            if wants_noise(kind) else None), polish_kernel(op),
+                                           classical_candidates(kind, "cpu", 0))
                 seconds = float(c["seconds"]) + time.perf_counter() - t
                 extra = {"chosen": info["chosen"], "gs_psnr": psnr(c["G"], x)}
             else:

@@ -32,6 +32,7 @@ FAST = {
     "pnp": ["--max-iter", "5"],
     "gs-pnp": ["--restarts", "1", "--max-iter", "5"],
     "pnp-bm3d": ["--max-iter", "2"],
+    "pnp-dct": ["--max-iter", "5"],
     "deep-decoder": ["--steps", "15"],
     "iagan": ["--steps", "6", "--finetune-steps", "4"],
 }

@@ -63,6 +63,38 @@ def test_the_graphs_stage_is_the_hosts(kind, flip, tiny_denoiser):
     np.testing.assert_allclose(out["image"], img, atol=1e-4)
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_graphs_classical_candidate_is_the_hosts(flip, tiny_denoiser):
+    """A classical candidate (plain PnP with the sliding-window DCT denoiser, its nodes the graph's own) beside the
+    network's: the same held-out errors, choice, iterations and image as the host's refine with ``extra``; the
+    candidate is chosen here (the tiny network denoises poorly), so the polish runs with its denoiser. To 1e-3, not
+    1e-4: a coefficient at the hard threshold falls on either side with float32 rounding (measured: the image 7e-4
+    apart at most, 2.5e-5 on average; the held-out error 4.5e-4 relative)."""
+    from gs_onnx.engine.dct_denoiser import DCTDenoiser, dct_denoiser_model
+    from gs_onnx.engine.denoiser import Denoiser
+
+    man = load("dcgan")
+    x = load_image(IMG_A, 64)
+    op = Mask(man.image_shape, keep=0.3, seed=0)
+    y = measure(x.reshape(1, -1), op, 0.01, 0)
+    inputs, _ = plan_inputs(man, 1, op, y[0], Settings(max_iter=3), 0, holdout_rows=True)
+    model, values = recovery_model(man, 1, op)
+    dman = load_denoiser(tiny_denoiser[1])
+    model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), man.image_shape, op.m,
+                           flip=flip, classical=[dct_denoiser_model(3)])
+    dct_plan = {"iterations": 10, "sigma_max": 0.2, "sigma_min": 0.01, "step": 1.5}
+    L = lipschitz(op)
+    out = GraphRecovery(model, "cpu").run({**inputs, **values, **stage_values(PLAIN, ANCHORED, L, 2, 2,
+                                                                              [("pnp-dct", dct_plan)])})
+    (img,), (info,) = refine(op, y, out["gs_image"][None], inputs["w"], Denoiser(dman, device="cpu", flip=flip), PLAIN,
+                             ANCHORED, L, 2, 2, extra=[("pnp-dct", DCTDenoiser(device="cpu"), dct_plan)])
+    names = ["gs", "pnp", "anchored 0.1", "anchored 1", "pnp-dct"]
+    assert info["chosen"] == "pnp-dct" and names[int(out["pnp_chosen"])] == "pnp-dct"
+    np.testing.assert_allclose(out["pnp_held_out"], [info["held_out"][k] for k in names], rtol=1e-3)
+    assert list(out["pnp_rows_iterations"]) == [info["iterations"][k] for k in names[1:]]
+    np.testing.assert_allclose(out["image"], img, atol=1e-3)
+
+
 def test_a_gs_pnp_folder_runs_in_gs_recover(tmp_path, tiny_denoiser):
     from gs_onnx import cli
     from gs_onnx.cli.recovery import main as export_recovery

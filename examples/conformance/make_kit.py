@@ -34,6 +34,7 @@ VALID = {
     "dcgan-box-gs-pnp": ("dcgan", FACE64, ["--operator", "box"], ["--method", os.environ.get("KIT_PNP", "gs-pnp")]),
     "dcgan-downsample-gs-pnp": ("dcgan", FACE64, ["--operator", "downsample", "--factor", "4"],
                                 ["--method", os.environ.get("KIT_PNP", "gs-pnp")]),
+    "dcgan-gaussian-gs-pnp": ("dcgan", FACE64, ["--ratio", "0.02"], ["--method", os.environ.get("KIT_PNP", "gs-pnp")]),
     "dcgan-fourier-gs": ("dcgan", FACE64, ["--operator", "fourier", "--keep", "0.25"], ["--method", "gs"]),
     "began-mask-gs": ("began", FACE128, ["--operator", "mask", "--keep", "0.3"], ["--method", "gs"]),
     "vae-blur-gs": ("vae", FACE128, ["--operator", "blur", "--sigma", "2"], ["--method", "gs"]),
@@ -217,6 +218,8 @@ def write_invalid(kit: Path) -> list[dict]:
                                                                      v.save()), base="dcgan-blur-gs-tv")
     case("tv-lam-negative", 8, "gs-tv: tv_lam < 0", lambda v: (v.array("tv_lam", np.asarray(-0.1)), v.save()),
          base="dcgan-blur-gs-tv")
+    case("pnp-denoiser-unknown", 8, "gs-pnp: a row's denoiser beyond plan.pnp.classical", lambda v: (
+        v.array("pnp_denoiser", v.load("pnp_denoiser") + 5), v.save()), base="dcgan-gaussian-gs-pnp")
     case("tv-plan-missing", 3, "a gs-tv folder without plan.tv", lambda v: (v.iface["plan"].pop("tv"), v.save()),
          base="dcgan-blur-gs-tv")
     # rule 10: the reference

@@ -295,6 +295,11 @@ function checkValues(inputs, iface) {                                  // rule 8
     for (const k of ['pnp_gamma', 'pnp_tau', 'pnp_from_grey']) need(shapeIs(inputs[k], [R]), `${k} needs one value per row`);
     need(inputs.pnp_gamma.data.every((v) => v >= 0) && inputs.pnp_tau.data.every((v) => v > 0), 'pnp_gamma >= 0, pnp_tau > 0');
     need(Array.isArray(iface.plan.pnp.candidates) && iface.plan.pnp.candidates.length === R, 'plan.pnp.candidates must name the rows');
+    if ('pnp_denoiser' in inputs) {
+      const K = Object.keys(iface.plan.pnp.classical || {}).length;
+      need(shapeIs(inputs.pnp_denoiser, [R]) && Array.from(inputs.pnp_denoiser.data).every((v) => v >= 0n && v <= BigInt(K)),
+           `pnp_denoiser must give each row 0 (the network) or 1..${K} (plan.pnp.classical)`);
+    }
   }
 }
 

@@ -208,6 +208,11 @@ def check_values(folder: Path, inputs: dict[str, np.ndarray], iface: dict) -> No
              "pnp_gamma must be >= 0 and pnp_tau > 0")
         cands = (iface["plan"].get("pnp") or {}).get("candidates") or []
         need(len(cands) == R, f"plan.pnp.candidates must name the {R} candidate rows")
+        if "pnp_denoiser" in inputs:
+            K = len((iface["plan"].get("pnp") or {}).get("classical") or {})
+            d = inputs["pnp_denoiser"]
+            need(d.shape == (R,) and bool(np.all(d >= 0)) and bool(np.all(d <= K)),
+                 f"pnp_denoiser must give each candidate row 0 (the network) or 1..{K} (plan.pnp.classical)")
     for name, lo in (("tv_lam", 0.0), ("tv_gamma", 0.0), ("tv_tol", 0.0), ("tv_lipschitz", None)):
         if name in inputs:
             v = scalar(name)

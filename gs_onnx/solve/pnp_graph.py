@@ -25,8 +25,8 @@ import numpy as np
 
 from ..errors import GSError
 from ..physics.onnxform import DOUBLE, FLOAT, INT64, Builder, onnx_modules
-from .pnp import (FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, plan_for, polish_for, polish_kernel,
-                  polish_sigma_for)
+from .pnp import (FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, classical_for, plan_for, polish_for,
+                  polish_kernel, polish_sigma_for)
 
 BOOL = 9
 
@@ -36,6 +36,8 @@ INPUTS = {
     "pnp_tau": ("float32", ("R",)), "pnp_from_grey": ("bool", ("R",)), "pnp_patience": ("int64", ()),
     "pnp_polish": ("int64", ()),
 }
+#: The stage's input when the plan has classical candidates (:func:`gs_onnx.solve.pnp.classical_for`).
+DENOISER_INPUT = {"pnp_denoiser": ("int64", ("R",))}
 OUTPUTS = {"gs_image": ("float32", ("C", "H", "W")), "gs_residual": ("float64", ()), "pnp_held_out": ("float64", ("R+1",)),
            "pnp_chosen": ("int64", ()), "pnp_rows_iterations": ("int64", ("R",))}
 MEANING = {
@@ -46,6 +48,8 @@ MEANING = {
     "pnp_tau": "per candidate row, the gradient step 1 / (||A||^2 + gamma)",
     "pnp_from_grey": "per candidate row: true starts one gradient step from grey (plain PnP), false from GS's image",
     "pnp_patience": "iterations past its schedule without a lower held-out error before a row stops",
+    "pnp_denoiser": "per candidate row, its denoiser: 0 the network (plan.pnp.denoiser), k > 0 the k-th of "
+                    "plan.pnp.classical (its nodes are the graph's own, built from no file)",
     "pnp_polish": "iterations on every measurement from the chosen candidate at its last noise level, or at the "
                   "plan's polish_sigma where it has one (0: none)",
     "gs_image": "GS's image (the first stage's winner) in [0, 1]",
@@ -85,12 +89,14 @@ def _denoiser_nodes(den_model, init_prefix: str, prefix: str, x: str, sigma: str
 
 
 def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m: int, flip: bool = False,
-                   polish_sigma: float | None = None, polish_kernel: np.ndarray | None = None):
+                   polish_sigma: float | None = None, polish_kernel: np.ndarray | None = None, classical=()):
     """``model`` (a recovery graph) extended by gs-pnp's PnP stage (see the module's docstring); ``form``: the
     operator's ONNX form (the same nodes the GS stage uses: its inputs are already the graph's); ``den_model``: the
     denoiser's verified ModelProto (:func:`gs_onnx.generator.manifest.load_graph`); ``flip``: its mirror
     self-ensemble (as :class:`gs_onnx.engine.denoiser.Denoiser` with ``flip``); ``polish_sigma``, ``polish_kernel``:
-    the polish's level and gradient smoothing (as :func:`gs_onnx.solve.methods.gs_pnp.refine`)."""
+    the polish's level and gradient smoothing (as :func:`gs_onnx.solve.methods.gs_pnp.refine`); ``classical``: the
+    ModelProtos of the classical candidates' denoisers (same inputs and output as the network; never mirrored),
+    chosen per row by the input ``pnp_denoiser``."""
     onnx, helper, _ = onnx_modules()
     C, H, Wd = image_shape
     n = C * H * Wd
@@ -100,6 +106,8 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     for node in g.node:   # GS's image and residual become gs_image and gs_residual
         node.output[:] = [{"image": "gs_image", "residual": "gs_residual"}.get(o, o) for o in node.output]
     den_inits = _denoiser_inits(den_model, "den/")
+    for k, cm in enumerate(classical):
+        den_inits += _denoiser_inits(cm, f"cls{k}/")
 
     b = Builder(lift=True, prefix="pnp/")   # the operator's tables are the graph's op_* inputs, as the GS stage's
     i64 = lambda v: b.const(np.asarray(v, np.int64), "i")   # noqa: E731
@@ -123,9 +131,14 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     def mirror(t):  # reverse the last axis
         return b.op("Slice", [t, i64([-1]), i64([np.iinfo(np.int64).min]), i64([3]), i64([-1])], "mirror")
 
-    def denoise(Z, s):  # Z (rows, n), s (rows,) -> (rows, n) clipped to [0, 1]; the denoiser's nodes inline
+    def denoise(Z, s, which=None):  # Z (rows, n), s (rows,) -> (rows, n) in [0, 1]; the denoisers' nodes inline
         x4 = b.op("Reshape", [Z, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "dx")
         s4 = b.op("Reshape", [s, b.const(np.array([-1, 1, 1, 1], np.int64), "s1")], "ds")
+        classical_out = []
+        for k, cm in enumerate(classical):   # every row through each classical denoiser (cheap), kept by `which`
+            cout = b.fresh("cout")
+            b.nodes += _denoiser_nodes(cm, f"cls{k}/", b.fresh(f"cls{k}") + "/", x4, s4, cout)
+            classical_out.append(b.op("Reshape", [cout, b.const(np.array([-1, n], np.int64), "csn")], "cflat"))
         if flip:  # the image and its mirror image in one batch, their denoisings averaged (Denoiser(flip=True))
             x4 = b.op("Concat", [x4, mirror(x4)], "x2", axis=0)
             s4 = b.op("Concat", [s4, s4], "s2", axis=0)
@@ -137,6 +150,8 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
             second = b.op("Slice", [dout, half, i64([np.iinfo(np.int64).max]), i64([0])], "d2")
             dout = b.op("Mul", [b.op("Add", [first, mirror(second)], "dsum"), f32(0.5)], "dmean")
         flat = b.op("Reshape", [dout, b.const(np.array([-1, n], np.int64), "sn")], "dflat")
+        for k, cflat in enumerate(classical_out):
+            flat = where(col(b.op("Equal", [which, i64(k + 1)], "isk")), cflat, flat)
         return b.op("Clip", [flat, f32(0.0), f32(1.0)], "dclip")
 
     def momentum(V, Xn, X, T):
@@ -162,7 +177,7 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, 1, -1), (C, 1, 1, 1)), "smkw")], "smw", group=C)
         return b.op("Reshape", [a, b.const(np.array([-1, n], np.int64), "smn")], "smflat")
 
-    def step(V, X, T, BETA, AXP, G_rows, gam, tau, s, w_rows, kernel=None):
+    def step(V, X, T, BETA, AXP, G_rows, gam, tau, s, w_rows, kernel=None, which=None):
         """One PnP iteration at V: (A x for the current X, the new X, V, T, beta)."""
         Av = form.forward(b, V)
         Ax = b.op("Div", [b.op("Add", [Av, b.op("Mul", [col(BETA), AXP], "bax")], "axs"),
@@ -173,7 +188,7 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
             data = smooth(data, kernel)
         grad = b.op("Add", [data, b.op("Mul", [col(gam), b.op("Sub", [V, G_rows], "vg")], "ga")], "grad")
         Z = b.op("Sub", [V, b.op("Mul", [col(tau), grad], "tg")], "Z")
-        Xn = denoise(Z, s)
+        Xn = denoise(Z, s, which)
         Vn, Tn, beta = momentum(V, Xn, X, T)
         return Ax, Xn, Vn, Tn, beta
 
@@ -209,7 +224,8 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     Tmax = b.op("Shape", ["pnp_sigma"], "tshape", start=1, end=2)
     k_idx = b.op("Min", [ITERS, b.op("Sub", [b.op("Squeeze", [Tmax], "tm"), i64(1)], "tm1")], "kidx")
     s = b.op("Squeeze", [b.op("GatherElements", ["pnp_sigma", col(k_idx)], "sg", axis=1), ax1], "sig")
-    Ax, Xn, Vn, Tn, beta = step(V, X, T, BETA, AXP, G_rows, "pnp_gamma", "pnp_tau", s, "w")
+    Ax, Xn, Vn, Tn, beta = step(V, X, T, BETA, AXP, G_rows, "pnp_gamma", "pnp_tau", s, "w",
+                                which="pnp_denoiser" if classical else None)
     err = held_error(Ax)
     better = b.op("And", [act, b.op("Less", [err, BERR], "lt")], "better")
     BEST2 = where(col(better), X, BEST)
@@ -267,8 +283,9 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     outer = b.nodes
     b.nodes = []
     p_in = {k: f"pnpp/{k}" for k, _, _ in pstate}
+    which1 = pick("pnp_denoiser") if classical else None
     Ax, Xn, Vn, Tn, beta = step(p_in["V"], p_in["X"], p_in["T"], p_in["BETA"], p_in["AXP"], Gflat, gam1, tau1, s_last,
-                                ones_m, polish_kernel)
+                                ones_m, polish_kernel, which1)
     pouts = [Xn, Vn, Tn, beta, Ax]
     pnodes = b.nodes
     pnames = [f"pnpp/{k}_out" for k, _, _ in pstate]
@@ -317,7 +334,7 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         raise GSError(f"the PnP stage reads operator data {missing[0]!r} that the recovery graph does not take")
     g.initializer.extend(den_inits + b.inits)
     elem = {"float32": FLOAT, "float64": DOUBLE, "int64": INT64, "bool": BOOL}
-    g.input.extend([vi(k, elem[d], list(shp)) for k, (d, shp) in INPUTS.items()])
+    g.input.extend([vi(k, elem[d], list(shp)) for k, (d, shp) in {**INPUTS, **(DENOISER_INPUT if classical else {})}.items()])
     g.output.extend([vi("gs_image", FLOAT, [C, H, Wd]), vi("gs_residual", DOUBLE, []), vi("pnp_held_out", DOUBLE, [None]),
                      vi("pnp_chosen", INT64, []), vi("pnp_rows_iterations", INT64, [None])])
     return model
@@ -339,38 +356,50 @@ def graph_stage(model, man, op, denoiser: str | None, models_dir=None, noise: fl
     from ..generator.manifest import load_graph
     from .lasso import lipschitz
 
+    from ..engine.dct_denoiser import PATCH, THRESHOLD, DCTDenoiser, dct_denoiser_model
+
     dman = find_denoiser(denoiser, models_dir)
     kind = (op.describe() or {}).get("type")
     pnp_plan, anch = plan_for("onnx", kind), anchored_plan(kind)
     L = lipschitz(op)
     polish, polish_sigma, kernel = polish_for(kind), polish_sigma_for(kind, noise), polish_kernel(op)
+    builders = {"dct": lambda: dct_denoiser_model(man.image_shape[0])}
+    classical = classical_for(kind)
     model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), tuple(man.image_shape),
-                           op.m, flip=FLIP, polish_sigma=polish_sigma, polish_kernel=kernel)
-    values = stage_values(pnp_plan, anch, L, PATIENCE, polish)
+                           op.m, flip=FLIP, polish_sigma=polish_sigma, polish_kernel=kernel,
+                           classical=[builders[k]() for k in classical])
+    extra = [(f"pnp-{k}", plan_for(k, kind)) for k in classical]
+    values = stage_values(pnp_plan, anch, L, PATIENCE, polish, extra)
+    describe = {"dct": {"name": DCTDenoiser.name, "patch": PATCH, "threshold": THRESHOLD}}
     plan = {"denoiser": {"name": dman.name, "manifest_sha256": _sha(dman.root / "manifest.json")},
-            "candidates": [name for name, _ in candidates(anch)], "plain": pnp_plan, "anchored": anch, "flip": FLIP,
+            "candidates": [name for name, _ in candidates(anch)] + [name for name, _ in extra],
+            **({"classical": {name: {"denoiser": describe[k], "plan": p} for k, (name, p) in zip(classical, extra)}}
+               if classical else {}),
+            "plain": pnp_plan, "anchored": anch, "flip": FLIP,
             "lipschitz": L, "patience": PATIENCE, "polish": polish,
             **({"polish_sigma": polish_sigma} if polish_sigma else {}),
             **({"polish_kernel": kernel.tolist()} if kernel is not None else {})}
     return model, values, plan, dict(MEANING), dict(OUTPUTS)
 
 
-def stage_values(pnp_plan: dict, anchor_plan: dict, L: float, patience: int, polish: int) -> dict[str, np.ndarray]:
-    """The stage's input values for gs-pnp's plans (the candidates of :func:`gs_onnx.solve.pnp.candidates`,
-    in that order), as :func:`gs_onnx.solve.methods.gs_pnp.refine` builds its rows."""
-    cands = candidates(anchor_plan)
-    plain = Schedule(int(pnp_plan["iterations"]), float(pnp_plan["sigma_max"]), float(pnp_plan["sigma_min"]))
-    anch = Schedule(int(anchor_plan["iterations"]), float(anchor_plan["sigma_max"]), float(anchor_plan["sigma_min"]))
-    scheds = [anch if g is not None else plain for _, g in cands]
+def stage_values(pnp_plan: dict, anchor_plan: dict, L: float, patience: int, polish: int,
+                 extra: list[tuple[str, dict]] = ()) -> dict[str, np.ndarray]:
+    """The stage's input values for gs-pnp's plans (the candidates of :func:`gs_onnx.solve.pnp.candidates`, then
+    the classical ones, ``extra`` (name, plan), in that order), as :func:`gs_onnx.solve.methods.gs_pnp.refine`
+    builds its rows."""
+    rows = [(g, anchor_plan if g is not None else pnp_plan, 0) for _, g in candidates(anchor_plan)]
+    rows += [(None, p, k + 1) for k, (_, p) in enumerate(extra)]
+    scheds = [Schedule(int(p["iterations"]), float(p["sigma_max"]), float(p["sigma_min"])) for _, p, _ in rows]
     T = max(s.iterations for s in scheds)
-    gam = np.array([g or 0.0 for _, g in cands], np.float64)
-    step = np.array([float((anchor_plan if g is not None else pnp_plan).get("step", 1.0)) for _, g in cands])
+    gam = np.array([g or 0.0 for g, _, _ in rows], np.float64)
+    step = np.array([float(p.get("step", 1.0)) for _, p, _ in rows])
     return {"pnp_sigma": np.stack([np.pad(s.sigmas(), (0, T - s.iterations), mode="edge") for s in scheds]
                                   ).astype(np.float32),
             "pnp_iterations": np.array([s.iterations for s in scheds], np.int64),
             "pnp_gamma": gam.astype(np.float32),
             "pnp_tau": (step / (float(L) + gam)).astype(np.float32),
-            "pnp_from_grey": np.array([g is None for _, g in cands]),
+            "pnp_from_grey": np.array([g is None for g, _, _ in rows]),
+            **({"pnp_denoiser": np.array([k for _, _, k in rows], np.int64)} if extra else {}),
             "pnp_patience": np.asarray(int(patience), np.int64), "pnp_polish": np.asarray(int(polish), np.int64)}
 
 

@@ -2,6 +2,8 @@
 
 * ``onnx`` (the default): the denoiser shipped in ``models/priors/`` (or ``--denoiser NAME_OR_FOLDER``), on ONNX
   Runtime like the generators (:class:`gs_onnx.engine.denoiser.Denoiser`);
+* ``dct``: sliding-window DCT hard thresholding (:class:`gs_onnx.engine.dct_denoiser.DCTDenoiser`), a classical
+  denoiser with no training and no weights, built as an ONNX graph (so it runs wherever the recovery runs);
 * ``bm3d``: BM3D (Dabov et al. 2007; Makinen et al. 2020) from the ``bm3d`` package, the classical baseline
   (``pip install 'gs-onnx[bm3d]'``; its licence allows non-commercial use only, so it is never a dependency).
 """
@@ -47,12 +49,18 @@ class BM3D:
 
 def denoiser_for(kind: str, name: str | None = None, device: str = "auto", threads: int = 0,
                  models_dir: str | None = None, flip: bool | None = None):
-    """The denoiser callable of ``kind`` (``onnx`` or ``bm3d``); ``name``: the ONNX denoiser's name or folder;
+    """The denoiser callable of ``kind`` (``onnx``, ``dct`` or ``bm3d``); ``name``: the ONNX denoiser's name or folder;
     ``flip``: the ONNX denoiser's mirror self-ensemble (default :data:`gs_onnx.solve.pnp.FLIP`)."""
     if kind == "bm3d":
         if name is not None:
             raise GSError("--denoiser names an ONNX denoiser: it does not apply to --method pnp-bm3d")
         return BM3D()
+    if kind == "dct":
+        if name is not None:
+            raise GSError("--denoiser names an ONNX denoiser: it does not apply to --method pnp-dct")
+        from ..engine.dct_denoiser import DCTDenoiser
+
+        return DCTDenoiser(device=device, threads=threads)
     if kind != "onnx":
         raise GSError(f"unknown denoiser kind {kind!r}")
     from ..engine.denoiser import Denoiser
@@ -60,3 +68,12 @@ def denoiser_for(kind: str, name: str | None = None, device: str = "auto", threa
     from .pnp import FLIP
 
     return Denoiser(find_denoiser(name, models_dir), device=device, threads=threads, flip=FLIP if flip is None else flip)
+
+
+def classical_candidates(operator: str | None, device: str = "auto", threads: int = 0) -> list[tuple[str, object, dict]]:
+    """(name, denoiser, plan) of each classical candidate gs-pnp adds for an operator type
+    (:func:`gs_onnx.solve.pnp.classical_for`): ``pnp-KIND``, the denoiser, and plain PnP's plan for it
+    (:data:`gs_onnx.solve.pnp.PLANS`)."""
+    from .pnp import classical_for, plan_for
+
+    return [(f"pnp-{k}", denoiser_for(k, None, device, threads), plan_for(k, operator)) for k in classical_for(operator)]

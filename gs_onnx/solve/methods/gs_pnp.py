@@ -2,8 +2,9 @@
 
 Generator Surgery runs first (its plan, its held-out rows). Then one batch of plug-and-play runs
 (:func:`gs_onnx.solve.pnp.pnp_batch`) shares every application of A: per image, plain PnP from grey (the denoiser
-alone) and PnP started from the generator's image ``G`` and anchored to it, ``gamma ||x - G||^2``, at a few anchor
-weights. Each image keeps, among these and ``G`` itself, the candidate with the lowest error on its held-out rows
+alone), PnP started from the generator's image ``G`` and anchored to it, ``gamma ||x - G||^2``, at a few anchor
+weights, and, for the dense Gaussian, plain PnP with a classical denoiser that knows nothing of faces
+(``pnp-dct``: :mod:`gs_onnx.engine.dct_denoiser`), for images the face-trained network does not know. Each image keeps, among these and ``G`` itself, the candidate with the lowest error on its held-out rows
 (the rows GS held out; never the truth), then a few iterations on every row polish it. Where the measurements say
 the generator helps (few measurements) the anchored candidates or G win; where they say it does not, plain PnP
 wins: the default is then PnP.
@@ -16,6 +17,7 @@ from ...physics.datafit import measurement_error
 from ..registry import Method, register
 from ..pnp import (POLISH, TIE, anchored_plan, candidates, held_out_rule, noise_level, polish_for, polish_kernel,
                    polish_sigma_for, wants_noise)
+from ..priors import classical_candidates
 from ..settings import Settings
 from .gs import GS_SETTINGS, RefinedGS
 
@@ -58,8 +60,11 @@ class GSPnPSolver(RefinedGS):
         self.holdout = self.stop.holdout if self.stop.uses_holdout else HOLDOUT
         self.patience = PATIENCE
         self.denoiser = denoiser_for("onnx", s.denoiser, s.device, s.threads, s.models_dir)
+        self.classical = classical_candidates(kind, s.device, s.threads)
         self.L = lipschitz(self.op)
         self.header["pnp"] = {"denoiser": self.denoiser.describe(), "plain": self.pnp_plan,
+                              **({"classical": {name: {"denoiser": d.describe(), "plan": p}
+                                                for name, d, p in self.classical}} if self.classical else {}),
                               "anchored": self.anchor_plan, "holdout": self.holdout, "polish": self.polish,
                               **({"polish_sigma": self.polish_sigma} if self.polish_sigma else
                                  {"polish_sigma": "noise"} if wants_noise(kind) else {}),
@@ -77,7 +82,7 @@ class GSPnPSolver(RefinedGS):
         if wants_noise(self.kind):   # the plan polishes at each image's noise level
             sig = np.array([noise_level(self.sidecar, Y[j], self.op) for j in range(B)])
         outs, infos = refine(self.op, Y, np.stack(images), W, self.denoiser, self.pnp_plan, self.anchor_plan,
-                             self.L, self.patience, self.polish, sig, self.polish_kernel)
+                             self.L, self.patience, self.polish, sig, self.polish_kernel, self.classical)
         results = []
         for j, (image, info) in enumerate(zip(outs, infos)):
             self.last_gs_image = images[j]  # the generator's image (gs-experiment reports its PSNR beside)
@@ -89,27 +94,31 @@ class GSPnPSolver(RefinedGS):
 
 def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: dict, anchor_plan: dict, L: float,
            patience: int, polish: int = POLISH, polish_sigma: float | np.ndarray | None = None,
-           polish_kernel: np.ndarray | None = None) -> tuple[list[np.ndarray], list[dict]]:
+           polish_kernel: np.ndarray | None = None,
+           extra: list[tuple[str, object, dict]] = ()) -> tuple[list[np.ndarray], list[dict]]:
     """The candidates for images measured as ``Y`` ((B, m)) whose generator images are ``G`` ((B, C, H, W)), held
-    out rows ``W`` ((B, m), 0 where held out): plain PnP and anchored PnP in one batch, the lowest held-out error
-    per image among them and G, the chosen PnP run polished on every row (``polish`` iterations at ``polish_sigma``
-    (one level, or one per image), or the chosen run's last level, the data gradient smoothed by ``polish_kernel`` where given:
-    :func:`gs_onnx.solve.pnp.smoothing`). Returns the images (C, H, W) in [0, 1] and per image {chosen, held_out per
-    candidate, iterations per candidate}."""
+    out rows ``W`` ((B, m), 0 where held out): plain PnP and anchored PnP with ``denoiser``, and plain PnP with each
+    ``extra`` (name, denoiser, plan) (:func:`gs_onnx.solve.priors.classical_candidates`), in one batch; the lowest
+    held-out error per image among them and G, the chosen PnP run polished on every row (``polish`` iterations at
+    ``polish_sigma`` (one level, or one per image), or the chosen run's last level, with the chosen run's denoiser,
+    the data gradient smoothed by ``polish_kernel`` where given: :func:`gs_onnx.solve.pnp.smoothing`). Returns the
+    images (C, H, W) in [0, 1] and per image {chosen, held_out per candidate, iterations per candidate}."""
     from ..pnp import Schedule, pnp_batch, smoothing
 
     G = np.asarray(G, np.float32)
     B, shape = len(G), tuple(G.shape[1:])
     n = int(np.prod(shape))
     G = G.reshape(B, n)
-    cands = candidates(anchor_plan)
+    # (name, anchor weight or None, denoiser, plan) of every candidate, in the order the graph's rows follow
+    cands = [(name, g, denoiser, anchor_plan if g is not None else pnp_plan) for name, g in candidates(anchor_plan)]
+    cands += [(name, None, d, plan) for name, d, plan in extra]
     K = len(cands)
-    plain = Schedule(int(pnp_plan["iterations"]), float(pnp_plan["sigma_max"]), float(pnp_plan["sigma_min"]))
-    anch = Schedule(int(anchor_plan["iterations"]), float(anchor_plan["sigma_max"]), float(anchor_plan["sigma_min"]))
+    scheds = [Schedule(int(p["iterations"]), float(p["sigma_max"]), float(p["sigma_min"])) for _, _, _, p in cands]
     rows = [(j, c) for j in range(B) for c in range(K)]
-    sched = [anch if cands[c][1] is not None else plain for _, c in rows]
+    sched = [scheds[c] for _, c in rows]
     gam = np.array([cands[c][1] or 0.0 for _, c in rows])
-    steps = np.array([float((anchor_plan if cands[c][1] is not None else pnp_plan).get("step", 1.0)) for _, c in rows])
+    steps = np.array([float(cands[c][3].get("step", 1.0)) for _, c in rows])
+    dens = [cands[c][2] for _, c in rows]
     x0 = np.stack([G[j] for j, _ in rows])
     plain_rows = [r for r, (_, c) in enumerate(rows) if cands[c][1] is None]
     if plain_rows:  # plain PnP starts one gradient step from grey, as --method pnp does
@@ -119,8 +128,8 @@ def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: 
         tau = (steps[plain_rows] / L).astype(np.float32)[:, None]
         x0[plain_rows] = np.clip(grey - tau * np.asarray(op.adjoint(r * W[js]), np.float32), 0.0, 1.0)
     idx = [j for j, _ in rows]
-    res = pnp_batch(op, Y[idx], shape, denoiser, sched, x0=x0, anchor=G[idx], gamma=gam, w=W[idx], lipschitz=L,
-                    step=steps, patience=patience)
+    res = pnp_batch(op, Y[idx], shape, dens if extra else denoiser, sched, x0=x0, anchor=G[idx], gamma=gam, w=W[idx],
+                    lipschitz=L, step=steps, patience=patience)
     r = (np.asarray(op.forward(G), np.float32) - Y).astype(np.float64) ** 2
     held_gs = (r * (1.0 - W)).sum(axis=1) / np.maximum((1.0 - W).sum(axis=1), 1.0)
     infos, chosen = [], []
@@ -134,9 +143,9 @@ def refine(op, Y: np.ndarray, G: np.ndarray, W: np.ndarray, denoiser, pnp_plan: 
     pol = [(j, c) for j, c in enumerate(chosen) if c is not None]
     if pol and polish:
         own = np.broadcast_to(np.asarray(polish_sigma if polish_sigma is not None else np.nan, np.float64), (B,))
-        last = [float(own[j]) if np.isfinite(own[j]) else (anch if cands[c][1] is not None else plain).sigma_min
-                for j, c in pol]
-        pres = pnp_batch(op, Y[[j for j, _ in pol]], shape, denoiser, [Schedule(polish, s_, s_) for s_ in last],
+        last = [float(own[j]) if np.isfinite(own[j]) else scheds[c].sigma_min for j, c in pol]
+        pres = pnp_batch(op, Y[[j for j, _ in pol]], shape, [cands[c][2] for _, c in pol] if extra else denoiser,
+                         [Schedule(polish, s_, s_) for s_ in last],
                          x0=np.stack([out[j].reshape(n) for j, _ in pol]), anchor=G[[j for j, _ in pol]],
                          gamma=np.array([cands[c][1] or 0.0 for _, c in pol]), lipschitz=L,
                          step=np.array([steps[j * K + c] for j, c in pol]),
@@ -159,7 +168,7 @@ def make(y, sidecar, s, op=None):
 
 
 METHOD = register(Method(
-    "gs-pnp", "GS, then plug-and-play with the ONNX denoiser, plain or anchored to GS's image, chosen per image by "
-              "held-out measurements", make,
+    "gs-pnp", "GS, then plug-and-play with the ONNX denoiser, plain or anchored to GS's image (and, for the dense "
+              "Gaussian, with the DCT denoiser), chosen per image by held-out measurements", make,
     settings=GS_SETTINGS | {"denoiser"}, generator=True, restarts=True, planned=True, batched=True,
     label="GS + PnP"))
