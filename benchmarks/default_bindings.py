@@ -2,7 +2,7 @@
 ``gs-export recovery`` (auto: the same default method, whole in one ONNX graph) run by ``gs-recover FOLDER``, on
 hidden CelebA test faces, for each operator beyond compressed sensing (issue 38's check).
 
-    python benchmarks/default_bindings.py [--faces N] [--models dcgan,began] [--conds mask,sr4,...]
+    python benchmarks/default_bindings.py [--faces N] [--models dcgan,began] [--conds mask,sr4,...] [--photos]
 
 Needs $GS_ONNX_DATA or ../shared/data. One row per model, condition and face (PSNR of each, the difference, the
 method the default chose); appends to runs/default_bindings.jsonl and prints the mean |difference| per model.
@@ -26,7 +26,7 @@ FOLDERS = {64: "celeba_crops64/test", 128: "celeba_aligned/test"}
 CONDS = {"mask": ["--operator", "mask", "--keep", "0.3"], "sr4": ["--operator", "downsample", "--factor", "4"],
          "blur2": ["--operator", "blur", "--sigma", "2"], "box": ["--operator", "box"],
          "fourier25": ["--operator", "fourier", "--keep", "0.25"], "dct": ["--operator", "srdct", "--ratio", "0.1628"],
-         "denoise": ["--operator", "identity", "--noise", "0.1"]}
+         "denoise": ["--operator", "identity", "--noise", "0.1"], "cs163": ["--ratio", "0.1628"]}
 SIZE = {"dcgan": 64, "began": 128}
 
 
@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--faces", type=int, default=2)
     ap.add_argument("--models", default="dcgan,began")
     ap.add_argument("--conds", default="mask,sr4,blur2,box,fourier25")
+    ap.add_argument("--photos", action="store_true", help="the first COCO test photos instead of CelebA test faces")
     a = ap.parse_args()
     data = Path(os.environ.get("GS_ONNX_DATA", ROOT.parent / "shared" / "data"))
     from gs_onnx.io.images import load_image
@@ -52,7 +53,9 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     diffs: dict[str, list[float]] = {}
     for model in a.models.split(","):
-        faces = sorted((data / FOLDERS[SIZE[model]]).glob("*.jpg"))[:a.faces]
+        from gs_onnx.io.images import list_images
+
+        faces = list_images(data / ("coco/test" if a.photos else FOLDERS[SIZE[model]]))[:a.faces]
         for cond in a.conds.split(","):
             for face in faces:
                 with tempfile.TemporaryDirectory() as t:
@@ -65,7 +68,9 @@ def main():
                     host = np.load(t / "host" / "recovered.npy")[0]
                     graph = np.load(t / "graph" / "recovered.npy")[0]
                     method = json.loads((t / "fold" / "recovery.json").read_text())["method"]
-                    row = {"model": model, "cond": cond, "face": face.name, "method": method,
+                    chosen = [json.loads((t / d / "report.json").read_text())["images"][0].get("pnp", {}).get("chosen")
+                              for d in ("host", "graph")]
+                    row = {"model": model, "cond": cond, "face": face.name, "method": method, "chosen": chosen,
                            "host": round(float(psnr(host, truth)), 3), "graph": round(float(psnr(graph, truth)), 3),
                            "max_abs": round(float(np.abs(host - graph).max()), 4),
                            "host_s": round(host_s, 1), "graph_s": round(graph_s, 1)}
