@@ -6,6 +6,7 @@ not plain GS, labelled).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -17,14 +18,12 @@ from ..generator import registry
 from .._version import provenance
 from .common import (OneLineCommand, examples, one_line_errors, setup_logging, verbosity_options,
                          version_option)
-from ..engine.cut import CutGenerator
 from ..errors import GSError
 from ..io.images import labelled, load_image, save_png
 from ..physics import measure, paper_sigma
 from ..metrics import psnr, seam, ssim
 from ..physics import GaussianOperator
 from ..io.progress import Progress
-from ..solve.restart import recover
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -56,7 +55,9 @@ def default_image(size: int) -> Path:
 def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, models_dir, quiet, verbose):
     """Recover a face from compressed measurements with c = 0 and with Generator Surgery, then with the model's
     default method (gs-recover's, where it is not plain GS); writes OUTPUT/side_by_side.png (truth | c = 0 | surgery |
-    default, labelled with the PSNRs) and OUTPUT/demo.json."""
+    default, labelled with the PSNRs) and OUTPUT/demo.json. Every panel runs through
+    :func:`gs_onnx.solve.registry.make_solver`, as gs-recover runs ``--method gs --cut c`` and its default."""
+    from ..physics.sidecar import sidecar_fields
     from ..solve.settings import Settings, recovery_plan
 
     setup_logging(quiet, verbose)
@@ -78,23 +79,21 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
         click.echo(f"model {man.name} ({man.architecture}, {h}x{w}), image {img_path.name}, m = {m} "
                    f"(m/n = {m / man.n:.4f}), noise sigma {sigma:.3g}; {restarts} restart(s) x <= {b.max_iter} "
                    f"L-BFGS-B iterations, stopping: {', '.join(f'{k} {v}' for k, v in stop.describe().items())}")
+    sidecar = {**sidecar_fields(op), "image_shape": list(man.image_shape), "model": man.name, "sigma": sigma}
+    s = Settings(model=man.name, seed=seed, device=device, budget=budget, restarts=restarts, max_iter=max_iter,
+                 models_dir=models_dir)
     results = {}
     for cut in cuts:
-        gen = CutGenerator(man, cut, device)
-        bar = Progress(f"c={cut}", enabled=False if quiet else None)
-        rec = recover(gen, op, y, restarts=restarts, budget=b, seed=seed, stop=stop,
-                      callback=lambda r, ev: bar.update((r * b.max_fun + ev) / (restarts * b.max_fun),
-                                                        f"restart {r + 1}/{restarts}, evaluation {ev}"))
-        bar.close()
-        p = psnr(rec.image, x)
-        results[cut] = (rec, p)
+        image, fields, seconds, solver = _run("gs", y, sidecar, dataclasses.replace(s, cut=cut), op, f"c={cut}", quiet)
+        p = psnr(image, x)
+        results[cut] = (image, p, seconds)
         if not quiet:
-            its = "+".join(str(r.iterations) for r in rec.restarts)
+            its = "+".join(str(r["iterations"]) for r in fields["restarts"])
             lattice = "" if not man.lattice_cell else \
-                f", seam {seam(rec.image, man.lattice_cell):.2f} (truth {seam(x, man.lattice_cell):.2f})"
-            click.echo(f"cut {cut} ({gen.size} free values): PSNR {p:.2f} dB, SSIM {ssim(rec.image, x):.3f}{lattice}, "
-                       f"{its} iterations, {rec.seconds:.1f} s on {gen.provider}")
-    default = _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter, models_dir, quiet)
+                f", seam {seam(image, man.lattice_cell):.2f} (truth {seam(x, man.lattice_cell):.2f})"
+            click.echo(f"cut {cut} ({solver.size} free values): PSNR {p:.2f} dB, SSIM {ssim(image, x):.3f}{lattice}, "
+                       f"{its} iterations, {seconds:.1f} s on {solver.provider}")
+    default = _default_method(y, sidecar, s, op, quiet)
     if default is not None:
         d_name, d_image, d_seconds = default
         d_psnr, d_ssim = psnr(d_image, x), ssim(d_image, x)
@@ -106,7 +105,7 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
         outd.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GSError(f"cannot create {outd}: {e.strerror or e}") from None
-    panels = [(x, "truth")] + [(results[c_][0].image, f"c = {c_}: {results[c_][1]:.2f} dB") for c_ in cuts]
+    panels = [(x, "truth")] + [(results[c_][0], f"c = {c_}: {results[c_][1]:.2f} dB") for c_ in cuts]
     if default is not None:
         panels.append((d_image, f"{d_name}: {d_psnr:.2f} dB"))
     gain = results[cuts[1]][1] - results[0][1]
@@ -115,8 +114,8 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
     summary = {"model": man.name, "image": str(img_path), "m": m, "n": man.n, "sigma": sigma,
                "restarts": restarts, "max_iter": b.max_iter, "stopping": stop.describe(),
                "psnr": {f"cut{c_}": round(results[c_][1], 3) for c_ in cuts},
-               "ssim": {f"cut{c_}": round(ssim(results[c_][0].image, x), 4) for c_ in cuts},
-               "seconds": {f"cut{c_}": round(results[c_][0].seconds, 2) for c_ in cuts},
+               "ssim": {f"cut{c_}": round(ssim(results[c_][0], x), 4) for c_ in cuts},
+               "seconds": {f"cut{c_}": round(results[c_][2], 2) for c_ in cuts},
                "provenance": provenance()}
     if default is not None:
         summary["default"] = {"method": d_name, "psnr": round(d_psnr, 3), "ssim": round(d_ssim, 4),
@@ -127,26 +126,29 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
                    f"(truth | c=0 | surgery{' | ' + d_name if default is not None else ''})")
 
 
-def _default_method(man, op, y, sigma, seed, device, budget, restarts, max_iter, models_dir, quiet):
-    """(name, image, seconds) of the model's default method on the demo's measurements, run as gs-recover runs it
-    (:func:`gs_onnx.solve.registry.make_solver`), with the demo's budget flags; None where the default is plain GS
-    (the surgery panel already shows it)."""
-    from ..solve.registry import AUTO, make_solver, resolve_method
-    from ..solve.settings import Settings
+def _run(name, y, sidecar, s, op, label, quiet):
+    """(image (C, H, W), report fields, seconds, solver) of method ``name`` on the demo's measurements, run as
+    gs-recover runs it (:func:`gs_onnx.solve.registry.make_solver`), with a progress bar."""
+    from ..solve.registry import make_solver
 
-    from ..physics.sidecar import sidecar_fields
+    bar = Progress(label, enabled=False if quiet else None)
+    t = time.perf_counter()
+    solver = make_solver(name, y[None], sidecar, s, op=op)
+    image, fields = solver.solve(0, y, lambda f, what: bar.update(f, what))
+    bar.close()
+    return np.asarray(image, np.float32).reshape(sidecar["image_shape"]), fields, time.perf_counter() - t, solver
 
-    sidecar = {**sidecar_fields(op), "image_shape": list(man.image_shape), "model": man.name, "sigma": sigma}
-    s = Settings(model=man.name, seed=seed, device=device, budget=budget, restarts=restarts, max_iter=max_iter,
-                 models_dir=models_dir)
+
+def _default_method(y, sidecar, s, op, quiet):
+    """(name, image, seconds) of the model's default method on the demo's measurements, with the demo's budget
+    flags; None where the default is plain GS (the surgery panel already shows it)."""
+    from ..solve.registry import AUTO, resolve_method
+
     name, _ = resolve_method(AUTO, sidecar, s)
     if name == "gs":
         return None
-    bar = Progress(name, enabled=False if quiet else None)
-    t = time.perf_counter()
-    image, _ = make_solver(name, y[None], sidecar, s, op=op).solve(0, y, lambda f, what: bar.update(f, what))
-    bar.close()
-    return name, np.asarray(image, np.float32).reshape(man.image_shape), time.perf_counter() - t
+    image, _, seconds, _ = _run(name, y, sidecar, s, op, name, quiet)
+    return name, image, seconds
 
 
 if __name__ == "__main__":
