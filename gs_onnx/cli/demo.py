@@ -55,8 +55,8 @@ def default_image(size: int) -> Path:
 def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, models_dir, quiet, verbose):
     """Recover a face from compressed measurements with c = 0 and with Generator Surgery, then with the model's
     default method (gs-recover's, where it is not plain GS); writes OUTPUT/side_by_side.png (truth | c = 0 | surgery |
-    default, labelled with the PSNRs) and OUTPUT/demo.json. Every panel runs through
-    :func:`gs_onnx.solve.registry.make_solver`, as gs-recover runs ``--method gs --cut c`` and its default."""
+    default, labelled with the PSNRs) and OUTPUT/demo.json. Every panel is recovered as gs-recover recovers it."""
+    # every panel runs through gs_onnx.solve.registry.make_solver, as gs-recover runs --method gs --cut c and auto
     from ..physics.sidecar import sidecar_fields
     from ..solve.settings import Settings, recovery_plan
 
