@@ -25,8 +25,8 @@ import numpy as np
 
 from ..errors import GSError
 from ..physics.onnxform import DOUBLE, FLOAT, INT64, Builder, onnx_modules
-from .pnp import (FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, classical_for, plan_for, polish_for,
-                  polish_kernel, polish_sigma_for)
+from .pnp import (FLIP, PATIENCE, TIE, Schedule, anchored_plan, candidates, plan_for, polish_for, polish_kernel,
+                  polish_sigma_for)
 
 BOOL = 9
 
@@ -36,7 +36,7 @@ INPUTS = {
     "pnp_tau": ("float32", ("R",)), "pnp_from_grey": ("bool", ("R",)), "pnp_patience": ("int64", ()),
     "pnp_polish": ("int64", ()),
 }
-#: The stage's input when the plan has classical candidates (:func:`gs_onnx.solve.pnp.classical_for`).
+#: The stage's input when the plan has classical candidates (:func:`gs_onnx.solve.priors.classical_candidates`).
 DENOISER_INPUT = {"pnp_denoiser": ("int64", ("R",))}
 OUTPUTS = {"gs_image": ("float32", ("C", "H", "W")), "gs_residual": ("float64", ()), "pnp_held_out": ("float64", ("R+1",)),
            "pnp_chosen": ("int64", ()), "pnp_rows_iterations": ("int64", ("R",))}
@@ -356,25 +356,23 @@ def graph_stage(model, man, op, denoiser: str | None, models_dir=None, noise: fl
     from ..generator.manifest import load_graph
     from .lasso import lipschitz
 
-    from ..engine.dct_denoiser import PATCH, THRESHOLD, DCTDenoiser, dct_denoiser_model
+    from .priors import classical_candidates
 
     dman = find_denoiser(denoiser, models_dir)
     kind = (op.describe() or {}).get("type")
     pnp_plan, anch = plan_for("onnx", kind), anchored_plan(kind)
     L = lipschitz(op)
     polish, polish_sigma, kernel = polish_for(kind), polish_sigma_for(kind, noise), polish_kernel(op)
-    builders = {"dct": lambda: dct_denoiser_model(man.image_shape[0])}
-    classical = classical_for(kind)
+    classical = classical_candidates(kind, "cpu", 1)   # the host's own candidates: their graphs, plans, words
     model = with_pnp_stage(model, op.onnx_form(), load_graph(dman, dman.graph, DEN_IN, DEN_OUT), tuple(man.image_shape),
                            op.m, flip=FLIP, polish_sigma=polish_sigma, polish_kernel=kernel,
-                           classical=[builders[k]() for k in classical])
-    extra = [(f"pnp-{k}", plan_for(k, kind)) for k in classical]
+                           classical=[d.model for _, d, _ in classical])
+    extra = [(name, p) for name, _, p in classical]
     values = stage_values(pnp_plan, anch, L, PATIENCE, polish, extra)
-    describe = {"dct": {"name": DCTDenoiser.name, "patch": PATCH, "threshold": THRESHOLD}}
     plan = {"denoiser": {"name": dman.name, "manifest_sha256": _sha(dman.root / "manifest.json")},
             "candidates": [name for name, _ in candidates(anch)] + [name for name, _ in extra],
-            **({"classical": {name: {"denoiser": describe[k], "plan": p} for k, (name, p) in zip(classical, extra)}}
-               if classical else {}),
+            **({"classical": {name: {"denoiser": {k: v for k, v in d.describe().items() if k != "provider"},
+                                     "plan": p} for name, d, p in classical}} if classical else {}),
             "plain": pnp_plan, "anchored": anch, "flip": FLIP,
             "lipschitz": L, "patience": PATIENCE, "polish": polish,
             **({"polish_sigma": polish_sigma} if polish_sigma else {}),
