@@ -12,9 +12,11 @@ from gs_onnx.engine.dct_denoiser import OPPONENT, PATCH, THRESHOLD, DCTDenoiser
 from gs_onnx.errors import GSError
 
 
-def reference(img: np.ndarray, sigma: float, thr: float = THRESHOLD, p: int = PATCH) -> np.ndarray:
+def reference(img: np.ndarray, sigma: float, thr: float = THRESHOLD, p: int = PATCH, wiener: bool = True) -> np.ndarray:
     """Yu and Sapiro's algorithm written out: opponent colours, every p x p patch of the mirrored image, orthonormal
-    DCT, hard threshold (the mean kept), inverse, aggregated with weights 1 / (1 + coefficients kept)."""
+    DCT, hard threshold (the mean kept), inverse, aggregated with weights 1 / (1 + coefficients kept); then
+    (``wiener``) BM3D's second step on the same patches: each noisy coefficient times p^2 / (p^2 + sigma^2), p the
+    stage-1 image's coefficient (the mean kept), aggregated with weights 1 / sum(shrink^2)."""
     C, H, W = img.shape
     o = np.tensordot(OPPONENT, img.astype(np.float64), axes=1)
     scale = np.sqrt((OPPONENT ** 2).sum(axis=1))
@@ -31,6 +33,20 @@ def reference(img: np.ndarray, sigma: float, thr: float = THRESHOLD, p: int = PA
                 acc[i:i + p, j:j + p] += w * idctn(v * keep, norm="ortho")
                 wsum[i:i + p, j:j + p] += w
         out[c] = (acc / wsum)[p - 1:p - 1 + H, p - 1:p - 1 + W]
+        if not wiener:
+            continue
+        pilot = np.pad(out[c], p - 1, mode="reflect")
+        acc, wsum = np.zeros_like(ch), np.zeros_like(ch)
+        for i in range(ch.shape[0] - p + 1):
+            for j in range(ch.shape[1] - p + 1):
+                v = dctn(ch[i:i + p, j:j + p], norm="ortho")
+                pv2 = dctn(pilot[i:i + p, j:j + p], norm="ortho") ** 2
+                shrink = pv2 / (pv2 + (scale[c] * sigma) ** 2 + 1e-20)
+                shrink[0, 0] = 1.0
+                w = 1.0 / (shrink ** 2).sum()
+                acc[i:i + p, j:j + p] += w * idctn(v * shrink, norm="ortho")
+                wsum[i:i + p, j:j + p] += w
+        out[c] = (acc / wsum)[p - 1:p - 1 + H, p - 1:p - 1 + W]
     return np.tensordot(np.linalg.inv(OPPONENT), out, axes=1)
 
 
@@ -39,13 +55,14 @@ def den():
     return DCTDenoiser(device="cpu", threads=1)
 
 
-def test_the_graph_is_the_algorithm(den):
+@pytest.mark.parametrize("wiener", [True, False])
+def test_the_graph_is_the_algorithm(den, wiener):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (2, 3, 13, 17)).astype(np.float32)
     sig = np.array([0.08, 0.02], np.float32)
-    out = den(x, sig)
+    out = (den if wiener else DCTDenoiser(device="cpu", threads=1, wiener=False))(x, sig)
     for b in range(2):
-        np.testing.assert_allclose(out[b], reference(x[b], float(sig[b])), atol=2e-5)
+        np.testing.assert_allclose(out[b], reference(x[b], float(sig[b]), wiener=wiener), atol=2e-5)
 
 
 def test_at_noise_level_zero_it_is_the_identity(den):

@@ -1,17 +1,22 @@
 """A classical denoiser as an ONNX graph: sliding-window DCT hard thresholding (Yu and Sapiro, "DCT image denoising:
-a simple and effective image denoising algorithm", IPOL 2011).
+a simple and effective image denoising algorithm", IPOL 2011), followed by an empirical Wiener stage (as BM3D's
+second step, with the same DCT patches in place of BM3D's grouped blocks).
 
-Every 8 x 8 patch of the image (stride 1, borders mirrored) goes to the 2-D DCT, coefficients below ``thr * sigma``
-are set to zero (the mean, coefficient 0, is always kept), and the patches come back and are averaged where they
-overlap, each patch weighted by ``1 / (1 + the coefficients it kept)`` (a patch that kept few coefficients is a
-smoother, surer estimate). Colour images are denoised in the opponent colour space (mean, red - blue, red - 2 green
-+ blue: the three channels' noise independent for white RGB noise), each channel at its own noise level.
+Stage 1: every 8 x 8 patch of the image (stride 1, borders mirrored) goes to the 2-D DCT, coefficients below ``thr *
+sigma`` are set to zero (the mean, coefficient 0, is always kept), and the patches come back and are averaged where
+they overlap, each patch weighted by ``1 / (1 + the coefficients it kept)`` (a patch that kept few coefficients is a
+smoother, surer estimate). Stage 2 (``wiener``): stage 1's image is the pilot; every coefficient ``v`` of the noisy
+image's patch is shrunk to ``v p^2 / (p^2 + sigma^2)``, ``p`` the pilot's coefficient there (the mean kept), and
+the patches are averaged with weights ``1 / sum(shrink^2)``. Colour images are denoised in the opponent colour
+space (mean, red - blue, red - 2 green + blue: the three channels' noise independent for white RGB noise), each
+channel at its own noise level.
 
 It needs no training and no weights, and knows nothing of faces: where the shipped network denoises photos poorly
-(it flattens texture it never saw), this one is within 0.1-0.3 dB of BM3D on COCO photos at sigma 0.01-0.03
-(docs/results.md). As an ONNX graph (a grouped ``Conv`` by the 64 DCT basis images, a threshold, a grouped
-``ConvTranspose``), it runs wherever the recovery graph runs and can be inlined into it (the same inputs and output
-as the network denoisers: ``x`` (B, C, H, W), ``sigma`` (B, 1, 1, 1) -> ``denoised``).
+(it flattens texture it never saw), this one is within 0.1 dB of BM3D on COCO photos at sigma 0.005-0.03 and 0.35 dB
+at 0.1 (docs/results.md; the Wiener stage adds 0.1-0.4 dB to stage 1 alone). As an ONNX graph (grouped ``Conv`` by the 64
+DCT basis images, a threshold, a shrinkage, grouped ``ConvTranspose``), it runs wherever the recovery graph runs
+and can be inlined into it (the same inputs and output as the network denoisers: ``x`` (B, C, H, W), ``sigma``
+(B, 1, 1, 1) -> ``denoised``).
 
 Examples
 --------
@@ -36,6 +41,9 @@ from .runtime import Device, active_provider, create_session
 #: first 3 CelebA train faces and COCO photos 100-102 at sigma 0.01-0.1, and inside plug-and-play).
 PATCH = 8
 THRESHOLD = 2.7
+#: The empirical Wiener stage after the hard threshold (+0.3-0.55 dB inside plug-and-play on the tuning faces and
+#: photos, docs/results.md).
+WIENER = True
 #: RGB -> opponent colour space (rows: mean, red - blue, red - 2 green + blue), as BM3D's ``opp`` transform.
 OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, -0.5], [0.25, -0.5, 0.25]])
 
@@ -55,9 +63,10 @@ def dct_basis(p: int = PATCH) -> np.ndarray:
     return np.einsum("ka,lb->klab", d, d).reshape(p * p, p, p)
 
 
-def dct_denoiser_model(channels: int = 3, patch: int = PATCH, threshold: float = THRESHOLD):
+def dct_denoiser_model(channels: int = 3, patch: int = PATCH, threshold: float = THRESHOLD, wiener: bool = WIENER):
     """The denoiser as an ONNX ModelProto (opset 18): inputs ``x`` (B, channels, H, W) float32 with H, W > patch - 1
-    and ``sigma`` (B, 1, 1, 1) float32 (the noise level of each image, RGB, per pixel); output ``denoised``."""
+    and ``sigma`` (B, 1, 1, 1) float32 (the noise level of each image, RGB, per pixel); output ``denoised``.
+    ``wiener``: add the empirical Wiener stage (the shipped form); without it, hard thresholding alone."""
     onnx, helper, numpy_helper = onnx_modules()
     FLOAT = onnx.TensorProto.FLOAT
     p, k2, C = int(patch), int(patch) ** 2, int(channels)
@@ -84,6 +93,12 @@ def dct_denoiser_model(channels: int = 3, patch: int = PATCH, threshold: float =
         "start": np.array([p - 1, p - 1], np.int64),
         "axes": np.array([2, 3], np.int64),
     }
+    if wiener:
+        inits.update({
+            "scale2": np.repeat(scale ** 2, k2).astype(np.float32).reshape(1, C * k2, 1, 1),   # noise variance per unit
+            "dc": np.tile((np.arange(k2) == 0).astype(np.float32), C).reshape(1, C * k2, 1, 1),  # the mean: shrink 1
+            "tiny": np.array(1e-20, np.float32),   # 0 / 0 where the pilot's coefficient and sigma are both 0
+        })
     n = helper.make_node
     nodes = [
         n("Conv", ["x", "colour"], ["o"]),
@@ -106,10 +121,41 @@ def dct_denoiser_model(channels: int = 3, patch: int = PATCH, threshold: float =
         n("Gather", ["xshape", "axes"], ["hw"], axis=0),                          # (H, W)
         n("Add", ["hw", "start"], ["stop"]),
         n("Slice", ["mean", "start", "stop", "axes"], ["cropped"]),
-        n("Conv", ["cropped", "inverse"], ["denoised"]),
     ]
+    last = "cropped"
+    if wiener:   # stage 2: the stage-1 image (opponent colours, cropped) is the pilot of an empirical Wiener filter
+        nodes += [
+            n("Pad", ["cropped", "pads"], ["ppad"], mode="reflect"),
+            n("Conv", ["ppad", "basis"], ["pcoef"], group=C),
+            n("Mul", ["pcoef", "pcoef"], ["p2"]),
+            n("Mul", ["sigma", "sigma"], ["s2"]),
+            n("Mul", ["s2", "scale2"], ["noise2"]),
+            n("Add", ["p2", "noise2"], ["den0"]),
+            n("Add", ["den0", "tiny"], ["den"]),
+            n("Div", ["p2", "den"], ["w0"]),
+            n("Max", ["w0", "dc"], ["w"]),
+            n("Mul", ["coef", "w"], ["est"]),
+            n("Mul", ["w", "w"], ["wsq"]),
+            n("Conv", ["wsq", "sum_group"], ["wnorm"], group=C),
+            n("Reciprocal", ["wnorm"], ["weight2"]),
+            n("Conv", ["weight2", "spread"], ["weight2_k"], group=C),
+            n("Mul", ["est", "weight2_k"], ["weighted2"]),
+            n("ConvTranspose", ["weighted2", "basis"], ["acc2"], group=C),
+            n("ConvTranspose", ["weight2", "ones"], ["wsum2"], group=C),
+            n("Div", ["acc2", "wsum2"], ["mean2"]),
+            n("Slice", ["mean2", "start", "stop", "axes"], ["cropped2"]),
+        ]
+        last = "cropped2"
+    nodes.append(n("Conv", [last, "inverse"], ["denoised"]))
     for i, node in enumerate(nodes):   # named, so that copies inlined in another graph stay apart
         node.name = f"dct{i}_{node.output[0]}"
+        if node.op_type in ("Conv", "ConvTranspose"):   # every attribute spelled out: onnxruntime-web's WebGPU Conv
+            k = list(inits[node.input[1]].shape[2:])      # refuses a node without them ("dilations should be 2D")
+            have = {a.name for a in node.attribute}
+            for key, v in (("kernel_shape", k), ("strides", [1, 1]), ("dilations", [1, 1]), ("pads", [0, 0, 0, 0]),
+                           ("group", 1)):
+                if key not in have:
+                    node.attribute.append(helper.make_attribute(key, v))
     graph = helper.make_graph(
         nodes, "dct_denoiser",
         [helper.make_tensor_value_info("x", FLOAT, ["B", C, "H", "W"]),
@@ -128,17 +174,20 @@ class DCTDenoiser:
 
     name = "dct"
 
-    def __init__(self, device: Device = "auto", threads: int = 0, batch: int = 16, threshold: float = THRESHOLD):
+    def __init__(self, device: Device = "auto", threads: int = 0, batch: int = 16, threshold: float = THRESHOLD,
+                 wiener: bool = WIENER):
         self.threshold = float(threshold)
-        self.model = dct_denoiser_model(3, PATCH, self.threshold)
+        self.wiener = bool(wiener)
+        self.model = dct_denoiser_model(3, PATCH, self.threshold, self.wiener)
         self.session = create_session(self.model.SerializeToString(), device, threads)
         self.provider = active_provider(self.session)
         self.batch = int(batch)
         self.calls = 0
 
     def describe(self) -> dict:
-        return {"name": self.name, "architecture": "sliding-window DCT hard thresholding (Yu and Sapiro 2011)",
-                "patch": PATCH, "threshold": self.threshold, "provider": self.provider}
+        arch = "sliding-window DCT hard thresholding (Yu and Sapiro 2011)"
+        return {"name": self.name, "architecture": arch + (", then empirical Wiener" if self.wiener else ""),
+                "patch": PATCH, "threshold": self.threshold, "wiener": self.wiener, "provider": self.provider}
 
     def __call__(self, x: np.ndarray, sigma) -> np.ndarray:
         x = np.asarray(x, np.float32)
