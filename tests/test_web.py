@@ -135,29 +135,41 @@ def test_the_page_recovers_the_face_python_recovers(page_run, folder):
     assert _psnr(image, truth) > 25.0
 
 
-def test_the_page_runs_the_recovery_on_webgpu(web, tmp_path):
+def test_the_page_runs_the_recovery_on_webgpu(web, tmp_path, monkeypatch):
     """?ep=webgpu on Chromium's WebGPU (here SwiftShader, a software adapter that runs the same WebGPU code path as a
     GPU): the session is created on the WebGPU backend, the generator's convolutions run as WebGPU kernels (counted by
-    onnxruntime-web's WebGPU profiling, not a fall-back whole to WASM), and the image is Python's. A 2-iteration
-    dcgan folder of the bundled face: SwiftShader takes about 20 s an iteration (docs/benchmarks.md)."""
+    onnxruntime-web's WebGPU profiling, not a fall-back whole to WASM), and the image is Python's. The folder is
+    dcgan's default for the Gaussian, gs-pnp (GS, then the PnP stage: the network denoiser and its mirror image, the
+    DCT denoiser's threshold and Wiener stage, the held-out choice), cut short so that SwiftShader runs it in about
+    two minutes: GS 2 iterations (about 20 s each there, docs/benchmarks.md), every PnP candidate 1 iteration. The
+    full stage's kernels are these; two of them failed on WebGPU before (a Slice with step -1, a Conv without its
+    attributes) and nothing but running them here showed it."""
     from gs_onnx.cli.demo import default_image
     from gs_onnx.cli.measure import measure_main
     from gs_onnx.cli.recovery import main as recovery_main
     from gs_onnx.io.recovery_folder import read_folder, read_reference
+    from gs_onnx.solve import pnp, pnp_graph
     from gs_onnx.solve.recovery_graph import GraphRecovery
 
+    for plans in (pnp.PLANS["onnx"], pnp.PLANS["dct"], pnp.ANCHORED):
+        for plan in plans.values():
+            monkeypatch.setitem(plan, "iterations", 1)
+    monkeypatch.setattr(pnp_graph, "PATIENCE", 1)
     face = default_image(64)
     measure_main.main([str(face), "--model", "dcgan", "--ratio", "0.1628", "-o", str(tmp_path / "face.npy"), "-q"],
                       standalone_mode=False)
     folder = tmp_path / "two"
-    recovery_main.main(["--measurements", str(tmp_path / "face.npy"), "--method", "gs", "--max-iter", "2",
+    recovery_main.main(["--measurements", str(tmp_path / "face.npy"), "--method", "gs-pnp", "--max-iter", "2",
                         "--reference", str(face), "-o", str(folder)], standalone_mode=False)
+    plan = read_folder(folder)[2]["plan"]["pnp"]
+    assert plan["candidates"][-1] == "pnp-dct" and plan["flip"] and plan["plain"]["iterations"] == 1, plan
     report = _drive(web, folder, "?ep=webgpu&proof=1&chunk=1", tmp_path / "out.json", "--timeout", "600")
     assert report["state"] == "done", report["message"] + "\n" + "\n".join(report["console"][-20:])
     res = report["result"]
     assert report["ep"] == res["ep"] == "webgpu" and report["device"] is True, report["webgpu"]
     kernels = res["kernels"]
     assert kernels.get("Conv", 0) > 0 and kernels.get("ConvTranspose", 0) > 0, kernels
+    assert kernels.get("Reciprocal", 0) > 0, kernels   # only the DCT denoiser has one (its patch weights): on WebGPU
     graph, inputs, iface = read_folder(folder)
     py = GraphRecovery(graph).run(inputs)
     image = _array(res["image"])

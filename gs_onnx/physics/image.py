@@ -347,8 +347,11 @@ class Blur(Operator):
 
         def blur(b, x, out):
             img = b.op("Reshape", [x, b.const(_i64([-1, c, h, w]), "imgshape")], "img")
-            a = b.op("Conv", [img, b.data(kh, "blur_kh")], "blurh", group=c, pads=[r, 0, r, 0])
-            a = b.op("Conv", [a, b.data(kw, "blur_kw")], "blurw", group=c, pads=[0, r, 0, r])
+            one = dict(strides=[1, 1], dilations=[1, 1])   # every attribute spelled out (onnxruntime-web's WebGPU)
+            a = b.op("Conv", [img, b.data(kh, "blur_kh")], "blurh", group=c, pads=[r, 0, r, 0],
+                     kernel_shape=[len(k), 1], **one)
+            a = b.op("Conv", [a, b.data(kw, "blur_kw")], "blurw", group=c, pads=[0, r, 0, r],
+                     kernel_shape=[1, len(k)], **one)
             return b.op("Reshape", [a, b.const(_i64([-1, c * h * w]), "flat")], out)
 
         return OnnxForm({}, lambda b, x: blur(b, x, "Ax"), lambda b, r_: blur(b, r_, "ATr"))

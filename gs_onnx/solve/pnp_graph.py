@@ -128,8 +128,9 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         den = b.op("Max", [b.op("ReduceSum", [hold, ax1], "nh", keepdims=0), f64(1.0)], "nhs")
         return b.op("Div", [num, den], "err")
 
-    def mirror(t):  # reverse the last axis
-        return b.op("Slice", [t, i64([-1]), i64([np.iinfo(np.int64).min]), i64([3]), i64([-1])], "mirror")
+    def mirror(t):  # reverse the last axis: a Gather, not a Slice with step -1 (onnxruntime-web's WebGPU Slice
+        # returned a wrong shape for that one and the Concat after it failed: "non concat dimensions must match")
+        return b.op("Gather", [t, i64(np.arange(Wd - 1, -1, -1))], "mirror", axis=3)
 
     def denoise(Z, s, which=None):  # Z (rows, n), s (rows,) -> (rows, n) in [0, 1]; the denoisers' nodes inline
         x4 = b.op("Reshape", [Z, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "dx")
@@ -172,9 +173,12 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         kk = np.asarray(k, np.float32)
         a = b.op("Reshape", [g, b.const(np.array([-1, C, H, Wd], np.int64), "sm4")], "sm")
         a = b.op("Pad", [a, i64([0, 0, r, 0, 0, 0, r, 0])], "smph", mode="reflect")
-        a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, -1, 1), (C, 1, 1, 1)), "smkh")], "smh", group=C)
+        one = dict(strides=[1, 1], dilations=[1, 1], pads=[0, 0, 0, 0])   # spelled out for onnxruntime-web's WebGPU
+        a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, -1, 1), (C, 1, 1, 1)), "smkh")], "smh", group=C,
+                 kernel_shape=[len(kk), 1], **one)
         a = b.op("Pad", [a, i64([0, 0, 0, r, 0, 0, 0, r])], "smpw", mode="reflect")
-        a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, 1, -1), (C, 1, 1, 1)), "smkw")], "smw", group=C)
+        a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, 1, -1), (C, 1, 1, 1)), "smkw")], "smw", group=C,
+                 kernel_shape=[1, len(kk)], **one)
         return b.op("Reshape", [a, b.const(np.array([-1, n], np.int64), "smn")], "smflat")
 
     def step(V, X, T, BETA, AXP, G_rows, gam, tau, s, w_rows, kernel=None, which=None):
