@@ -163,8 +163,16 @@ def test_node_runs_a_recovery_folder(node_reader, tmp_path, model, image, operat
 SWIFTSHADER_ICD = Path("/usr/lib/chromium/vk_swiftshader_icd.json")
 
 
+def _vulkan_loader() -> bool:
+    import ctypes.util
+
+    return ctypes.util.find_library("vulkan") is not None
+
+
 @pytest.mark.skipif(not SWIFTSHADER_ICD.is_file(), reason="no Vulkan driver Dawn accepts here: Chromium's SwiftShader "
                     "ICD is missing (.ci/run installs chromium)")
+@pytest.mark.skipif(not _vulkan_loader(), reason="no Vulkan loader here (libvulkan.so.1: Debian's libvulkan1, which "
+                    ".ci/run installs with chromium)")
 def test_node_runs_a_recovery_folder_on_webgpu(node_reader, tmp_path):
     """recover.js --ep webgpu: onnxruntime-node's WebGPU provider (Dawn on Vulkan; here Chromium's SwiftShader, a
     software Vulkan: Debian 12's lavapipe lacks a feature Dawn requires) runs a 2-iteration dcgan folder to Python's
