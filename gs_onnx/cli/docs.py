@@ -56,7 +56,9 @@ def _cell(text: str) -> str:
 
 def options_table(cmd: click.Command) -> str:
     """One row per option: its flags, its default as click shows it, and its help."""
-    ctx = click.Context(cmd, info_name=cmd.name)
+    # the command's own context settings: click caches the --help option a context makes on the command, and one made
+    # without them (help_option_names) would change that command's --help in docs/cli.md rendered after this table
+    ctx = click.Context(cmd, info_name=cmd.name, **(cmd.context_settings or {}))
     rows = ["| option | default | what |", "|---|---|---|"]
     for p in cmd.get_params(ctx):
         if not isinstance(p, click.Option) or p.hidden or {"--help", "--version"} & set(p.opts):
