@@ -12,11 +12,11 @@ space (mean, red - blue, red - 2 green + blue: the three channels' noise indepen
 channel at its own noise level.
 
 It needs no training and no weights, and knows nothing of faces: where the shipped network denoises photos poorly
-(it flattens texture it never saw), this one is within 0.1 dB of BM3D on COCO photos at sigma 0.005-0.03 and 0.35 dB
-at 0.1 (docs/results.md; the Wiener stage adds 0.1-0.4 dB to stage 1 alone). As an ONNX graph (grouped ``Conv`` by the 64
-DCT basis images, a threshold, a shrinkage, grouped ``ConvTranspose``), it runs wherever the recovery graph runs
-and can be inlined into it (the same inputs and output as the network denoisers: ``x`` (B, C, H, W), ``sigma``
-(B, 1, 1, 1) -> ``denoised``).
+(it flattens texture it never saw), this one is within 0.1 dB of BM3D on COCO photos at sigma 0.005-0.03 and
+0.35 dB at 0.1 (docs/results.md; the Wiener stage adds 0.1-0.4 dB to stage 1 alone). As an ONNX graph (grouped
+``Conv`` by the 64 DCT basis images, a threshold, a shrinkage, grouped ``ConvTranspose``), it runs wherever the
+recovery graph runs and can be inlined into it (the same inputs and output as the network denoisers: ``x`` (B, C,
+H, W), ``sigma`` (B, 1, 1, 1) -> ``denoised``).
 
 Examples
 --------

@@ -2,7 +2,8 @@
 
 * ``onnx`` (the default): the denoiser shipped in ``models/priors/`` (or ``--denoiser NAME_OR_FOLDER``), on ONNX
   Runtime like the generators (:class:`gs_onnx.engine.denoiser.Denoiser`);
-* ``dct``: sliding-window DCT hard thresholding and Wiener filtering (:class:`gs_onnx.engine.dct_denoiser.DCTDenoiser`), a classical
+* ``dct``: sliding-window DCT hard thresholding and Wiener filtering
+  (:class:`gs_onnx.engine.dct_denoiser.DCTDenoiser`), a classical
   denoiser with no training and no weights, built as an ONNX graph (so it runs wherever the recovery runs);
 * ``bm3d``: BM3D (Dabov et al. 2007; Makinen et al. 2020) from the ``bm3d`` package, the classical baseline
   (``pip install 'gs-onnx[bm3d]'``; its licence allows non-commercial use only, so it is never a dependency).

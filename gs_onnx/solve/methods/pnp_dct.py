@@ -14,6 +14,6 @@ class PnPDCTSolver(PnPSolver):
 
 
 METHOD = register(Method(
-    "pnp-dct", "plug-and-play with sliding-window DCT thresholding and Wiener filtering, a classical denoiser as an ONNX graph (no "
-               "generator, no training)", PnPDCTSolver,
+    "pnp-dct", "plug-and-play with sliding-window DCT thresholding and Wiener filtering, a classical denoiser as an "
+               "ONNX graph (no generator, no training)", PnPDCTSolver,
     settings=frozenset({"max_iter", "batch_size"}), batched=True, label="PnP-DCT"))
