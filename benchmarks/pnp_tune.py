@@ -31,6 +31,7 @@ CACHE = Path(os.environ.get("GS_TUNE_DIR", ROOT.parent / "runs" / "tune"))
 CONDITIONS = {
     "cs163": ("gaussian", {}, 0.1628, None),
     "cs049": ("gaussian", {}, 0.0488, None),
+    "cs020": ("gaussian", {}, 0.02, None),
     "dct163": ("srdct", {}, 0.1628, None),
     "mask30": ("mask", {"keep": 0.3}, None, None),
     "mask20": ("mask", {"keep": 0.2}, None, None),
@@ -229,9 +230,17 @@ def run_methods(a):
     from gs_onnx.solve.priors import classical_candidates
     from gs_onnx.solve.stopping import holdout_mask
 
+    from gs_onnx.solve import registry
+
+    methods = a.methods.split(",")
+    if a.batch:  # the batched methods (but gs-pnp, whose GS stage is cached) solve every image in one chunk
+        together = [m for m in methods if m != "gs-pnp" and registry.method(m).batched]
+        methods = [m for m in methods if m not in together]
+        for method in together:
+            run_together(a, method)
     for i in indices(a.images):
         man, op, x, y, sigma, path = problem(a.model, a.cond, a.split, i)
-        for method in a.methods.split(","):
+        for method in methods:
             t = time.perf_counter()
             extra = {}
             if method == "gs-pnp":  # the method's refinement on the cached GS image; seconds: GS's + this
@@ -247,21 +256,44 @@ def run_methods(a):
                 extra = {"chosen": info["chosen"], "gs_psnr": psnr(c["G"], x)}
             else:
                 s = Settings(seed=i)
-                from gs_onnx.solve import registry
-
                 if "model" in registry.method(method).settings:
                     s.model = a.model
                 solver = make_solver(method, y, sidecar(man, op), s, op=op)
                 image, fields = solver.solve(0, y[0], lambda f, w: None)
                 seconds = time.perf_counter() - t
-            from gs_onnx.metrics import seam
+            log_image(a, i, method, man, op, x, image, seconds, extra)
 
-            for key, period in (("blocks", getattr(op, "block_period", None)), ("seam", man.lattice_cell)):
-                if period:
-                    extra[key] = round(float(seam(image, period)), 4)
-                    extra[key + "_truth"] = round(float(seam(x, period)), 4)
-            log({"model": a.model, "cond": a.cond, "split": a.split, "image": i, "method": method,
-                 "psnr": psnr(image, x), "seconds": round(seconds, 2), **extra, **denoiser_tag(method)})
+
+def log_image(a, i, method, man, op, x, image, seconds, extra) -> None:
+    from gs_onnx.metrics import seam
+
+    for key, period in (("blocks", getattr(op, "block_period", None)), ("seam", man.lattice_cell)):
+        if period:
+            extra[key] = round(float(seam(image, period)), 4)
+            extra[key + "_truth"] = round(float(seam(x, period)), 4)
+    log({"model": a.model, "cond": a.cond, "split": a.split, "image": i, "method": method,
+         "psnr": psnr(image, x), "seconds": round(seconds, 2), **extra, **denoiser_tag(method)})
+
+
+def run_together(a, method: str) -> None:
+    """One batched method on every image of ``--images`` in one chunk (one read of a dense A serves them all, as
+    ``gs-recover`` on a file of several images); seconds: the chunk's, divided by its images."""
+    from gs_onnx.solve import Settings, make_solver, registry
+    from gs_onnx.solve.registry import solve_many
+
+    ids = indices(a.images)
+    probs = [problem(a.model, a.cond, a.split, i) for i in ids]
+    man, op = probs[0][0], probs[0][1]
+    Y = np.concatenate([p[3] for p in probs]).astype(np.float32)
+    s = Settings(seed=ids[0], batch_size=len(ids))
+    if "model" in registry.method(method).settings:
+        s.model = a.model
+    t = time.perf_counter()
+    solver = make_solver(method, Y, sidecar(man, op), s, op=op)
+    results = solve_many(solver, ids[0], Y, lambda j, f, w: None)
+    seconds = (time.perf_counter() - t) / len(ids)
+    for i, p, (image, _fields) in zip(ids, probs, results):
+        log_image(a, i, method, man, op, p[2], image, seconds, {"batched": len(ids)})
 
 
 def table(a):
@@ -327,6 +359,7 @@ def main():
     ap.add_argument("--step", default="1", help="the gradient step(s) times 1 / ||A||^2, comma-separated")
     ap.add_argument("--no-momentum", action="store_true")
     ap.add_argument("--denoiser-kind", default="onnx")
+    ap.add_argument("--batch", action="store_true", help="run: the batched methods but gs-pnp solve all images at once")
     a = ap.parse_args()
     if a.stage == "gs":
         for i in indices(a.images):
