@@ -132,28 +132,60 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         # returned a wrong shape for that one and the Concat after it failed: "non concat dimensions must match")
         return b.op("Gather", [t, i64(np.arange(Wd - 1, -1, -1))], "mirror", axis=3)
 
-    def denoise(Z, s, which=None):  # Z (rows, n), s (rows,) -> (rows, n) in [0, 1]; the denoisers' nodes inline
-        x4 = b.op("Reshape", [Z, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "dx")
-        s4 = b.op("Reshape", [s, b.const(np.array([-1, 1, 1, 1], np.int64), "s1")], "ds")
-        classical_out = []
-        for k, cm in enumerate(classical):   # every row through each classical denoiser (cheap), kept by `which`
-            cout = b.fresh("cout")
-            b.nodes += _denoiser_nodes(cm, f"cls{k}/", b.fresh(f"cls{k}") + "/", x4, s4, cout)
-            classical_out.append(b.op("Reshape", [cout, b.const(np.array([-1, n], np.int64), "csn")], "cflat"))
+    def only(rows, fn, ins, like):
+        """``fn(*ins)`` on the rows that ``rows`` (bool (R,)) marks, the others of the result (R, ...) holding
+        ``like``'s: the denoisers and A run on the rows that need them only, as pnp_batch's do (finished rows, the
+        other denoiser's rows). Where no row is marked, ``fn`` runs on row 0 into a spare last row that is then
+        dropped (so that no kernel sees an empty batch)."""
+        idx = b.op("Reshape", [b.op("NonZero", [rows], "nz"), i64([-1])], "idx")
+        k = b.op("Max", [b.op("Shape", [idx], "k"), i64([1])], "k1")
+        R = b.op("Shape", [rows], "nrows")
+        take = b.op("Slice", [b.op("Concat", [idx, i64([0])], "take0", axis=0), i64([0]), k], "take")
+        put = b.op("Slice", [b.op("Concat", [idx, R], "put0", axis=0), i64([0]), k], "put")
+        out = fn(*[b.op("Gather", [t, take], "sel", axis=0) for t in ins])
+        buf = b.op("Concat", [like, b.op("Gather", [like, i64([0])], "l0", axis=0)], "buf", axis=0)
+        buf = b.op("ScatterND", [buf, b.op("Unsqueeze", [put, ax1], "put2"), out], "scat")
+        return b.op("Slice", [buf, i64([0]), R, i64([0])], "unbuf")
+
+    def network(Zs, ss):  # (k, n), (k,) -> (k, n): the network's denoising (and its mirror image's, averaged)
+        x4 = b.op("Reshape", [Zs, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "dx")
+        s4 = b.op("Reshape", [ss, b.const(np.array([-1, 1, 1, 1], np.int64), "s1")], "ds")
         if flip:  # the image and its mirror image in one batch, their denoisings averaged (Denoiser(flip=True))
             x4 = b.op("Concat", [x4, mirror(x4)], "x2", axis=0)
             s4 = b.op("Concat", [s4, s4], "s2", axis=0)
         dout = b.fresh("dout")
         b.nodes += _denoiser_nodes(den_model, "den/", b.fresh("den") + "/", x4, s4, dout)
         if flip:
-            half = b.op("Shape", [s], "rows")
+            half = b.op("Shape", [ss], "rows")
             first = b.op("Slice", [dout, i64([0]), half, i64([0])], "d1")
             second = b.op("Slice", [dout, half, i64([np.iinfo(np.int64).max]), i64([0])], "d2")
             dout = b.op("Mul", [b.op("Add", [first, mirror(second)], "dsum"), f32(0.5)], "dmean")
-        flat = b.op("Reshape", [dout, b.const(np.array([-1, n], np.int64), "sn")], "dflat")
-        for k, cflat in enumerate(classical_out):
-            flat = where(col(b.op("Equal", [which, i64(k + 1)], "isk")), cflat, flat)
-        return b.op("Clip", [flat, f32(0.0), f32(1.0)], "dclip")
+        return b.op("Reshape", [dout, b.const(np.array([-1, n], np.int64), "sn")], "dflat")
+
+    def classical_fn(k):
+        def fn(Zs, ss):
+            x4 = b.op("Reshape", [Zs, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "cx")
+            s4 = b.op("Reshape", [ss, b.const(np.array([-1, 1, 1, 1], np.int64), "s1")], "cs")
+            cout = b.fresh("cout")
+            b.nodes += _denoiser_nodes(classical[k], f"cls{k}/", b.fresh(f"cls{k}") + "/", x4, s4, cout)
+            return b.op("Reshape", [cout, b.const(np.array([-1, n], np.int64), "csn")], "cflat")
+        return fn
+
+    def denoise(Z, s, which=None, rows=None):
+        """Z (R, n), s (R,) -> (R, n) in [0, 1]: each row through its denoiser (``which``: 0 the network, k > 0 the
+        k-th classical one), the denoisers' nodes inline; ``rows`` (bool (R,), or None: all): the rows whose
+        result is used (the others hold Z)."""
+        if rows is None and not classical:
+            return b.op("Clip", [network(Z, s), f32(0.0), f32(1.0)], "dclip")
+        if rows is None:
+            rows = b.op("Equal", [which, which], "every")   # true on every row
+        net_rows = rows if not classical else b.op("And", [rows, b.op("Equal", [which, i64(0)], "isnet")], "netr")
+        out = only(net_rows, network, [Z, s], Z)
+        for k in range(len(classical)):
+            krows = b.op("And", [rows, b.op("Equal", [which, i64(k + 1)], "isk")], "kr")
+            ck = only(krows, classical_fn(k), [Z, s], Z)
+            out = where(col(krows), ck, out)
+        return b.op("Clip", [out, f32(0.0), f32(1.0)], "dclip")
 
     def momentum(V, Xn, X, T):
         """(v, t, beta) after a step to Xn from X, v the point the step was taken at (restarted where it misleads)."""
@@ -181,20 +213,25 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
                  kernel_shape=[1, len(kk)], **one)
         return b.op("Reshape", [a, b.const(np.array([-1, n], np.int64), "smn")], "smflat")
 
-    def step(V, X, T, BETA, AXP, G_rows, gam, tau, s, w_rows, kernel=None, which=None):
-        """One PnP iteration at V: (A x for the current X, the new X, V, T, beta)."""
-        Av = form.forward(b, V)
+    def measure(V, BETA, AXP, rows=None):
+        """(A v, A x) at V: A x of the current X without applying A to it (pnp_batch's identity); ``rows`` (bool
+        (R,), or None: all): the rows measured (the others hold AXP)."""
+        Av = form.forward(b, V) if rows is None else only(rows, lambda v: form.forward(b, v), [V], AXP)
         Ax = b.op("Div", [b.op("Add", [Av, b.op("Mul", [col(BETA), AXP], "bax")], "axs"),
                           b.op("Add", [col(BETA), f32(1.0)], "b1")], "Ax")
+        return Av, Ax
+
+    def update(V, X, T, Av, G_rows, gam, tau, s, w_rows, kernel=None, which=None, rows=None):
+        """One PnP iteration from V (A v given): (the new X, V, T, beta); ``rows``: the rows that step (None: all)."""
         r = b.op("Mul", [b.op("Sub", [Av, "y"], "rv"), w_rows], "rw")
-        data = form.adjoint(b, r)
+        data = form.adjoint(b, r) if rows is None else only(rows, lambda r_: form.adjoint(b, r_), [r], V)
         if kernel is not None:
             data = smooth(data, kernel)
         grad = b.op("Add", [data, b.op("Mul", [col(gam), b.op("Sub", [V, G_rows], "vg")], "ga")], "grad")
         Z = b.op("Sub", [V, b.op("Mul", [col(tau), grad], "tg")], "Z")
-        Xn = denoise(Z, s, which)
+        Xn = denoise(Z, s, which, rows)
         Vn, Tn, beta = momentum(V, Xn, X, T)
-        return Ax, Xn, Vn, Tn, beta
+        return Xn, Vn, Tn, beta
 
     # ---- before the candidates' loop: the rows, their starts
     R = b.op("Shape", ["pnp_gamma"], "R")
@@ -228,8 +265,7 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     Tmax = b.op("Shape", ["pnp_sigma"], "tshape", start=1, end=2)
     k_idx = b.op("Min", [ITERS, b.op("Sub", [b.op("Squeeze", [Tmax], "tm"), i64(1)], "tm1")], "kidx")
     s = b.op("Squeeze", [b.op("GatherElements", ["pnp_sigma", col(k_idx)], "sg", axis=1), ax1], "sig")
-    Ax, Xn, Vn, Tn, beta = step(V, X, T, BETA, AXP, G_rows, "pnp_gamma", "pnp_tau", s, "w",
-                                which="pnp_denoiser" if classical else None)
+    Av, Ax = measure(V, BETA, AXP, act)
     err = held_error(Ax)
     better = b.op("And", [act, b.op("Less", [err, BERR], "lt")], "better")
     BEST2 = where(col(better), X, BEST)
@@ -242,6 +278,8 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         b.op("Not", [b.op("Less", [ITERS, total], "lt2")], "spent")], "or")], "stop")
     DONE2 = b.op("Or", [DONE, stop], "done")
     go = b.op("And", [act, b.op("Not", [stop], "ns")], "go")
+    Xn, Vn, Tn, beta = update(V, X, T, Av, G_rows, "pnp_gamma", "pnp_tau", s, "w",
+                              which="pnp_denoiser" if classical else None, rows=go)
     gcol = col(go)
     outs = [where(gcol, Xn, X), where(gcol, Vn, V), where(go, Tn, T), where(go, beta, BETA), where(gcol, Ax, AXP),
             BEST2, BERR2, BIT2, STALL2, DONE2, b.op("Add", [ITERS, b.op("Cast", [go], "goi", to=INT64)], "iters")]
@@ -288,8 +326,9 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
     b.nodes = []
     p_in = {k: f"pnpp/{k}" for k, _, _ in pstate}
     which1 = pick("pnp_denoiser") if classical else None
-    Ax, Xn, Vn, Tn, beta = step(p_in["V"], p_in["X"], p_in["T"], p_in["BETA"], p_in["AXP"], Gflat, gam1, tau1, s_last,
-                                ones_m, polish_kernel, which1)
+    Av, Ax = measure(p_in["V"], p_in["BETA"], p_in["AXP"])
+    Xn, Vn, Tn, beta = update(p_in["V"], p_in["X"], p_in["T"], Av, Gflat, gam1, tau1, s_last, ones_m, polish_kernel,
+                              which1)
     pouts = [Xn, Vn, Tn, beta, Ax]
     pnodes = b.nodes
     pnames = [f"pnpp/{k}_out" for k, _, _ in pstate]
