@@ -145,3 +145,49 @@ def test_gs_recover_runs_gs_pnp_in_the_graph_engine(tmp_path, tiny_denoiser):
     assert rep["method"] == "gs-pnp" and rep["engine"] == "recovery-graph" and set(row["pnp"]["held_out"]) == \
         {"gs", *rep["pnp"]["candidates"]}
     assert row["pnp"]["chosen"] in row["pnp"]["held_out"] and rep["stopping"]["rule"] == "holdout"
+
+
+def test_the_graphs_denoisers_see_only_the_rows_that_step(tmp_path, tiny_denoiser):
+    """ONNX Runtime's profile of the stage: the network's first node in the candidates' loop is fed, over all
+    passes, the network rows that stepped (``pnp_rows_iterations``), twice with the mirror, plus one stand-in row in
+    the passes where none did; the DCT denoiser's likewise its row's; neither sees every row in every pass (as the
+    graph did before: finished rows and the other denoiser's rows wasted its time)."""
+    import onnxruntime as ort
+
+    from gs_onnx.engine.dct_denoiser import dct_denoiser_model
+
+    man = load("dcgan")
+    op = Mask(man.image_shape, keep=0.3, seed=0)
+    y = measure(load_image(IMG_A, 64).reshape(1, -1), op, 0.01, 0)
+    inputs, _ = plan_inputs(man, 1, op, y[0], Settings(max_iter=3), 0, holdout_rows=True)
+    model, values = recovery_model(man, 1, op)
+    dman = load_denoiser(tiny_denoiser[1])
+    den = load_graph(dman, dman.graph, DEN_IN, DEN_OUT)
+    cls = dct_denoiser_model(3)
+    model = with_pnp_stage(model, op.onnx_form(), den, man.image_shape, op.m, flip=True, classical=[cls])
+    plan = {"iterations": 10, "sigma_max": 0.2, "sigma_min": 0.01, "step": 1.5}
+    feed = {**inputs, **values, **stage_values(PLAIN, ANCHORED, lipschitz(op), 2, 0, [("pnp-dct", plan)])}
+    so = ort.SessionOptions()
+    so.enable_profiling, so.profile_file_prefix = True, str(tmp_path / "prof")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    out = dict(zip(names, sess.run(names, feed)))
+    events = json.loads(open(sess.end_profiling()).read())
+    iters = [int(v) for v in out["pnp_rows_iterations"]]      # pnp, anchored 0.1, anchored 1, pnp-dct
+    assert len(iters) == 4 and min(iters) < max(iters)       # the rows stop at different passes
+
+    def batches(first):   # per instance of a denoiser: the batch its first node saw, pass after pass
+        seen: dict = {}
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("/" + first + "_kernel_time"):
+                shape = next(iter(e["args"]["input_type_shape"][0].values()))
+                seen.setdefault(e["name"].split("/")[1], []).append(shape[0])
+        return max(seen.values(), key=len)   # the loop's instance (the polish's runs pnp_polish = 0 times)
+
+    net, dct = batches(den.graph.node[0].name or den.graph.node[0].op_type), batches(cls.graph.node[0].name)
+    passes = max(iters) + 1      # the loop runs until the pass in which the last row stops
+    assert len(net) == len(dct) == passes
+    # each pass: the network rows that step (each with its mirror image), else one stand-in row
+    assert net == [2 * max(1, sum(k < n for n in iters[:3])) for k in range(passes)]
+    assert dct == [1] * passes   # its one row while it steps, then a stand-in
+    assert sum(net) < 2 * 4 * passes and sum(dct) < 4 * passes   # not every row through both in every pass
