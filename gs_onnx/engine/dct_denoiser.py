@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GSError
-from ..physics.onnxform import onnx_modules
+from ..physics.onnxform import CONV_OPS, onnx_modules, spell_out_conv
 from .runtime import Device, active_provider, create_session
 
 #: The patch size and the threshold in units of the noise level (Yu and Sapiro's 8 and 3; 2.7 was better on the
@@ -149,13 +149,8 @@ def dct_denoiser_model(channels: int = 3, patch: int = PATCH, threshold: float =
     nodes.append(n("Conv", [last, "inverse"], ["denoised"]))
     for i, node in enumerate(nodes):   # named, so that copies inlined in another graph stay apart
         node.name = f"dct{i}_{node.output[0]}"
-        if node.op_type in ("Conv", "ConvTranspose"):   # every attribute spelled out: onnxruntime-web's WebGPU Conv
-            k = list(inits[node.input[1]].shape[2:])      # refuses a node without them ("dilations should be 2D")
-            have = {a.name for a in node.attribute}
-            for key, v in (("kernel_shape", k), ("strides", [1, 1]), ("dilations", [1, 1]), ("pads", [0, 0, 0, 0]),
-                           ("group", 1)):
-                if key not in have:
-                    node.attribute.append(helper.make_attribute(key, v))
+        if node.op_type in CONV_OPS:   # every attribute spelled out (onnxruntime-web's WebGPU)
+            spell_out_conv(node, inits[node.input[1]].shape[2:])
     graph = helper.make_graph(
         nodes, "dct_denoiser",
         [helper.make_tensor_value_info("x", FLOAT, ["B", C, "H", "W"]),

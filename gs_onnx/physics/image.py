@@ -347,11 +347,10 @@ class Blur(Operator):
 
         def blur(b, x, out):
             img = b.op("Reshape", [x, b.const(_i64([-1, c, h, w]), "imgshape")], "img")
-            one = dict(strides=[1, 1], dilations=[1, 1])   # every attribute spelled out (onnxruntime-web's WebGPU)
             a = b.op("Conv", [img, b.data(kh, "blur_kh")], "blurh", group=c, pads=[r, 0, r, 0],
-                     kernel_shape=[len(k), 1], **one)
+                     kernel_shape=[len(k), 1])
             a = b.op("Conv", [a, b.data(kw, "blur_kw")], "blurw", group=c, pads=[0, r, 0, r],
-                     kernel_shape=[1, len(k)], **one)
+                     kernel_shape=[1, len(k)])
             return b.op("Reshape", [a, b.const(_i64([-1, c * h * w]), "flat")], out)
 
         return OnnxForm({}, lambda b, x: blur(b, x, "Ax"), lambda b, r_: blur(b, r_, "ATr"))

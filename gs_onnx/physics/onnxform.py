@@ -79,12 +79,49 @@ class Builder:
     def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int | Sequence[str] = 1,
            **attrs):
         """Add one node. ``outputs``: a count of fresh names or the names themselves. Returns the output name
-        for one fresh output, else the list of names."""
+        for one fresh output, else the list of names. A convolution (:data:`CONV_OPS`) takes ``kernel_shape`` and
+        gets every other attribute spelled out (:func:`conv_attributes`)."""
+        if op_type in CONV_OPS:
+            if "kernel_shape" not in attrs:
+                raise ValueError(f"a {op_type} needs its kernel_shape (every attribute is spelled out)")
+            attrs = conv_attributes(attrs.pop("kernel_shape"), **attrs)
         outs = [self.fresh(hint or op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) \
             else list(outputs)
         self.nodes.append(self.helper.make_node(op_type, list(inputs), outs, name=self.fresh(f"n_{op_type}"),
                                                 **attrs))
         return outs[0] if outputs == 1 else outs
+
+
+#: The convolutions whose attributes the project always spells out (:func:`conv_attributes`).
+CONV_OPS = ("Conv", "ConvTranspose")
+
+
+def conv_attributes(kernel_shape: Sequence[int], **given) -> dict:
+    """Every attribute of a ``Conv`` or ``ConvTranspose`` with ``kernel_shape``: ONNX's defaults (stride 1, dilation 1,
+    no padding, one group) where ``given`` does not set them. The one rule for every convolution this project builds:
+    onnxruntime-web's WebGPU kernels refuse a node that leaves them out ("dilations should be 2D"), where the CPU and
+    WASM kernels take the defaults.
+
+    >>> conv_attributes([3, 1], group=3, pads=[1, 0, 1, 0])
+    {'kernel_shape': [3, 1], 'strides': [1, 1], 'dilations': [1, 1], 'pads': [1, 0, 1, 0], 'group': 3}
+    """
+    d = len(kernel_shape)
+    out = {"kernel_shape": [int(v) for v in kernel_shape], "strides": [1] * d, "dilations": [1] * d, "pads": [0] * (2 * d),
+           "group": 1}
+    unknown = sorted(set(given) - set(out) - {"output_padding", "output_shape", "auto_pad"})
+    if unknown:
+        raise ValueError(f"not an attribute of a convolution: {unknown[0]!r}")
+    out.update(given)
+    return out
+
+
+def spell_out_conv(node, kernel_shape: Sequence[int]) -> None:
+    """Adds to a ``Conv``/``ConvTranspose`` NodeProto the attributes it leaves out (:func:`conv_attributes`)."""
+    _, helper, _ = onnx_modules()
+    have = {a.name for a in node.attribute}
+    for key, v in conv_attributes(kernel_shape).items():
+        if key not in have:
+            node.attribute.append(helper.make_attribute(key, v))
 
 
 @dataclasses.dataclass

@@ -205,12 +205,11 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         kk = np.asarray(k, np.float32)
         a = b.op("Reshape", [g, b.const(np.array([-1, C, H, Wd], np.int64), "sm4")], "sm")
         a = b.op("Pad", [a, i64([0, 0, r, 0, 0, 0, r, 0])], "smph", mode="reflect")
-        one = dict(strides=[1, 1], dilations=[1, 1], pads=[0, 0, 0, 0])   # spelled out for onnxruntime-web's WebGPU
         a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, -1, 1), (C, 1, 1, 1)), "smkh")], "smh", group=C,
-                 kernel_shape=[len(kk), 1], **one)
+                 kernel_shape=[len(kk), 1])
         a = b.op("Pad", [a, i64([0, 0, 0, r, 0, 0, 0, r])], "smpw", mode="reflect")
         a = b.op("Conv", [a, b.const(np.tile(kk.reshape(1, 1, 1, -1), (C, 1, 1, 1)), "smkw")], "smw", group=C,
-                 kernel_shape=[1, len(kk)], **one)
+                 kernel_shape=[1, len(kk)])
         return b.op("Reshape", [a, b.const(np.array([-1, n], np.int64), "smn")], "smflat")
 
     def measure(V, BETA, AXP, rows=None):
