@@ -6,10 +6,11 @@ For a dcgan recovery folder (c=1, Gaussian m/n 0.163, the model's plan: 1 x 100 
 one (c=2, the DCT operator m/n 0.163, its plan capped at 20 iterations so that a browser round stays short), the
 same folder runs, interleaved, ``--rounds`` times in: headless Chromium (examples/web through serve-demo and
 examples/web/drive.mjs; onnxruntime-web's WASM backend with 1 and 2 threads, the whole budget in one run of the
-graph, and in the page's default chunks of about a quarter second), onnxruntime-node (examples/node/recover.js)
+graph, and in the page's default chunks of about two seconds), onnxruntime-node (examples/node/recover.js)
 and Python's onnxruntime (GraphRecovery, 1 and 2 threads). Milliseconds per iteration are the session runs only
-(not reading and checking the files, not creating the session); the table gives the median and the range over the
-rounds. Needs Chromium, node and the npm packages of examples/web and examples/node. Prints a markdown table.
+(not reading and checking the files, not creating the session), divided by GS's iterations (a gs-pnp folder's
+PnP stage included: read the seconds per recovery and the ratios); the table gives the median and the range over
+the rounds. Needs Chromium, node and the npm packages of examples/web and examples/node. Prints a markdown table.
 """
 import argparse
 import json
@@ -40,15 +41,29 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def make_folder(tmp: Path, model: str) -> Path:
-    """dcgan: what serve-demo serves by default; began: the DCT operator, its plan capped at 20 iterations."""
+    """dcgan: what serve-demo serves by default (gs); dcgan-pnp: the same face's default folder (gs-pnp, the Gaussian's
+    default); began: the DCT operator, its plan capped at 20 iterations (the default method, gs-pnp); began-gs: the
+    same with --method gs."""
     if model == "dcgan":
         (tmp / "dcgan").mkdir()
         return default_folder(tmp / "dcgan")
-    r = CliRunner().invoke(measure_main, [str(FACES[model]), "--model", "began", "--operator", "srdct", "--ratio",
+    if model == "dcgan-pnp":
+        from gs_onnx.cli.demo import default_image
+
+        face = default_image(64)
+        r = CliRunner().invoke(measure_main, [str(face), "--model", "dcgan", "--ratio", "0.1628", "-o",
+                                              str(tmp / "dp.npy")])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / "dp.npy"), "--reference", str(face), "-o",
+                                               str(tmp / "rec-dcgan-pnp")])
+        assert r.exit_code == 0, r.output
+        return tmp / "rec-dcgan-pnp"
+    r = CliRunner().invoke(measure_main, [str(FACES["began"]), "--model", "began", "--operator", "srdct", "--ratio",
                                           "0.1628", "-o", str(tmp / f"{model}.npy")])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / f"{model}.npy"), "--reference", str(FACES[model]),
-                                           "--max-iter", "20", "-o", str(tmp / f"rec-{model}")])
+    method = ["--method", "gs"] if model == "began-gs" else []   # began-gs: GS alone, the graph before gs-pnp
+    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / f"{model}.npy"), "--reference", str(FACES["began"]),
+                                           "--max-iter", "20", *method, "-o", str(tmp / f"rec-{model}")])
     assert r.exit_code == 0, r.output
     return tmp / f"rec-{model}"
 
@@ -119,14 +134,18 @@ def main():
             if a.screenshot and model == "dcgan":
                 browser(folder, 2, None, tmp / "o.json", Path(a.screenshot).resolve())
     print(f"\n{hardware('cpu')}, {a.rounds} rounds, interleaved\n")
-    print("| model | runtime | ms / iteration, median (range) | vs Python 2 threads |")
-    print("|---|---|---|---|")
+    print("| model | runtime | ms / GS iteration, median (range) | seconds per recovery, median | vs Python 2 threads, "
+          "median of the rounds' ratios (range) |")
+    print("|---|---|---|---|---|")
     for model, cases in runs.items():
-        ref = statistics.median(r["ms"] for r in cases["Python onnxruntime, 2 threads"])
+        refs = [r["ms"] for r in cases["Python onnxruntime, 2 threads"]]
         for name, rs in cases.items():
             ms = [r["ms"] for r in rs]
             med = statistics.median(ms)
-            print(f"| {model} | {name} | {med:.1f} ({min(ms):.1f}-{max(ms):.1f}) | {med / ref:.2f} |")
+            secs = statistics.median(r["ms"] * r["iterations"] / 1000 for r in rs)
+            ratios = [a / b for a, b in zip(ms, refs)]   # side by side: the same round's Python run
+            print(f"| {model} | {name} | {med:.1f} ({min(ms):.1f}-{max(ms):.1f}) | {secs:.1f} | "
+                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
     first = next(iter(runs.values()))["browser WASM, 2 threads, one run"][0]
     print(f"\nbrowser: {first['agent']}; cross-origin isolated: {first['isolated']}; WebGPU: {first['webgpu']}")
     if a.out:

@@ -5,7 +5,7 @@
 //
 // URL parameters: folder=URL (default folder/, what `python -m gs_onnx serve-demo` serves; none: wait for a
 // pick), threads=N (WASM threads; default: min(4, cores) when cross-origin isolated, else 1), chunk=N (iterations
-// per run; default: about a second's worth), max_mb=N (the largest file accepted, default 1024),
+// per run; default: about two seconds' worth), max_mb=N (the largest file accepted, default 1024),
 // trace=i,j (keep the state going into and out of those chunks: window.gs.trace, for the tests), ep=webgpu|wasm (the
 // execution provider; default: WebGPU where navigator.gpu offers a hardware adapter, WASM where it offers none or only
 // a software one such as SwiftShader, on which a recovery is hundreds of times slower than on WASM), proof=1 (count

@@ -17,6 +17,10 @@ const BUNDLES = { wasm: './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs',
                   webgpu: './node_modules/onnxruntime-web/dist/ort.min.mjs' };
 let ort = null;
 let stop = false;
+// Seconds of work per run of the graph when the page does not fix the chunk: every run ends by computing each
+// restart's image and copying the loop state out and back in, which cost BEGAN 15-30 % of its time at one second a
+// run (docs/benchmarks.md); two seconds halve that and still show progress often.
+const PACE = 2.0;
 
 function copy(t) {
   return { dtype: t.type, dims: [...t.dims], data: t.data.slice() };
@@ -77,8 +81,8 @@ async function run(msg) {
       }
       postMessage({ type: 'progress', ...report });
       start += chunk;
-      // about a second a run (the first run also evaluates the start: it only sets the pace)
-      if (!msg.chunk) chunk = Math.max(1, Math.min(100, Math.round(1.0 / Math.max(dt / chunk, 1e-4))));
+      // about PACE seconds a run (the first run also evaluates the start: it only sets the pace)
+      if (!msg.chunk) chunk = Math.max(1, Math.min(100, Math.round(PACE / Math.max(dt / chunk, 1e-4))));
     }
   } finally {
     await session.release();
