@@ -43,10 +43,21 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def make_folder(tmp: Path, model: str) -> Path:
     """dcgan: what serve-demo serves by default (gs); dcgan-pnp: the same face's default folder (gs-pnp, the Gaussian's
     default); began: the DCT operator, its plan capped at 20 iterations (the default method, gs-pnp); began-gs: the
-    same with --method gs."""
+    same with --method gs; dcgan-3: dcgan's gs folder cut to 3 iterations (for --webgpu)."""
     if model == "dcgan":
         (tmp / "dcgan").mkdir()
         return default_folder(tmp / "dcgan")
+    if model == "dcgan-3":   # the same face's gs folder cut to 3 iterations: short enough for WebGPU on SwiftShader
+        from gs_onnx.cli.demo import default_image
+
+        face = default_image(64)
+        r = CliRunner().invoke(measure_main, [str(face), "--model", "dcgan", "--ratio", "0.1628", "-o",
+                                              str(tmp / "d3.npy")])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / "d3.npy"), "--reference", str(face),
+                                               "--method", "gs", "--max-iter", "3", "-o", str(tmp / "rec-dcgan-3")])
+        assert r.exit_code == 0, r.output
+        return tmp / "rec-dcgan-3"
     if model == "dcgan-pnp":
         from gs_onnx.cli.demo import default_image
 
@@ -68,10 +79,11 @@ def make_folder(tmp: Path, model: str) -> Path:
     return tmp / f"rec-{model}"
 
 
-def browser(folder: Path, threads: int, chunk: int | None, out: Path, screenshot: Path | None = None) -> dict:
+def browser(folder: Path, threads: int, chunk: int | None, out: Path, screenshot: Path | None = None,
+            ep: str = "wasm") -> dict:
     server = make_server(folder, page_dir(None), port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    q = f"?threads={threads}" + (f"&chunk={chunk}" if chunk else "")
+    q = f"?threads={threads}&ep={ep}" + (f"&chunk={chunk}" if chunk else "")
     cmd = ["node", "drive.mjs", f"http://127.0.0.1:{server.server_address[1]}/{q}", str(out), "--chromium", CHROMIUM]
     if screenshot:
         cmd += ["--screenshot", str(screenshot)]
@@ -112,6 +124,8 @@ def main():
     ap.add_argument("--models", default="dcgan,began")
     ap.add_argument("--out", default=None)
     ap.add_argument("--screenshot", default=None, help="PNG of the page after the dcgan recovery (2 threads, chunks)")
+    ap.add_argument("--webgpu", action="store_true", help="also the page on WebGPU, one run (Chromium's adapter: "
+                    "SwiftShader, a software one, where no GPU is present; for short folders such as dcgan-3)")
     a = ap.parse_args()
     if not CHROMIUM:
         sys.exit("no Chromium: apt-get install chromium")
@@ -126,6 +140,8 @@ def main():
                      "onnxruntime-node (CPU EP, default threads)": lambda: node(folder, tmp / "n.npy"),
                      "Python onnxruntime, 1 thread": lambda: python(folder, 1),
                      "Python onnxruntime, 2 threads": lambda: python(folder, 2)}
+            if a.webgpu:
+                cases["browser WebGPU, one run"] = lambda: browser(folder, 2, 10**6, tmp / "o.json", ep="webgpu")
             for r in range(a.rounds):
                 for name, fn in cases.items():
                     res = fn()
