@@ -73,8 +73,9 @@ def make_folder(tmp: Path, model: str) -> Path:
                                           "0.1628", "-o", str(tmp / f"{model}.npy")])
     assert r.exit_code == 0, r.output
     method = ["--method", "gs"] if model == "began-gs" else []   # began-gs: GS alone, the graph before gs-pnp
-    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / f"{model}.npy"), "--reference", str(FACES["began"]),
-                                           "--max-iter", "20", *method, "-o", str(tmp / f"rec-{model}")])
+    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / f"{model}.npy"), "--reference",
+                                           str(FACES["began"]), "--max-iter", "20", *method, "-o",
+                                           str(tmp / f"rec-{model}")])
     assert r.exit_code == 0, r.output
     return tmp / f"rec-{model}"
 

@@ -106,8 +106,8 @@ def conv_attributes(kernel_shape: Sequence[int], **given) -> dict:
     {'kernel_shape': [3, 1], 'strides': [1, 1], 'dilations': [1, 1], 'pads': [1, 0, 1, 0], 'group': 3}
     """
     d = len(kernel_shape)
-    out = {"kernel_shape": [int(v) for v in kernel_shape], "strides": [1] * d, "dilations": [1] * d, "pads": [0] * (2 * d),
-           "group": 1}
+    out = {"kernel_shape": [int(v) for v in kernel_shape], "strides": [1] * d, "dilations": [1] * d,
+           "pads": [0] * (2 * d), "group": 1}
     unknown = sorted(set(given) - set(out) - {"output_padding", "output_shape", "auto_pad"})
     if unknown:
         raise ValueError(f"not an attribute of a convolution: {unknown[0]!r}")
