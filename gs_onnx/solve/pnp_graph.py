@@ -9,7 +9,8 @@ an ``If`` runs what :func:`gs_onnx.solve.methods.gs_pnp.refine` runs on the host
   grey, PnP anchored to ``gs_image``), the denoiser's nodes inlined in its body, each row with its own noise levels
   (``pnp_sigma``), length (``pnp_iterations``), anchor weight (``pnp_gamma``) and step (``pnp_tau``), each keeping its
   iterate of lowest held-out error (the rows ``w`` holds out) and stopping ``pnp_patience`` iterations past its
-  schedule without a better one;
+  schedule without a better one; each pass applies A to the rows still running and A^T and each denoiser to the
+  rows that step on only (``NonZero``, ``Gather``, ``ScatterND``), as ``pnp_batch`` does;
 * the choice: the lowest held-out error among ``gs_image`` and the candidates (``pnp_held_out``, ``pnp_chosen``: 0
   is GS, r > 0 candidate r - 1);
 * the polish: ``pnp_polish`` iterations on every row from the chosen iterate at its last noise level, or at the
