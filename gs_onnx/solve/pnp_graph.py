@@ -148,14 +148,18 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
         buf = b.op("ScatterND", [buf, b.op("Unsqueeze", [put, ax1], "put2"), out], "scat")
         return b.op("Slice", [buf, i64([0]), R, i64([0])], "unbuf")
 
-    def network(Zs, ss):  # (k, n), (k,) -> (k, n): the network's denoising (and its mirror image's, averaged)
+    def inline(model, init_prefix, tag, Zs, ss):  # one copy of a denoiser's nodes: (k, n), (k,) -> (k, C, H, W)
         x4 = b.op("Reshape", [Zs, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "dx")
         s4 = b.op("Reshape", [ss, b.const(np.array([-1, 1, 1, 1], np.int64), "s1")], "ds")
-        if flip:  # the image and its mirror image in one batch, their denoisings averaged (Denoiser(flip=True))
+        if model is den_model and flip:  # the image and its mirror image in one batch (Denoiser(flip=True))
             x4 = b.op("Concat", [x4, mirror(x4)], "x2", axis=0)
             s4 = b.op("Concat", [s4, s4], "s2", axis=0)
-        dout = b.fresh("dout")
-        b.nodes += _denoiser_nodes(den_model, "den/", b.fresh("den") + "/", x4, s4, dout)
+        out = b.fresh("dout")
+        b.nodes += _denoiser_nodes(model, init_prefix, b.fresh(tag) + "/", x4, s4, out)
+        return out
+
+    def network(Zs, ss):  # (k, n), (k,) -> (k, n): the network's denoising (and its mirror image's, averaged)
+        dout = inline(den_model, "den/", "den", Zs, ss)
         if flip:
             half = b.op("Shape", [ss], "rows")
             first = b.op("Slice", [dout, i64([0]), half, i64([0])], "d1")
@@ -163,14 +167,9 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
             dout = b.op("Mul", [b.op("Add", [first, mirror(second)], "dsum"), f32(0.5)], "dmean")
         return b.op("Reshape", [dout, b.const(np.array([-1, n], np.int64), "sn")], "dflat")
 
-    def classical_fn(k):
-        def fn(Zs, ss):
-            x4 = b.op("Reshape", [Zs, b.const(np.array([-1, C, H, Wd], np.int64), "s4")], "cx")
-            s4 = b.op("Reshape", [ss, b.const(np.array([-1, 1, 1, 1], np.int64), "s1")], "cs")
-            cout = b.fresh("cout")
-            b.nodes += _denoiser_nodes(classical[k], f"cls{k}/", b.fresh(f"cls{k}") + "/", x4, s4, cout)
-            return b.op("Reshape", [cout, b.const(np.array([-1, n], np.int64), "csn")], "cflat")
-        return fn
+    def classical_fn(k):   # (k, n), (k,) -> (k, n): the k-th classical denoiser (never mirrored)
+        return lambda Zs, ss: b.op("Reshape", [inline(classical[k], f"cls{k}/", f"cls{k}", Zs, ss),
+                                              b.const(np.array([-1, n], np.int64), "sn")], "cflat")
 
     def denoise(Z, s, which=None, rows=None):
         """Z (R, n), s (R,) -> (R, n) in [0, 1]: each row through its denoiser (``which``: 0 the network, k > 0 the
@@ -182,10 +181,9 @@ def with_pnp_stage(model, form, den_model, image_shape: tuple[int, int, int], m:
             rows = b.op("Equal", [which, which], "every")   # true on every row
         net_rows = rows if not classical else b.op("And", [rows, b.op("Equal", [which, i64(0)], "isnet")], "netr")
         out = only(net_rows, network, [Z, s], Z)
-        for k in range(len(classical)):
+        for k in range(len(classical)):   # its rows scattered into the network's result (the rows are disjoint)
             krows = b.op("And", [rows, b.op("Equal", [which, i64(k + 1)], "isk")], "kr")
-            ck = only(krows, classical_fn(k), [Z, s], Z)
-            out = where(col(krows), ck, out)
+            out = only(krows, classical_fn(k), [Z, s], out)
         return b.op("Clip", [out, f32(0.0), f32(1.0)], "dclip")
 
     def momentum(V, Xn, X, T):
