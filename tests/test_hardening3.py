@@ -50,13 +50,13 @@ def test_overwrite_never_replaces_a_folder_gs_onnx_did_not_write(tmp_path, meas)
     data = tmp_path / "photos"
     data.mkdir()
     (data / "holiday.jpg").write_bytes(b"not really a jpeg, but mine")
-    for victim in (model, data):
+    for victim, needle in ((model, "is the model folder"), (data, "was not written by gs-onnx")):
         before = _snapshot(victim)
         r = invoke(cli.recover_main, [meas, "--model", "dcgan", "-o", victim, "--overwrite", *TINY])
-        assert_one_line_error(r, "was not written by gs-onnx", "--overwrite")
+        assert_one_line_error(r, needle)
         r = invoke(export_recovery, ["--measurements", meas, "--method", "gs", "-o", victim, "--overwrite",
                                      "--max-iter", "3"])
-        assert_one_line_error(r, "was not written by gs-onnx")
+        assert_one_line_error(r, needle)
         assert _snapshot(victim) == before
     # a folder gs-onnx wrote is replaced, whole
     out = tmp_path / "out"

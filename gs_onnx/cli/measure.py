@@ -7,6 +7,7 @@ builds from parameters is an ``--operator`` choice and every parameter an option
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import click
@@ -15,6 +16,7 @@ import numpy as np
 from ..generator import registry
 from ..errors import GSError
 from ..io.images import image_orientation, load_image
+from ..io.paths import model_folder_at
 from ..generator.manifest import sha256_file
 from ..physics import base as physics
 from .._version import provenance
@@ -98,18 +100,62 @@ def measure_images(images, model: str, *, ratio=None, m=None, seed=0, noise="aut
     return y, sidecar, op.preview(y)
 
 
-def _remove_stale_previews(out: Path, keep: set[Path]) -> None:
-    """Remove the previews (``<stem>_NNN.png``) an earlier run on the same output left that this one did not
-    write (it measured fewer images, or an operator without previews): they would pass for this run's."""
-    import re
+def _earlier_measurement(out: Path) -> int | None:
+    """How many images the measurement file an earlier gs-measure wrote at ``out`` holds, read from its sidecar
+    (``<stem>.json``, a gs-onnx measurement sidecar); None where there is no such sidecar (no earlier run, or files
+    gs-measure did not write)."""
+    from ..io import strictjson
+    from ..io.measurement import FORMAT
 
-    pattern = re.compile(re.escape(out.stem) + r"_\d{3,}\.png")
-    for p in out.parent.iterdir():
-        if pattern.fullmatch(p.name) and p not in keep and p.is_file():
-            try:
-                p.unlink()
-            except OSError as e:
-                raise GSError(f"cannot remove the earlier run's preview {p}: {e.strerror or e}") from None
+    side = out.with_suffix(".json")
+    try:
+        if not side.is_file() or side.is_symlink() or side.stat().st_size > 4 << 20:
+            return None
+        meta = strictjson.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    shape = meta.get("shape")
+    ok = isinstance(shape, list) and shape and isinstance(shape[0], int) and 0 < shape[0] <= 1 << 20
+    return shape[0] if ok else 0
+
+
+def _check_targets(out: Path, count: int, images, overwrite: bool) -> list[Path]:
+    """The files this run will write (the ``.npy``, its sidecar, a preview per image), checked: none of them is an
+    image to measure, none sits in a model folder, and an existing one is replaced only with ``--overwrite`` and
+    only where it is an earlier measurement's (its sidecar is a gs-onnx measurement sidecar). Returns the earlier
+    run's previews (those this run does not rewrite are removed after writing, so none passes for this run's)."""
+    targets = [out, out.with_suffix(".json"), *preview_paths(out, count)]
+    for img in images:
+        for p in targets:
+            if p.exists() and Path(img).exists() and os.path.samefile(img, p):
+                raise GSError(f"{p} is one of the images to measure: writing there would replace it; -o another file")
+    home = model_folder_at(out.parent)
+    if home is not None:
+        raise GSError(f"{out} lies inside the model folder {home}: nothing is written into a model; -o another "
+                      "folder")
+    existing = [p for p in targets if p.exists() or p.is_symlink()]
+    earlier = _earlier_measurement(out)
+    if existing and not overwrite:
+        raise GSError(f"{existing[0]} exists: pass --overwrite to replace it, or -o another file")
+    if existing and earlier is None:
+        raise GSError(f"{existing[0]} was not written by gs-measure ({out.with_suffix('.json').name} is not a "
+                      "measurement sidecar): --overwrite replaces only an earlier measurement; remove it yourself, or "
+                      "-o another file")
+    stale = [p for p in preview_paths(out, earlier or 0) if p.is_file() and not p.is_symlink()]
+    return [p for p in stale if not any(Path(img).exists() and os.path.samefile(img, p) for img in images)]
+
+
+def _remove_stale_previews(stale: list[Path]) -> None:
+    """Remove the previews (``<stem>_NNN.png``) an earlier run on the same output wrote that this one did not (it
+    measured fewer images, or an operator without previews): they would pass for this run's. Only the earlier
+    run's own, as its sidecar counts them; never another file that happens to be named so."""
+    for p in stale:
+        try:
+            p.unlink()
+        except OSError as e:
+            raise GSError(f"cannot remove the earlier run's preview {p}: {e.strerror or e}") from None
 
 
 def preview_paths(out: Path, count: int) -> list[Path]:
@@ -177,14 +223,12 @@ def measure_main(images, model, operator, ratio, m, seed, noise, crop, output, o
     from ..io.publish import claimed
 
     with claimed(out):   # a second gs-measure on the same -o is refused while this one runs
-        for p in (out, out.with_suffix(".json"), *preview_paths(out, len(images))):
-            if p.exists() and not overwrite:
-                raise GSError(f"{p} exists: pass --overwrite to replace it, or -o another file")
+        stale = _check_targets(out, len(images), images, overwrite)
         y, sidecar, previews = measure_images(images, model, ratio=ratio, m=m, seed=seed, noise=noise, crop=crop,
                                               models_dir=models_dir, operator=operator, **params)
         extra = [] if previews is None else list(zip(preview_paths(out, len(y)), map(_png_bytes, previews)))
         write_measurements(out, y, sidecar, extra=extra)
-        _remove_stale_previews(out, {p for p, _ in extra})
+        _remove_stale_previews([p for p in stale if p not in {q for q, _ in extra}])
     if not quiet:
         pngs = f" and {len(extra)} PNG(s) ({extra[0][0].name}...)" if extra else ""
         click.echo(f"wrote {out} ({y.shape[0]} x {y.shape[1]}, {operator}, m/n = {sidecar['ratio']:.4f}, "

@@ -193,8 +193,13 @@ def layout(root: str | Path, celeba: str | Path | None = None, coco: str | Path 
         d = root / t
         if d.exists() and (not d.is_dir() or any(d.iterdir())) and not overwrite:
             raise GSError(f"{d} exists and is not empty: use --overwrite to replace it")
+    from ..io.paths import model_folder_at
     from ..io.publish import clean_stale, staging_prefix
 
+    home = model_folder_at(root)
+    if home is not None:
+        raise GSError(f"{root} {'is' if home == root.resolve() else 'lies inside'} the model folder {home}: nothing is "
+                      "written into a model; give another folder")
     try:
         root.mkdir(parents=True, exist_ok=True)
         clean_stale(root)   # the staging folders of runs that were killed

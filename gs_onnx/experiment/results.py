@@ -80,9 +80,15 @@ class ResultsFile:
     """
 
     def __init__(self, folder: str | Path, create: bool = True):
+        from ..io.paths import model_folder_at
+
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise GSError(f"results folder {self.folder} is a file")
+        home = model_folder_at(self.folder)
+        if home is not None:
+            raise GSError(f"results folder {self.folder} {'is' if home == self.folder.resolve() else 'lies inside'} "
+                          f"the model folder {home}: nothing is written into a model; -o another folder")
         try:
             if create:
                 self.folder.mkdir(parents=True, exist_ok=True)

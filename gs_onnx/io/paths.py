@@ -59,3 +59,27 @@ def open_regular(path: Path, mode: str, what: str):
     os.set_blocking(fd, True)
     enc = None if "b" in mode else "utf-8"
     return os.fdopen(fd, {"a": "a", "a+": "a+", "r+b": "r+b", "r": "r", "rb": "rb"}[mode], encoding=enc)
+
+
+#: The ``format`` of the manifests that make a folder a model (or a denoiser) folder.
+MODEL_FORMATS = ("gs-onnx-manifest", "gs-onnx-denoiser")
+
+
+def model_folder_at(path: Path) -> Path | None:
+    """The model (or denoiser) folder ``path`` is or lies inside, or None: the nearest folder at or above it holding
+    a ``manifest.json`` whose ``format`` is a model's. No command writes there (a model folder is verified file by
+    file: what is added to it is not the model's)."""
+    import json
+
+    p = Path(path).resolve()
+    for d in (p, *p.parents):
+        m = d / "manifest.json"
+        try:
+            if not m.is_file() or m.stat().st_size > 4 << 20:
+                continue
+            fmt = json.loads(m.read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+            continue
+        if fmt in MODEL_FORMATS:
+            return d
+    return None

@@ -97,7 +97,7 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
 
     An existing non-empty ``out`` is refused unless ``overwrite``, and even then unless it carries :data:`MARK`
     (only a folder gs-onnx wrote is replaced); a file at ``out`` is refused, and so is an ``out`` that is, holds or
-    lies inside one of ``inputs`` (replacing it would delete them); a second run claiming the same ``out`` is
+    lies inside one of ``inputs`` (replacing it would delete them) or lies inside a model folder; a second run claiming the same ``out`` is
     refused while this one runs.
     """
     out = Path(out)
@@ -112,6 +112,12 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
         if q in target.parents:
             raise GSError(f"output folder {out} lies inside the input {p}: writing there would change it; -o a "
                           "folder outside it")
+    from .paths import model_folder_at
+
+    home = model_folder_at(target)
+    if home is not None:
+        raise GSError(f"output folder {out} {'is' if home == target else 'lies inside'} the model folder {home}: "
+                      "nothing is written into a model; -o another folder")
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
