@@ -127,8 +127,10 @@ def ssim(x_hat: np.ndarray, x: np.ndarray, data_range: float = 1.0) -> float:
 #: The discrepancy principle's bound: a recovery whose residual is above FIT_LIMIT x the declared noise's norm
 #: does not explain its measurements (``fit(...)["verdict"]``; ``gs-recover --strict`` exits non-zero).
 FIT_LIMIT = 3.0
-#: Where the declared noise's norm reaches this fraction of ||y||, the noise claim alone explains most of the
-#: measurements: whatever the residual, the fit proves nothing (a sidecar declaring sigma 1000, pure noise).
+#: Where the declared noise's norm reaches this fraction of the measurements' spread (||y - mean(y)||), the noise
+#: claim alone explains most of what varies in them: whatever the residual, the fit proves nothing (a sidecar
+#: declaring sigma 1000; pure noise declared as noise, even around a mean such as pixels' 0.5, which any constant
+#: image explains).
 UNINFORMATIVE = 0.5
 #: Where the residual is this fraction of ||y|| or more, the recovery explains less than three quarters of the
 #: measurements' energy, whatever noise is declared: measurements of another operator (another seed: 0.84-1.00 on
@@ -137,7 +139,8 @@ UNINFORMATIVE = 0.5
 MISMATCH = 0.5
 
 
-def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = None) -> dict:
+def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = None,
+        y_spread: float | None = None) -> dict:
     """How much of its measurements a recovery leaves unexplained, read against the noise the sidecar declares.
 
     ``residual`` is ||A x - y|| of the recovered image; the noise of m measurements of std ``sigma`` has norm
@@ -148,8 +151,9 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
     ``verdict`` (where the noise is known): ``fits`` up to :data:`FIT_LIMIT`, else ``does not fit`` (the
     discrepancy principle: the prior cannot represent the image, or the operator, the model or the noise claim
     does not fit these measurements; no checksum can tell which, this can tell that); ``uninformative`` where the
-    declared noise's norm is :data:`UNINFORMATIVE` of ||y|| or more (a claim of that much noise explains any
-    measurements: the residual cannot be read against it). No noise declared (None or 0): no verdict, unless
+    declared noise's norm is :data:`UNINFORMATIVE` of ``y_spread`` = ||y - mean(y)|| or more (``y_norm`` where no
+    spread is given): a claim of that much noise explains, with any constant image, what varies in the
+    measurements, and the residual cannot be read against it. No noise declared (None or 0): no verdict, unless
     ``mismatch``: a residual of :data:`MISMATCH` of ||y|| or more (the measurements do not come from this operator,
     or are noise), judged from the measurements alone, whatever the declared noise (unless that noise is
     uninformative).
@@ -163,6 +167,8 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
     'uninformative'
     >>> fit(45.0, 0.01, 10000, y_norm=50.0)["verdict"]       # 90 % of ||y|| unexplained: another operator's
     'mismatch'
+    >>> fit(2.0, 0.2, 10000, y_norm=58.0, y_spread=30.0)["verdict"]  # noise of std 0.3 about 0.5, claimed as 0.2
+    'uninformative'
     """
     out: dict = {"residual": float(residual), "sigma": sigma, "m": int(m), "expected": None, "ratio": None,
                  "relative": None if not y_norm else round(float(residual) / float(y_norm), 6)}
@@ -170,7 +176,8 @@ def fit(residual: float, sigma: float | None, m: int, y_norm: float | None = Non
         out["expected"] = float(sigma) * float(np.sqrt(m))
         out["ratio"] = round(float(residual) / out["expected"], 4)
         out["verdict"] = "fits" if out["ratio"] <= FIT_LIMIT else "does not fit"
-        if y_norm and out["expected"] >= UNINFORMATIVE * float(y_norm):
+        scale = y_spread if y_spread is not None else y_norm
+        if scale is not None and out["expected"] >= UNINFORMATIVE * float(scale):
             out["verdict"] = "uninformative"
     if out.get("verdict") != "uninformative" and out["relative"] is not None and out["relative"] >= MISMATCH:
         out["verdict"] = "mismatch"

@@ -206,7 +206,7 @@ def _rewrite(folder: Path, iface: dict) -> None:
 
 def _another_m(folder: Path, tmp: Path) -> Path:
     """The folder with y, w and A of another measurement (m = 1000), recovery.json edited to agree with them
-    (m, shapes, sha256): only the graph, made for m = 2000, can tell."""
+    (m, the operator, shapes, sha256): only the graph, made for m = 2000, can tell."""
     import hashlib
 
     from gs_onnx.cli import measure_main
@@ -224,6 +224,7 @@ def _another_m(folder: Path, tmp: Path) -> Path:
         iface["files"][f"inputs/{name}.npy"] = hashlib.sha256(data).hexdigest()
         iface["inputs"][name]["shape"] = list(np.load(tmp / "rec1000" / "inputs" / f"{name}.npy").shape)
     iface["m"] = 1000
+    iface["operator"] = json.loads((tmp / "rec1000" / "recovery.json").read_text())["operator"]
     _rewrite(bad, iface)
     return bad
 
@@ -327,6 +328,17 @@ def test_stop_ends_the_recovery_between_runs(web, folder, tmp_path):
     py = GraphRecovery(graph).run({**inputs, "chunk": np.int64(reached)})
     assert int(py["iterations"][0]) == reached and bool(py["running"]) is True
     assert np.abs(_array(res["image"]) - py["image"]).max() <= 0.05   # the drift of section 10, over few iterations
+
+
+def test_stop_ends_a_run_that_never_returns(web, folder, tmp_path):
+    """A folder whose graph loops for ever inside one run (its Loop's trip count 10^15, its condition always true,
+    the checksums recomputed: rule 9's case a reader cannot bound): the worker never hears Stop between runs, so the
+    page ends the worker a grace period after Stop and says so, instead of spinning for good."""
+    from test_hardening3b import endless
+
+    fold = endless(folder, tmp_path / "fold")
+    report = _drive(web, fold, "", tmp_path / "out.json", "--stop-after", "3", "--timeout", "120")
+    assert report["state"] == "error" and "did not return" in report["message"], report["message"]
 
 
 def test_serve_demo_refuses_what_it_cannot_serve(tmp_path):

@@ -19,15 +19,17 @@ import numpy as np
 def read(folder: Path) -> dict:
     """What the reader does with a folder: {"outcome": "run", "image": ...} or {"outcome": "refuse", "rule": N}."""
     from gs_onnx.errors import GSError
-    from gs_onnx.io.recovery_folder import check_against_graph, read_folder, read_reference
+    from gs_onnx.io.recovery_folder import check_against_graph, read_reference
+    from gs_onnx.solve.folder_check import check_residual, open_folder
     from gs_onnx.solve.recovery_graph import GraphRecovery
 
     try:
-        graph, inputs, iface = read_folder(folder)
+        graph, inputs, iface, op = open_folder(folder)
         read_reference(folder, iface)
         runner = GraphRecovery(graph, "cpu", 1)
         check_against_graph(runner.session.get_inputs(), inputs)
         out = runner.run(inputs, chunk=max(1, int(inputs["chunk"]) // 2))
+        check_residual(op, inputs, out)
     except GSError as e:
         m = re.search(r"\(rule (\d+)\)", str(e))
         return {"outcome": "refuse", "rule": int(m.group(1)) if m else None, "message": str(e).splitlines()[0]}

@@ -36,6 +36,8 @@ VALID = {
                                 ["--method", os.environ.get("KIT_PNP", "gs-pnp")]),
     "dcgan-gaussian-gs-pnp": ("dcgan", FACE64, ["--ratio", "0.02"], ["--method", os.environ.get("KIT_PNP", "gs-pnp")]),
     "dcgan-fourier-gs": ("dcgan", FACE64, ["--operator", "fourier", "--keep", "0.25"], ["--method", "gs"]),
+    "dcgan-srdct-gs": ("dcgan", FACE64, ["--operator", "srdct", "--ratio", "0.05"], ["--method", "gs"]),
+    "dcgan-identity-gs": ("dcgan", FACE64, ["--operator", "identity"], ["--method", "gs"]),
     "began-mask-gs": ("began", FACE128, ["--operator", "mask", "--keep", "0.3"], ["--method", "gs"]),
     "vae-blur-gs": ("vae", FACE128, ["--operator", "blur", "--sigma", "2"], ["--method", "gs"]),
     "dcgan-blur-gs-tv": ("dcgan", FACE64, ["--operator", "blur", "--sigma", "2"], ["--method", "gs-tv"]),
@@ -50,6 +52,15 @@ def sha(data: bytes) -> str:
 def npy(a) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=True)
+    return buf.getvalue()
+
+
+def npy_fortran(a) -> bytes:
+    """``a`` as a .npy whose header says fortran_order True (its bytes in that order), whatever its shape."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(a.dtype), "fortran_order": True,
+                                              "shape": a.shape})
+    buf.write(np.asarray(a).T.tobytes(order="C"))
     return buf.getvalue()
 
 
@@ -140,6 +151,7 @@ def write_invalid(kit: Path) -> list[dict]:
     # rule 2: what it is
     case("format-manifest", 2, "a model manifest's format", edit(format="gs-onnx-manifest"))
     case("format-version-2", 2, "an unknown format_version", edit(format_version=2))
+    case("format-version-true", 2, "format_version true (a boolean is not the number 1)", edit(format_version=True))
     case("a-measurement-sidecar", 2, "a sidecar given as the interface", lambda v: v.save(
         (kit / ".work" / BASE / "m.json").read_text()))
     # rule 3: its fields
@@ -153,6 +165,11 @@ def write_invalid(kit: Path) -> list[dict]:
          lambda v: (v.iface["inputs"]["lr"].update(file="inputs/y.npy"), v.save()))
     case("input-name-path", 3, "an input named like a path", lambda v: (
         v.iface["inputs"].update({"../lr": v.iface["inputs"]["lr"]}), v.save()))
+    case("sigma-not-number", 3, "sigma a string", edit(sigma="0.01"))
+    case("source-sha-not-hex", 3, "source.sha256 not hex", lambda v: (v.iface["source"].update(sha256="xyz"), v.save()))
+    case("resume-state-unknown", 3, "resume.state maps an input to an output the interface does not declare",
+         lambda v: (v.iface["resume"]["state"].update({next(iter(v.iface["resume"]["state"])): "next_nothing"}),
+                    v.save()))
     # rule 4: its files
     case("files-extra", 4, "files lists a file nothing reads", lambda v: (
         v.put("weights.bin", b"12345678"), v.iface["files"].update({"weights.bin": sha(b"12345678")}), v.save()))
@@ -173,6 +190,8 @@ def write_invalid(kit: Path) -> list[dict]:
         v.put("inputs/lr.npy", npy(np.array([{"a": 1}], dtype=object))), v.save()))
     case("input-dtype", 5, "an input of another dtype than declared, rehashed", lambda v: (
         v.put("inputs/lr.npy", npy(np.asarray(v.load("lr"), np.float32))), v.save()))
+    case("input-fortran-order", 5, "z0 stored in Fortran order, rehashed", lambda v: (
+        v.put("inputs/z0.npy", npy_fortran(v.load("z0"))), v.save()))
     case("input-nan", 5, "NaN in y, rehashed", lambda v: (v.put("inputs/y.npy", npy(np.full_like(v.load("y"), np.nan))),
                                                         v.save()))
     case("graph-altered", 5, "the graph changed after hashing", lambda v: v.put(
@@ -202,6 +221,12 @@ def write_invalid(kit: Path) -> list[dict]:
     case("w-all-held", 7, "every row held out", lambda v: (v.array("w", np.zeros_like(v.load("w"))), v.save()))
     case("operator-says-gaussian", 7, "a gaussian operator without A", lambda v: (
         v.iface["operator"].update(type="gaussian"), v.save()))
+    case("operator-m-disagrees", 7, "operator.m edited, the interface's m not", lambda v: (
+        v.iface["operator"].update(m=v.iface["m"] + 1), v.save()))
+    case("operator-type-unknown", 7, "an operator type no reader knows", lambda v: (
+        v.iface["operator"].update(type="magic"), v.save()))
+    case("operator-tables-of-another-type", 7, "a mask folder's tables under a fourier operator", lambda v: (
+        v.iface["operator"].update(type="fourier"), v.save()))
     case("restarts-not-rows", 7, "plan.restarts disagrees with z0", lambda v: (v.iface["plan"].update(restarts=3),
                                                                                v.save()))
     case("prior-width", 7, "prior_mean narrower than z0", lambda v: (v.array("prior_mean", v.load("prior_mean")[:-1]),

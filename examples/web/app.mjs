@@ -106,11 +106,16 @@ function psnr(a, b) {
 }
 
 let worker = null;
+const STOP_GRACE_MS = 10000;   // a run takes about two seconds (worker.mjs, PACE)
 
 // The worker's answers as a promise per run; progress drawn as it comes.
 function recoverInWorker(msg, transfer, onProgress) {
   return new Promise((resolve, reject) => {
     worker = new Worker(new URL('./worker.mjs', import.meta.url), { type: 'module' });
+    // Stop asks the worker to stop after its current run; a run that never returns (a graph whose loop never ends,
+    // rule 9) cannot hear it, so the worker is ended instead when no answer came within STOP_GRACE_MS.
+    worker.kill = () => reject(new Error(`the graph's run did not return within ${STOP_GRACE_MS / 1000} s of Stop: ` +
+                                         'the worker was ended, no image'));
     worker.onerror = (e) => reject(new Error(`the recovery worker failed: ${e.message || 'could not start'}`));
     worker.onmessage = (ev) => {
       const d = ev.data;
@@ -223,7 +228,12 @@ async function main() {
       }
     };
   }
-  $('stop').onclick = () => { if (worker) worker.postMessage({ type: 'stop' }); };
+  $('stop').onclick = () => {
+    const w = worker;
+    if (!w) return;
+    w.postMessage({ type: 'stop' });
+    setTimeout(() => { if (worker === w) w.kill(); }, STOP_GRACE_MS);
+  };
   say('info', 'Pick a recovery folder (gs-export recovery), or load the served one.');
   if (params.get('folder') !== '') {
     const probe = await fetch(new URL(`${params.get('folder') || 'folder/'}`.replace(/\/?$/, '/recovery.json'), location.href),

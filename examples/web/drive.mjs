@@ -1,9 +1,9 @@
-// node drive.mjs URL OUT.json [--screenshot PNG] [--pick FILE ...] [--stop-at ITERATION] [--timeout SECONDS]
-//                [--chromium PATH] [--kit]
+// node drive.mjs URL OUT.json [--screenshot PNG] [--pick FILE ...] [--stop-at ITERATION] [--stop-after SECONDS]
+//                [--timeout SECONDS] [--chromium PATH] [--kit]
 //
 // Opens URL (the page served by `python -m gs_onnx serve-demo`) in headless Chromium (the system's: CHROMIUM or
 // --chromium, default /usr/bin/chromium) through puppeteer-core, optionally picks FILEs in the page's file input
-// (and clicks Stop once the page reports an iteration >= ITERATION),
+// (and clicks Stop once the page reports an iteration >= ITERATION, or SECONDS after the recovery started),
 // waits until the page reports done, refused or error, and writes OUT.json: the page's state and message, its
 // result (the recovered image as base64 float32), the kept trace (every array as base64), whether the page was
 // cross-origin isolated and what WebGPU offered. --screenshot saves the page. --kit: the served folder is a
@@ -23,6 +23,7 @@ function args(argv) {
     else if (a === '--timeout') o.timeout = Number(argv[++i]);
     else if (a === '--chromium') o.chromium = argv[++i];
     else if (a === '--stop-at') o.stopAt = Number(argv[++i]);
+    else if (a === '--stop-after') o.stopAfter = Number(argv[++i]);
     else if (a === '--kit') o.kit = true;
     else if (a === '--pick') { while (i + 1 < argv.length && !argv[i + 1].startsWith('--')) o.pick.push(argv[++i]); }
     else rest.push(a);
@@ -77,6 +78,12 @@ async function main() {
       await page.waitForFunction((n) => window.gs && (['done', 'refused', 'error'].includes(window.gs.state) ||
         Number((document.getElementById('s-iter').textContent.match(/^(\d+) of/) || [0, 0])[1]) >= n),
       { timeout: o.timeout * 1000, polling: 50 }, o.stopAt);
+      await page.click('#stop');
+    }
+    if (o.stopAfter) {
+      await page.waitForFunction(() => window.gs && ['running', 'done', 'refused', 'error'].includes(window.gs.state),
+                                 { timeout: o.timeout * 1000, polling: 50 });
+      await new Promise((r) => setTimeout(r, o.stopAfter * 1000));
       await page.click('#stop');
     }
     await page.waitForFunction(() => window.gs && ['done', 'refused', 'error'].includes(window.gs.state),

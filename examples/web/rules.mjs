@@ -18,6 +18,12 @@ const MAX_COUNT = 1000000;
 const HEX64 = /^[0-9a-f]{64}$/;
 const NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 const DTYPES = ['float32', 'float64', 'int64', 'bool'];
+// Rule 7: the operator types a reader knows, and the prefixes of the op_* tables each may feed its graph (gaussian
+// feeds the dense A, identity nothing; downsample with a Gaussian kernel feeds blur's tables).
+export const OPERATOR_TABLES = {
+  gaussian: [], identity: [], srdct: ['op_dct_'], mask: ['op_mask_'], box: ['op_mask_'], blur: ['op_blur_'],
+  downsample: ['op_blur_'], fourier: ['op_fourier_'],
+};
 
 // ---------------------------------------------------------------------------------------------- strict JSON (rule 1)
 // JSON.parse takes the last of two equal keys without a word: this parser refuses them (and NaN, as JSON.parse does).
@@ -240,6 +246,26 @@ function checkFields(iface) {                                          // rule 3
   need(iface.reference === undefined || iface.reference === 'reference.npy', 'reference must be reference.npy');
   if (iface.method === 'gs-pnp') need(p.pnp && Array.isArray(p.pnp.candidates), 'a gs-pnp plan must give pnp.candidates');
   if (iface.method === 'gs-tv') need(p.tv && typeof p.tv === 'object', 'a gs-tv plan must give tv');
+  // the fields a reader reports or acts on, where present
+  if (iface.sigma !== undefined && iface.sigma !== null) {
+    need(typeof iface.sigma === 'number' && Number.isFinite(iface.sigma) && iface.sigma >= 0, 'sigma must be a finite number >= 0, or null');
+  }
+  if ('source' in iface) {
+    const src = iface.source;
+    need(src && typeof src === 'object' && !Array.isArray(src), 'source must be an object (path, sha256)');
+    need(!('sha256' in src) || (typeof src.sha256 === 'string' && HEX64.test(src.sha256)), 'source.sha256 must be 64 hex digits');
+    need(!('path' in src) || typeof src.path === 'string', 'source.path must be a string');
+  }
+  need(!('measurements' in iface) || typeof iface.measurements === 'string', 'measurements must be a string');
+  if ('resume' in iface) {
+    const r = iface.resume;
+    need(r && typeof r === 'object' && r.start === 'start' && r.chunk === 'chunk' && r.running === 'running'
+         && r.state && typeof r.state === 'object' && !Array.isArray(r.state), 'resume must name start, chunk, running and state');
+    for (const [k, v] of Object.entries(r.state)) {
+      need(k in iface.inputs && typeof v === 'string' && v in iface.outputs, `resume.state must map inputs to outputs (${JSON.stringify(k.slice(0, 40))})`);
+    }
+    need('start' in iface.inputs && 'chunk' in iface.inputs && 'running' in iface.outputs, 'resume names start, chunk and running, which the interface must declare');
+  }
 }
 
 function checkFiles(iface) {                                           // rule 4
@@ -258,6 +284,14 @@ const shapeIs = (a, s) => a && JSON.stringify(a.shape) === JSON.stringify(s);
 function checkConsistency(inputs, iface) {                             // rule 7
   const need = (c, w) => { if (!c) throw fail(7, w); };
   const { m, n } = iface;
+  const op = iface.operator;
+  for (const k of ['m', 'n']) need(!(k in op) || op[k] === iface[k], `operator.${k} (${op[k]}) must be the interface's ${k} (${iface[k]})`);
+  need(!('in_shape' in op) || JSON.stringify(op.in_shape) === JSON.stringify(iface.image_shape), 'operator.in_shape must be image_shape');
+  const prefixes = OPERATOR_TABLES[op.type];
+  need(prefixes !== undefined && Object.hasOwn(OPERATOR_TABLES, op.type), `operator type ${JSON.stringify(op.type)} is not one this reader knows`);
+  for (const name of Object.keys(inputs)) {
+    if (name.startsWith('op_')) need(prefixes.some((p) => name.startsWith(p)), `${name} is not a table a ${op.type} operator feeds its graph`);
+  }
   need(shapeIs(inputs.y, [1, m]) && shapeIs(inputs.w, [1, m]), `y and w must be (1, m) = (1, ${m})`);
   let ones = 0, binary = true;
   for (const v of inputs.w.data) { if (v === 1) ones++; else if (v !== 0) binary = false; }

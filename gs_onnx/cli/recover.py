@@ -186,11 +186,12 @@ def recover_main(measurements, method, output, overwrite, reference, progress, q
     measured = op.preview(y) if refs is not None and op is not None and hasattr(op, "preview") else None
     sigma = sidecar.get("sigma") if isinstance(sidecar.get("sigma"), (int, float)) else None
     norms = np.linalg.norm(y.astype(np.float64), axis=1)
+    spreads = np.linalg.norm(y.astype(np.float64) - y.astype(np.float64).mean(axis=1, keepdims=True), axis=1)
     cell = getattr(getattr(solver, "man", None), "lattice_cell", None)  # a model with a skip source: its seams
     block = getattr(op, "block_period", None)  # measurements of blocks (x4 super-resolution): the staircase
 
     def fit_of(i: int, err: float) -> dict:
-        return fit(err, sigma, y.shape[1], norms[i])
+        return fit(err, sigma, y.shape[1], norms[i], spreads[i])
 
     tmp = staging(out, overwrite, inputs=[measurements, Path(measurements).with_suffix(".json"), *reference])
     if why and not quiet:
@@ -300,8 +301,9 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     """Run a recovery folder (``gs-export recovery``): every file verified against recovery.json, the graph run in
     chunks of iterations for the progress bar (the one run's result, bit for bit); writes recovered_001.png,
     recovered.npy, report.json (and compare_001.png with a reference)."""
-    from ..io.recovery_folder import check_against_graph, read_folder, read_reference
+    from ..io.recovery_folder import check_against_graph, read_reference
     from ..io.progress import Progress
+    from ..solve.folder_check import check_residual, open_folder
     from ..solve.recovery_graph import GraphRecovery, progress_words
 
     if not (folder / "recovery.json").exists():
@@ -310,7 +312,7 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
     if method != AUTO or given:
         what = f"--{given[0].replace('_', '-')}" if given else f"--method {method}"
         raise GSError(f"{what} does not apply to a recovery folder: its plan is in recovery.json")
-    graph, inputs, iface = read_folder(folder)
+    graph, inputs, iface, op = open_folder(folder)
     if len(reference) > 1:
         raise GSError(f"{len(reference)} reference images for the one image of a recovery folder")
     shape = [int(v) for v in iface.get("image_shape", [])]
@@ -333,6 +335,7 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
             it / max(budget, 1), progress_words(it, budget, o)))
         seconds = time.perf_counter() - t0
         bar.close()
+        check_residual(op, inputs, res)
         image = res["image"]
         win = int(res["winner"])
         fields = {"index": int(iface.get("image", 0)), "winner": win, "score": [float(v) for v in res["score"]],
@@ -350,8 +353,9 @@ def _recover_folder(folder: Path, out: Path, overwrite: bool, reference, quiet: 
                             "converged": bool(res["tv_converged"])}
         sigma = iface.get("sigma") if isinstance(iface.get("sigma"), (int, float)) else None
         y = inputs["y"].reshape(-1)
-        fit_of = (lambda i, err: fit(float(res["residual"]), sigma, y.size,
-                                     float(np.linalg.norm(y.astype(np.float64))))) if "residual" in res else None
+        y64 = y.astype(np.float64)
+        fit_of = (lambda i, err: fit(float(res["residual"]), sigma, y.size, float(np.linalg.norm(y64)),
+                                     float(np.linalg.norm(y64 - y64.mean())))) if "residual" in res else None
         fields["measurement_error"] = float(res["residual"]) if "residual" in res else None
         row, _ = _write_image(tmp, 0, image, fields, seconds, None if ref is None else [ref], folder_method,
                               fit_of=fit_of)

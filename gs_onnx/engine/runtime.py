@@ -177,6 +177,38 @@ def create_session(path: str | Path | bytes, device: Device = "auto", threads: i
     return sess
 
 
+def interruptible_run(sess, outputs: list[str], feed: dict):
+    """``sess.run(outputs, feed)`` that Ctrl-C ends: the run goes on in a worker thread while this one waits, and a
+    KeyboardInterrupt sets ONNX Runtime's ``RunOptions.terminate`` (checked between nodes, inside a ``Loop``'s body
+    too), waits for the run to stop, and propagates. A run in the main thread holds the interrupt until it
+    returns, which for a graph whose loop never ends is never (docs/threat-model.md, recovery folders)."""
+    import threading
+
+    opts = _ort().RunOptions()
+    box: dict = {}
+    done = threading.Event()   # not Thread.join: an interrupted join can leave the thread looking finished
+
+    def work():
+        try:
+            box["out"] = sess.run(outputs, feed, opts)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            box["err"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="gs-onnx session run", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        opts.terminate = True
+        done.wait(30)
+        raise
+    if "err" in box:
+        raise box["err"]
+    return box["out"]
+
+
 def active_provider(sess) -> str:
     """The provider that runs the session's nodes first (CUDA when it loaded, else CPU)."""
     return sess.get_providers()[0]

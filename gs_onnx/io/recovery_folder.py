@@ -124,7 +124,7 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
     if not isinstance(iface, dict) or iface.get("format") != FORMAT:
         raise GSError(f"{iface_path} is not a recovery interface (format {FORMAT!r}; a measurement sidecar or a "
                       "model manifest is not one) (rule 2)")
-    if iface.get("format_version") != FORMAT_VERSION:
+    if type(iface.get("format_version")) is not int or iface["format_version"] != FORMAT_VERSION:
         raise GSError(f"{iface_path} has format_version {iface.get('format_version')!r}; this gs-onnx reads "
                       f"{FORMAT_VERSION} (rule 2)")
     files, spec = iface.get("files"), iface.get("inputs")
@@ -147,6 +147,9 @@ def read_folder(folder: Path) -> tuple[bytes, dict[str, np.ndarray], dict]:
             a = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError) as e:
             raise GSError(f"{folder / d['file']} is not a plain .npy array ({e}) (rule 5)") from None
+        if _fortran(data):
+            raise GSError(f"{folder / d['file']} is stored in Fortran order; a recovery folder's arrays are C order "
+                          "(rule 5)")
         if str(a.dtype) not in DTYPES or str(a.dtype) != d.get("dtype") or list(a.shape) != d.get("shape"):
             raise GSError(f"{folder / d['file']} holds {a.dtype} {list(a.shape)}, but input {name!r} is "
                           f"{d.get('dtype')} {d.get('shape')} (rule 5)")
@@ -181,6 +184,18 @@ def _verified(folder: Path, files: dict, rel: str) -> bytes:
     return data
 
 
+def _fortran(data: bytes) -> bool:
+    """Whether a .npy's header says ``fortran_order: True`` (whatever its shape: a one-row array loads the same
+    either way, and a reader that keeps to rule 5 refuses it all the same)."""
+    f = io.BytesIO(data)
+    try:
+        major, _ = np.lib.format.read_magic(f)
+        header = (np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0)(f)
+    except ValueError:
+        return False   # np.load has already refused what is not a .npy
+    return bool(header[1])
+
+
 def _ruled(rule: int, fn):
     """``fn()``, its GSError (a path out of the folder, a missing or odd file) tagged with the rule it breaks."""
     try:
@@ -197,10 +212,13 @@ def read_reference(folder: Path, iface: dict) -> np.ndarray | None:
     if rel != REFERENCE:
         raise GSError(f"{Path(folder) / INTERFACE}: reference must be {REFERENCE!r}, not {rel!r} (rule 3)")
     path = Path(folder) / rel
+    data = _verified(Path(folder), iface.get("files") or {}, rel)
     try:
-        a = np.load(io.BytesIO(_verified(Path(folder), iface.get("files") or {}, rel)), allow_pickle=False)
+        a = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError) as e:
         raise GSError(f"{path} is not a plain .npy array ({e}) (rule 5)") from None
+    if _fortran(data):
+        raise GSError(f"{path} is stored in Fortran order; a recovery folder's arrays are C order (rule 5)")
     shape = list(iface.get("image_shape") or [])
     if a.dtype != np.float32 or list(a.shape) != shape:
         raise GSError(f"{path} holds {a.dtype} {list(a.shape)}, the image is float32 {shape} (rule 10)")

@@ -62,6 +62,38 @@ def check_fields(folder: Path, iface: dict) -> None:
              "a gs-pnp folder's plan must give pnp.candidates")
     if iface.get("method") == "gs-tv":
         need(isinstance(plan.get("tv"), dict), "a gs-tv folder's plan must give tv")
+    check_described_fields(folder, iface)
+
+
+def check_described_fields(folder: Path, iface: dict) -> None:
+    """Rule 3, the fields a reader reports or acts on besides the plan: where present, ``sigma`` a finite number
+    >= 0 (or null), ``source`` an object whose ``sha256`` is 64 lowercase hex digits and ``path`` a string,
+    ``measurements`` a string, ``resume`` the names section 8 gives (``state`` mapping inputs to outputs)."""
+    def need(cond, what):
+        if not cond:
+            raise _fail(3, folder, what)
+
+    if iface.get("sigma") is not None:
+        s = iface["sigma"]
+        need(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0,
+             "sigma must be a finite number >= 0 (the measurements' noise per value), or null")
+    if "source" in iface:
+        src = iface["source"]
+        need(isinstance(src, dict), "source must be an object (path, sha256)")
+        need("sha256" not in src or (isinstance(src["sha256"], str) and HEX64.match(src["sha256"])),
+             "source.sha256 must be 64 lowercase hex digits")
+        need(isinstance(src.get("path", ""), str), "source.path must be a string")
+    need(isinstance(iface.get("measurements", ""), str), "measurements must be a string (the file's name)")
+    if "resume" in iface:
+        r = iface["resume"]
+        need(isinstance(r, dict) and r.get("start") == "start" and r.get("chunk") == "chunk"
+             and r.get("running") == "running" and isinstance(r.get("state"), dict),
+             "resume must name start, chunk, running and state (section 8)")
+        for k, v in r["state"].items():
+            need(k in iface["inputs"] and isinstance(v, str) and v in iface["outputs"],
+                 f"resume.state must map inputs to outputs ({str(k)[:40]!r})")
+        need("start" in iface["inputs"] and "chunk" in iface["inputs"] and "running" in iface["outputs"],
+             "resume names start, chunk and running, which the interface must declare")
 
 
 def check_files(folder: Path, iface: dict) -> None:
@@ -125,15 +157,23 @@ def check_graph(folder: Path, graph: bytes, iface: dict) -> None:
 
 
 def check_consistency(folder: Path, inputs: dict[str, np.ndarray], iface: dict) -> None:
-    """Rule 7: the interface agrees with its own files: y and w are (1, m), w holds 0 and 1 with at least one 1, a
-    dense A is (m, n) and comes with a gaussian operator (and only then), z0 has plan.restarts rows, the skip prior
-    has z0's width."""
+    """Rule 7: the interface agrees with itself and its own files: the operator's own m, n and in_shape are the
+    interface's, y and w are (1, m), w holds 0 and 1 with at least one 1, a dense A is (m, n) and comes with a
+    gaussian operator (and only then), z0 has plan.restarts rows, the skip prior has z0's width. (Which ``op_*``
+    tables, and their values, the operator's type feeds: the operator rebuilt,
+    :func:`gs_onnx.physics.sidecar.operator_for_tables`.)"""
     m, n = iface["m"], iface["n"]
 
     def need(cond, what):
         if not cond:
             raise _fail(7, folder, what)
 
+    op = iface["operator"]
+    for key in ("m", "n"):
+        need(op.get(key, iface[key]) == iface[key], f"operator.{key} ({op.get(key)!r}) must be the interface's "
+                                                   f"{key} ({iface[key]})")
+    need(op.get("in_shape", iface["image_shape"]) == iface["image_shape"],
+         "operator.in_shape must be image_shape")
     for name in ("y", "w"):
         need(name in inputs and inputs[name].shape == (1, m), f"{name} must be (1, m) = (1, {m})")
     w = inputs["w"]

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import GSError
 from ..engine import graph as G
+from ..engine.runtime import interruptible_run
 from ..physics.onnxform import DOUBLE, FLOAT, INT64, Builder, onnx_modules
 
 #: ONNX's bool element type.
@@ -573,7 +574,7 @@ class GraphRecovery:
             raise GSError(f"the recovery graph has no input {extra[0]!r}")
         feed = {k: np.asarray(v, order="C") for k, v in inputs.items()}
         try:
-            return dict(zip(self.outputs, self.session.run(self.outputs, feed)))
+            return dict(zip(self.outputs, interruptible_run(self.session, self.outputs, feed)))
         except Exception as e:   # onnxruntime's own exceptions (shapes the graph's declared inputs do not fix)
             if type(e).__module__.split(".")[0] != "onnxruntime":
                 raise
