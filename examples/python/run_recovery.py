@@ -8,6 +8,10 @@ the graph input ``NAME``, and the output ``image`` (C, H, W, float32 in [0, 1]) 
 printed. ``--chunk N`` runs the same graph N iterations at a time, feeding its loop state back between runs and
 printing the progress (docs/recovery-graph.md, section 8): the same image, bit for bit. This file is the whole
 client: it is what a C++, C#, Java or JavaScript program does with the same folder.
+
+It checks what running a folder you made or trust needs (sha256, dtypes and shapes, and rule 9's bound on the
+runs of a chunked recovery); it does not keep every rule of section 12. A folder from elsewhere: read it as
+``gs-recover FOLDER`` or ``examples/node/recover.js`` do, which follow them all (the conformance kit, section 13).
 """
 import argparse
 import hashlib
@@ -59,15 +63,20 @@ def run(sess, feeds: dict, iface: dict, chunk: int | None):
         return dict(zip(names, sess.run(None, feeds)))
     resume = iface["resume"]
     feeds, start = dict(feeds), 0
-    while True:
+    budget = int(feeds[resume["chunk"]])
+    for _ in range(-(-budget // chunk) + 1):   # rule 9: a graph whose `running` never falls stops here
         feeds[resume["start"]] = np.asarray(start, np.int64)
         feeds[resume["chunk"]] = np.asarray(chunk, np.int64)
         out = dict(zip(names, sess.run(None, feeds)))
-        print(f"  iteration {int(out['iterations'].max())}: objective {out['objective'][-1].min():.4e}", flush=True)
+        obj = out["objective"]
+        print(f"  iteration {int(out['iterations'].max())}" + (f": objective {obj[-1].min():.4e}" if len(obj) else ""),
+              flush=True)
         if not out[resume["running"]]:
             return out
         feeds.update({k: out[v] for k, v in resume["state"].items()})
         start += chunk
+    fail(f"the graph is still running after {-(-budget // chunk) + 1} runs of {chunk} iterations, past its plan's "
+         f"{budget} (rule 9)")
 
 
 def main() -> None:
@@ -81,7 +90,10 @@ def main() -> None:
         fail(f"{a.folder} has no recovery.json")
     if a.chunk is not None and a.chunk < 1:
         fail(f"--chunk {a.chunk}: a run takes at least 1 iteration")
-    graph, feeds, iface, reference = load(a.folder)
+    try:
+        graph, feeds, iface, reference = load(a.folder)
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:   # not a folder this client can read
+        fail(f"{a.folder} is not a recovery folder this client can read ({type(e).__name__}: {e})".splitlines()[0])
     sess = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     t = time.perf_counter()
     out = run(sess, feeds, iface, a.chunk)
