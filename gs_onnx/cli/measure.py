@@ -202,7 +202,8 @@ def _png_bytes(img: np.ndarray) -> bytes:
                    "square; aligned; center; none (resize only).")
 @output_option("The .npy to write (its sidecar .json, and for image-like measurements <stem>_001.png..., go "
                "beside it).", default="meas.npy", dir_okay=False)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output (refused otherwise).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier measurement at OUTPUT (its .npy, sidecar and "
+              "previews); refused otherwise, and for files gs-measure did not write.")
 @models_dir_option
 @verbosity_options
 @version_option
