@@ -97,8 +97,8 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
 
     An existing non-empty ``out`` is refused unless ``overwrite``, and even then unless it carries :data:`MARK`
     (only a folder gs-onnx wrote is replaced); a file at ``out`` is refused, and so is an ``out`` that is, holds or
-    lies inside one of ``inputs`` (replacing it would delete them) or lies inside a model folder; a second run claiming the same ``out`` is
-    refused while this one runs.
+    lies inside one of ``inputs`` (replacing it would delete them) or lies inside a model folder; a second run
+    claiming the same ``out`` is refused while this one runs.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
