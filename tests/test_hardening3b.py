@@ -10,7 +10,8 @@
   (an edited seed, type or kernel is refused by rule 7), and after the run the graph's ``residual`` (rule 7's
   SHOULD);
 * hangs: Ctrl-C ends a recovery graph whose loop never ends (a run held ONNX Runtime, and the interrupt, forever);
-* the fit: a declared noise that explains what varies in the measurements is ``uninformative`` even around a mean.
+* the fit: a declared noise that explains what varies in the measurements is ``uninformative`` even around a mean;
+* gs-demo: its output published as every command's is (its own folder replaced whole, another refused).
 """
 from __future__ import annotations
 
@@ -247,3 +248,31 @@ def test_pure_noise_declared_as_noise_about_a_mean_proves_nothing(tmp_path):
     r = invoke(cli.recover_main, [noise, "--method", "tv", "-o", tmp_path / "o", "--strict"])
     assert_one_line_error(r, "--strict", "explains most of their measurements")
     assert json.loads((tmp_path / "o" / "report.json").read_text())["images"][0]["fit"]["verdict"] == "uninformative"
+
+
+def test_gs_demo_replaces_only_its_own_folder(tmp_path):
+    """gs-demo wrote side_by_side.png and demo.json into any -o (a model folder, a folder of the user's files
+    named so) and left a half-written folder on failure. It now publishes like every command: its own folder
+    (and an older gs-demo's, its two files only) is replaced whole, run after run; another is refused before any
+    work."""
+    from gs_onnx.cli.demo import main as demo
+
+    tiny = ["--model", "dcgan", "--restarts", "1", "--max-iter", "2", "-q"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "demo.json").write_text("my notes")
+    (mine / "thesis.tex").write_text("years of work")
+    r = invoke(demo, [*tiny, "-o", mine])
+    assert_one_line_error(r, "was not written by gs-onnx")
+    assert (mine / "demo.json").read_text() == "my notes"
+    models = tmp_path / "mm"
+    shutil.copytree(MODELS / "dcgan", models / "dcgan")
+    r = invoke(demo, [*tiny, "-o", models / "dcgan"])
+    assert_one_line_error(r, "is the model folder")
+    old = tmp_path / "old"                     # what an older gs-demo left: adopted
+    old.mkdir()
+    (old / "demo.json").write_text("{}")
+    for _ in range(2):
+        r = invoke(demo, [*tiny, "-o", old])
+        assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in old.iterdir()) == [".gs-output", "demo.json", "side_by_side.png"]

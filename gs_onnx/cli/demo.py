@@ -24,6 +24,7 @@ from ..physics import measure, paper_sigma
 from ..metrics import psnr, seam, ssim
 from ..physics import GaussianOperator
 from ..io.progress import Progress
+from ..io.publish import discard, publish, staging
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -75,55 +76,78 @@ def main(model, image, ratio, budget, restarts, max_iter, seed, device, out, mod
     if restarts < 1 or b.max_iter < 1:
         raise GSError("--restarts and --max-iter must be >= 1")
     cuts = [0, man.recommended_cut]
-    if not quiet:
-        click.echo(f"model {man.name} ({man.architecture}, {h}x{w}), image {img_path.name}, m = {m} "
-                   f"(m/n = {m / man.n:.4f}), noise sigma {sigma:.3g}; {restarts} restart(s) x <= {b.max_iter} "
-                   f"L-BFGS-B iterations, stopping: {', '.join(f'{k} {v}' for k, v in stop.describe().items())}")
-    sidecar = {**sidecar_fields(op), "image_shape": list(man.image_shape), "model": man.name, "sigma": sigma}
-    s = Settings(model=man.name, seed=seed, device=device, budget=budget, restarts=restarts, max_iter=max_iter,
-                 models_dir=models_dir)
-    results = {}
-    for cut in cuts:
-        image, fields, seconds, solver = _run("gs", y, sidecar, dataclasses.replace(s, cut=cut), op, f"c={cut}", quiet)
-        p = psnr(image, x)
-        results[cut] = (image, p, seconds)
-        if not quiet:
-            its = "+".join(str(r["iterations"]) for r in fields["restarts"])
-            lattice = "" if not man.lattice_cell else \
-                f", seam {seam(image, man.lattice_cell):.2f} (truth {seam(x, man.lattice_cell):.2f})"
-            click.echo(f"cut {cut} ({solver.size} free values): PSNR {p:.2f} dB, SSIM {ssim(image, x):.3f}{lattice}, "
-                       f"{its} iterations, {seconds:.1f} s on {solver.provider}")
-    default = _default_method(y, sidecar, s, op, quiet)
-    if default is not None:
-        d_name, d_image, d_seconds = default
-        d_psnr, d_ssim = psnr(d_image, x), ssim(d_image, x)
-        if not quiet:
-            click.echo(f"default ({d_name}, what gs-recover runs on these measurements): PSNR {d_psnr:.2f} dB, "
-                       f"SSIM {d_ssim:.3f}, {d_seconds:.1f} s")
-    outd = Path(out)
+    outd = _claim_output(Path(out), Path(image) if image else None)   # the staging folder, published at the end
     try:
-        outd.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GSError(f"cannot create {outd}: {e.strerror or e}") from None
-    panels = [(x, "truth")] + [(results[c_][0], f"c = {c_}: {results[c_][1]:.2f} dB") for c_ in cuts]
-    if default is not None:
-        panels.append((d_image, f"{d_name}: {d_psnr:.2f} dB"))
-    gain = results[cuts[1]][1] - results[0][1]
-    caption = f"{man.name}, m/n = {m / man.n:.3f}: surgery (c = {cuts[1]}) {gain:+.2f} dB over c = 0"
-    save_png(labelled(panels, caption), outd / "side_by_side.png")
-    summary = {"model": man.name, "image": str(img_path), "m": m, "n": man.n, "sigma": sigma,
-               "restarts": restarts, "max_iter": b.max_iter, "stopping": stop.describe(),
-               "psnr": {f"cut{c_}": round(results[c_][1], 3) for c_ in cuts},
-               "ssim": {f"cut{c_}": round(ssim(results[c_][0], x), 4) for c_ in cuts},
-               "seconds": {f"cut{c_}": round(results[c_][2], 2) for c_ in cuts},
-               "provenance": provenance()}
-    if default is not None:
-        summary["default"] = {"method": d_name, "psnr": round(d_psnr, 3), "ssim": round(d_ssim, 4),
-                              "seconds": round(d_seconds, 2)}
-    (outd / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
+        if not quiet:
+            click.echo(f"model {man.name} ({man.architecture}, {h}x{w}), image {img_path.name}, m = {m} "
+                       f"(m/n = {m / man.n:.4f}), noise sigma {sigma:.3g}; {restarts} restart(s) x <= {b.max_iter} "
+                       f"L-BFGS-B iterations, stopping: {', '.join(f'{k} {v}' for k, v in stop.describe().items())}")
+        sidecar = {**sidecar_fields(op), "image_shape": list(man.image_shape), "model": man.name, "sigma": sigma}
+        s = Settings(model=man.name, seed=seed, device=device, budget=budget, restarts=restarts, max_iter=max_iter,
+                     models_dir=models_dir)
+        results = {}
+        for cut in cuts:
+            image, fields, seconds, solver = _run("gs", y, sidecar, dataclasses.replace(s, cut=cut), op, f"c={cut}",
+                                                  quiet)
+            p = psnr(image, x)
+            results[cut] = (image, p, seconds)
+            if not quiet:
+                its = "+".join(str(r["iterations"]) for r in fields["restarts"])
+                lattice = "" if not man.lattice_cell else \
+                    f", seam {seam(image, man.lattice_cell):.2f} (truth {seam(x, man.lattice_cell):.2f})"
+                click.echo(f"cut {cut} ({solver.size} free values): PSNR {p:.2f} dB, SSIM {ssim(image, x):.3f}"
+                           f"{lattice}, {its} iterations, {seconds:.1f} s on {solver.provider}")
+        default = _default_method(y, sidecar, s, op, quiet)
+        if default is not None:
+            d_name, d_image, d_seconds = default
+            d_psnr, d_ssim = psnr(d_image, x), ssim(d_image, x)
+            if not quiet:
+                click.echo(f"default ({d_name}, what gs-recover runs on these measurements): PSNR {d_psnr:.2f} dB, "
+                           f"SSIM {d_ssim:.3f}, {d_seconds:.1f} s")
+        panels = [(x, "truth")] + [(results[c_][0], f"c = {c_}: {results[c_][1]:.2f} dB") for c_ in cuts]
+        if default is not None:
+            panels.append((d_image, f"{d_name}: {d_psnr:.2f} dB"))
+        gain = results[cuts[1]][1] - results[0][1]
+        caption = f"{man.name}, m/n = {m / man.n:.3f}: surgery (c = {cuts[1]}) {gain:+.2f} dB over c = 0"
+        save_png(labelled(panels, caption), outd / "side_by_side.png")
+        summary = {"model": man.name, "image": str(img_path), "m": m, "n": man.n, "sigma": sigma,
+                   "restarts": restarts, "max_iter": b.max_iter, "stopping": stop.describe(),
+                   "psnr": {f"cut{c_}": round(results[c_][1], 3) for c_ in cuts},
+                   "ssim": {f"cut{c_}": round(ssim(results[c_][0], x), 4) for c_ in cuts},
+                   "seconds": {f"cut{c_}": round(results[c_][2], 2) for c_ in cuts},
+                   "provenance": provenance()}
+        if default is not None:
+            summary["default"] = {"method": d_name, "psnr": round(d_psnr, 3), "ssim": round(d_ssim, 4),
+                                  "seconds": round(d_seconds, 2)}
+        (outd / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
+        if not quiet:
+            click.echo(f"surgery (c={cuts[1]}) vs no surgery (c=0): {gain:+.2f} dB; side_by_side.png: truth | c=0 | "
+                       f"surgery{' | ' + d_name if default is not None else ''}")
+        publish(outd, Path(out))
+    finally:
+        discard(outd)
     if not quiet:
-        click.echo(f"surgery (c={cuts[1]}) vs no surgery (c=0): {gain:+.2f} dB; wrote {outd / 'side_by_side.png'} "
-                   f"(truth | c=0 | surgery{' | ' + d_name if default is not None else ''})")
+        click.echo(f"wrote {Path(out) / 'side_by_side.png'} and {Path(out) / 'demo.json'}")
+
+
+#: What an older gs-demo left in its folder (before it published through a staging folder): adopted, replaced whole.
+DEMO_FILES = {"side_by_side.png", "demo.json"}
+
+
+def _claim_output(out: Path, image: Path | None) -> Path:
+    """The staging folder for the demo's output (:func:`gs_onnx.io.publish.staging`): the demo's own folder is
+    replaced whole, run after run; a non-empty folder gs-onnx did not write, a model folder and a folder holding the
+    image are refused before any work."""
+    from ..io.publish import MARK
+
+    try:
+        if out.is_dir() and not (out / MARK).exists() and {p.name for p in out.iterdir()} and \
+                {p.name for p in out.iterdir()} <= DEMO_FILES and all((out / n).is_file() for n in DEMO_FILES
+                                                                      if (out / n).exists()):
+            (out / MARK).write_text("a results folder written by gs-onnx (gs-demo): --overwrite may replace it\n")
+    except OSError as e:
+        raise GSError(f"cannot read {out}: {e.strerror or e}") from None
+    return staging(out, overwrite=True, inputs=[image] if image else [])
 
 
 def _run(name, y, sidecar, s, op, label, quiet):
