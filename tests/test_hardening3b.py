@@ -11,7 +11,8 @@
   SHOULD);
 * hangs: Ctrl-C ends a recovery graph whose loop never ends (a run held ONNX Runtime, and the interrupt, forever);
 * the fit: a declared noise that explains what varies in the measurements is ``uninformative`` even around a mean;
-* gs-demo: its output published as every command's is (its own folder replaced whole, another refused).
+* gs-demo: its output published as every command's is (its own folder replaced whole, another refused);
+* permissions: a results folder gets the umask's permissions, not mkdtemp's 0700.
 """
 from __future__ import annotations
 
@@ -276,3 +277,21 @@ def test_gs_demo_replaces_only_its_own_folder(tmp_path):
         r = invoke(demo, [*tiny, "-o", old])
         assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in old.iterdir()) == [".gs-output", "demo.json", "side_by_side.png"]
+
+
+def test_results_folders_get_the_umasks_permissions(tmp_path):
+    """A results folder is its staging folder renamed, and mkdtemp makes that 0700: a results folder on a shared
+    machine was readable by its owner only, its files by everyone the umask allows."""
+    import os
+    import stat
+
+    meas = tmp_path / "m.npy"
+    assert invoke(cli.measure_main, [IMG_A, "--model", "dcgan", "--ratio", "0.05", "-o", meas, "-q"]).exit_code == 0
+    old = os.umask(0o022)
+    try:
+        r = invoke(cli.recover_main, [meas, "--method", "gs", "--max-iter", "2", "-o", tmp_path / "o", "-q"])
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.stderr
+    assert stat.S_IMODE((tmp_path / "o").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "o" / "report.json").stat().st_mode) == 0o644

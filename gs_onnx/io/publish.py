@@ -141,6 +141,7 @@ def staging(out: Path, overwrite: bool = False, inputs=()) -> Path:
     clean_stale(parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}.", dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())   # it becomes the output folder: mkdtemp's 0700 would make it owner-only
     except OSError as e:
         _release(claim)
         raise _io_error("write in", parent, e) from None
@@ -179,6 +180,13 @@ def _release(claim) -> None:
     except OSError:
         pass
     claim.close()
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
 def publish(tmp: Path, out: Path) -> None:
@@ -233,8 +241,7 @@ def _copy_into(tmp: Path, out: Path) -> None:
 def write_atomic(targets: list[tuple[Path, bytes]]) -> None:
     """Write every file to a temp file in its folder, fsync, then rename them into place in order."""
     temps: list[tuple[str, Path]] = []
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     current = None
     try:
         for path, data in targets:
