@@ -79,6 +79,10 @@ def test_gs_measure_over_an_earlier_measurement_removes_only_its_own_previews(tm
 def test_nothing_is_written_into_a_model_folder(tmp_path, where):
     """gs-measure -o MODEL/x.npy, gs-recover -o MODEL/sub, gs-export recovery -o MODEL (--overwrite), gs-experiment
     -o MODEL/sub: refused, the model folder unchanged byte for byte."""
+    from gs_onnx.generator import denoiser, manifest
+    from gs_onnx.io.paths import MODEL_FORMATS
+
+    assert set(MODEL_FORMATS) == {manifest.FORMAT, denoiser.FORMAT}
     models = tmp_path / "mm"
     shutil.copytree(MODELS / "dcgan", models / "dcgan")
     before = _digest(models)

@@ -61,7 +61,8 @@ def open_regular(path: Path, mode: str, what: str):
     return os.fdopen(fd, {"a": "a", "a+": "a+", "r+b": "r+b", "r": "r", "rb": "rb"}[mode], encoding=enc)
 
 
-#: The ``format`` of the manifests that make a folder a model (or a denoiser) folder.
+#: The ``format`` of the manifests that make a folder a model (or a denoiser) folder: ``generator.manifest.FORMAT``
+#: and ``generator.denoiser.FORMAT``, spelled here because io sits below generator (a test checks they agree).
 MODEL_FORMATS = ("gs-onnx-manifest", "gs-onnx-denoiser")
 
 
