@@ -28,6 +28,8 @@ from .publish import discard, publish, staging
 FORMAT = "gs-onnx-recovery"
 FORMAT_VERSION = 1
 GRAPH = "recovery.onnx"
+#: The ``meaning`` recovery.json gives an operator's table (an ``op_*`` input): the spec says what each type's hold.
+OPERATOR_TABLE = "a table of the measurement operator (docs/recovery-graph.md, rule 7: what each type's tables hold)"
 INTERFACE = "recovery.json"
 REFERENCE = "reference.npy"
 #: Files larger than this are refused before they are read (a dense A of 128 px images at m/n 0.5 is 4.8 GB).
@@ -76,7 +78,7 @@ def write_folder(out: Path, model, inputs: dict[str, np.ndarray], info: dict, *,
             (tmp / rel).write_bytes(data)
             files[rel] = _sha(data)
             spec[name] = {"file": rel, "dtype": str(a.dtype), "shape": list(a.shape),
-                          "meaning": meaning.get(name, "an input of the measurement operator")}
+                          "meaning": meaning.get(name, OPERATOR_TABLE)}
         if reference is not None:
             data = _npy_bytes(np.asarray(reference, np.float32))
             (tmp / REFERENCE).write_bytes(data)
