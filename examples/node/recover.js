@@ -39,7 +39,7 @@ async function main() {
   for (const [name, a] of Object.entries(inputs)) feeds[name] = new ort.Tensor(a.dtype, a.data, a.shape);
   let session;
   try {
-    // rule 9: intra-op spinning off (idle workers spinning cost 23 ms an iteration against 14 on 2 cores)
+    // rule 9: intra- and inter-op spinning off (idle workers spinning take cores other work could use)
     session = await ort.InferenceSession.create(graph, {
       executionProviders: [ep], logSeverityLevel: 3,
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
