@@ -47,35 +47,19 @@ def make_folder(tmp: Path, model: str) -> Path:
     if model == "dcgan":
         (tmp / "dcgan").mkdir()
         return default_folder(tmp / "dcgan")
-    if model == "dcgan-3":   # the same face's gs folder cut to 3 iterations: short enough for WebGPU on SwiftShader
-        from gs_onnx.cli.demo import default_image
+    from gs_onnx.cli.demo import default_image
 
-        face = default_image(64)
-        r = CliRunner().invoke(measure_main, [str(face), "--model", "dcgan", "--ratio", "0.1628", "-o",
-                                              str(tmp / "d3.npy")])
-        assert r.exit_code == 0, r.output
-        r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / "d3.npy"), "--reference", str(face),
-                                               "--method", "gs", "--max-iter", "3", "-o", str(tmp / "rec-dcgan-3")])
-        assert r.exit_code == 0, r.output
-        return tmp / "rec-dcgan-3"
-    if model == "dcgan-pnp":
-        from gs_onnx.cli.demo import default_image
-
-        face = default_image(64)
-        r = CliRunner().invoke(measure_main, [str(face), "--model", "dcgan", "--ratio", "0.1628", "-o",
-                                              str(tmp / "dp.npy")])
-        assert r.exit_code == 0, r.output
-        r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / "dp.npy"), "--reference", str(face), "-o",
-                                               str(tmp / "rec-dcgan-pnp")])
-        assert r.exit_code == 0, r.output
-        return tmp / "rec-dcgan-pnp"
-    r = CliRunner().invoke(measure_main, [str(FACES["began"]), "--model", "began", "--operator", "srdct", "--ratio",
-                                          "0.1628", "-o", str(tmp / f"{model}.npy")])
+    began = ["--model", "began", "--operator", "srdct"]
+    face, measure, export = {   # the face, gs-measure's options (and --ratio 0.1628), gs-export recovery's
+        "dcgan-3": (default_image(64), ["--model", "dcgan"], ["--method", "gs", "--max-iter", "3"]),  # WebGPU: short
+        "dcgan-pnp": (default_image(64), ["--model", "dcgan"], []),
+        "began": (FACES["began"], began, ["--max-iter", "20"]),
+        "began-gs": (FACES["began"], began, ["--max-iter", "20", "--method", "gs"]),
+    }[model]
+    r = CliRunner().invoke(measure_main, [str(face), *measure, "--ratio", "0.1628", "-o", str(tmp / f"{model}.npy")])
     assert r.exit_code == 0, r.output
-    method = ["--method", "gs"] if model == "began-gs" else []   # began-gs: GS alone, the graph before gs-pnp
-    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / f"{model}.npy"), "--reference",
-                                           str(FACES["began"]), "--max-iter", "20", *method, "-o",
-                                           str(tmp / f"rec-{model}")])
+    r = CliRunner().invoke(recovery_main, ["--measurements", str(tmp / f"{model}.npy"), "--reference", str(face),
+                                           *export, "-o", str(tmp / f"rec-{model}")])
     assert r.exit_code == 0, r.output
     return tmp / f"rec-{model}"
 

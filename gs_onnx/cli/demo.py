@@ -141,9 +141,8 @@ def _claim_output(out: Path, image: Path | None) -> Path:
     from ..io.publish import MARK
 
     try:
-        if out.is_dir() and not (out / MARK).exists() and {p.name for p in out.iterdir()} and \
-                {p.name for p in out.iterdir()} <= DEMO_FILES and all((out / n).is_file() for n in DEMO_FILES
-                                                                      if (out / n).exists()):
+        names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+        if names and names <= DEMO_FILES and all((out / n).is_file() for n in names):   # an older gs-demo's
             (out / MARK).write_text("a results folder written by gs-onnx (gs-demo): --overwrite may replace it\n")
     except OSError as e:
         raise GSError(f"cannot read {out}: {e.strerror or e}") from None

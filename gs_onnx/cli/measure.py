@@ -104,17 +104,14 @@ def _earlier_measurement(out: Path) -> int | None:
     """How many images the measurement file an earlier gs-measure wrote at ``out`` holds, read from its sidecar
     (``<stem>.json``, a gs-onnx measurement sidecar); None where there is no such sidecar (no earlier run, or files
     gs-measure did not write)."""
-    from ..io import strictjson
-    from ..io.measurement import FORMAT
+    from ..io.measurement import read_sidecar
 
     side = out.with_suffix(".json")
-    try:
-        if not side.is_file() or side.is_symlink() or side.stat().st_size > 4 << 20:
-            return None
-        meta = strictjson.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+    if side.is_symlink():
         return None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    try:
+        meta = read_sidecar(side)
+    except GSError:
         return None
     shape = meta.get("shape")
     ok = isinstance(shape, list) and shape and isinstance(shape[0], int) and 0 < shape[0] <= 1 << 20

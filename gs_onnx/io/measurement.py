@@ -196,6 +196,25 @@ def _load_npy(path: Path, data: bytes) -> np.ndarray:
         raise GSError(f"not a plain .npy array: {path} ({_one_line(e)})") from None
 
 
+def read_sidecar(side_path: Path) -> dict[str, Any]:
+    """A measurement sidecar, parsed: a regular file of at most 16 MB, strict JSON, one object whose ``format`` is
+    :data:`FORMAT` (its other fields: :func:`read_measurements`); GSError otherwise."""
+    regular_file(side_path, "measurement sidecar", "not found")
+    try:
+        if side_path.stat().st_size > (1 << 24):
+            raise GSError(f"sidecar {side_path} is too large to be a measurement sidecar")
+        meta = strictjson.loads(side_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, strictjson.BadJSON) as e:
+        raise GSError(f"unreadable sidecar {side_path}: {_one_line(e)}") from None
+    except RecursionError:
+        raise GSError(f"unreadable sidecar {side_path}: nested too deeply") from None
+    if not isinstance(meta, dict):
+        raise GSError(f"sidecar {side_path} is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise GSError(f"{side_path} is not a gs-onnx measurement sidecar (format {meta.get('format')!r})")
+    return meta
+
+
 def read_measurements(path: str | Path, trust_sidecar: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Load and validate measurements written by :func:`write_measurements`.
 
@@ -226,19 +245,7 @@ def read_measurements(path: str | Path, trust_sidecar: bool = False) -> tuple[np
                       f"--model MODEL -o meas.npy), then recover meas.npy")
     if path.suffix.lower() != ".npy":
         raise GSError(f"{path} is not a measurement file (gs-measure writes a .npy with a .json sidecar)")
-    regular_file(side_path, "measurement sidecar", "not found")
-    try:
-        if side_path.stat().st_size > (1 << 24):
-            raise GSError(f"sidecar {side_path} is too large to be a measurement sidecar")
-        meta = strictjson.loads(side_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, strictjson.BadJSON) as e:
-        raise GSError(f"unreadable sidecar {side_path}: {_one_line(e)}") from None
-    except RecursionError:
-        raise GSError(f"unreadable sidecar {side_path}: nested too deeply") from None
-    if not isinstance(meta, dict):
-        raise GSError(f"sidecar {side_path} is not a JSON object")
-    if meta.get("format") != FORMAT:
-        raise GSError(f"{side_path} is not a gs-onnx measurement sidecar (format {meta.get('format')!r})")
+    meta = read_sidecar(side_path)
     version = meta.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise GSError(f"unsupported measurement format_version {version!r} (this version reads 1)")
